@@ -1,0 +1,143 @@
+"""Plumbing shared by every asset factory: asset names, partition dates of a run, metadata.
+
+Every asset follows one pattern: read its inputs from the lakehouse once for the whole range of
+the run, loop over the rebalance dates in order, write one Parquet partition per date, and
+return metadata that summarises the range and details its last date. That is what lets a
+backfill of N dates run as one run per asset (`BackfillPolicy.single_run()`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MetadataValue,
+    TimeWindowPartitionsDefinition,
+)
+
+from quant_assets.lakehouse import Lakehouse
+from quant_assets.manifest import Manifest
+from quant_assets.schemas import TABLES
+
+SINGLE_RUN = BackfillPolicy.single_run()
+OWNER = "team:quant-research"
+
+
+class UpstreamMissingError(RuntimeError):
+    """An input partition the computation needs has not been materialised."""
+
+
+@dataclass(frozen=True)
+class GraphContext:
+    """What every factory needs: the manifest and the shared partitions definition."""
+
+    manifest: Manifest
+    partitions: TimeWindowPartitionsDefinition
+
+
+# ---- asset names: the domain vocabulary of the graph ------------------------------------
+
+def candidates_name(universe: str) -> str: return f"candidates_{universe}"
+def prices_name(universe: str) -> str: return f"prices_{universe}"
+def returns_name(universe: str) -> str: return f"returns_{universe}"
+def features_name(universe: str) -> str: return f"features_{universe}"
+def selection_name(sleeve: str) -> str: return f"selection_{sleeve}"
+def sleeve_weights_name(sleeve: str, risk: str) -> str: return f"sleeve_weights_{sleeve}_{risk}"
+def sleeve_returns_name(sleeve: str, risk: str) -> str: return f"sleeve_returns_{sleeve}_{risk}"
+def meta_returns_name(meta: str, risk: str) -> str: return f"meta_returns_{meta}_{risk}"
+def meta_weights_name(meta: str, risk: str) -> str: return f"meta_weights_{meta}_{risk}"
+def meta_tree_name(meta: str, risk: str) -> str: return f"meta_cluster_tree_{meta}_{risk}"
+def meta_portfolio_returns_name(meta: str, risk: str) -> str: return f"meta_portfolio_returns_{meta}_{risk}"
+def flattened_name(meta: str, risk: str) -> str: return f"flattened_weights_{meta}_{risk}"
+def report_name(meta: str, risk: str) -> str: return f"meta_report_{meta}_{risk}"
+
+
+# ---- runs -------------------------------------------------------------------------------
+
+def run_dates(context: AssetExecutionContext) -> list[dt.date]:
+    """The rebalance dates this run covers (one, or a range in a single-run backfill), ascending."""
+    return sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
+
+
+def require(frame: pl.DataFrame | None, asset: str, date: dt.date) -> pl.DataFrame:
+    if frame is None:
+        raise UpstreamMissingError(
+            f"upstream partition {asset}[{date.isoformat()}] is not materialised; "
+            f"materialise it first (e.g. select the asset with its upstream)"
+        )
+    return frame
+
+
+def wide(frame: pl.DataFrame, value: str, index: str = "date", columns: str = "symbol") -> pd.DataFrame:
+    """Long lakehouse rows -> dates x symbols pandas frame (NaN where absent)."""
+    if frame.height == 0:
+        return pd.DataFrame()
+    pdf = frame.select(index, columns, value).to_pandas()
+    out = pdf.pivot(index=index, columns=columns, values=value)
+    out.index = pd.DatetimeIndex(out.index)
+    out.columns.name = None
+    return out.sort_index()
+
+
+def with_keys(df: pd.DataFrame, date: dt.date, **keys: str) -> pd.DataFrame:
+    """Prefix the partition and asset identity columns every lakehouse row carries."""
+    out = df.copy()
+    for i, (k, v) in enumerate({"rebalance_date": date, **keys}.items()):
+        out.insert(i, k, v)
+    return out
+
+
+def markdown_table(df: pd.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") -> str:
+    if df.empty:
+        return "_(no rows)_"
+    df = df.head(max_rows)
+    cols = list(df.columns)
+
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def table_metadata(lakehouse: Lakehouse, table: str, asset: str, dates: list[dt.date],
+                   rows: int, last: pd.DataFrame | pl.DataFrame | None, **extra) -> dict:
+    """Row count, schema, location and a preview of the last date: what a person checks first."""
+    if isinstance(last, pl.DataFrame):
+        last = last.to_pandas()
+    meta = {
+        "dagster/row_count": rows,
+        "dagster/column_schema": TABLES[table].dagster_schema(),
+        "dagster/uri": MetadataValue.path(str(lakehouse.path(table, asset, dates[-1]))),
+        "lakehouse_table": table,
+        "dates_in_run": len(dates),
+        "first_date": dates[0].isoformat(),
+        "last_date": dates[-1].isoformat(),
+    }
+    if last is not None:
+        shown = last.drop(columns=[c for c in ("rebalance_date",) if c in last.columns])
+        meta["preview_last_date"] = MetadataValue.md(markdown_table(shown))
+    meta.update(extra)
+    return meta
+
+
+def check_result(name: str, failures: dict[str, str], checked: int, **metadata) -> AssetCheckResult:
+    """A check over every date of the run: fails if any date fails, naming the dates and why."""
+    shown = dict(list(failures.items())[:20])
+    return AssetCheckResult(
+        check_name=name,
+        passed=not failures,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"dates_checked": checked, "dates_failed": len(failures),
+                  "failures": MetadataValue.json(shown), **metadata},
+    )

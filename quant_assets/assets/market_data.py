@@ -1,0 +1,131 @@
+"""Per-universe assets: candidates -> prices -> returns (health policy) -> features.
+
+Prices are a point-in-time snapshot of the lookback window as known at the rebalance date, so
+any single partition can be materialised (and audited) on its own, with no hidden dependency on
+other dates.
+"""
+
+
+import datetime as dt
+
+import pandas as pd
+from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, MaterializeResult, asset
+
+from quant_assets.assets.common import (
+    OWNER,
+    SINGLE_RUN,
+    GraphContext,
+    candidates_name,
+    check_result,
+    features_name,
+    prices_name,
+    require,
+    returns_name,
+    run_dates,
+    table_metadata,
+    wide,
+    with_keys,
+)
+from quant_assets.calendar import calendar_days_covering
+from quant_assets.checks import coverage_problem
+from quant_assets.features import FEATURE_COLUMNS, compute_features
+from quant_assets.health import apply_health_policy
+from quant_assets.lakehouse import LakehouseResource
+from quant_assets.sources import get_source
+
+
+def universe_assets(ctx: GraphContext, universe: str) -> list:
+    m = ctx.manifest
+    cfg = m.universes[universe]
+    source_name = cfg.source
+    lb = m.lookbacks
+    n_cand, n_prices, n_rets, n_feats = (candidates_name(universe), prices_name(universe),
+                                         returns_name(universe), features_name(universe))
+    common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
+
+    @asset(name=n_cand, group_name="market_data", kinds={"python", "parquet"},
+           description=f"Symbols listed in universe `{universe}` (source `{source_name}`) as of the "
+                       f"rebalance date, in the standard candidate schema.", **common)
+    def candidates(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, source, dates = lakehouse.get(), get_source(source_name), run_dates(context)
+        rows, last = 0, None
+        for d in dates:
+            df = pd.DataFrame([c.row() for c in source.discover(d, cfg.symbols)],
+                              columns=["symbol", "ticker", "exchange", "asset_type", "sector", "first_date",
+                                       "direction", "metadata"])
+            df["first_date"] = pd.to_datetime(df["first_date"]).dt.date
+            last = with_keys(df, d, universe=universe)
+            lh.write_partition("candidates", n_cand, d, last)
+            rows += len(last)
+        return MaterializeResult(metadata=table_metadata(lh, "candidates", n_cand, dates, rows, last,
+                                                         n_candidates_last_date=len(last)))
+
+    @asset(name=n_prices, group_name="market_data", kinds={"python", "parquet"}, deps=[n_cand],
+           description=f"Daily closes of `{universe}` over the last {lb.prices_days} sessions up to and "
+                       f"including the rebalance date: a point-in-time snapshot.", **common)
+    def prices(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, source, dates = lakehouse.get(), get_source(source_name), run_dates(context)
+        rows, last = 0, None
+        for d in dates:
+            cands = require(lh.read_partition("candidates", n_cand, d), n_cand, d)
+            symbols = cands["symbol"].to_list()
+            start = d - dt.timedelta(days=calendar_days_covering(lb.prices_days + 1))
+            closes = source.closes(symbols, start, d).tail(lb.prices_days + 1) if symbols else pd.DataFrame()
+            if len(closes) and closes.index.max().date() > d:
+                raise RuntimeError(f"{n_prices}[{d}]: source returned prices after the partition date")
+            long = (closes.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol",
+                                                                   value_name="close").dropna()
+                    if len(closes) else pd.DataFrame(columns=["date", "symbol", "close"]))
+            long["date"] = pd.to_datetime(long["date"]).dt.date
+            last = with_keys(long, d, universe=universe)
+            lh.write_partition("prices", n_prices, d, last)
+            rows += len(last)
+        return MaterializeResult(metadata=table_metadata(lh, "prices", n_prices, dates, rows, last))
+
+    @asset(name=n_rets, group_name="market_data", kinds={"python", "parquet"}, deps=[n_prices],
+           check_specs=[AssetCheckSpec("health_coverage", asset=n_rets, blocking=True,
+                                       description=f"Share of eligible symbols kept >= {m.health.min_coverage}")],
+           description=f"Health-checked simple daily returns of `{universe}` (floor {lb.min_history_days} "
+                       f"obs, |r| <= {m.health.toxic_abs_return}, no zero variance, no forward fill); "
+                       f"every exclusion recorded in `returns_health`.", **common)
+    def returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, dates = lakehouse.get(), run_dates(context)
+        rows, last, failures, excluded = 0, None, {}, {}
+        for d in dates:
+            closes = wide(require(lh.read_partition("prices", n_prices, d), n_prices, d), "close")
+            result = apply_health_policy(closes, m.health, lb.min_history_days)
+            long = result.returns.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol",
+                                                                          value_name="ret")
+            long["date"] = pd.to_datetime(long["date"]).dt.date
+            last = with_keys(long, d, universe=universe)
+            lh.write_partition("returns", n_rets, d, last)
+            lh.write_partition("returns_health", n_rets, d, with_keys(result.verdicts, d, universe=universe))
+            rows += len(last)
+            for r in result.verdicts[result.verdicts["status"] == "excluded"].itertuples():
+                excluded[r.reason] = excluded.get(r.reason, 0) + 1
+            problem = coverage_problem(result.coverage, m.health.min_coverage)
+            if problem:
+                failures[d.isoformat()] = problem
+        md = table_metadata(lh, "returns", n_rets, dates, rows, None,
+                            symbols_kept_last_date=int(result.returns.shape[1]),
+                            coverage_last_date=float(result.coverage),
+                            exclusions_by_reason=excluded)
+        return MaterializeResult(metadata=md, check_results=[
+            check_result("health_coverage", failures, len(dates), threshold=m.health.min_coverage)])
+
+    @asset(name=n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets],
+           description=f"Per-symbol features of `{universe}` over the trailing {lb.features_days} sessions "
+                       f"(momentum, volatility, permutation entropy, Hurst, efficiency ratio).", **common)
+    def features(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, dates = lakehouse.get(), run_dates(context)
+        rows, last = 0, None
+        for d in dates:
+            rets = wide(require(lh.read_partition("returns", n_rets, d), n_rets, d), "ret")
+            feats = compute_features(rets, window=lb.features_days) if rets.shape[1] else \
+                pd.DataFrame(columns=FEATURE_COLUMNS).rename_axis("symbol")
+            last = with_keys(feats.reset_index(), d, universe=universe)
+            lh.write_partition("features", n_feats, d, last)
+            rows += len(last)
+        return MaterializeResult(metadata=table_metadata(lh, "features", n_feats, dates, rows, last))
+
+    return [candidates, prices, returns, features]

@@ -1,0 +1,337 @@
+"""Per-(meta, risk) assets: the recursive meta layer.
+
+For a meta M and a risk lens r (the sleeve risk profile whose streams feed the tree):
+  meta_returns_M_r            children's streams over the trailing window, inner-joined
+  meta_weights_M_r            allocation across children (+ meta_cluster_tree_M_r, same step)
+  meta_portfolio_returns_M_r  M's own out-of-sample stream: what a parent meta sees of M
+  flattened_weights_M_r       physical symbols only, signed, every path recorded
+  meta_report_M_r             markdown for people
+A child meta contributes its meta_portfolio_returns / flattened contributions, never a plain
+mean of its sleeves, so nesting to any depth is the same code path.
+"""
+
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+    multi_asset,
+)
+
+from quant_assets.assets.common import (
+    OWNER,
+    SINGLE_RUN,
+    GraphContext,
+    check_result,
+    flattened_name,
+    markdown_table,
+    meta_portfolio_returns_name,
+    meta_returns_name,
+    meta_tree_name,
+    meta_weights_name,
+    prices_name,
+    report_name,
+    require,
+    run_dates,
+    sleeve_returns_name,
+    sleeve_weights_name,
+    table_metadata,
+    wide,
+    with_keys,
+)
+from quant_assets.calendar import calendar_days_covering, periods_covering, previous_dates
+from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem
+from quant_assets.lakehouse import Lakehouse, LakehouseResource
+from quant_assets.manifest import ChildRef
+from quant_assets.meta import aggregate, cluster_tree, flatten, net_by_symbol, sleeve_contributions
+from quant_assets.metrics import performance
+from quant_assets.optimise import FALLBACK_CHAINS, optimise, project_bounded_simplex
+from quant_assets.simulate import drift
+
+TREE_THRESHOLD = 0.5
+LOST_DAYS_WARNING = 0.20
+PREVIOUS_ONE = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+
+def child_stream_asset(child: ChildRef, risk: str) -> tuple[str, str, str]:
+    """(table, asset, value column) of the stream a child contributes to its parent."""
+    if child.kind == "sleeve":
+        return "sleeve_returns", sleeve_returns_name(child.name, risk), "net_return"
+    return "meta_portfolio_returns", meta_portfolio_returns_name(child.name, risk), "ret"
+
+
+def read_stream(lh: Lakehouse, child: ChildRef, risk: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Rows (rebalance_date, date, ret) of a child's stream for partitions start..end."""
+    table, name, col = child_stream_asset(child, risk)
+    frame = lh.read(table, name, start, end).to_pandas()
+    frame["rebalance_date"] = pd.to_datetime(frame["rebalance_date"]).dt.date
+    return frame[["rebalance_date", "date", col]].rename(columns={col: "ret"})
+
+
+def _series(rows: pd.DataFrame, lo: dt.date | None, hi: dt.date) -> pd.Series:
+    sel = rows[(rows["rebalance_date"] <= hi) & ((rows["rebalance_date"] > lo) if lo else True)]
+    return pd.Series(sel["ret"].to_numpy(float), index=pd.DatetimeIndex(sel["date"])).sort_index()
+
+
+def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
+    m = ctx.manifest
+    cfg = m.metas[meta]
+    lb = m.lookbacks
+    children = cfg.children
+    names = [c.name for c in children]
+    window_partitions = periods_covering(m.calendar, lb.meta_window_days)
+    window_days = calendar_days_covering(lb.meta_window_days)
+    window_mapping = TimeWindowPartitionMapping(start_offset=-window_partitions, end_offset=0)
+    n_mr, n_mw, n_tree = meta_returns_name(meta, risk), meta_weights_name(meta, risk), meta_tree_name(meta, risk)
+    n_mpr, n_flat, n_rep = meta_portfolio_returns_name(meta, risk), flattened_name(meta, risk), report_name(meta, risk)
+    stream_assets = [child_stream_asset(c, risk)[1] for c in children]
+    universes = sorted({m.sleeves[s].universe for s in m.descendant_sleeves(meta)})
+    common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
+    chain = FALLBACK_CHAINS[cfg.allocation.profile]
+
+    @asset(name=n_mr, group_name="meta", kinds={"pandas", "parquet"},
+           deps=[AssetDep(a, partition_mapping=window_mapping) for a in stream_assets],
+           description=f"Daily return streams of `{meta}`'s children ({', '.join(map(str, children))}) under the "
+                       f"`{risk}` lens over the trailing {lb.meta_window_days} sessions, inner-joined on dates.",
+           **common)
+    def meta_returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, dates = lakehouse.get(), run_dates(context)
+        span = dt.timedelta(days=window_days)
+        rows_by_child = {c.name: read_stream(lh, c, risk, dates[0] - span, dates[-1]) for c in children}
+        rows, last, lost, warnings_ = 0, None, {}, {}
+        for d in dates:
+            streams = {c: _series(r, d - span, d) for c, r in rows_by_child.items()}
+            matrix, info = aggregate(streams, join="inner")
+            matrix = matrix.tail(lb.meta_window_days)
+            lost[d.isoformat()] = round(info["lost_share"], 4)
+            if info["lost_share"] > LOST_DAYS_WARNING:
+                warnings_[d.isoformat()] = f"inner join lost {info['lost_share']:.0%} of days"
+            long = matrix.rename_axis("date").reset_index().melt(id_vars="date", var_name="child", value_name="ret")
+            long["date"] = pd.to_datetime(long["date"]).dt.tz_localize(None).dt.date
+            last = with_keys(long, d, meta=meta, risk=risk)
+            lh.write_partition("meta_returns", n_mr, d, last)
+            rows += len(last)
+        if warnings_:
+            context.log.warning(f"{n_mr}: inner join dropped > {LOST_DAYS_WARNING:.0%} of days on {len(warnings_)} dates")
+        return MaterializeResult(metadata=table_metadata(
+            lh, "meta_returns", n_mr, dates, rows, None,
+            days_in_window_last_date=int(last["date"].nunique()) if last is not None and len(last) else 0,
+            join_lost_share_last_date=lost[dates[-1].isoformat()],
+            join_warnings=MetadataValue.json(warnings_)))
+
+    @multi_asset(
+        name=f"optimise_meta_{meta}_{risk}",
+        specs=[
+            AssetSpec(n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"}, deps=[n_mr], owners=[OWNER],
+                      description=f"Allocation of `{meta}` across its children under `{risk}`: "
+                                  f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain "
+                                  f"{' -> '.join(chain)}, projected to [{cfg.min_weight}, {cfg.max_weight}]. "
+                                  f"Equal weight until {lb.meta_min_history_days} sessions of history exist."),
+            AssetSpec(n_tree, group_name="meta", kinds={"scipy", "parquet"}, owners=[OWNER],
+                      deps=[n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
+                      description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters "
+                                  f"of children, cluster and intra-cluster weights, child metas by reference."),
+        ],
+        check_specs=[AssetCheckSpec("weights_within_bounds", asset=n_mw, blocking=True,
+                                    description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}]")],
+        partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN,
+    )
+    def optimise_meta(context: AssetExecutionContext, lakehouse: LakehouseResource):
+        lh, dates = lakehouse.get(), run_dates(context)
+        rows, last_w, last_tree, failures, statuses = 0, None, None, {}, {}
+        refs = {c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
+                for c in children}
+        for d in dates:
+            mr = require(lh.read_partition("meta_returns", n_mr, d), n_mr, d)
+            matrix = wide(mr, "ret", columns="child").reindex(columns=names)
+            if len(matrix) < lb.meta_min_history_days:
+                raw = pd.Series(1.0 / len(names), index=names)
+                status, engine, used = f"equal_weight: {len(matrix)} < {lb.meta_min_history_days} days of history", \
+                    "platform", "equal_weight"
+            else:
+                result = optimise(matrix, cfg.allocation.profile, engine=cfg.allocation.engine, chain=chain)
+                raw, engine, used = result.weights.reindex(names).fillna(0.0), result.engine, result.profile_used
+                status = "optimised" if not result.fallback_used else f"fallback: {result.chain_text()}"
+            w = pd.Series(project_bounded_simplex(raw.to_numpy(), cfg.min_weight, cfg.max_weight), index=names)
+            frame = pd.DataFrame({"child": names, "child_kind": [c.kind for c in children], "weight": w.to_numpy(),
+                                  "raw_weight": raw.to_numpy(), "cluster": 0, "engine": engine,
+                                  "profile_used": used, "status": status})
+            tree = cluster_tree(meta, w, matrix.dropna(), TREE_THRESHOLD, refs)
+            frame["cluster"] = [int(tree.loc[tree["node"] == c, "parent"].iloc[0].rsplit("_", 1)[-1]) for c in names]
+            last_w = with_keys(frame, d, meta=meta, risk=risk)
+            last_tree = with_keys(tree, d, meta=meta, risk=risk)
+            lh.write_partition("meta_weights", n_mw, d, last_w)
+            lh.write_partition("meta_cluster_tree", n_tree, d, last_tree)
+            rows += len(frame)
+            statuses[d.isoformat()] = status
+            problem = meta_weights_problem(w, cfg.min_weight, cfg.max_weight)
+            if problem:
+                failures[d.isoformat()] = problem
+        equal = sum(s.startswith("equal_weight") for s in statuses.values())
+        fb = sum(s.startswith("fallback") for s in statuses.values())
+        yield MaterializeResult(asset_key=n_mw, metadata=table_metadata(
+            lh, "meta_weights", n_mw, dates, rows, last_w, status_last_date=statuses[dates[-1].isoformat()],
+            dates_equal_weight_for_history=equal, dates_with_fallback=fb,
+            allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}"),
+            check_results=[check_result("weights_within_bounds", failures, len(dates),
+                                        bounds=f"[{cfg.min_weight}, {cfg.max_weight}]")])
+        yield MaterializeResult(asset_key=n_tree, metadata=table_metadata(
+            lh, "meta_cluster_tree", n_tree, dates, len(last_tree) * len(dates), last_tree,
+            tree_last_date=MetadataValue.md(render_tree(last_tree))))
+
+    @asset(name=n_mpr, group_name="meta", kinds={"numpy", "parquet"},
+           deps=[AssetDep(n_mw, partition_mapping=PREVIOUS_ONE)] + stream_assets,
+           check_specs=[AssetCheckSpec("returns_in_bounds", asset=n_mpr, blocking=True,
+                                       description="Daily returns finite and within [-1, 10]")],
+           description=f"`{meta}`'s own out-of-sample daily returns under `{risk}`: the previous rebalance's meta "
+                       f"weights drifting over the children's realised streams. This is what a parent meta sees.",
+           **common)
+    def meta_portfolio_returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, dates = lakehouse.get(), run_dates(context)
+        rows_by_child = {c.name: read_stream(lh, c, risk, dates[0], dates[-1]) for c in children}
+        rows, last, failures, skipped = 0, None, {}, 0
+        for d in dates:
+            prev = previous_dates(m.calendar, d, 1)
+            wf = lh.read_partition("meta_weights", n_mw, prev[-1]) if prev else None
+            frame = pd.DataFrame(columns=["date", "ret", "weights_date"])
+            if wf is None:
+                skipped += 1
+            else:
+                w = wf.to_pandas().set_index("child")["weight"].reindex(names)
+                matrix, _ = aggregate({c: _series(r, prev[-1], d) for c, r in rows_by_child.items()})
+                if len(matrix):
+                    port, _ = drift(w, matrix[names])
+                    frame = pd.DataFrame({"date": port.index.tz_localize(None).date, "ret": port.to_numpy(),
+                                          "weights_date": prev[-1]})
+            last = with_keys(frame, d, meta=meta, risk=risk)
+            lh.write_partition("meta_portfolio_returns", n_mpr, d, last)
+            rows += len(last)
+            problem = returns_problem(frame["ret"], "daily return") if len(frame) else None
+            if problem:
+                failures[d.isoformat()] = problem
+        return MaterializeResult(metadata=table_metadata(lh, "meta_portfolio_returns", n_mpr, dates, rows, last,
+                                                         dates_without_previous_weights=skipped),
+                                 check_results=[check_result("returns_in_bounds", failures, len(dates))])
+
+    child_weight_assets = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk)
+                           for c in children]
+
+    @asset(name=n_flat, group_name="meta", kinds={"pandas", "parquet"},
+           deps=[n_mw] + child_weight_assets + [prices_name(u) for u in universes],
+           check_specs=[AssetCheckSpec("physical_and_conserved", asset=n_flat, blocking=True,
+                                       description="Physical symbols present in prices; net = long - short; "
+                                                   "sum of path contributions = sum of net weights")],
+           description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, long "
+                       f"and short gross apart, and every root-to-atom path in `flattened_contributions`.",
+           **common)
+    def flattened_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, dates = lakehouse.get(), run_dates(context)
+        rows, last, failures = 0, None, {}
+        for d in dates:
+            w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas().set_index("child")["weight"]
+            child_rows = {}
+            for c in children:
+                if c.kind == "sleeve":
+                    name = sleeve_weights_name(c.name, risk)
+                    sw = require(lh.read_partition("sleeve_weights", name, d), name, d).to_pandas()
+                    child_rows[c.name] = sleeve_contributions(c.name, sw)
+                else:
+                    name = flattened_name(c.name, risk)
+                    child_rows[c.name] = require(lh.read_partition("flattened_contributions", name, d), name, d) \
+                        .to_pandas().drop(columns=["rebalance_date", "meta", "risk"])
+            contributions = flatten(meta, w, child_rows)
+            flat = net_by_symbol(contributions)
+            physical = set()
+            for u in universes:
+                p = lh.read_partition("prices", prices_name(u), d)
+                physical |= set(p["symbol"].unique().to_list()) if p is not None else set()
+            last = with_keys(flat, d, meta=meta, risk=risk)
+            lh.write_partition("flattened_weights", n_flat, d, last)
+            lh.write_partition("flattened_contributions", n_flat, d, with_keys(contributions, d, meta=meta, risk=risk))
+            rows += len(last)
+            problem = flattened_problem(flat, contributions, physical)
+            if problem:
+                failures[d.isoformat()] = problem
+        gross = float(last["net_weight"].abs().sum()) if len(last) else 0.0
+        return MaterializeResult(metadata=table_metadata(
+            lh, "flattened_weights", n_flat, dates, rows, last, gross_exposure_last_date=gross,
+            net_exposure_last_date=float(last["net_weight"].sum()) if len(last) else 0.0),
+            check_results=[check_result("physical_and_conserved", failures, len(dates))])
+
+    @asset(name=n_rep, group_name="reports", kinds={"markdown", "parquet"},
+           deps=[n_mw, n_tree, n_flat, AssetDep(n_mpr, partition_mapping=window_mapping)],
+           description=f"Markdown report of `{meta}` under `{risk}`: allocation, top physical holdings with "
+                       f"contributors, cluster tree and trailing performance.", **common)
+    def meta_report(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, dates = lakehouse.get(), run_dates(context)
+        span = dt.timedelta(days=window_days)
+        perf_rows = lh.read("meta_portfolio_returns", n_mpr, dates[0] - span, dates[-1]).to_pandas()
+        perf_rows["rebalance_date"] = pd.to_datetime(perf_rows["rebalance_date"]).dt.date
+        md = ""
+        for d in dates:
+            w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas()
+            tree = require(lh.read_partition("meta_cluster_tree", n_tree, d), n_tree, d).to_pandas()
+            flat = require(lh.read_partition("flattened_weights", n_flat, d), n_flat, d).to_pandas()
+            sel = perf_rows[(perf_rows["rebalance_date"] > d - span) & (perf_rows["rebalance_date"] <= d)]
+            perf = performance(pd.Series(sel["ret"].to_numpy(float)))
+            md = render_report(meta, risk, d, w, tree, flat, perf)
+            lh.write_partition("meta_report", n_rep, d, with_keys(pd.DataFrame({"markdown": [md]}), d,
+                                                                  meta=meta, risk=risk))
+        return MaterializeResult(metadata={**table_metadata(lh, "meta_report", n_rep, dates, len(dates), None),
+                                           "report": MetadataValue.md(md)})
+
+    return [meta_returns, optimise_meta, meta_portfolio_returns, flattened_weights, meta_report]
+
+
+def render_tree(tree: pd.DataFrame) -> str:
+    lines = []
+    for row in tree.sort_values(["level"]).itertuples():
+        if row.kind == "meta":
+            lines.append(f"- **{row.node}** (1.0000)")
+    for row in tree[tree["kind"] == "cluster"].itertuples():
+        lines.append(f"  - {row.node.rsplit('/', 1)[-1]}: {row.weight:.4f}")
+        for c in tree[tree["parent"] == row.node].itertuples():
+            ref = f" -> `{c.ref}`" if c.ref else ""
+            lines.append(f"    - {c.node}: {c.weight:.4f} (intra {c.intra_weight:.4f}){ref}")
+    return "\n".join(lines)
+
+
+def render_report(meta: str, risk: str, d: dt.date, weights: pd.DataFrame, tree: pd.DataFrame,
+                  flat: pd.DataFrame, perf: dict) -> str:
+    w = weights.set_index("child")["weight"]
+    eff_n = 1.0 / float((w ** 2).sum()) if len(w) else float("nan")
+    top = flat.head(10)[["symbol", "net_weight", "long_weight", "short_weight", "contributors"]]
+    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2%}"  # noqa: E731
+    return "\n".join([
+        f"# {meta} / {risk} as of {d.isoformat()}",
+        "",
+        f"**Allocation** ({weights['engine'].iloc[0]}/{weights['profile_used'].iloc[0]}, "
+        f"effective N {eff_n:.2f}): {weights['status'].iloc[0]}",
+        "",
+        markdown_table(weights[["child", "child_kind", "weight", "raw_weight", "cluster"]]),
+        "",
+        "## Top physical holdings (signed net)",
+        "",
+        markdown_table(top),
+        "",
+        f"Gross {flat['net_weight'].abs().sum():.4f}, net {flat['net_weight'].sum():.4f}, {len(flat)} symbols.",
+        "",
+        "## Cluster tree",
+        "",
+        render_tree(tree),
+        "",
+        f"## Trailing performance ({perf['days']} days, out of sample)",
+        "",
+        f"Total return {fmt(perf['total_return'])}, CAGR {fmt(perf['cagr'])}, vol {fmt(perf['ann_vol'])}, "
+        f"Sharpe {perf['sharpe']:.2f}, max drawdown {fmt(perf['max_drawdown'])}."
+        if perf["days"] > 1 else "Not enough out-of-sample history yet.",
+    ])

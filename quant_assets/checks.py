@@ -1,0 +1,83 @@
+"""Invariants behind the asset checks, as pure functions: each returns None or what is wrong.
+
+Kept apart from the assets so tests can feed them bad frames and see them fail: a check that
+cannot fail is a defect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+TOL = 1e-6
+RETURN_BOUNDS = (-1.0, 10.0)
+
+
+def sleeve_weights_problem(w: pd.DataFrame) -> str | None:
+    """Atom weights finite, >= 0, summing to 1 (or no rows: the sleeve sits in cash);
+    net weights signed by direction, so gross sum |net| equals sum weight."""
+    if w.empty:
+        return None
+    weight = w["weight"].to_numpy(dtype=float)
+    net = w["net_weight"].to_numpy(dtype=float)
+    if not (np.isfinite(weight).all() and np.isfinite(net).all()):
+        return "non-finite weights"
+    if (weight < -TOL).any():
+        return f"negative atom weight {weight.min():.6g}"
+    if abs(weight.sum() - 1.0) > TOL:
+        return f"atom weights sum to {weight.sum():.8f}, not 1"
+    sign = np.where(w["direction"].str.upper() == "SHORT", -1.0, 1.0)
+    wrong = w.loc[np.abs(net - sign * weight) > TOL, "symbol"].tolist()
+    if wrong:
+        return f"net weight sign/size disagrees with direction for {wrong[:5]}"
+    return None
+
+
+def meta_weights_problem(weights: pd.Series, lower: float, upper: float) -> str | None:
+    w = weights.to_numpy(dtype=float)
+    if not np.isfinite(w).all():
+        return "non-finite meta weights"
+    if abs(w.sum() - 1.0) > TOL:
+        return f"meta weights sum to {w.sum():.8f}, not 1"
+    low = weights[weights < lower - TOL]
+    high = weights[weights > upper + TOL]
+    if len(low) or len(high):
+        return f"outside [{lower}, {upper}]: " + ", ".join(f"{k}={v:.4f}" for k, v in pd.concat([low, high]).items())
+    return None
+
+
+def returns_problem(values: pd.Series | np.ndarray, label: str = "return") -> str | None:
+    v = np.asarray(values, dtype=float)
+    if not np.isfinite(v).all():
+        return f"non-finite {label}s"
+    lo, hi = RETURN_BOUNDS
+    bad = v[(v < lo) | (v > hi)]
+    if len(bad):
+        return f"{len(bad)} {label}s outside [{lo}, {hi}] (e.g. {bad[0]:.4g})"
+    return None
+
+
+def flattened_problem(flat: pd.DataFrame, contributions: pd.DataFrame, physical: set[str]) -> str | None:
+    """Physical symbols only (present in the prices snapshot), finite, and contributions conserved."""
+    if flat.empty:
+        return None
+    unknown = sorted(set(flat["symbol"]) - physical)
+    if unknown:
+        return f"symbols not in prices: {unknown[:5]}"
+    if not np.isfinite(flat[["net_weight", "long_weight", "short_weight"]].to_numpy(dtype=float)).all():
+        return "non-finite flattened weights"
+    gap = (flat["long_weight"] - flat["short_weight"] - flat["net_weight"]).abs().max()
+    if gap > 1e-9:
+        return f"net != long - short by {gap:.3g}"
+    total = contributions["contribution"].sum() - flat["net_weight"].sum()
+    if abs(total) > 1e-9:
+        return f"sum of path contributions differs from sum of net weights by {total:.3g}"
+    return None
+
+
+def coverage_problem(coverage: float, threshold: float) -> str | None:
+    if np.isnan(coverage):
+        return None  # no eligible symbol yet (young universe): nothing to judge
+    if coverage < threshold:
+        return f"health coverage {coverage:.2%} below {threshold:.0%}"
+    return None

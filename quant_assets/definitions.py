@@ -1,0 +1,43 @@
+"""The code location's single entry point: manifest -> asset graph, with global policies set here.
+
+Loading validates the manifest first (cycles, unknown references, depth, bounds), so a bad
+manifest fails with a message naming the field before Dagster builds anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from dagster import AssetSelection, Definitions, FreshnessPolicy, apply_freshness_policy, define_asset_job
+
+from quant_assets.assets import build_assets
+from quant_assets.assets.common import GraphContext
+from quant_assets.calendar import partitions_def
+from quant_assets.lakehouse import LakehouseResource, default_root
+from quant_assets.manifest import Manifest, load_manifest
+
+# One rebalance period plus a grace day: a lens not refreshed since the last rebalance is stale.
+FRESHNESS_GRACE = dt.timedelta(days=1)
+PERIOD = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7), "monthly": dt.timedelta(days=31)}
+
+
+def freshness_policy(manifest: Manifest) -> FreshnessPolicy:
+    period = PERIOD[manifest.calendar.frequency]
+    return FreshnessPolicy.time_window(fail_window=period + FRESHNESS_GRACE, warn_window=period)
+
+
+def build_definitions(manifest: Manifest | None = None, lakehouse_root: str | Path | None = None) -> Definitions:
+    manifest = manifest or load_manifest()
+    ctx = GraphContext(manifest=manifest, partitions=partitions_def(manifest.calendar))
+    policy = freshness_policy(manifest)
+    defs = Definitions(
+        assets=build_assets(ctx),
+        resources={"lakehouse": LakehouseResource(root=str(lakehouse_root or default_root()))},
+        jobs=[define_asset_job("walk_forward", selection=AssetSelection.all(),
+                               description="Every asset of the graph: a backfill of it is a walk-forward backtest.")],
+    )
+    return defs.map_asset_specs(func=lambda spec: apply_freshness_policy(spec, policy))
+
+
+defs = build_definitions()

@@ -1,0 +1,150 @@
+"""The lakehouse: one Parquet file per (asset, rebalance date), DuckDB views on top.
+
+Layout: ``<root>/<table>/<asset_name>/<YYYY-MM-DD>.parquet``. A table groups every asset of one
+concept (all sleeves' weights live under ``sleeve_weights/``) so one SQL view answers questions
+across sleeves; the asset directory keeps each asset's partitions independent.
+
+Why files and not one DuckDB database: DuckDB allows a single writer process, and Dagster's
+multiprocess executor runs two steps at once. A partition write here is "write a temp file, then
+``os.replace``", which is atomic, idempotent (re-materialising replaces, never duplicates) and
+needs no lock. Readers get DuckDB views built in memory (see ``Lakehouse.connect``); measured in
+``benchmarks/storage.py`` and explained in ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+from dagster import ConfigurableResource
+
+from quant_assets.schemas import TABLES
+
+LAKEHOUSE_ENV_VAR = "QUANT_ASSETS_LAKEHOUSE"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(LAKEHOUSE_ENV_VAR) or REPO_ROOT / "lakehouse")
+
+
+class LakehouseError(RuntimeError):
+    """A read or write that cannot proceed; the message names the table, asset and partition."""
+
+
+def _date_str(d: dt.date | str) -> str:
+    return d if isinstance(d, str) else d.isoformat()
+
+
+class Lakehouse:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # ---- paths ---------------------------------------------------------------------------
+
+    def path(self, table: str, asset: str, date: dt.date | str) -> Path:
+        if table not in TABLES:
+            raise LakehouseError(f"unknown lakehouse table {table!r}; known: {sorted(TABLES)}")
+        return self.root / table / asset / f"{_date_str(date)}.parquet"
+
+    def partitions(self, table: str, asset: str) -> list[str]:
+        folder = self.root / table / asset
+        if not folder.is_dir():
+            return []
+        return sorted(p.stem for p in folder.glob("*.parquet"))
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def conform(self, table: str, frame: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
+        """Cast to the table's declared schema; a missing column is an error naming it."""
+        schema = TABLES[table].schema
+        if isinstance(frame, pd.DataFrame):
+            frame = pl.from_pandas(frame, include_index=False) if len(frame.columns) else pl.DataFrame()
+        missing = [c for c in schema if c not in frame.columns]
+        if missing and frame.height:
+            raise LakehouseError(f"table {table!r}: frame lacks columns {missing}")
+        if frame.height == 0:
+            return pl.DataFrame(schema=schema)
+        return frame.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+
+    def write_partition(
+        self, table: str, asset: str, date: dt.date | str, frame: pl.DataFrame | pd.DataFrame
+    ) -> Path:
+        """Replace one partition atomically (delete-then-insert without a window in between)."""
+        target = self.path(table, asset, date)
+        out = self.conform(table, frame)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            out.write_parquet(tmp, compression="zstd", statistics=True)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return target
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def files(self, table: str, asset: str, start: dt.date | str | None = None,
+              end: dt.date | str | None = None, dates: Iterable[dt.date | str] | None = None) -> list[Path]:
+        """Partition files of an asset with start <= date <= end (ISO strings sort as dates)."""
+        keys = self.partitions(table, asset)
+        if dates is not None:
+            wanted = {_date_str(d) for d in dates}
+            keys = [k for k in keys if k in wanted]
+        if start is not None:
+            keys = [k for k in keys if k >= _date_str(start)]
+        if end is not None:
+            keys = [k for k in keys if k <= _date_str(end)]
+        return [self.path(table, asset, k) for k in keys]
+
+    def read(self, table: str, asset: str, start: dt.date | str | None = None,
+             end: dt.date | str | None = None, dates: Iterable[dt.date | str] | None = None) -> pl.DataFrame:
+        files = self.files(table, asset, start, end, dates)
+        if not files:
+            return pl.DataFrame(schema=TABLES[table].schema)
+        return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+
+    def read_partition(self, table: str, asset: str, date: dt.date | str) -> pl.DataFrame | None:
+        p = self.path(table, asset, date)
+        return pl.read_parquet(p) if p.exists() else None
+
+    # ---- SQL -----------------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per table that has data.
+
+        In memory on purpose: nothing holds a lock on the lakehouse, so SQL can run while
+        Dagster writes partitions.
+        """
+        con = duckdb.connect(":memory:")
+        for table in TABLES:
+            folder = self.root / table
+            if any(folder.glob("*/*.parquet")):
+                glob = str(folder / "*" / "*.parquet").replace("'", "''")
+                con.execute(
+                    f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
+                )
+        return con
+
+    def sql(self, query: str) -> pl.DataFrame:
+        con = self.connect()
+        try:
+            return con.sql(query).pl()
+        finally:
+            con.close()
+
+
+class LakehouseResource(ConfigurableResource):
+    """Dagster resource pointing at the lakehouse root (tests pass a temporary directory)."""
+
+    root: str
+
+    def get(self) -> Lakehouse:
+        return Lakehouse(self.root)

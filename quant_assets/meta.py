@@ -1,0 +1,131 @@
+"""The meta layer's maths: aggregate children's streams, build the cluster tree, flatten to symbols.
+
+Pure functions over pandas objects; the Dagster assets in `assets/meta.py` only read, call these
+and write. Flattening works on *contribution rows* (one per root-to-atom path) so that nesting is
+just "scale the child's rows by the child's weight and prefix the path", at any depth, and every
+physical weight stays traceable to the paths that produced it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from quant_assets.selection import correlation_clusters
+
+CONTRIBUTION_COLUMNS = ["symbol", "path", "sleeve", "atom_id", "direction", "path_weight",
+                        "sleeve_weight", "contribution"]
+
+
+def _utc_index(s: pd.Series) -> pd.Series:
+    idx = pd.DatetimeIndex(s.index)
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    return pd.Series(s.to_numpy(), index=idx.normalize(), name=s.name)
+
+
+def aggregate(streams: dict[str, pd.Series], join: str = "inner") -> tuple[pd.DataFrame, dict]:
+    """Children's daily returns side by side. Inner join keeps the dates every child has.
+
+    Indexes are normalised to UTC first: joining tz-naive with tz-aware dates silently empties an
+    inner join (domain-spec §10.11). Returns the matrix and the join's bookkeeping.
+    """
+    if join not in ("inner", "outer"):
+        raise ValueError(f"join must be 'inner' or 'outer', got {join!r}")
+    cols = {name: _utc_index(s) for name, s in streams.items()}
+    for name, s in cols.items():
+        if s.index.duplicated().any():
+            raise ValueError(f"stream {name!r} has duplicated dates: {s.index[s.index.duplicated()][:3].tolist()}")
+    if not cols:
+        return pd.DataFrame(), {"union_days": 0, "kept_days": 0, "lost_share": 0.0}
+    frame = pd.concat(cols, axis=1, join=join).sort_index()
+    union = len(pd.concat(cols, axis=1, join="outer"))
+    info = {"union_days": union, "kept_days": len(frame),
+            "lost_share": (1 - len(frame) / union) if union else 0.0}
+    return frame, info
+
+
+def sleeve_contributions(sleeve: str, weights: pd.DataFrame) -> pd.DataFrame:
+    """A sleeve's own contribution rows: path = sleeve, path weight 1, signed by direction."""
+    if weights.empty:
+        return pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
+    sign = np.where(weights["direction"].str.upper() == "SHORT", -1.0, 1.0)
+    return pd.DataFrame({
+        "symbol": weights["symbol"].to_numpy(),
+        "path": sleeve,
+        "sleeve": sleeve,
+        "atom_id": weights["atom_id"].to_numpy(),
+        "direction": weights["direction"].str.upper().to_numpy(),
+        "path_weight": 1.0,
+        "sleeve_weight": weights["weight"].to_numpy(dtype=float),
+        "contribution": sign * weights["weight"].to_numpy(dtype=float),
+    })
+
+
+def flatten(meta: str, child_weights: pd.Series, child_rows: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Contribution rows of `meta`: each child's rows scaled by the child's weight, path prefixed.
+
+    `child_rows[c]` are the child's contribution rows (a sleeve's from `sleeve_contributions`, a
+    child meta's from its own `flatten`). path_weight is the product of meta weights along the
+    path; contribution = path_weight x sleeve_weight x sign.
+    """
+    parts = []
+    for child, w in child_weights.items():
+        rows = child_rows.get(child)
+        if rows is None or rows.empty or w == 0:
+            continue
+        scaled = rows.copy()
+        scaled["path"] = meta + "/" + scaled["path"]
+        scaled["path_weight"] = scaled["path_weight"] * w
+        scaled["contribution"] = scaled["contribution"] * w
+        parts.append(scaled)
+    if not parts:
+        return pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[CONTRIBUTION_COLUMNS]
+
+
+def net_by_symbol(contributions: pd.DataFrame, min_abs: float = 0.0) -> pd.DataFrame:
+    """Physical view: signed net weight per symbol, long and short gross kept apart."""
+    cols = ["symbol", "net_weight", "long_weight", "short_weight", "n_paths", "contributors"]
+    if contributions.empty:
+        return pd.DataFrame(columns=cols)
+    c = contributions
+    grouped = c.groupby("symbol", sort=False)
+    out = pd.DataFrame({
+        "net_weight": grouped["contribution"].sum(),
+        "long_weight": c["contribution"].clip(lower=0).groupby(c["symbol"], sort=False).sum(),
+        "short_weight": (-c["contribution"].clip(upper=0)).groupby(c["symbol"], sort=False).sum(),
+        "n_paths": grouped.size(),
+        "contributors": grouped.apply(
+            lambda g: "; ".join(f"{p} {v:+.4f}" for p, v in
+                                sorted(zip(g["path"], g["contribution"]), key=lambda t: -abs(t[1])))),
+    }).reset_index()
+    out = out[out["net_weight"].abs() >= min_abs] if min_abs > 0 else out
+    return out.reindex(out["net_weight"].abs().sort_values(ascending=False).index).reset_index(drop=True)[cols]
+
+
+def cluster_tree(meta: str, weights: pd.Series, returns: pd.DataFrame, threshold: float,
+                 refs: dict[str, str]) -> pd.DataFrame:
+    """The uncollapsed tree at one level: meta -> correlation clusters of children -> children.
+
+    Child rows carry their intra-cluster weight and a `ref` to the child's own artefact (a child
+    meta's tree, a sleeve's weights), so nested levels are linked by reference, not copied.
+    """
+    usable = [c for c in weights.index if c in returns.columns]
+    if len(usable) >= 2 and len(returns) >= 3:
+        labels = correlation_clusters(returns[usable], threshold).reindex(weights.index).fillna(0).astype(int)
+    else:
+        labels = pd.Series(np.arange(1, len(weights) + 1), index=weights.index)
+    rows = [{"node": meta, "parent": "", "level": 0, "kind": "meta", "weight": float(weights.sum()),
+             "intra_weight": 1.0, "ref": ""}]
+    for label in sorted(labels.unique()):
+        members = labels.index[labels == label]
+        cw = float(weights[members].sum())
+        node = f"{meta}/cluster_{label}"
+        rows.append({"node": node, "parent": meta, "level": 1, "kind": "cluster", "weight": cw,
+                     "intra_weight": 1.0, "ref": ""})
+        for child in members:
+            rows.append({"node": child, "parent": node, "level": 2, "kind": "child",
+                         "weight": float(weights[child]),
+                         "intra_weight": float(weights[child] / cw) if cw > 0 else 0.0,
+                         "ref": refs.get(child, "")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,98 @@
+"""Lakehouse table schemas: one declaration per table, used to write, to read and to show in the UI.
+
+Every row carries ``rebalance_date`` (the partition it belongs to) plus the identifying columns of
+the asset that wrote it (universe / sleeve / meta / risk), so a view over a whole table can be
+filtered like any other relation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+from dagster import TableColumn, TableSchema
+
+D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean
+
+
+@dataclass(frozen=True)
+class Table:
+    description: str
+    schema: dict[str, pl.DataType]
+
+    def dagster_schema(self) -> TableSchema:
+        return TableSchema(columns=[TableColumn(name, str(dtype).lower()) for name, dtype in self.schema.items()])
+
+
+TABLES: dict[str, Table] = {
+    "candidates": Table(
+        "Symbols a universe's source lists as of the rebalance date (standard candidate schema).",
+        {"rebalance_date": D, "universe": S, "symbol": S, "ticker": S, "exchange": S, "asset_type": S,
+         "sector": S, "direction": S, "first_date": D, "metadata": S},
+    ),
+    "prices": Table(
+        "Point-in-time snapshot of daily closes over the lookback, as known on the rebalance date.",
+        {"rebalance_date": D, "universe": S, "date": D, "symbol": S, "close": F},
+    ),
+    "returns": Table(
+        "Health-checked dense matrix of simple daily returns (long format), no forward fill.",
+        {"rebalance_date": D, "universe": S, "date": D, "symbol": S, "ret": F},
+    ),
+    "returns_health": Table(
+        "One row per candidate: kept or excluded by the health policy, with the reason and the value.",
+        {"rebalance_date": D, "universe": S, "symbol": S, "status": S, "reason": S, "value": F,
+         "threshold": F, "n_obs": I},
+    ),
+    "features": Table(
+        "Per-symbol features of the trailing returns window (domain-spec §2).",
+        {"rebalance_date": D, "universe": S, "symbol": S, "momentum": F, "volatility": F, "stability": F,
+         "entropy": F, "hurst": F, "efficiency": F, "return_20d": F, "n_obs": F},
+    ),
+    "selection": Table(
+        "Rank, cluster, veto and pick: every candidate of the sleeve's universe with its fate.",
+        {"rebalance_date": D, "sleeve": S, "symbol": S, "direction": S, "score": F, "rank": I,
+         "cluster": I, "vetoed": B, "veto_reason": S, "selected": B, "selected_by": S},
+    ),
+    "sleeve_weights": Table(
+        "Optimised atom weights (long-only on synthetic-long streams) and signed physical net weights.",
+        {"rebalance_date": D, "sleeve": S, "risk": S, "atom_id": S, "symbol": S, "direction": S,
+         "weight": F, "net_weight": F, "cluster": I, "engine": S, "profile_used": S},
+    ),
+    "sleeve_returns": Table(
+        "Out-of-sample daily returns earned by the previous rebalance's weights, net of friction.",
+        {"rebalance_date": D, "sleeve": S, "risk": S, "date": D, "gross_return": F, "cost": F,
+         "net_return": F, "turnover": F, "weights_date": D},
+    ),
+    "meta_returns": Table(
+        "Children's daily return streams over the trailing window, inner-joined on dates (long format).",
+        {"rebalance_date": D, "meta": S, "risk": S, "date": D, "child": S, "ret": F},
+    ),
+    "meta_weights": Table(
+        "Allocation across a meta's children after fallback and bounded-simplex projection.",
+        {"rebalance_date": D, "meta": S, "risk": S, "child": S, "child_kind": S, "weight": F,
+         "raw_weight": F, "cluster": I, "engine": S, "profile_used": S, "status": S},
+    ),
+    "meta_cluster_tree": Table(
+        "The uncollapsed tree at one meta level: clusters, their weights, children and intra weights.",
+        {"rebalance_date": D, "meta": S, "risk": S, "node": S, "parent": S, "level": I, "kind": S,
+         "weight": F, "intra_weight": F, "ref": S},
+    ),
+    "meta_portfolio_returns": Table(
+        "The meta's own out-of-sample daily returns: previous weights x children's realised streams.",
+        {"rebalance_date": D, "meta": S, "risk": S, "date": D, "ret": F, "weights_date": D},
+    ),
+    "flattened_weights": Table(
+        "Physical symbols only: signed net weight, long and short gross kept apart, path count.",
+        {"rebalance_date": D, "meta": S, "risk": S, "symbol": S, "net_weight": F, "long_weight": F,
+         "short_weight": F, "n_paths": I, "contributors": S},
+    ),
+    "flattened_contributions": Table(
+        "Every root-to-atom path: the product of weights along it and its signed contribution.",
+        {"rebalance_date": D, "meta": S, "risk": S, "symbol": S, "path": S, "sleeve": S, "atom_id": S,
+         "direction": S, "path_weight": F, "sleeve_weight": F, "contribution": F},
+    ),
+    "meta_report": Table(
+        "The markdown report of a meta lens at a rebalance date.",
+        {"rebalance_date": D, "meta": S, "risk": S, "markdown": S},
+    ),
+}

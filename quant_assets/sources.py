@@ -1,0 +1,175 @@
+"""Market-data sources: where candidates and prices come from.
+
+A source answers two point-in-time questions: which symbols exist as of a date (`discover`) and
+what their daily closes were up to a date (`closes`). The bundled sources read the real data
+shipped inside skfolio, so the default graph runs offline. A live connector (ccxt, yfinance,
+tradingview-screener, CSV/Parquet drops) implements the same two methods and registers a name in
+`SOURCES`; the manifest then refers to it by that name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Standard candidate record (domain-spec §1.2). `symbol` is the physical "EXCHANGE:TICKER"."""
+
+    symbol: str
+    ticker: str
+    exchange: str
+    asset_type: str
+    sector: str | None
+    first_date: dt.date
+    direction: str = "LONG"
+    metadata: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        out = asdict(self)
+        out["metadata"] = json.dumps(self.metadata, sort_keys=True)
+        return out
+
+
+class PriceSource(ABC):
+    """Point-in-time access to one family of instruments."""
+
+    name: str
+
+    @abstractmethod
+    def discover(self, as_of: dt.date, symbols: list[str] | None = None) -> list[Candidate]:
+        """Candidates listed on or before `as_of` (optionally restricted to `symbols`, by ticker)."""
+
+    @abstractmethod
+    def closes(self, symbols: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Daily closes with start <= date <= end, wide (DatetimeIndex x physical symbol), NaN when absent."""
+
+
+class _SkfolioFrameSource(PriceSource):
+    """Adapter for a skfolio dataset: a wide frame of closes plus static reference data."""
+
+    reference: dict[str, tuple[str, str, str]]  # ticker -> (exchange, asset_type, sector)
+
+    @staticmethod
+    @abstractmethod
+    def _load() -> pd.DataFrame: ...
+
+    def frame(self) -> pd.DataFrame:
+        return _cached_frame(type(self))
+
+    def _symbol(self, ticker: str) -> str:
+        return f"{self.reference[ticker][0]}:{ticker}"
+
+    def discover(self, as_of: dt.date, symbols: list[str] | None = None) -> list[Candidate]:
+        frame = self.frame()
+        tickers = list(frame.columns) if symbols is None else symbols
+        unknown = [t for t in tickers if t not in frame.columns]
+        if unknown:
+            raise KeyError(f"source {self.name!r} has no symbols {unknown}; it has {list(frame.columns)}")
+        out = []
+        for ticker in tickers:
+            first = frame[ticker].first_valid_index()
+            if first is None or first.date() > as_of:
+                continue  # not listed yet: invisible to a point-in-time discovery
+            exchange, asset_type, sector = self.reference[ticker]
+            out.append(Candidate(symbol=self._symbol(ticker), ticker=ticker, exchange=exchange,
+                                 asset_type=asset_type, sector=sector, first_date=first.date(),
+                                 metadata={"source": self.name}))
+        return out
+
+    def closes(self, symbols: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        frame = self.frame()
+        by_symbol = {self._symbol(t): t for t in frame.columns}
+        missing = [s for s in symbols if s not in by_symbol]
+        if missing:
+            raise KeyError(f"source {self.name!r} has no prices for {missing}")
+        window = frame.loc[pd.Timestamp(start): pd.Timestamp(end), [by_symbol[s] for s in symbols]]
+        window.columns = list(symbols)
+        return window
+
+
+@lru_cache(maxsize=None)
+def _cached_frame(cls: type[_SkfolioFrameSource]) -> pd.DataFrame:
+    frame = cls._load().astype("float64")
+    frame.index = pd.DatetimeIndex(frame.index).astype("datetime64[ns]").normalize()
+    return frame.sort_index()
+
+
+class SkfolioSP500Source(_SkfolioFrameSource):
+    """20 US large caps, daily adjusted closes 1990-01-02 .. 2022-12-28 (skfolio, BSD-3)."""
+
+    name = "skfolio_sp500"
+    reference = {
+        "AAPL": ("NASDAQ", "equity", "Information Technology"),
+        "AMD": ("NASDAQ", "equity", "Information Technology"),
+        "BAC": ("NYSE", "equity", "Financials"),
+        "BBY": ("NYSE", "equity", "Consumer Discretionary"),
+        "CVX": ("NYSE", "equity", "Energy"),
+        "GE": ("NYSE", "equity", "Industrials"),
+        "HD": ("NYSE", "equity", "Consumer Discretionary"),
+        "JNJ": ("NYSE", "equity", "Health Care"),
+        "JPM": ("NYSE", "equity", "Financials"),
+        "KO": ("NYSE", "equity", "Consumer Staples"),
+        "LLY": ("NYSE", "equity", "Health Care"),
+        "MRK": ("NYSE", "equity", "Health Care"),
+        "MSFT": ("NASDAQ", "equity", "Information Technology"),
+        "PEP": ("NASDAQ", "equity", "Consumer Staples"),
+        "PFE": ("NYSE", "equity", "Health Care"),
+        "PG": ("NYSE", "equity", "Consumer Staples"),
+        "RRC": ("NYSE", "equity", "Energy"),
+        "UNH": ("NYSE", "equity", "Health Care"),
+        "WMT": ("NYSE", "equity", "Consumer Staples"),
+        "XOM": ("NYSE", "equity", "Energy"),
+    }
+
+    @staticmethod
+    def _load() -> pd.DataFrame:
+        from skfolio.datasets import load_sp500_dataset
+
+        return load_sp500_dataset()
+
+
+class SkfolioFactorsSource(_SkfolioFrameSource):
+    """Five iShares MSCI USA factor ETFs, daily closes 2014-01-02 .. 2022-12-28 (skfolio, BSD-3)."""
+
+    name = "skfolio_factors"
+    reference = {t: ("BATS", "etf", f"Factor: {s}") for t, s in
+                 {"MTUM": "momentum", "QUAL": "quality", "SIZE": "size", "USMV": "min volatility",
+                  "VLUE": "value"}.items()}
+
+    @staticmethod
+    def _load() -> pd.DataFrame:
+        from skfolio.datasets import load_factors_dataset
+
+        return load_factors_dataset()
+
+
+class SkfolioIndexSource(_SkfolioFrameSource):
+    """The S&P 500 index level 1990-2022, a benchmark (not tradable)."""
+
+    name = "skfolio_sp500_index"
+    reference = {"SP500": ("INDEX", "index", None)}
+
+    @staticmethod
+    def _load() -> pd.DataFrame:
+        from skfolio.datasets import load_sp500_index
+
+        return load_sp500_index()
+
+
+SOURCES: dict[str, type[PriceSource]] = {
+    cls.name: cls for cls in (SkfolioSP500Source, SkfolioFactorsSource, SkfolioIndexSource)
+}
+
+
+def get_source(name: str) -> PriceSource:
+    try:
+        return SOURCES[name]()
+    except KeyError:
+        raise KeyError(f"unknown source {name!r}; registered: {sorted(SOURCES)}") from None
