@@ -95,7 +95,7 @@ def net_by_symbol(contributions: pd.DataFrame, min_abs: float = 0.0) -> pd.DataF
         "long_weight": c["contribution"].clip(lower=0).groupby(c["symbol"], sort=False).sum(),
         "short_weight": (-c["contribution"].clip(upper=0)).groupby(c["symbol"], sort=False).sum(),
         "n_paths": grouped.size(),
-        "contributors": grouped.apply(
+        "contributors": grouped[["path", "contribution"]].apply(
             lambda g: "; ".join(f"{p} {v:+.4f}" for p, v in
                                 sorted(zip(g["path"], g["contribution"]), key=lambda t: -abs(t[1])))),
     }).reset_index()

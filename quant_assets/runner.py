@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult, in_process_executor
+from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from quant_assets.calendar import rebalance_dates
@@ -27,7 +27,7 @@ def partition_range(manifest: Manifest, start: dt.date, end: dt.date) -> tuple[s
 
 def materialize_range(defs: Definitions, manifest: Manifest, start: dt.date, end: dt.date,
                       instance: DagsterInstance, selection: str | AssetSelection | None = None,
-                      raise_on_error: bool = True) -> ExecuteInProcessResult:
+                      raise_on_error: bool = True, run_config: dict | None = None) -> ExecuteInProcessResult:
     first, last = partition_range(manifest, start, end)
     if isinstance(selection, str):
         selection = AssetSelection.from_string(selection)
@@ -38,4 +38,5 @@ def materialize_range(defs: Definitions, manifest: Manifest, start: dt.date, end
         instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         raise_on_error=raise_on_error,
+        run_config=run_config,
     )

@@ -112,7 +112,11 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") 
 
 def table_metadata(lakehouse: Lakehouse, table: str, asset: str, dates: list[dt.date],
                    rows: int, last: pd.DataFrame | pl.DataFrame | None, **extra) -> dict:
-    """Row count, schema, location and a preview of the last date: what a person checks first."""
+    """Row count, schema, location and (single-date runs) a preview: what a person checks first.
+
+    The same dict lands on every partition of a range run, so per-date detail belongs in the
+    lakehouse; keys that describe one date say so (`..._last_date`).
+    """
     if isinstance(last, pl.DataFrame):
         last = last.to_pandas()
     meta = {
@@ -124,9 +128,11 @@ def table_metadata(lakehouse: Lakehouse, table: str, asset: str, dates: list[dt.
         "first_date": dates[0].isoformat(),
         "last_date": dates[-1].isoformat(),
     }
-    if last is not None:
+    if last is not None and len(dates) == 1:
+        # Only for single-date runs: a range run stamps its metadata on every partition of the
+        # range, and a preview of the last date would then mislabel all the others.
         shown = last.drop(columns=[c for c in ("rebalance_date",) if c in last.columns])
-        meta["preview_last_date"] = MetadataValue.md(markdown_table(shown))
+        meta["preview"] = MetadataValue.md(markdown_table(shown))
     meta.update(extra)
     return meta
 

@@ -186,7 +186,7 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
                                         bounds=f"[{cfg.min_weight}, {cfg.max_weight}]")])
         yield MaterializeResult(asset_key=n_tree, metadata=table_metadata(
             lh, "meta_cluster_tree", n_tree, dates, len(last_tree) * len(dates), last_tree,
-            tree_last_date=MetadataValue.md(render_tree(last_tree))))
+            **({"tree": MetadataValue.md(render_tree(last_tree))} if len(dates) == 1 else {})))
 
     @asset(name=n_mpr, group_name="meta", kinds={"numpy", "parquet"},
            deps=[AssetDep(n_mw, partition_mapping=PREVIOUS_ONE)] + stream_assets,
@@ -286,8 +286,11 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             md = render_report(meta, risk, d, w, tree, flat, perf)
             lh.write_partition("meta_report", n_rep, d, with_keys(pd.DataFrame({"markdown": [md]}), d,
                                                                   meta=meta, risk=risk))
+        extra = {"report": MetadataValue.md(md)} if len(dates) == 1 else {
+            "report": MetadataValue.md(f"Range run {dates[0]} .. {dates[-1]}: one report per date in the "
+                                       f"`meta_report` table. Materialise a single date to see it here.")}
         return MaterializeResult(metadata={**table_metadata(lh, "meta_report", n_rep, dates, len(dates), None),
-                                           "report": MetadataValue.md(md)})
+                                           **extra})
 
     return [meta_returns, optimise_meta, meta_portfolio_returns, flattened_weights, meta_report]
 

@@ -135,7 +135,7 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
         md = table_metadata(lh, "sleeve_weights", n_w, dates, rows, last,
                             fallbacks_in_run=fallbacks, engine=cfg.engine, requested_profile=risk,
                             fallback_chain_last_date=chains[dates[-1].isoformat()],
-                            fallback_chains=MetadataValue.json(dict(list(chains.items())[-20:])))
+                            fallback_dates=MetadataValue.json({k: v for k, v in chains.items() if "failed" in v}))
         return MaterializeResult(metadata=md, check_results=[check_result("weights_valid", failures, len(dates))])
 
     @asset(name=n_r, group_name="sleeves", kinds={"numpy", "parquet"},

@@ -1,0 +1,167 @@
+"""Command line: `quant-assets demo | backfill | sql | summary`.
+
+Runs go through the persistent Dagster instance ($DAGSTER_HOME, default `.dagster/` in the repo),
+so everything done here shows up in `make ui` with its runs, partitions and metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+import warnings
+
+from quant_assets.lakehouse import REPO_ROOT, Lakehouse, default_root
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def ensure_dagster_home() -> str:
+    """Use $DAGSTER_HOME, else `.dagster/` in the repo seeded with the repo's dagster.yaml."""
+    home = os.environ.get("DAGSTER_HOME") or str(REPO_ROOT / ".dagster")
+    os.makedirs(home, exist_ok=True)
+    target = os.path.join(home, "dagster.yaml")
+    if not os.path.exists(target) and (REPO_ROOT / "dagster.yaml").exists():
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", target)
+    os.environ["DAGSTER_HOME"] = home
+    return home
+
+
+def _defs_and_manifest():
+    from quant_assets.definitions import build_definitions
+    from quant_assets.manifest import load_manifest
+
+    manifest = load_manifest()
+    return build_definitions(manifest), manifest
+
+
+def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> bool:
+    from dagster import DagsterInstance
+
+    from quant_assets.runner import materialize_range, partition_range
+
+    defs, manifest = _defs_and_manifest()
+    first, last = partition_range(manifest, start, end)
+    ensure_dagster_home()
+    with DagsterInstance.get() as instance:
+        t0 = time.perf_counter()
+        result = materialize_range(defs, manifest, start, end, instance, selection=selection, raise_on_error=False,
+                                   run_config=None if verbose else QUIET_LOGS)
+        took = time.perf_counter() - t0
+    status = "succeeded" if result.success else "FAILED"
+    print(f"run {result.run_id[:8]} {status}: {first} .. {last} ({selection or 'all assets'}) in {took:.1f} s")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                print(f"  step {event.step_key} failed: {event.event_specific_data.error.message.strip()[:400]}")
+        checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        for c in checks:
+            print(f"  check {c.asset_key.to_user_string()}:{c.check_name} failed: {dict(c.metadata).get('failures')}")
+    return result.success
+
+
+def cmd_backfill(args) -> int:
+    return 0 if _run(args.start, args.end, args.select, args.verbose) else 1
+
+
+def cmd_demo(args) -> int:
+    _, manifest = _defs_and_manifest()
+    cal = manifest.calendar
+    start, end = args.start or cal.demo_start or cal.start, args.end or cal.demo_end or dt.date(2022, 12, 31)
+    print(f"quant_assets demo: materialising every asset, weekly rebalances {start} .. {end}, on the real "
+          f"S&P 500 data bundled in skfolio. Lakehouse: {default_root()}")
+    t0 = time.perf_counter()
+    if not _run(start, end, None, args.verbose):
+        return 1
+    # Re-run the last date alone: its materialisations then carry previews and the full report.
+    from quant_assets.runner import partition_range
+
+    last = dt.date.fromisoformat(partition_range(manifest, start, end)[1])
+    if not _run(last, last, None, args.verbose):
+        return 1
+    print(f"demo wall time {time.perf_counter() - t0:.1f} s\n")
+    print_summary(manifest, Lakehouse(default_root()), last)
+    return 0
+
+
+def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = None) -> None:
+    from quant_assets.metrics import performance
+
+    for root in manifest.roots:
+        lens = risk or ("hrp" if "hrp" in manifest.meta_risks(root) else manifest.meta_risks(root)[0])
+        w = lh.sql(f"SELECT child, weight, status FROM meta_weights WHERE meta = '{root}' AND risk = '{lens}' "
+                   f"AND rebalance_date = DATE '{date}' ORDER BY weight DESC").to_pandas()
+        flat = lh.sql(f"SELECT symbol, net_weight, contributors FROM flattened_weights WHERE meta = '{root}' AND "
+                      f"risk = '{lens}' AND rebalance_date = DATE '{date}' ORDER BY abs(net_weight) DESC").to_pandas()
+        print(f"== root meta `{root}` under the `{lens}` lens, as of {date} ==")
+        print("allocation: " + ", ".join(f"{r.child} {r.weight:.1%}" for r in w.itertuples())
+              + (f"  [{w['status'].iloc[0]}]" if len(w) else ""))
+        print(f"top flattened weights ({len(flat)} physical symbols, gross {flat['net_weight'].abs().sum():.3f}, "
+              f"net {flat['net_weight'].sum():+.3f}):")
+        for r in flat.head(8).itertuples():
+            print(f"  {r.symbol:<12} {r.net_weight:+.4f}   via {r.contributors[:90]}")
+        print("out-of-sample performance of each lens over the run (stitched daily returns):")
+        for lens_ in manifest.meta_risks(root):
+            rets = lh.sql(f"SELECT date, ret FROM meta_portfolio_returns WHERE meta = '{root}' AND risk = '{lens_}' "
+                          f"AND rebalance_date <= DATE '{date}' ORDER BY date").to_pandas()
+            p = performance(rets["ret"])
+            print(f"  {lens_:<13} {p['days']:>5} days  CAGR {p['cagr']:+.2%}  vol {p['ann_vol']:.2%}  "
+                  f"Sharpe {p['sharpe']:.2f}  max drawdown {p['max_drawdown']:.2%}")
+    print("\nNext: `make ui` (http://127.0.0.1:3000) for the graph, partitions, checks and the "
+          "meta_report_* assets; `make sql Q=\"SELECT * FROM meta_weights LIMIT 5\"` to query the lakehouse.")
+
+
+def cmd_sql(args) -> int:
+    import polars as pl
+
+    with pl.Config(tbl_rows=args.rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200):
+        print(Lakehouse(default_root()).sql(args.query))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from quant_assets.manifest import load_manifest
+
+    manifest = load_manifest()
+    lh = Lakehouse(default_root())
+    date = args.date or lh.sql("SELECT max(rebalance_date) AS d FROM flattened_weights")["d"][0]
+    print_summary(manifest, lh, date, args.risk)
+    return 0
+
+
+def _date(s: str) -> dt.date:
+    return dt.date.fromisoformat(s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    parser = argparse.ArgumentParser(prog="quant-assets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="materialise the default graph over the demo range and summarise it")
+    p.add_argument("--start", type=_date)
+    p.add_argument("--end", type=_date)
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("backfill", help="materialise a date range in one single-run backfill (in process)")
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--end", type=_date, required=True)
+    p.add_argument("--select", help="Dagster asset selection, e.g. 'group:meta' or '+flattened_weights_x_hrp'")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_backfill)
+    p = sub.add_parser("sql", help="run DuckDB SQL over the lakehouse tables")
+    p.add_argument("query")
+    p.add_argument("--rows", type=int, default=40)
+    p.set_defaults(func=cmd_sql)
+    p = sub.add_parser("summary", help="print the root metas' allocation and holdings at a date")
+    p.add_argument("--date", type=_date)
+    p.add_argument("--risk")
+    p.set_defaults(func=cmd_summary)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

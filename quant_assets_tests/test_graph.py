@@ -1,0 +1,83 @@
+"""The generated asset graph: loadable, snapshot-stable, every asset carrying the global policies.
+
+A change to the manifest or the factories that changes the graph shows up as a snapshot diff in
+review. Refresh deliberately with: UPDATE_SNAPSHOTS=1 make test
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from quant_assets.definitions import build_definitions, defs
+from quant_assets.manifest import load_manifest
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "default_graph.txt"
+
+
+def describe_graph(d: dg.Definitions) -> str:
+    graph = d.resolve_asset_graph()
+    lines = []
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        deps = []
+        for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
+            mapping = graph.get_partition_mapping(key, parent)
+            shown = ""
+            if isinstance(mapping, dg.TimeWindowPartitionMapping) and (mapping.start_offset or mapping.end_offset):
+                shown = f"[{mapping.start_offset}..{mapping.end_offset}]"
+            deps.append(parent.to_user_string() + shown)
+        checks = sorted(c.name for c in node.check_keys)
+        lines.append(f"{key.to_user_string()} ({node.group_name})"
+                     + (f" checks={checks}" if checks else "") + (" <- " + ", ".join(deps) if deps else ""))
+    return "\n".join(lines) + "\n"
+
+
+def test_definitions_are_loadable():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_graph_snapshot():
+    actual = describe_graph(defs)
+    if os.environ.get("UPDATE_SNAPSHOTS") or not SNAPSHOT.exists():
+        SNAPSHOT.write_text(actual)
+    assert actual == SNAPSHOT.read_text(), "graph changed: review, then UPDATE_SNAPSHOTS=1 make test"
+
+
+def test_nested_meta_becomes_asset_dependencies():
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("meta_returns_total_portfolio_hrp")).parent_keys}
+    assert parents == {"meta_portfolio_returns_us_stocks_hrp", "sleeve_returns_factor_rotation_hrp"}
+    flat = {k.to_user_string() for k in graph.get(dg.AssetKey("flattened_weights_total_portfolio_hrp")).parent_keys}
+    assert {"flattened_weights_us_stocks_hrp", "sleeve_weights_factor_rotation_hrp",
+            "prices_us_large_caps", "prices_us_factor_etfs"} <= flat
+
+
+def test_every_asset_has_the_global_policies():
+    graph = defs.resolve_asset_graph()
+    keys = list(graph.get_all_asset_keys())
+    assert len(keys) == 92
+    groups = set()
+    for key in keys:
+        node = graph.get(key)
+        groups.add(node.group_name)
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
+        assert node.freshness_policy is not None, key
+        assert node.description, key
+        assert node.owners == ["team:quant-research"], key
+        assert node.partitions_def is not None and not isinstance(node.partitions_def, dg.MultiPartitionsDefinition), key
+    assert groups == {"market_data", "selection", "sleeves", "meta", "reports"}
+    assert len(graph.get(keys[0]).partitions_def.get_partition_keys()) < 20_000
+
+
+def test_manifest_changes_change_the_graph():
+    m = load_manifest()
+    data = m.model_dump(mode="json")
+    data["sleeves"]["trend_short"]["risk_profiles"] = ["hrp"]
+    from quant_assets.manifest import parse_manifest
+
+    small = build_definitions(parse_manifest(data), lakehouse_root="/tmp/unused")
+    names = {k.to_user_string() for k in small.resolve_asset_graph().get_all_asset_keys()}
+    assert "meta_weights_us_stocks_hrp" in names and "meta_weights_us_stocks_min_variance" not in names
+    assert "sleeve_weights_trend_long_min_variance" in names  # the other sleeves keep their profiles

@@ -1,0 +1,123 @@
+"""Manifest validation: every error names the field and value, before Dagster sees a graph."""
+
+import copy
+
+import pytest
+import yaml
+
+from quant_assets.manifest import ManifestError, default_manifest_path, load_manifest, parse_manifest
+
+
+@pytest.fixture(scope="module")
+def base() -> dict:
+    return yaml.safe_load(default_manifest_path().read_text())
+
+
+def with_metas(base: dict, metas: dict, **top) -> dict:
+    data = copy.deepcopy(base)
+    data["metas"] = metas
+    data.update(top)
+    return data
+
+
+def test_default_manifest_exercises_the_fractal():
+    m = load_manifest()
+    assert m.roots == ["total_portfolio"]
+    assert m.metas_bottom_up == ["us_stocks", "total_portfolio"]
+    assert [str(c) for c in m.metas["total_portfolio"].children] == ["meta:us_stocks", "sleeve:factor_rotation"]
+    assert {s.direction for s in m.sleeves.values()} == {"long", "short"}
+    assert m.meta_risks("total_portfolio") == ["equal_weight", "min_variance", "hrp", "max_sharpe"]
+    assert m.descendant_sleeves("total_portfolio") == ["factor_rotation", "reversion_long", "trend_long", "trend_short"]
+
+
+def test_cycle_is_reported_as_a_path(base):
+    metas = {
+        "meta_a": {"children": ["meta:meta_b", "sleeve:trend_long"]},
+        "meta_b": {"children": ["meta:meta_a"]},
+    }
+    with pytest.raises(ManifestError, match=r"meta cycle: meta_a -> meta_b -> meta_a"):
+        parse_manifest(with_metas(base, metas))
+
+
+def test_self_cycle(base):
+    with pytest.raises(ManifestError, match=r"meta cycle: loop -> loop"):
+        parse_manifest(with_metas(base, {"loop": {"children": ["meta:loop"]}}))
+
+
+def test_unknown_child_names_meta_and_child(base):
+    with pytest.raises(ManifestError, match=r"metas\.m\.children: unknown sleeve 'nope'"):
+        parse_manifest(with_metas(base, {"m": {"children": ["sleeve:trend_long", "sleeve:nope"]}}))
+
+
+def test_depth_limit_names_the_path(base):
+    metas = {
+        "d1": {"children": ["meta:d2"]},
+        "d2": {"children": ["meta:d3"]},
+        "d3": {"children": ["sleeve:trend_long"]},
+    }
+    parse_manifest(with_metas(base, metas, max_meta_depth=3))  # exactly at the limit: fine
+    with pytest.raises(ManifestError, match=r"depth 3 exceeds max_meta_depth 2: d1 -> d2 -> d3"):
+        parse_manifest(with_metas(base, metas, max_meta_depth=2))
+
+
+@pytest.mark.parametrize("lo, hi, message", [
+    (0.4, 0.6, r"3 children x min_weight 0.4 > 1"),
+    (0.0, 0.3, r"3 children x max_weight 0.3 < 1"),
+    (0.5, 0.4, r"min_weight \(0.5\) exceeds max_weight \(0.4\)"),
+])
+def test_infeasible_bounds_fail_at_load(base, lo, hi, message):
+    meta = {"children": ["sleeve:trend_long", "sleeve:reversion_long", "sleeve:trend_short"],
+            "min_weight": lo, "max_weight": hi}
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(with_metas(base, {"m": meta}))
+
+
+def test_field_errors_name_field_and_value(base):
+    data = copy.deepcopy(base)
+    data["sleeves"]["trend_long"]["risk_profiles"] = ["hrp", "kelly"]
+    with pytest.raises(ManifestError, match=r"sleeves\.trend_long\.risk_profiles: .*unknown risk profile 'kelly'"):
+        parse_manifest(data)
+    data = copy.deepcopy(base)
+    data["sleeves"]["trend_long"]["direction"] = "sideways"
+    with pytest.raises(ManifestError, match=r"sleeves\.trend_long\.direction: .*'sideways'"):
+        parse_manifest(data)
+    data = copy.deepcopy(base)
+    data["universes"]["us_large_caps"]["source"] = "bloomberg"
+    with pytest.raises(ManifestError, match=r"universes\.us_large_caps\.source: unknown source 'bloomberg'"):
+        parse_manifest(data)
+    data = copy.deepcopy(base)
+    data["sleeves"]["trend_long"]["universe"] = "mars"
+    with pytest.raises(ManifestError, match=r"sleeves\.trend_long\.universe: unknown universe 'mars'"):
+        parse_manifest(data)
+
+
+def test_risk_lens_must_exist_in_every_descendant(base):
+    data = copy.deepcopy(base)
+    data["sleeves"]["trend_short"]["risk_profiles"] = ["hrp"]
+    m = parse_manifest(data)
+    assert m.meta_risks("us_stocks") == ["hrp"]  # default lens = the shared profiles
+    data["metas"]["us_stocks"]["risk_profiles"] = ["hrp", "max_sharpe"]
+    with pytest.raises(ManifestError, match=r"metas\.us_stocks\.risk_profiles: \['max_sharpe'\] not built"):
+        parse_manifest(data)
+
+
+def test_unknown_keys_are_rejected(base):
+    data = copy.deepcopy(base)
+    data["sleeves"]["trend_long"]["lookbak"] = 3
+    with pytest.raises(ManifestError, match=r"sleeves\.trend_long\.lookbak: Extra inputs are not permitted"):
+        parse_manifest(data)
+
+
+def test_env_var_and_missing_file(tmp_path, monkeypatch, base):
+    path = tmp_path / "m.yaml"
+    data = copy.deepcopy(base)
+    data["metas"]["total_portfolio"]["max_weight"] = 0.75
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("QUANT_ASSETS_MANIFEST", str(path))
+    assert load_manifest().metas["total_portfolio"].max_weight == 0.75
+    with pytest.raises(ManifestError, match="manifest file not found: .*absent.yaml"):
+        load_manifest(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sleeves: [unclosed")
+    with pytest.raises(ManifestError, match="bad.yaml is not valid YAML"):
+        load_manifest(bad)

@@ -1,0 +1,110 @@
+"""Meta-layer maths with exact numbers: aggregation, flattening (signed, nested), cluster tree."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quant_assets.meta import aggregate, cluster_tree, flatten, net_by_symbol, sleeve_contributions
+
+
+def sleeve(rows, direction="LONG"):
+    return pd.DataFrame({"symbol": [s for s, _ in rows], "atom_id": [f"{s}|trend|{direction.lower()}" for s, _ in rows],
+                         "direction": direction, "weight": [w for _, w in rows]})
+
+
+def test_aggregator_inner_join_keeps_common_dates_only():
+    # The seeds' example: crypto_short lacks 01-03, so the inner join has two rows.
+    streams = {
+        "crypto_long": pd.Series([0.01, 0.02, 0.03], index=pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"])),
+        "crypto_short": pd.Series([0.02, 0.01], index=pd.to_datetime(["2026-01-01", "2026-01-02"])),
+    }
+    matrix, info = aggregate(streams, join="inner")
+    assert len(matrix) == 2
+    assert list(matrix.columns) == ["crypto_long", "crypto_short"]
+    assert matrix["crypto_long"].tolist() == [0.01, 0.02]
+    assert info == {"union_days": 3, "kept_days": 2, "lost_share": pytest.approx(1 / 3)}
+    outer, _ = aggregate(streams, join="outer")
+    assert len(outer) == 3
+
+
+def test_aggregator_normalises_timezones():
+    # tz-naive against tz-aware used to make inner joins silently empty (domain-spec §10.11).
+    naive = pd.Series([0.01, 0.02], index=pd.to_datetime(["2026-01-01", "2026-01-02"]))
+    aware = pd.Series([0.03, 0.04], index=pd.to_datetime(["2026-01-01", "2026-01-02"]).tz_localize("UTC"))
+    matrix, _ = aggregate({"a": naive, "b": aware})
+    assert len(matrix) == 2
+    with pytest.raises(ValueError, match="stream 'a' has duplicated dates"):
+        aggregate({"a": pd.Series([1.0, 2.0], index=pd.to_datetime(["2026-01-01", "2026-01-01"]))})
+
+
+def test_flattener_projection_seed_example():
+    meta_weights = pd.Series({"crypto_long": 0.6, "crypto_short": 0.4})
+    rows = {"crypto_long": sleeve_contributions("crypto_long", sleeve([("BTCUSDT", 0.5), ("ETHUSDT", 0.5)])),
+            "crypto_short": sleeve_contributions("crypto_short", sleeve([("XRPUSDT", 1.0)]))}
+    flat = net_by_symbol(flatten("meta", meta_weights, rows)).set_index("symbol")
+    assert flat.loc["BTCUSDT", "net_weight"] == pytest.approx(0.30)
+    assert flat.loc["ETHUSDT", "net_weight"] == pytest.approx(0.30)
+    assert flat.loc["XRPUSDT", "net_weight"] == pytest.approx(0.40)
+    assert flat["net_weight"].sum() == pytest.approx(1.0)
+
+
+def test_short_sleeve_flattens_to_negative_weights_and_nets_against_longs():
+    meta_weights = pd.Series({"longs": 0.6, "shorts": 0.4})
+    rows = {"longs": sleeve_contributions("longs", sleeve([("BTC", 0.5), ("ETH", 0.5)])),
+            "shorts": sleeve_contributions("shorts", sleeve([("XRP", 0.75), ("BTC", 0.25)], "SHORT"))}
+    contributions = flatten("m", meta_weights, rows)
+    flat = net_by_symbol(contributions).set_index("symbol")
+    assert flat.loc["XRP", "net_weight"] == pytest.approx(-0.30)
+    # BTC: +0.30 long path, -0.10 short path -> net +0.20, both directions kept apart.
+    assert flat.loc["BTC", ["net_weight", "long_weight", "short_weight"]].tolist() == pytest.approx([0.20, 0.30, 0.10])
+    assert flat.loc["BTC", "n_paths"] == 2
+    assert flat.loc["BTC", "contributors"] == "m/longs +0.3000; m/shorts -0.1000"
+    # Conservation: sum of |path contributions| = gross of the net view + what netting cancelled.
+    gross_paths = contributions["contribution"].abs().sum()
+    assert gross_paths == pytest.approx(1.0)
+    assert flat["net_weight"].abs().sum() + 2 * 0.10 == pytest.approx(gross_paths, abs=1e-12)
+
+
+def test_nested_two_level_flatten():
+    # root = 0.7 x inner + 0.3 x etf; inner = 0.5 x a + 0.5 x b (b short).
+    inner = flatten("inner", pd.Series({"a": 0.5, "b": 0.5}), {
+        "a": sleeve_contributions("a", sleeve([("X", 0.4), ("Y", 0.6)])),
+        "b": sleeve_contributions("b", sleeve([("Y", 1.0)], "SHORT")),
+    })
+    root = flatten("root", pd.Series({"inner": 0.7, "etf": 0.3}), {
+        "inner": inner,
+        "etf": sleeve_contributions("etf", sleeve([("Z", 1.0)])),
+    })
+    flat = net_by_symbol(root).set_index("symbol")["net_weight"]
+    assert flat["X"] == pytest.approx(0.7 * 0.5 * 0.4)                       # 0.14
+    assert flat["Y"] == pytest.approx(0.7 * 0.5 * 0.6 - 0.7 * 0.5 * 1.0)     # -0.14
+    assert flat["Z"] == pytest.approx(0.3)
+    paths = set(root["path"])
+    assert paths == {"root/inner/a", "root/inner/b", "root/etf"}
+    y_short = root[(root["symbol"] == "Y") & (root["direction"] == "SHORT")].iloc[0]
+    assert y_short["path_weight"] == pytest.approx(0.35) and y_short["sleeve_weight"] == 1.0
+    assert root["contribution"].sum() == pytest.approx(flat.sum(), abs=1e-12)
+
+
+def test_zero_weight_and_empty_children_contribute_nothing():
+    rows = {"a": sleeve_contributions("a", sleeve([("X", 1.0)])), "cash": sleeve_contributions("cash", sleeve([]))}
+    out = flatten("m", pd.Series({"a": 1.0, "cash": 0.0}), rows)
+    assert out["path"].tolist() == ["m/a"]
+    assert net_by_symbol(flatten("m", pd.Series({"cash": 1.0}), rows)).empty
+
+
+def test_cluster_tree_levels_and_intra_weights():
+    rng = np.random.default_rng(3)
+    f1, f2 = rng.normal(0, 0.01, 300), rng.normal(0, 0.01, 300)
+    returns = pd.DataFrame({"a": f1 + rng.normal(0, 1e-4, 300), "b": f1 + rng.normal(0, 1e-4, 300),
+                            "c": f2})
+    w = pd.Series({"a": 0.2, "b": 0.3, "c": 0.5})
+    tree = cluster_tree("m", w, returns, 0.5, refs={"c": "meta_cluster_tree_c_hrp"})
+    clusters = tree[tree["kind"] == "cluster"].set_index("node")["weight"].sort_values()
+    assert clusters.tolist() == pytest.approx([0.5, 0.5])
+    children = tree[tree["kind"] == "child"].set_index("node")
+    assert children.loc["a", "intra_weight"] == pytest.approx(0.4)
+    assert children.loc["b", "intra_weight"] == pytest.approx(0.6)
+    assert children.loc["a", "parent"] == children.loc["b", "parent"] != children.loc["c", "parent"]
+    assert children.loc["c", "ref"] == "meta_cluster_tree_c_hrp"
+    assert tree.loc[tree["kind"] == "meta", "weight"].item() == pytest.approx(1.0)
