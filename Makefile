@@ -45,7 +45,7 @@ check: env
 
 bench: env
 	$(PY) benchmarks/storage.py
-	$(PY) benchmarks/walk_forward.py
+	$(PY) benchmarks/backfill.py
 
 clean-data:
 	find lakehouse -mindepth 1 ! -name README.md -delete

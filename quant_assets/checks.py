@@ -26,6 +26,9 @@ def sleeve_weights_problem(w: pd.DataFrame) -> str | None:
         return f"negative atom weight {weight.min():.6g}"
     if abs(weight.sum() - 1.0) > TOL:
         return f"atom weights sum to {weight.sum():.8f}, not 1"
+    unknown = sorted(set(w["direction"].str.upper()) - {"LONG", "SHORT"})
+    if unknown:
+        return f"unknown directions {unknown}"
     sign = np.where(w["direction"].str.upper() == "SHORT", -1.0, 1.0)
     wrong = w.loc[np.abs(net - sign * weight) > TOL, "symbol"].tolist()
     if wrong:
@@ -60,7 +63,8 @@ def returns_problem(values: pd.Series | np.ndarray, label: str = "return") -> st
 def flattened_problem(flat: pd.DataFrame, contributions: pd.DataFrame, physical: set[str]) -> str | None:
     """Physical symbols only (present in the prices snapshot), finite, and contributions conserved."""
     if flat.empty:
-        return None
+        leaked = float(contributions["contribution"].abs().sum()) if len(contributions) else 0.0
+        return f"no flattened weights but path contributions total {leaked:.3g}" if leaked > 1e-9 else None
     unknown = sorted(set(flat["symbol"]) - physical)
     if unknown:
         return f"symbols not in prices: {unknown[:5]}"

@@ -137,7 +137,10 @@ def _date(s: str) -> dt.date:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    from dagster import BetaWarning, PreviewWarning
+
+    for category in (BetaWarning, PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
     parser = argparse.ArgumentParser(prog="quant-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="materialise the default graph over the demo range and summarise it")

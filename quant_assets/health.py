@@ -42,9 +42,13 @@ def apply_health_policy(closes: pd.DataFrame, policy: HealthPolicy, min_history:
         listed = col.loc[col.first_valid_index():] if col.first_valid_index() is not None else col.iloc[0:0]
         n_obs = int(listed.notna().sum())
         values = listed.dropna().to_numpy()
-        missing_share = float(listed.isna().mean()) if len(listed) else 1.0
+        # Missing share counts missing *closes* since listing (one gap = one missing day, even
+        # though it voids two returns).
+        first_close = closes[sym].first_valid_index()
+        traded = closes[sym].loc[first_close:] if first_close is not None else closes[sym].iloc[0:0]
+        missing_share = float(traded.isna().mean()) if len(traded) else 1.0
         verdict = ("kept", "ok", np.nan, np.nan)
-        if n_obs == 0:
+        if first_close is None:
             verdict = ("excluded", "no_prices", 0.0, float(min_history))
         elif n_obs < min_history:
             verdict = ("excluded", INSUFFICIENT_HISTORY, float(n_obs), float(min_history))

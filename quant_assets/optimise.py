@@ -85,7 +85,10 @@ class SkfolioEngine(Engine):
             raise ValueError(f"skfolio engine has no profile {profile!r}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(returns.to_numpy())
+            # Solve in percent: Clarabel's tolerances are absolute and daily variances (~1e-4) sit
+            # right at them (min-variance came out 0.80018 instead of 0.8). Every profile here is
+            # scale-invariant with a zero risk-free rate, so the weights are unchanged.
+            model.fit(returns.to_numpy() * 100.0)
         return np.asarray(model.weights_, dtype=float)
 
 
@@ -152,6 +155,8 @@ def optimise(returns: pd.DataFrame, profile: str, engine: str = "skfolio",
     """Weights for `profile` over the columns of `returns` (rows = dates), falling back along `chain`."""
     if profile not in FALLBACK_CHAINS:
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(FALLBACK_CHAINS)}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; registered: {sorted(ENGINES)}")
     chain = chain or FALLBACK_CHAINS[profile]
     clean, dropped = _clean(returns)
     attempts: list[Attempt] = []

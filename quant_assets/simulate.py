@@ -28,7 +28,9 @@ def drift(weights: pd.Series, streams: pd.DataFrame) -> tuple[pd.Series, pd.Seri
     values = weights.to_numpy() * np.cumprod(1.0 + s, axis=0)
     total = values.sum(axis=1)
     prev = np.concatenate([[weights.sum()], total[:-1]])
-    port = pd.Series(total / prev - 1.0, index=streams.index)
+    # Once everything is wiped out (a short at -100%), the book is worth 0 and earns 0: not 0/0.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        port = pd.Series(np.where(prev > 0, total / prev - 1.0, 0.0), index=streams.index)
     end = pd.Series(values[-1] / total[-1], index=weights.index) if total[-1] > 0 else weights * 0.0
     return port, end
 
