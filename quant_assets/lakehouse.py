@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,6 +41,36 @@ class LakehouseError(RuntimeError):
 
 def _date_str(d: dt.date | str) -> str:
     return d if isinstance(d, str) else d.isoformat()
+
+
+class _ReadCache:
+    """Per-process cache of partition reads, keyed by file identity (inode, mtime, size).
+
+    Many assets read the same snapshot (16 sleeve assets read one universe's returns per date).
+    A rewrite replaces the file, so its identity changes and a stale hit is impossible.
+    """
+
+    def __init__(self, max_entries: int = 2048):
+        self.max_entries = max_entries
+        self.entries: OrderedDict[tuple, object] = OrderedDict()
+
+    def get(self, path: Path, kind: str, load):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        key = (str(path), kind, st.st_ino, st.st_mtime_ns, st.st_size)
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        value = load(path)
+        self.entries[key] = value
+        if len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+        return value
+
+
+_CACHE = _ReadCache()
 
 
 class Lakehouse:
@@ -112,8 +143,23 @@ class Lakehouse:
         return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
 
     def read_partition(self, table: str, asset: str, date: dt.date | str) -> pl.DataFrame | None:
-        p = self.path(table, asset, date)
-        return pl.read_parquet(p) if p.exists() else None
+        return _CACHE.get(self.path(table, asset, date), "frame", pl.read_parquet)
+
+    def read_wide(self, table: str, asset: str, date: dt.date | str, value: str,
+                  columns: str = "symbol", index: str = "date") -> pd.DataFrame | None:
+        """One partition pivoted to dates x `columns` (a fresh copy: callers may modify it)."""
+
+        def load(path: Path) -> pd.DataFrame:
+            frame = pl.read_parquet(path, columns=[index, columns, value])
+            if frame.height == 0:
+                return pd.DataFrame()
+            out = frame.to_pandas().pivot(index=index, columns=columns, values=value)
+            out.index = pd.DatetimeIndex(out.index)
+            out.columns.name = None
+            return out.sort_index()
+
+        wide = _CACHE.get(self.path(table, asset, date), f"wide:{index}:{columns}:{value}", load)
+        return None if wide is None else wide.copy()
 
     # ---- SQL -----------------------------------------------------------------------------
 

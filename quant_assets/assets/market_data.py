@@ -92,7 +92,7 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
         lh, dates = lakehouse.get(), run_dates(context)
         rows, last, failures, excluded = 0, None, {}, {}
         for d in dates:
-            closes = wide(require(lh.read_partition("prices", n_prices, d), n_prices, d), "close")
+            closes = require(lh.read_wide("prices", n_prices, d, "close"), n_prices, d)
             result = apply_health_policy(closes, m.health, lb.min_history_days)
             long = result.returns.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol",
                                                                           value_name="ret")
@@ -120,7 +120,7 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
         lh, dates = lakehouse.get(), run_dates(context)
         rows, last = 0, None
         for d in dates:
-            rets = wide(require(lh.read_partition("returns", n_rets, d), n_rets, d), "ret")
+            rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d)
             feats = compute_features(rets, window=lb.features_days) if rets.shape[1] else \
                 pd.DataFrame(columns=FEATURE_COLUMNS).rename_axis("symbol")
             last = with_keys(feats.reset_index(), d, universe=universe)

@@ -70,7 +70,7 @@ def sleeve_assets(ctx: GraphContext, sleeve: str) -> list:
         rows, last, winners = 0, None, []
         for d in dates:
             feats = require(lh.read_partition("features", n_feats, d), n_feats, d).to_pandas().set_index("symbol")
-            rets = wide(require(lh.read_partition("returns", n_rets, d), n_rets, d), "ret").tail(lb.optimisation_days)
+            rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d).tail(lb.optimisation_days)
             picked = select(feats, rets, cfg)
             last = with_keys(picked, d, sleeve=sleeve)
             lh.write_partition("selection", n_sel, d, last)
@@ -109,7 +109,7 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
         for d in dates:
             sel = require(lh.read_partition("selection", n_sel, d), n_sel, d).to_pandas()
             winners = sel[sel["selected"]]
-            rets = wide(require(lh.read_partition("returns", n_rets, d), n_rets, d), "ret").tail(lb.optimisation_days)
+            rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d).tail(lb.optimisation_days)
             symbols = [s for s in winners["symbol"] if s in rets.columns]
             ids = [atom_id(s, cfg.logic, cfg.direction) for s in symbols]
             streams = synthetic_long(rets[symbols], cfg.direction)
@@ -164,7 +164,7 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                 skipped.append(d.isoformat())
             else:
                 d1 = prev[-1]
-                closes = wide(require(lh.read_partition("prices", n_prices, d), n_prices, d), "close")
+                closes = require(lh.read_wide("prices", n_prices, d, "close"), n_prices, d)
                 raw = closes.pct_change(fill_method=None)
                 symbols_of = lambda w: dict(zip(w["atom_id"], w["symbol"]))  # noqa: E731
                 atoms = symbols_of(w1)
