@@ -36,14 +36,24 @@ def sleeve_weights_problem(w: pd.DataFrame) -> str | None:
     return None
 
 
-def meta_weights_problem(weights: pd.Series, lower: float, upper: float) -> str | None:
+def meta_weights_problem(weights: pd.Series, lower: float, upper: float,
+                         vetoed: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """Finite, summing to 1, vetoed children at exactly 0, the others within the bounds (the cap
+    relaxed to 1/n when vetoes leave too few children to reach 1 under it)."""
     w = weights.to_numpy(dtype=float)
     if not np.isfinite(w).all():
         return "non-finite meta weights"
     if abs(w.sum() - 1.0) > TOL:
         return f"meta weights sum to {w.sum():.8f}, not 1"
-    low = weights[weights < lower - TOL]
-    high = weights[weights > upper + TOL]
+    live = weights.drop(index=[c for c in vetoed if c in weights.index])
+    if len(live) == 0:
+        return None  # every child vetoed: equal-weight fallback, flagged in the status
+    leaked = weights[[c for c in vetoed if c in weights.index]]
+    if (leaked.abs() > TOL).any():
+        return "vetoed children hold weight: " + ", ".join(f"{k}={v:.4f}" for k, v in leaked.items())
+    upper = max(upper, 1.0 / len(live))
+    low = live[live < lower - TOL]
+    high = live[live > upper + TOL]
     if len(low) or len(high):
         return f"outside [{lower}, {upper}]: " + ", ".join(f"{k}={v:.4f}" for k, v in pd.concat([low, high]).items())
     return None

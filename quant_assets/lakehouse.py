@@ -177,7 +177,23 @@ class Lakehouse:
                 con.execute(
                     f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
                 )
+        ledger = self.ledger().path
+        if ledger.exists():
+            path = str(ledger).replace("'", "''")
+            con.execute(
+                "CREATE VIEW audit_ledger AS SELECT * FROM read_json("
+                f"'{path}', format='newline_delimited', columns={{"
+                "'type': 'VARCHAR', 'step': 'VARCHAR', 'asset': 'VARCHAR', 'partition': 'VARCHAR', "
+                "'run_id': 'VARCHAR', 'params': 'JSON', 'input_hashes': 'JSON', 'intent_hash': 'VARCHAR', "
+                "'status': 'VARCHAR', 'output_hash': 'VARCHAR', 'detail': 'JSON', 'ts': 'VARCHAR', "
+                "'prev_hash': 'VARCHAR', 'hash': 'VARCHAR'})"
+            )
         return con
+
+    def ledger(self):
+        from quant_assets.audit import AuditLedger
+
+        return AuditLedger.in_lakehouse(self.root)
 
     def sql(self, query: str) -> pl.DataFrame:
         con = self.connect()

@@ -8,10 +8,15 @@ physical weight stays traceable to the paths that produced it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
+from quant_assets.optimise import optimise, project_bounded_simplex
 from quant_assets.selection import correlation_clusters
+
+FLAT_STD = 1e-12
 
 CONTRIBUTION_COLUMNS = ["symbol", "path", "sleeve", "atom_id", "direction", "path_weight",
                         "sleeve_weight", "contribution"]
@@ -129,3 +134,69 @@ def cluster_tree(meta: str, weights: pd.Series, returns: pd.DataFrame, threshold
                          "intra_weight": float(weights[child] / cw) if cw > 0 else 0.0,
                          "ref": refs.get(child, "")})
     return pd.DataFrame(rows)
+
+
+def success_share(outcomes: list[bool]) -> float:
+    """Share of successful optimisations (NaN when there is nothing to judge)."""
+    return float(np.mean(outcomes)) if outcomes else float("nan")
+
+
+def health_vetoes(matrix: pd.DataFrame, shares: dict[str, float], threshold: float) -> dict[str, str]:
+    """Children to veto at this date, with the reason (domain-spec §6.3).
+
+    A child is vetoed when its share of successful optimisations over the window is below
+    `threshold`, or when its stream is flat (no investable data: a sleeve sitting in cash).
+    """
+    vetoed: dict[str, str] = {}
+    for child in matrix.columns:
+        col = matrix[child].dropna()
+        share = shares.get(child, float("nan"))
+        if len(col) >= 2 and col.std(ddof=0) <= FLAT_STD:
+            vetoed[child] = "flat stream: no investable data in the window"
+        elif not np.isnan(share) and share < threshold:
+            vetoed[child] = f"optimisation success {share:.0%} < {threshold:.0%} over the window"
+    return vetoed
+
+
+@dataclass
+class MetaAllocation:
+    """A meta's weights at one date and how they were produced."""
+
+    weights: pd.Series
+    raw: pd.Series
+    engine: str
+    profile_used: str
+    status: str
+    vetoed: dict[str, str] = field(default_factory=dict)
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+
+def allocate(matrix: pd.DataFrame, *, profile: str, engine: str, chain: tuple[str, ...], lower: float,
+             upper: float, min_history: int, vetoed: dict[str, str]) -> MetaAllocation:
+    """Optimise across the healthy children, then project onto the manifest's bounds.
+
+    Vetoed children get exactly 0 and the rest are re-normalised. If the survivors cannot reach
+    1 under `upper` (2 children, max 0.9, one vetoed), the cap is relaxed to 1/n and said so.
+    With every child vetoed the meta falls back to equal weight, flagged in the status.
+    """
+    names = list(matrix.columns)
+    live = [c for c in names if c not in vetoed]
+    notes = [f"vetoed {c} ({r})" for c, r in vetoed.items()]
+    if not live:
+        w = pd.Series(1.0 / len(names), index=names)
+        return MetaAllocation(w, w.copy(), "platform", "equal_weight",
+                              "equal_weight: every child vetoed; " + "; ".join(notes), dict(vetoed), (0.0, 1.0))
+    if len(matrix) < min_history:
+        raw = pd.Series(1.0 / len(live), index=live)
+        eng, used, status = "platform", "equal_weight", f"equal_weight: {len(matrix)} < {min_history} days of history"
+    else:
+        result = optimise(matrix[live], profile, engine=engine, chain=chain)
+        raw, eng, used = result.weights.reindex(live).fillna(0.0), result.engine, result.profile_used
+        status = "optimised" if not result.fallback_used else f"fallback: {result.chain_text()}"
+    lo, hi = lower, max(upper, 1.0 / len(live))
+    if hi != upper:
+        notes.append(f"max weight relaxed to {hi:.4f} for {len(live)} healthy children")
+    weights = pd.Series(0.0, index=names)
+    weights[live] = project_bounded_simplex(raw.to_numpy(), lo, hi)
+    full_raw = raw.reindex(names).fillna(0.0)
+    return MetaAllocation(weights, full_raw, eng, used, "; ".join([status, *notes]), dict(vetoed), (lo, hi))

@@ -70,7 +70,8 @@ TABLES: dict[str, Table] = {
     "meta_weights": Table(
         "Allocation across a meta's children after fallback and bounded-simplex projection.",
         {"rebalance_date": D, "meta": S, "risk": S, "child": S, "child_kind": S, "weight": F,
-         "raw_weight": F, "cluster": I, "engine": S, "profile_used": S, "status": S},
+         "raw_weight": F, "cluster": I, "engine": S, "profile_used": S, "status": S, "vetoed": S,
+         "success_share": F},
     ),
     "meta_cluster_tree": Table(
         "The uncollapsed tree at one meta level: clusters, their weights, children and intra weights.",

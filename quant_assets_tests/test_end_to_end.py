@@ -49,7 +49,7 @@ def test_every_asset_and_check_ran_for_every_date(world):
     assert len(per_asset) == 92 and (per_asset == 13).all()
     evaluations = res.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
-    assert {e.check_name for e in evaluations} == {"health_coverage", "weights_valid", "returns_in_bounds",
+    assert {e.check_name for e in evaluations} == {"health_coverage", "weights_valid", "returns_in_bounds", "audit_complete",
                                                    "weights_within_bounds", "physical_and_conserved"}
 
 
@@ -181,3 +181,17 @@ def test_blocking_check_stops_downstream(tmp_path):
     done = {e.asset_key.to_user_string() for e in res.get_asset_materialization_events()}
     assert "returns_us_large_caps" in done and "features_us_large_caps" not in done
     assert Lakehouse(tmp_path).read_partition("returns_health", "returns_us_large_caps", d) is not None
+
+
+def test_audit_ledger_records_every_optimisation(world):
+    ledger = world["lh"].ledger()
+    assert ledger.verify().ok
+    assert ledger.dangling_intents() == []
+    rec = q(world, "SELECT type, step, asset, partition, status, run_id FROM audit_ledger")
+    intents = rec[rec["type"] == "intent"].groupby("step")["asset"].count()
+    assert intents["sleeve_optimise"] >= 16 * 13 and intents["meta_optimise"] >= 8 * 13
+    outcomes = rec[rec["type"] == "outcome"]
+    assert len(outcomes) == (rec["type"] == "intent").sum()
+    assert set(outcomes["status"]) <= {"success", "fallback", "equal_weight", "no_assets"}
+    assert {"success", "equal_weight"} <= set(outcomes["status"])
+    assert rec["run_id"].isin([world["result"].run_id]).any()  # joins to Dagster runs

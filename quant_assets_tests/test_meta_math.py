@@ -108,3 +108,72 @@ def test_cluster_tree_levels_and_intra_weights():
     assert children.loc["a", "parent"] == children.loc["b", "parent"] != children.loc["c", "parent"]
     assert children.loc["c", "ref"] == "meta_cluster_tree_c_hrp"
     assert tree.loc[tree["kind"] == "meta", "weight"].item() == pytest.approx(1.0)
+
+
+# ---- health gate and allocation -------------------------------------------------------------
+
+from quant_assets.checks import meta_weights_problem  # noqa: E402
+from quant_assets.meta import allocate, health_vetoes, success_share  # noqa: E402
+from quant_assets.optimise import Engine, register_engine  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def three_children():
+    rng = np.random.default_rng(7)
+    return pd.DataFrame(rng.normal(0.0005, [0.01, 0.02, 0.015], (120, 3)), columns=["a", "b", "c"])
+
+
+def test_health_gate_vetoes_with_reasons(three_children):
+    m = three_children.assign(cash=0.0)
+    shares = {"a": success_share([True, True, True, False]), "b": success_share([True, False, False, True]),
+              "c": float("nan")}
+    assert shares["a"] == 0.75 and shares["b"] == 0.5
+    vetoed = health_vetoes(m, shares, threshold=0.75)
+    assert vetoed == {"b": "optimisation success 50% < 75% over the window",
+                      "cash": "flat stream: no investable data in the window"}
+
+
+def test_vetoed_child_gets_zero_and_the_rest_renormalise(three_children):
+    alloc = allocate(three_children, profile="hrp", engine="skfolio", chain=("hrp", "equal_weight"), lower=0.05,
+                     upper=0.9, min_history=1000, vetoed={"b": "optimisation success 50% < 75%"})
+    assert alloc.weights.to_dict() == pytest.approx({"a": 0.5, "b": 0.0, "c": 0.5})
+    assert alloc.status.startswith("equal_weight: 120 < 1000 days of history; vetoed b")
+    assert meta_weights_problem(alloc.weights, 0.05, 0.9, set(alloc.vetoed)) is None
+    assert "vetoed children hold weight" in meta_weights_problem(pd.Series({"a": 0.5, "b": 0.1, "c": 0.4}),
+                                                                  0.05, 0.9, {"b"})
+    optimised = allocate(three_children, profile="min_variance", engine="skfolio", chain=("min_variance",),
+                         lower=0.0, upper=1.0, min_history=60, vetoed={"b": "x"})
+    # min-variance of the two survivors (sigma 1% vs 1.5%, ~uncorrelated) is ~ (1/1)/(1/1+1/2.25) = 0.69 / 0.31
+    assert optimised.weights["b"] == 0.0 and optimised.weights.sum() == pytest.approx(1.0)
+    assert optimised.weights["a"] == pytest.approx(0.69, abs=0.05)
+
+
+def test_bounds_relax_when_vetoes_leave_too_few_children(three_children):
+    two = three_children[["a", "b"]]
+    alloc = allocate(two, profile="hrp", engine="skfolio", chain=("hrp",), lower=0.1, upper=0.9, min_history=10,
+                     vetoed={"b": "flat"})
+    assert alloc.weights.to_dict() == {"a": 1.0, "b": 0.0}
+    assert "max weight relaxed to 1.0000 for 1 healthy children" in alloc.status
+    everyone = allocate(two, profile="hrp", engine="skfolio", chain=("hrp",), lower=0.1, upper=0.9, min_history=10,
+                        vetoed={"a": "flat", "b": "flat"})
+    assert everyone.weights.to_dict() == {"a": 0.5, "b": 0.5}
+    assert everyone.status.startswith("equal_weight: every child vetoed")
+
+
+class AlwaysFails(Engine):
+    name = "always_fails_stub"
+
+    def solve(self, profile, returns):
+        raise RuntimeError(f"{profile} exploded on purpose")
+
+
+def test_meta_fallback_chain_through_a_failing_engine(three_children):
+    register_engine(AlwaysFails())
+    alloc = allocate(three_children, profile="hrp", engine="always_fails_stub",
+                     chain=("hrp", "min_variance", "max_sharpe", "equal_weight"), lower=0.0, upper=1.0,
+                     min_history=10, vetoed={})
+    assert alloc.profile_used == "equal_weight" and alloc.engine == "platform"
+    assert alloc.status.startswith("fallback: always_fails_stub/hrp:failed (RuntimeError: hrp exploded on purpose)"
+                                   " -> always_fails_stub/min_variance:failed")
+    assert "always_fails_stub/max_sharpe:failed" in alloc.status and "platform/equal_weight:success" in alloc.status
+    assert alloc.weights.sum() == pytest.approx(1.0)

@@ -137,6 +137,18 @@ def table_metadata(lakehouse: Lakehouse, table: str, asset: str, dates: list[dt.
     return meta
 
 
+def audit_check(lakehouse: Lakehouse, asset: str, dates: list[dt.date]) -> AssetCheckResult:
+    """Every optimisation intent of this asset's partitions has an outcome, and the chain verifies."""
+    ledger = lakehouse.ledger()
+    chain = ledger.verify()
+    dangling = ledger.dangling_intents(asset, {d.isoformat() for d in dates})
+    failures = {r["partition"]: f"intent {r['hash'][:12]} (run {r['run_id'][:8]}) has no outcome" for r in dangling}
+    if not chain.ok:
+        failures["ledger"] = chain.reason
+    return check_result("audit_complete", failures, len(dates), ledger_records=chain.records,
+                        ledger=MetadataValue.path(str(ledger.path)))
+
+
 def check_result(name: str, failures: dict[str, str], checked: int, **metadata) -> AssetCheckResult:
     """A check over every date of the run: fails if any date fails, naming the dates and why."""
     shown = dict(list(failures.items())[:20])

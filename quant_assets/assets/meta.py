@@ -15,6 +15,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from dagster import (
     AssetCheckSpec,
     AssetDep,
@@ -31,6 +32,7 @@ from quant_assets.assets.common import (
     OWNER,
     SINGLE_RUN,
     GraphContext,
+    audit_check,
     check_result,
     flattened_name,
     markdown_table,
@@ -49,12 +51,22 @@ from quant_assets.assets.common import (
     with_keys,
 )
 from quant_assets.calendar import calendar_days_covering, periods_covering, previous_dates
+from quant_assets.audit import frame_hash
 from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem
 from quant_assets.lakehouse import Lakehouse, LakehouseResource
 from quant_assets.manifest import ChildRef
-from quant_assets.meta import aggregate, cluster_tree, flatten, net_by_symbol, sleeve_contributions
+from quant_assets.meta import (
+    aggregate,
+    allocate,
+    cluster_tree,
+    flatten,
+    health_vetoes,
+    net_by_symbol,
+    sleeve_contributions,
+    success_share,
+)
 from quant_assets.metrics import performance
-from quant_assets.optimise import FALLBACK_CHAINS, optimise, project_bounded_simplex
+from quant_assets.optimise import FALLBACK_CHAINS
 from quant_assets.simulate import drift
 
 TREE_THRESHOLD = 0.5
@@ -75,6 +87,25 @@ def read_stream(lh: Lakehouse, child: ChildRef, risk: str, start: dt.date, end: 
     frame = lh.read(table, name, start, end).to_pandas()
     frame["rebalance_date"] = pd.to_datetime(frame["rebalance_date"]).dt.date
     return frame[["rebalance_date", "date", col]].rename(columns={col: "ret"})
+
+
+def optimisation_history(lh: Lakehouse, child: ChildRef, risk: str, start: dt.date,
+                         end: dt.date) -> list[tuple[dt.date, bool]]:
+    """(date, succeeded) for a child's optimisations: a sleeve succeeded when its requested profile
+    produced the weights; a meta when its allocation did not fall back. Cash sleeves and metas
+    waiting for history are not judged."""
+    if child.kind == "sleeve":
+        frame = lh.read("sleeve_weights", sleeve_weights_name(child.name, risk), start, end)
+        if frame.height == 0:
+            return []
+        per_date = frame.group_by("rebalance_date").agg(pl.col("profile_used").first()).to_pandas()
+        return [(pd.Timestamp(r.rebalance_date).date(), r.profile_used == risk) for r in per_date.itertuples()]
+    frame = lh.read("meta_weights", meta_weights_name(child.name, risk), start, end)
+    if frame.height == 0:
+        return []
+    per_date = frame.group_by("rebalance_date").agg(pl.col("status").first()).to_pandas()
+    return [(pd.Timestamp(r.rebalance_date).date(), r.status.startswith("optimised")) for r in per_date.itertuples()
+            if r.status.startswith(("optimised", "fallback"))]
 
 
 def _series(rows: pd.DataFrame, lo: dt.date | None, hi: dt.date) -> pd.Series:
@@ -128,43 +159,68 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             join_lost_share_last_date=lost[dates[-1].isoformat()],
             join_warnings=MetadataValue.json(warnings_)))
 
+    child_weight_windows = [AssetDep(sleeve_weights_name(c.name, risk) if c.kind == "sleeve"
+                                     else meta_weights_name(c.name, risk), partition_mapping=window_mapping)
+                            for c in children]
+
     @multi_asset(
         name=f"optimise_meta_{meta}_{risk}",
         specs=[
-            AssetSpec(n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"}, deps=[n_mr], owners=[OWNER],
+            AssetSpec(n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"}, owners=[OWNER],
+                      deps=[n_mr, *child_weight_windows],
                       description=f"Allocation of `{meta}` across its children under `{risk}`: "
                                   f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain "
                                   f"{' -> '.join(chain)}, projected to [{cfg.min_weight}, {cfg.max_weight}]. "
-                                  f"Equal weight until {lb.meta_min_history_days} sessions of history exist."),
+                                  f"Children below {cfg.min_child_success_share:.0%} successful optimisations over "
+                                  f"the window, or with a flat stream, are vetoed for the date. Equal weight until "
+                                  f"{lb.meta_min_history_days} sessions of history exist."),
             AssetSpec(n_tree, group_name="meta", kinds={"scipy", "parquet"}, owners=[OWNER],
                       deps=[n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
                       description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters "
                                   f"of children, cluster and intra-cluster weights, child metas by reference."),
         ],
         check_specs=[AssetCheckSpec("weights_within_bounds", asset=n_mw, blocking=True,
-                                    description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}]")],
+                                    description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}], "
+                                                f"vetoed children at 0"),
+                     AssetCheckSpec("audit_complete", asset=n_mw, blocking=True,
+                                    description="Every optimisation intent has an outcome; ledger chain intact")],
         partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN,
     )
     def optimise_meta(context: AssetExecutionContext, lakehouse: LakehouseResource):
         lh, dates = lakehouse.get(), run_dates(context)
-        rows, last_w, last_tree, failures, statuses = 0, None, None, {}, {}
+        ledger = lh.ledger()
+        span = dt.timedelta(days=window_days)
+        histories = {c.name: optimisation_history(lh, c, risk, dates[0] - span, dates[-1]) for c in children}
+        rows, last_w, last_tree, failures, statuses, vetoes = 0, None, None, {}, {}, 0
         refs = {c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
                 for c in children}
         for d in dates:
             mr = require(lh.read_partition("meta_returns", n_mr, d), n_mr, d)
             matrix = wide(mr, "ret", columns="child").reindex(columns=names)
-            if len(matrix) < lb.meta_min_history_days:
-                raw = pd.Series(1.0 / len(names), index=names)
-                status, engine, used = f"equal_weight: {len(matrix)} < {lb.meta_min_history_days} days of history", \
-                    "platform", "equal_weight"
-            else:
-                result = optimise(matrix, cfg.allocation.profile, engine=cfg.allocation.engine, chain=chain)
-                raw, engine, used = result.weights.reindex(names).fillna(0.0), result.engine, result.profile_used
-                status = "optimised" if not result.fallback_used else f"fallback: {result.chain_text()}"
-            w = pd.Series(project_bounded_simplex(raw.to_numpy(), cfg.min_weight, cfg.max_weight), index=names)
+            shares = {c: success_share([ok for day, ok in h if d - span < day <= d]) for c, h in histories.items()}
+            vetoed = health_vetoes(matrix, shares, cfg.min_child_success_share)
+            intent = ledger.intent(step="meta_optimise", asset=n_mw, partition=d.isoformat(), run_id=context.run.run_id,
+                                   params={"engine": cfg.allocation.engine, "profile": cfg.allocation.profile,
+                                           "chain": list(chain), "bounds": [cfg.min_weight, cfg.max_weight],
+                                           "vetoed": vetoed},
+                                   input_hashes={"meta_returns": frame_hash(matrix)})
+            try:
+                alloc = allocate(matrix, profile=cfg.allocation.profile, engine=cfg.allocation.engine, chain=chain,
+                                 lower=cfg.min_weight, upper=cfg.max_weight, min_history=lb.meta_min_history_days,
+                                 vetoed=vetoed)
+            except Exception as err:
+                ledger.outcome(intent, status="error", output_hash=None, detail={"error": repr(err)[:300]})
+                raise
+            w = alloc.weights
+            kind = alloc.status.split(":")[0].split(";")[0].strip()  # optimised | fallback | equal_weight
+            ledger.outcome(intent, status={"optimised": "success"}.get(kind, kind),
+                           output_hash=frame_hash(w), detail={"status": alloc.status, "engine": alloc.engine,
+                                                              "profile_used": alloc.profile_used})
             frame = pd.DataFrame({"child": names, "child_kind": [c.kind for c in children], "weight": w.to_numpy(),
-                                  "raw_weight": raw.to_numpy(), "cluster": 0, "engine": engine,
-                                  "profile_used": used, "status": status})
+                                  "raw_weight": alloc.raw.to_numpy(), "cluster": 0, "engine": alloc.engine,
+                                  "profile_used": alloc.profile_used, "status": alloc.status,
+                                  "vetoed": [vetoed.get(c, "") for c in names],
+                                  "success_share": [shares[c] for c in names]})
             tree = cluster_tree(meta, w, matrix.dropna(), TREE_THRESHOLD, refs)
             frame["cluster"] = [int(tree.loc[tree["node"] == c, "parent"].iloc[0].rsplit("_", 1)[-1]) for c in names]
             last_w = with_keys(frame, d, meta=meta, risk=risk)
@@ -172,18 +228,20 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             lh.write_partition("meta_weights", n_mw, d, last_w)
             lh.write_partition("meta_cluster_tree", n_tree, d, last_tree)
             rows += len(frame)
-            statuses[d.isoformat()] = status
-            problem = meta_weights_problem(w, cfg.min_weight, cfg.max_weight)
+            statuses[d.isoformat()] = alloc.status
+            vetoes += len(vetoed)
+            problem = meta_weights_problem(w, cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
         equal = sum(s.startswith("equal_weight") for s in statuses.values())
         fb = sum(s.startswith("fallback") for s in statuses.values())
         yield MaterializeResult(asset_key=n_mw, metadata=table_metadata(
             lh, "meta_weights", n_mw, dates, rows, last_w, status_last_date=statuses[dates[-1].isoformat()],
-            dates_equal_weight_for_history=equal, dates_with_fallback=fb,
+            dates_equal_weight=equal, dates_with_fallback=fb, child_vetoes_in_run=vetoes,
             allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}"),
             check_results=[check_result("weights_within_bounds", failures, len(dates),
-                                        bounds=f"[{cfg.min_weight}, {cfg.max_weight}]")])
+                                        bounds=f"[{cfg.min_weight}, {cfg.max_weight}]"),
+                           audit_check(lh, n_mw, dates)])
         yield MaterializeResult(asset_key=n_tree, metadata=table_metadata(
             lh, "meta_cluster_tree", n_tree, dates, len(last_tree) * len(dates), last_tree,
             **({"tree": MetadataValue.md(render_tree(last_tree))} if len(dates) == 1 else {})))

@@ -23,6 +23,7 @@ from quant_assets.assets.common import (
     OWNER,
     SINGLE_RUN,
     GraphContext,
+    audit_check,
     check_result,
     features_name,
     prices_name,
@@ -39,7 +40,8 @@ from quant_assets.assets.common import (
 from quant_assets.calendar import previous_dates
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.checks import returns_problem, sleeve_weights_problem
-from quant_assets.optimise import optimise
+from quant_assets.audit import frame_hash
+from quant_assets.optimise import FALLBACK_CHAINS, optimise
 from quant_assets.selection import atom_id, select, synthetic_long
 from quant_assets.simulate import drift, holding_period, turnover
 
@@ -99,12 +101,15 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
 
     @asset(name=n_w, group_name="sleeves", kinds={cfg.engine, "parquet"}, deps=[n_sel, n_rets],
            check_specs=[AssetCheckSpec("weights_valid", asset=n_w, blocking=True,
-                                       description="Finite, >= 0, summing to 1 (or cash); net signed by direction")],
+                                       description="Finite, >= 0, summing to 1 (or cash); net signed by direction"),
+                        AssetCheckSpec("audit_complete", asset=n_w, blocking=True,
+                                       description="Every optimisation intent has an outcome; ledger chain intact")],
            description=f"`{risk}` weights of sleeve `{sleeve}`'s winners, optimised with {cfg.engine} on the last "
                        f"{lb.optimisation_days} sessions; failures fall back along a recorded chain to equal weight.",
            **common)
     def sleeve_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
+        ledger = lh.ledger()
         rows, last, failures, fallbacks, chains = 0, None, {}, 0, {}
         for d in dates:
             sel = require(lh.read_partition("selection", n_sel, d), n_sel, d).to_pandas()
@@ -115,7 +120,16 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
             streams = synthetic_long(rets[symbols], cfg.direction)
             streams.columns = ids
             clusters = pd.Series(winners.set_index("symbol").loc[symbols, "cluster"].to_numpy(), index=ids)
-            result = optimise(streams, risk, engine=cfg.engine, clusters=clusters)
+            intent = ledger.intent(step="sleeve_optimise", asset=n_w, partition=d.isoformat(), run_id=context.run.run_id,
+                                   params={"engine": cfg.engine, "profile": risk, "chain": list(FALLBACK_CHAINS[risk]),
+                                           "window_days": lb.optimisation_days},
+                                   input_hashes={"streams": frame_hash(streams),
+                                                 "selection": frame_hash(winners[["symbol", "cluster", "score"]])})
+            try:
+                result = optimise(streams, risk, engine=cfg.engine, clusters=clusters)
+            except Exception as err:
+                ledger.outcome(intent, status="error", output_hash=None, detail={"error": repr(err)[:300]})
+                raise
             sign = -1.0 if cfg.direction == "short" else 1.0
             frame = pd.DataFrame({
                 "atom_id": ids, "symbol": symbols, "direction": cfg.direction.upper(),
@@ -124,6 +138,11 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                 "cluster": clusters.to_numpy(int), "engine": result.engine, "profile_used": result.profile_used,
             })
             frame = frame[frame["weight"] > 0] if result.profile_used != "none" else frame.iloc[0:0]
+            ledger.outcome(intent, status=("no_assets" if result.profile_used == "none" else
+                                           "fallback" if result.fallback_used else "success"),
+                           output_hash=frame_hash(frame.set_index("atom_id")["weight"]),
+                           detail={"profile_used": result.profile_used, "engine": result.engine,
+                                   "chain": result.chain_text()})
             last = with_keys(frame, d, sleeve=sleeve, risk=risk)
             lh.write_partition("sleeve_weights", n_w, d, last)
             rows += len(last)
@@ -136,7 +155,8 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                             fallbacks_in_run=fallbacks, engine=cfg.engine, requested_profile=risk,
                             fallback_chain_last_date=chains[dates[-1].isoformat()],
                             fallback_dates=MetadataValue.json({k: v for k, v in chains.items() if "failed" in v}))
-        return MaterializeResult(metadata=md, check_results=[check_result("weights_valid", failures, len(dates))])
+        return MaterializeResult(metadata=md, check_results=[check_result("weights_valid", failures, len(dates)),
+                                                             audit_check(lh, n_w, dates)])
 
     @asset(name=n_r, group_name="sleeves", kinds={"numpy", "parquet"},
            deps=[AssetDep(n_w, partition_mapping=PREVIOUS_TWO), n_prices],
