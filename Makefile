@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: env demo test ui backfill sql summary check bench clean-data
+.PHONY: env demo test ui backfill sql summary explain audit check bench clean-data
 
 # The environment: uv (bootstrapped into .uv/ if absent) installs the locked set with bytecode.
 .venv/.synced: pyproject.toml uv.lock
@@ -39,6 +39,14 @@ sql: env
 
 summary: env
 	$(PY) -m quant_assets.cli summary
+
+# make explain META=total_portfolio RISK=hrp DATE=2022-12-23 SYMBOL=NYSE:WMT
+explain: env
+	$(PY) -m quant_assets.cli explain $(META) $(RISK) $(DATE) $(SYMBOL)
+
+# Recompute the audit ledger's hash chain; list optimisations without an outcome.
+audit: env
+	$(PY) -m quant_assets.cli audit
 
 check: env
 	.venv/bin/dg check defs

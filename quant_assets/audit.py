@@ -74,6 +74,15 @@ def frame_hash(frame: pd.DataFrame | pd.Series) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def weights_hash(table: str, frame: pd.DataFrame) -> str:
+    """The output hash an optimisation records: its weights keyed by atom (sleeves) or child (metas).
+
+    Writers and `explain` share this, so a stored partition can be checked against the ledger.
+    """
+    key = "atom_id" if table == "sleeve_weights" else "child"
+    return frame_hash(frame.set_index(key)["weight"])
+
+
 @dataclass
 class VerifyResult:
     ok: bool

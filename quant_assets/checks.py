@@ -86,6 +86,37 @@ def flattened_problem(flat: pd.DataFrame, contributions: pd.DataFrame, physical:
     total = contributions["contribution"].sum() - flat["net_weight"].sum()
     if abs(total) > 1e-9:
         return f"sum of path contributions differs from sum of net weights by {total:.3g}"
+    # Conservation: gross of the paths = gross of the net view + what long/short netting cancelled.
+    netted_away = 2.0 * np.minimum(flat["long_weight"], flat["short_weight"]).sum()
+    gap = contributions["contribution"].abs().sum() - (flat["net_weight"].abs().sum() + netted_away)
+    if abs(gap) > 1e-9:
+        return f"path gross != net gross + netted-away gross (gap {gap:.3g})"
+    return None
+
+
+def sign_problem(contributions: pd.DataFrame, sleeve_directions: dict[str, str]) -> str | None:
+    """Directional sign test: every path keeps its sleeve's direction, and its sign follows it
+    (a short sleeve that emits a long physical weight lost its direction on the way: §10.9)."""
+    if contributions.empty:
+        return None
+    expected = contributions["sleeve"].map(lambda s: sleeve_directions.get(s, "?").upper())
+    lost = contributions[contributions["direction"] != expected]
+    if len(lost):
+        r = lost.iloc[0]
+        return f"{r['path']}: atom {r['atom_id']} is {r['direction']} but sleeve {r['sleeve']} is {expected[lost.index[0]]}"
+    flipped = contributions[((contributions["direction"] == "SHORT") & (contributions["contribution"] > 0)) |
+                            ((contributions["direction"] == "LONG") & (contributions["contribution"] < 0))]
+    if len(flipped):
+        r = flipped.iloc[0]
+        return f"{r['path']}: {r['direction']} atom {r['atom_id']} has contribution {r['contribution']:+.6f}"
+    return None
+
+
+def synthetic_stream_problem(streams: pd.DataFrame, raw: pd.DataFrame, direction: str) -> str | None:
+    """Short atoms must see exactly -min(r, 1) of the raw returns, long atoms exactly r (atol 0)."""
+    expected = raw.to_numpy() if direction.lower() == "long" else -np.minimum(raw.to_numpy(), 1.0)
+    if streams.shape != expected.shape or not np.array_equal(streams.to_numpy(), expected, equal_nan=True):
+        return f"{direction} synthetic streams are not {'r' if direction.lower() == 'long' else '-min(r, 1)'}"
     return None
 
 

@@ -1,4 +1,4 @@
-"""Command line: `quant-assets demo | backfill | sql | summary`.
+"""Command line: `quant-assets demo | backfill | sql | summary | explain | audit`.
 
 Runs go through the persistent Dagster instance ($DAGSTER_HOME, default `.dagster/` in the repo),
 so everything done here shows up in `make ui` with its runs, partitions and metadata.
@@ -132,6 +132,35 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from dagster import DagsterInstance
+
+    from quant_assets.explain import ExplainError, explain
+    from quant_assets.manifest import load_manifest
+
+    ensure_dagster_home()
+    try:
+        with DagsterInstance.get() as instance:
+            print(explain(Lakehouse(default_root()), load_manifest(), args.meta, args.risk, args.date, args.symbol,
+                          instance).render())
+    except ExplainError as err:
+        print(f"cannot explain: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_audit(args) -> int:
+    ledger = Lakehouse(default_root()).ledger()
+    result = ledger.verify()
+    dangling = ledger.dangling_intents()
+    print(f"{ledger.path}: {result.records} records, chain {'intact' if result.ok else 'BROKEN'}"
+          + (f" at line {result.first_broken}: {result.reason}" if not result.ok else ""))
+    print(f"intents without an outcome (latest per asset partition): {len(dangling)}")
+    for rec in dangling[:20]:
+        print(f"  {rec['asset']}[{rec['partition']}] run {rec['run_id'][:8]} at {rec['ts']}")
+    return 0 if result.ok and not dangling else 1
+
+
 def _date(s: str) -> dt.date:
     return dt.date.fromisoformat(s)
 
@@ -162,6 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--date", type=_date)
     p.add_argument("--risk")
     p.set_defaults(func=cmd_summary)
+    p = sub.add_parser("explain", help="decompose one symbol's weight in a meta, with the runs that produced it")
+    p.add_argument("meta")
+    p.add_argument("risk")
+    p.add_argument("date", type=_date)
+    p.add_argument("symbol", help="physical symbol, e.g. NYSE:XOM")
+    p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("audit", help="verify the audit ledger's hash chain and completeness")
+    p.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
     return args.func(args)
 

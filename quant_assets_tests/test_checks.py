@@ -184,3 +184,42 @@ def test_coverage_below_threshold_fails():
 
 def test_coverage_nan_means_nothing_to_judge():
     assert coverage_problem(math.nan, 0.5) is None
+
+
+# ---- directional sign test and conservation ---------------------------------------------------
+
+from quant_assets.checks import sign_problem, synthetic_stream_problem  # noqa: E402
+
+
+def _paths(rows):
+    return pd.DataFrame(rows, columns=["symbol", "path", "sleeve", "atom_id", "direction", "path_weight",
+                                       "sleeve_weight", "contribution"])
+
+
+def test_sign_test_passes_a_consistent_tree_and_catches_lost_directions():
+    good = _paths([("X", "m/s", "s", "X|trend|short", "SHORT", 0.5, 1.0, -0.5),
+                     ("Y", "m/l", "l", "Y|trend|long", "LONG", 0.5, 1.0, 0.5)])
+    assert sign_problem(good, {"s": "short", "l": "long"}) is None
+    lost = good.assign(direction=["LONG", "LONG"], contribution=[0.5, 0.5])  # a short sleeve emitting longs (§10.9)
+    assert sign_problem(lost, {"s": "short", "l": "long"}) == \
+        "m/s: atom X|trend|short is LONG but sleeve s is SHORT"
+    flipped = good.assign(contribution=[0.5, 0.5])
+    assert sign_problem(flipped, {"s": "short", "l": "long"}) == \
+        "m/s: SHORT atom X|trend|short has contribution +0.500000"
+
+
+def test_synthetic_stream_test_is_exact():
+    raw = pd.DataFrame({"a": [0.02, -0.5, 3.0]})
+    assert synthetic_stream_problem(-raw.clip(upper=1.0), raw, "short") is None
+    assert synthetic_stream_problem(raw, raw, "long") is None
+    assert synthetic_stream_problem(-raw, raw, "short") == "short synthetic streams are not -min(r, 1)"
+    assert synthetic_stream_problem(-raw.clip(upper=1.0) + 1e-15, raw, "short") is not None  # atol 0
+
+
+def test_conservation_counts_netted_away_gross():
+    contributions = _paths([("X", "m/l", "l", "X|t|long", "LONG", 0.6, 0.5, 0.3),
+                              ("X", "m/s", "s", "X|t|short", "SHORT", 0.4, 0.25, -0.1)])
+    flat = pd.DataFrame({"symbol": ["X"], "net_weight": [0.2], "long_weight": [0.3], "short_weight": [0.1]})
+    assert flattened_problem(flat, contributions, {"X"}) is None  # 0.4 gross = 0.2 net + 0.2 netted away
+    wrong = flat.assign(long_weight=[0.35], short_weight=[0.15], net_weight=[0.2])
+    assert "path gross != net gross + netted-away gross" in flattened_problem(wrong, contributions, {"X"})

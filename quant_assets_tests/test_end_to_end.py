@@ -49,7 +49,7 @@ def test_every_asset_and_check_ran_for_every_date(world):
     assert len(per_asset) == 92 and (per_asset == 13).all()
     evaluations = res.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
-    assert {e.check_name for e in evaluations} == {"health_coverage", "weights_valid", "returns_in_bounds", "audit_complete",
+    assert {e.check_name for e in evaluations} == {"health_coverage", "weights_valid", "returns_in_bounds", "audit_complete", "directional_sign_test",
                                                    "weights_within_bounds", "physical_and_conserved"}
 
 
@@ -195,3 +195,32 @@ def test_audit_ledger_records_every_optimisation(world):
     assert set(outcomes["status"]) <= {"success", "fallback", "equal_weight", "no_assets"}
     assert {"success", "equal_weight"} <= set(outcomes["status"])
     assert rec["run_id"].isin([world["result"].run_id]).any()  # joins to Dagster runs
+
+
+def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
+    from quant_assets.explain import ExplainError, explain
+
+    d = dt.date(2019, 3, 29)
+    flat = q(world, "SELECT symbol, net_weight, n_paths FROM flattened_weights WHERE meta='total_portfolio' AND "
+                    "risk='hrp' AND rebalance_date='2019-03-29' ORDER BY n_paths DESC, abs(net_weight) DESC")
+    symbol = flat["symbol"][0]
+    ex = explain(world["lh"], world["manifest"], "total_portfolio", "hrp", d, symbol, world["instance"])
+    assert ex.net_weight == pytest.approx(flat["net_weight"][0], abs=1e-15)
+    assert len(ex.paths) == flat["n_paths"][0]
+    assert ex.path_gap < 1e-12 and ex.sum_gap < 1e-12
+    for p in ex.paths:
+        assert [lv.parent for lv in p.levels][0] == "total_portfolio" and p.levels[-1].child == p.sleeve
+    names = {r.asset for r in ex.inputs}
+    assert {"flattened_weights_total_portfolio_hrp", "meta_weights_total_portfolio_hrp",
+            "prices_us_large_caps"} <= names
+    runs = {r.run_id for r in ex.inputs}
+    assert None not in runs  # every input partition was materialised in this instance
+    weights_inputs = [r for r in ex.inputs if r.ledger_match is not None]
+    assert weights_inputs and all(r.ledger_match for r in weights_inputs)
+    text = ex.render()
+    assert text.startswith(f"{symbol} in total_portfolio / hrp on 2019-03-29: net ")
+    assert "(stored weights match)" in text and "run " in text
+    with pytest.raises(ExplainError, match="'NYSE:NOPE' is not held by total_portfolio / hrp on 2019-03-29"):
+        explain(world["lh"], world["manifest"], "total_portfolio", "hrp", d, "NYSE:NOPE")
+    with pytest.raises(ExplainError, match="meta 'total_portfolio' has no risk lens 'kelly'"):
+        explain(world["lh"], world["manifest"], "total_portfolio", "kelly", d, symbol)

@@ -51,8 +51,8 @@ from quant_assets.assets.common import (
     with_keys,
 )
 from quant_assets.calendar import calendar_days_covering, periods_covering, previous_dates
-from quant_assets.audit import frame_hash
-from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem
+from quant_assets.audit import frame_hash, weights_hash
+from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
 from quant_assets.lakehouse import Lakehouse, LakehouseResource
 from quant_assets.manifest import ChildRef
 from quant_assets.meta import (
@@ -214,7 +214,8 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             w = alloc.weights
             kind = alloc.status.split(":")[0].split(";")[0].strip()  # optimised | fallback | equal_weight
             ledger.outcome(intent, status={"optimised": "success"}.get(kind, kind),
-                           output_hash=frame_hash(w), detail={"status": alloc.status, "engine": alloc.engine,
+                           output_hash=weights_hash("meta_weights", pd.DataFrame({"child": names, "weight": w.to_numpy()})),
+                           detail={"status": alloc.status, "engine": alloc.engine,
                                                               "profile_used": alloc.profile_used})
             frame = pd.DataFrame({"child": names, "child_kind": [c.kind for c in children], "weight": w.to_numpy(),
                                   "raw_weight": alloc.raw.to_numpy(), "cluster": 0, "engine": alloc.engine,
@@ -282,18 +283,21 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
 
     child_weight_assets = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk)
                            for c in children]
+    directions = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
 
     @asset(name=n_flat, group_name="meta", kinds={"pandas", "parquet"},
            deps=[n_mw] + child_weight_assets + [prices_name(u) for u in universes],
            check_specs=[AssetCheckSpec("physical_and_conserved", asset=n_flat, blocking=True,
                                        description="Physical symbols present in prices; net = long - short; "
-                                                   "sum of path contributions = sum of net weights")],
+                                                   "paths conserve: sum = net, gross = net gross + netted away"),
+                        AssetCheckSpec("directional_sign_test", asset=n_flat, blocking=True,
+                                       description="Every path keeps its sleeve's direction; shorts never go long")],
            description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, long "
                        f"and short gross apart, and every root-to-atom path in `flattened_contributions`.",
            **common)
     def flattened_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, failures = 0, None, {}
+        rows, last, failures, sign_failures = 0, None, {}, {}
         for d in dates:
             w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas().set_index("child")["weight"]
             child_rows = {}
@@ -319,11 +323,15 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             problem = flattened_problem(flat, contributions, physical)
             if problem:
                 failures[d.isoformat()] = problem
+            sign_issue = sign_problem(contributions, directions)
+            if sign_issue:
+                sign_failures[d.isoformat()] = sign_issue
         gross = float(last["net_weight"].abs().sum()) if len(last) else 0.0
         return MaterializeResult(metadata=table_metadata(
             lh, "flattened_weights", n_flat, dates, rows, last, gross_exposure_last_date=gross,
             net_exposure_last_date=float(last["net_weight"].sum()) if len(last) else 0.0),
-            check_results=[check_result("physical_and_conserved", failures, len(dates))])
+            check_results=[check_result("physical_and_conserved", failures, len(dates)),
+                           check_result("directional_sign_test", sign_failures, len(dates))])
 
     @asset(name=n_rep, group_name="reports", kinds={"markdown", "parquet"},
            deps=[n_mw, n_tree, n_flat, AssetDep(n_mpr, partition_mapping=window_mapping)],

@@ -39,8 +39,8 @@ from quant_assets.assets.common import (
 )
 from quant_assets.calendar import previous_dates
 from quant_assets.lakehouse import LakehouseResource
-from quant_assets.checks import returns_problem, sleeve_weights_problem
-from quant_assets.audit import frame_hash
+from quant_assets.checks import returns_problem, sleeve_weights_problem, synthetic_stream_problem
+from quant_assets.audit import frame_hash, weights_hash
 from quant_assets.optimise import FALLBACK_CHAINS, optimise
 from quant_assets.selection import atom_id, select, synthetic_long
 from quant_assets.simulate import drift, holding_period, turnover
@@ -103,14 +103,16 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
            check_specs=[AssetCheckSpec("weights_valid", asset=n_w, blocking=True,
                                        description="Finite, >= 0, summing to 1 (or cash); net signed by direction"),
                         AssetCheckSpec("audit_complete", asset=n_w, blocking=True,
-                                       description="Every optimisation intent has an outcome; ledger chain intact")],
+                                       description="Every optimisation intent has an outcome; ledger chain intact"),
+                        AssetCheckSpec("directional_sign_test", asset=n_w, blocking=True,
+                                       description="Optimiser streams are r (long) or exactly -min(r, 1) (short)")],
            description=f"`{risk}` weights of sleeve `{sleeve}`'s winners, optimised with {cfg.engine} on the last "
                        f"{lb.optimisation_days} sessions; failures fall back along a recorded chain to equal weight.",
            **common)
     def sleeve_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
         ledger = lh.ledger()
-        rows, last, failures, fallbacks, chains = 0, None, {}, 0, {}
+        rows, last, failures, fallbacks, chains, sign_failures = 0, None, {}, 0, {}, {}
         for d in dates:
             sel = require(lh.read_partition("selection", n_sel, d), n_sel, d).to_pandas()
             winners = sel[sel["selected"]]
@@ -118,6 +120,9 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
             symbols = [s for s in winners["symbol"] if s in rets.columns]
             ids = [atom_id(s, cfg.logic, cfg.direction) for s in symbols]
             streams = synthetic_long(rets[symbols], cfg.direction)
+            sign_issue = synthetic_stream_problem(streams, rets[symbols], cfg.direction)
+            if sign_issue:
+                sign_failures[d.isoformat()] = sign_issue
             streams.columns = ids
             clusters = pd.Series(winners.set_index("symbol").loc[symbols, "cluster"].to_numpy(), index=ids)
             intent = ledger.intent(step="sleeve_optimise", asset=n_w, partition=d.isoformat(), run_id=context.run.run_id,
@@ -140,7 +145,7 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
             frame = frame[frame["weight"] > 0] if result.profile_used != "none" else frame.iloc[0:0]
             ledger.outcome(intent, status=("no_assets" if result.profile_used == "none" else
                                            "fallback" if result.fallback_used else "success"),
-                           output_hash=frame_hash(frame.set_index("atom_id")["weight"]),
+                           output_hash=weights_hash("sleeve_weights", frame),
                            detail={"profile_used": result.profile_used, "engine": result.engine,
                                    "chain": result.chain_text()})
             last = with_keys(frame, d, sleeve=sleeve, risk=risk)
@@ -155,8 +160,9 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                             fallbacks_in_run=fallbacks, engine=cfg.engine, requested_profile=risk,
                             fallback_chain_last_date=chains[dates[-1].isoformat()],
                             fallback_dates=MetadataValue.json({k: v for k, v in chains.items() if "failed" in v}))
-        return MaterializeResult(metadata=md, check_results=[check_result("weights_valid", failures, len(dates)),
-                                                             audit_check(lh, n_w, dates)])
+        return MaterializeResult(metadata=md, check_results=[
+            check_result("weights_valid", failures, len(dates)), audit_check(lh, n_w, dates),
+            check_result("directional_sign_test", sign_failures, len(dates), direction=cfg.direction)])
 
     @asset(name=n_r, group_name="sleeves", kinds={"numpy", "parquet"},
            deps=[AssetDep(n_w, partition_mapping=PREVIOUS_TWO), n_prices],
