@@ -161,6 +161,25 @@ def cmd_audit(args) -> int:
     return 0 if result.ok and not dangling else 1
 
 
+def cmd_accept(args) -> int:
+    """Record a date's flattened target as the implemented weights (the next orders start from it)."""
+    from quant_assets.assets.common import flattened_name
+    from quant_assets.assets.execution import record_implemented, state_path
+
+    lh = Lakehouse(default_root())
+    flat = lh.read_partition("flattened_weights", flattened_name(args.meta, args.risk), args.date)
+    if flat is None:
+        print(f"cannot accept: {flattened_name(args.meta, args.risk)}[{args.date}] is not materialised", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    flat = flat.to_pandas()
+    path = state_path(lh, args.meta, args.risk)
+    record_implemented(path, args.date, pd.Series(flat["net_weight"].to_numpy(), index=flat["symbol"].to_numpy()))
+    print(f"recorded {len(flat)} weights of {args.meta} / {args.risk} as implemented on {args.date} in {path}")
+    return 0
+
+
 def _date(s: str) -> dt.date:
     return dt.date.fromisoformat(s)
 
@@ -197,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("date", type=_date)
     p.add_argument("symbol", help="physical symbol, e.g. NYSE:XOM")
     p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("accept", help="record a date's target weights as implemented (orders start from them)")
+    p.add_argument("meta")
+    p.add_argument("risk")
+    p.add_argument("date", type=_date)
+    p.set_defaults(func=cmd_accept)
     p = sub.add_parser("audit", help="verify the audit ledger's hash chain and completeness")
     p.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)

@@ -182,6 +182,7 @@ class Meta(_Strict):
     allocation: Allocation = Allocation()
     min_weight: float = Field(0.0, ge=0, le=1)
     max_weight: float = Field(1.0, gt=0, le=1)
+    min_trade: float = Field(0.01, ge=0, le=1, description="orders: |drift| below this is dust (root metas)")
     min_child_success_share: float = Field(
         0.75, ge=0, le=1, description="health gate: a child below this share of successful optimisations is vetoed"
     )

@@ -92,6 +92,11 @@ TABLES: dict[str, Table] = {
         {"rebalance_date": D, "meta": S, "risk": S, "symbol": S, "path": S, "sleeve": S, "atom_id": S,
          "direction": S, "path_weight": F, "sleeve_weight": F, "contribution": F},
     ),
+    "rebalance_orders": Table(
+        "Orders from the last implemented weights to the flattened target: side-aware legs, dust skipped.",
+        {"rebalance_date": D, "meta": S, "risk": S, "symbol": S, "implemented": F, "target": F, "drift": F,
+         "action": S, "size": F, "status": S, "implemented_as_of": D},
+    ),
     "meta_report": Table(
         "The markdown report of a meta lens at a rebalance date.",
         {"rebalance_date": D, "meta": S, "risk": S, "markdown": S},

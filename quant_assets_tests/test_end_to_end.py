@@ -46,7 +46,7 @@ def test_every_asset_and_check_ran_for_every_date(world):
     assert res.success
     mats = [e for e in res.get_asset_materialization_events()]
     per_asset = pd.Series([e.asset_key.to_user_string() for e in mats]).value_counts()
-    assert len(per_asset) == 92 and (per_asset == 13).all()
+    assert len(per_asset) == 96 and (per_asset == 13).all()
     evaluations = res.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
     assert {e.check_name for e in evaluations} == {"health_coverage", "weights_valid", "returns_in_bounds", "audit_complete", "directional_sign_test",
@@ -154,7 +154,7 @@ def test_reports_are_written_per_date(world):
 def test_rematerialising_a_partition_replaces_never_duplicates(world):
     tables = ["candidates", "prices", "returns", "returns_health", "features", "selection", "sleeve_weights",
               "sleeve_returns", "meta_returns", "meta_weights", "meta_cluster_tree", "meta_portfolio_returns",
-              "flattened_weights", "flattened_contributions", "meta_report"]
+              "flattened_weights", "flattened_contributions", "meta_report", "rebalance_orders"]
     before = {t: q(world, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
     d = dt.date(2019, 3, 29)
     again = materialize_range(world["defs"], world["manifest"], d, d, world["instance"], run_config=QUIET)
@@ -224,3 +224,21 @@ def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
         explain(world["lh"], world["manifest"], "total_portfolio", "hrp", d, "NYSE:NOPE")
     with pytest.raises(ExplainError, match="meta 'total_portfolio' has no risk lens 'kelly'"):
         explain(world["lh"], world["manifest"], "total_portfolio", "kelly", d, symbol)
+
+
+def test_orders_drift_from_the_initialised_state(world):
+    from quant_assets.assets.execution import read_state, state_path
+
+    state = read_state(state_path(world["lh"], "total_portfolio", "hrp"))
+    assert set(state["as_of"]) == {dt.date(2019, 1, 4)}  # first run initialised it
+    first = q(world, "SELECT symbol, net_weight FROM flattened_weights WHERE meta='total_portfolio' AND risk='hrp' "
+                     "AND rebalance_date='2019-01-04'")
+    assert dict(zip(state["symbol"], state["weight"])) == pytest.approx(dict(zip(first["symbol"], first["net_weight"])))
+    orders = q(world, "SELECT * FROM rebalance_orders WHERE meta='total_portfolio' AND risk='hrp' "
+                      "AND rebalance_date='2019-03-29'")
+    assert len(orders) and (orders["implemented_as_of"] == pd.Timestamp("2019-01-04")).all()
+    np.testing.assert_allclose(orders["drift"], orders["target"] - orders["implemented"], atol=1e-15)
+    assert (orders.loc[orders["status"] == "SKIP", "drift"].abs() < 0.01).all()
+    assert (orders.loc[orders["status"] == "EXECUTE", "drift"].abs() >= 0.01).all()
+    shorts = orders[(orders["target"] < 0) & (orders["implemented"] <= 0) & (orders["drift"] < 0)]
+    assert (shorts["action"] == "SELL_SHORT").all()

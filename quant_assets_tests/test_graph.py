@@ -56,8 +56,11 @@ def test_nested_meta_becomes_asset_dependencies():
 
 def test_every_asset_has_the_global_policies():
     graph = defs.resolve_asset_graph()
-    keys = list(graph.get_all_asset_keys())
-    assert len(keys) == 92
+    keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
+    external = [k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).is_materializable]
+    assert len(keys) == 96
+    assert sorted(external) == [f"implemented_weights_total_portfolio_{r}"
+                                for r in ("equal_weight", "hrp", "max_sharpe", "min_variance")]
     groups = set()
     for key in keys:
         node = graph.get(key)
@@ -67,7 +70,7 @@ def test_every_asset_has_the_global_policies():
         assert node.description, key
         assert node.owners == ["team:quant-research"], key
         assert node.partitions_def is not None and not isinstance(node.partitions_def, dg.MultiPartitionsDefinition), key
-    assert groups == {"market_data", "selection", "sleeves", "meta", "reports"}
+    assert groups == {"market_data", "selection", "sleeves", "meta", "reports", "execution"}
     assert len(graph.get(keys[0]).partitions_def.get_partition_keys()) < 20_000
 
 

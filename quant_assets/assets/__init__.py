@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from quant_assets.assets.common import GraphContext
+from quant_assets.assets.execution import execution_assets
 from quant_assets.assets.market_data import universe_assets
 from quant_assets.assets.meta import meta_assets
 from quant_assets.assets.sleeves import sleeve_assets
@@ -18,4 +19,7 @@ def build_assets(ctx: GraphContext) -> list:
     for meta in m.metas_bottom_up:
         for risk in m.meta_risks(meta):
             out += meta_assets(ctx, meta, risk)
+    for root in m.roots:
+        for risk in m.meta_risks(root):
+            out += execution_assets(ctx, root, risk)
     return out

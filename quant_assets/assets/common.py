@@ -57,6 +57,8 @@ def meta_tree_name(meta: str, risk: str) -> str: return f"meta_cluster_tree_{met
 def meta_portfolio_returns_name(meta: str, risk: str) -> str: return f"meta_portfolio_returns_{meta}_{risk}"
 def flattened_name(meta: str, risk: str) -> str: return f"flattened_weights_{meta}_{risk}"
 def report_name(meta: str, risk: str) -> str: return f"meta_report_{meta}_{risk}"
+def orders_name(meta: str, risk: str) -> str: return f"rebalance_orders_{meta}_{risk}"
+def implemented_name(meta: str, risk: str) -> str: return f"implemented_weights_{meta}_{risk}"
 
 
 # ---- runs -------------------------------------------------------------------------------
