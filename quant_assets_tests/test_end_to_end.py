@@ -148,7 +148,12 @@ def test_reports_are_written_per_date(world):
     assert len(rep) == 2 * 4 * 13
     last = rep[(rep["meta"] == "total_portfolio") & (rep["risk"] == "hrp")].sort_values("rebalance_date").iloc[-1]
     assert "# total_portfolio / hrp as of 2019-03-29" in last["markdown"]
-    assert "## Cluster tree" in last["markdown"] and "meta_cluster_tree_us_stocks_hrp" in last["markdown"]
+    md = last["markdown"]
+    assert "## Cluster tree" in md and "meta_cluster_tree_us_stocks_hrp" in md
+    for section in ("## Allocation over the last", "## Trailing out-of-sample performance", "Equity curve ",
+                    "## Children's correlations", "## Fallback and veto events", "## Top physical holdings"):
+        assert section in md, section
+    assert "| us_stocks | 1.00 |" in md or "| us_stocks | " in md  # correlation matrix rows per child
 
 
 def test_rematerialising_a_partition_replaces_never_duplicates(world):

@@ -334,22 +334,28 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
                            check_result("directional_sign_test", sign_failures, len(dates))])
 
     @asset(name=n_rep, group_name="reports", kinds={"markdown", "parquet"},
-           deps=[n_mw, n_tree, n_flat, AssetDep(n_mpr, partition_mapping=window_mapping)],
-           description=f"Markdown report of `{meta}` under `{risk}`: allocation, top physical holdings with "
-                       f"contributors, cluster tree and trailing performance.", **common)
+           deps=[n_mr, n_tree, n_flat, AssetDep(n_mw, partition_mapping=window_mapping),
+                 AssetDep(n_mpr, partition_mapping=window_mapping)],
+           description=f"Markdown report of `{meta}` under `{risk}`: allocation with effective N and health, "
+                       f"allocation over time, children's correlations, trailing out-of-sample performance and "
+                       f"equity curve, fallback and veto events, top physical holdings with contributors, "
+                       f"cluster tree.", **common)
     def meta_report(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
         span = dt.timedelta(days=window_days)
         perf_rows = lh.read("meta_portfolio_returns", n_mpr, dates[0] - span, dates[-1]).to_pandas()
         perf_rows["rebalance_date"] = pd.to_datetime(perf_rows["rebalance_date"]).dt.date
+        history = lh.read("meta_weights", n_mw, dates[0] - span, dates[-1]).to_pandas()
+        history["rebalance_date"] = pd.to_datetime(history["rebalance_date"]).dt.date
         md = ""
         for d in dates:
             w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas()
             tree = require(lh.read_partition("meta_cluster_tree", n_tree, d), n_tree, d).to_pandas()
             flat = require(lh.read_partition("flattened_weights", n_flat, d), n_flat, d).to_pandas()
-            sel = perf_rows[(perf_rows["rebalance_date"] > d - span) & (perf_rows["rebalance_date"] <= d)]
-            perf = performance(pd.Series(sel["ret"].to_numpy(float)))
-            md = render_report(meta, risk, d, w, tree, flat, perf)
+            matrix = wide(require(lh.read_partition("meta_returns", n_mr, d), n_mr, d), "ret", columns="child")
+            window = (lambda f: f[(f["rebalance_date"] > d - span) & (f["rebalance_date"] <= d)])
+            returns = window(perf_rows).sort_values("date")
+            md = render_report(meta, risk, d, w, tree, flat, returns, window(history), matrix)
             lh.write_partition("meta_report", n_rep, d, with_keys(pd.DataFrame({"markdown": [md]}), d,
                                                                   meta=meta, risk=risk))
         extra = {"report": MetadataValue.md(md)} if len(dates) == 1 else {
@@ -374,19 +380,64 @@ def render_tree(tree: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values) -> str:
+    """A row of block characters: the shape of a series where a chart cannot be embedded."""
+    v = np.asarray(list(values), dtype=float)
+    if len(v) == 0:
+        return ""
+    lo, hi = np.nanmin(v), np.nanmax(v)
+    if hi - lo < 1e-12:
+        return SPARKS[3] * len(v)
+    return "".join(SPARKS[int(round((x - lo) / (hi - lo) * (len(SPARKS) - 1)))] for x in v)
+
+
 def render_report(meta: str, risk: str, d: dt.date, weights: pd.DataFrame, tree: pd.DataFrame,
-                  flat: pd.DataFrame, perf: dict) -> str:
+                  flat: pd.DataFrame, returns: pd.DataFrame, history: pd.DataFrame, matrix: pd.DataFrame) -> str:
+    """The report of one meta lens at one date (every section computed from data <= d)."""
     w = weights.set_index("child")["weight"]
     eff_n = 1.0 / float((w ** 2).sum()) if len(w) else float("nan")
+    perf = performance(returns["ret"]) if len(returns) else performance(pd.Series(dtype=float))
+    pct = lambda v: "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2%}"  # noqa: E731
+    alloc = weights[["child", "child_kind", "weight", "raw_weight", "success_share", "vetoed"]]
+    over_time = history.sort_values("rebalance_date").pivot_table(index="rebalance_date", columns="child",
+                                                                   values="weight")
+    time_lines = [f"- `{c}` {sparkline(over_time[c])} {over_time[c].iloc[0]:.2f} -> {over_time[c].iloc[-1]:.2f} "
+                  f"(min {over_time[c].min():.2f}, max {over_time[c].max():.2f})" for c in over_time.columns]
+    events = history[~history["status"].str.startswith("optimised") | (history["vetoed"] != "")]
+    events = events.groupby("rebalance_date").agg(status=("status", "first"),
+                                                  vetoed=("vetoed", lambda v: "; ".join(x for x in v if x)))
+    corr = matrix.corr().round(2) if matrix.shape[1] > 1 and len(matrix) > 2 else pd.DataFrame()
+    wealth = np.cumprod(1.0 + returns["ret"].to_numpy()) if len(returns) else np.array([])
     top = flat.head(10)[["symbol", "net_weight", "long_weight", "short_weight", "contributors"]]
-    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2%}"  # noqa: E731
     return "\n".join([
         f"# {meta} / {risk} as of {d.isoformat()}",
         "",
-        f"**Allocation** ({weights['engine'].iloc[0]}/{weights['profile_used'].iloc[0]}, "
-        f"effective N {eff_n:.2f}): {weights['status'].iloc[0]}",
+        f"**Allocation** ({weights['engine'].iloc[0]}/{weights['profile_used'].iloc[0]}, effective N {eff_n:.2f}): "
+        f"{weights['status'].iloc[0]}",
         "",
-        markdown_table(weights[["child", "child_kind", "weight", "raw_weight", "cluster"]]),
+        markdown_table(alloc),
+        "",
+        f"## Allocation over the last {len(over_time)} rebalances",
+        "",
+        *time_lines,
+        "",
+        f"## Trailing out-of-sample performance ({perf['days']} days, stitched)",
+        "",
+        (f"Total return {pct(perf['total_return'])}, CAGR {pct(perf['cagr'])}, vol {pct(perf['ann_vol'])}, "
+         f"Sharpe {perf['sharpe']:.2f}, max drawdown {pct(perf['max_drawdown'])}.  \n"
+         f"Equity curve {sparkline(wealth[:: max(1, len(wealth) // 60)])} ({wealth[-1]:.3f})")
+        if perf["days"] > 1 else "Not enough out-of-sample history yet.",
+        "",
+        "## Children's correlations (meta window)",
+        "",
+        markdown_table(corr.reset_index().rename(columns={"index": "child"}), floatfmt=".2f"),
+        "",
+        f"## Fallback and veto events ({len(events)} of {len(over_time)} rebalances)",
+        "",
+        markdown_table(events.reset_index().tail(8)) if len(events) else "None: every allocation optimised.",
         "",
         "## Top physical holdings (signed net)",
         "",
@@ -397,10 +448,4 @@ def render_report(meta: str, risk: str, d: dt.date, weights: pd.DataFrame, tree:
         "## Cluster tree",
         "",
         render_tree(tree),
-        "",
-        f"## Trailing performance ({perf['days']} days, out of sample)",
-        "",
-        f"Total return {fmt(perf['total_return'])}, CAGR {fmt(perf['cagr'])}, vol {fmt(perf['ann_vol'])}, "
-        f"Sharpe {perf['sharpe']:.2f}, max drawdown {fmt(perf['max_drawdown'])}."
-        if perf["days"] > 1 else "Not enough out-of-sample history yet.",
     ])
