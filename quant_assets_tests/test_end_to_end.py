@@ -153,7 +153,7 @@ def test_reports_are_written_per_date(world):
     for section in ("## Allocation over the last", "## Trailing out-of-sample performance", "Equity curve ",
                     "## Children's correlations", "## Fallback and veto events", "## Top physical holdings"):
         assert section in md, section
-    assert "| us_stocks | 1.00 |" in md or "| us_stocks | " in md  # correlation matrix rows per child
+    assert "| child | factor_rotation | us_stocks |" in md and "| factor_rotation | 1.00 |" in md  # correlations
 
 
 def test_rematerialising_a_partition_replaces_never_duplicates(world):
