@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from quant_assets.definitions import build_definitions, defs
 from quant_assets.manifest import load_manifest

@@ -46,7 +46,7 @@ def test_schema_errors_name_the_table_and_column(tmp_path):
         lh.write_partition("pricez", "x", "2020-01-03", frame(dt.date(2020, 1, 3)))
     # A failed write loses nothing already stored.
     lh.write_partition("prices", "prices_u", "2020-01-03", frame(dt.date(2020, 1, 3)))
-    with pytest.raises(Exception):
+    with pytest.raises(pl.exceptions.PolarsError):
         lh.write_partition("prices", "prices_u", "2020-01-03", frame(dt.date(2020, 1, 3)).with_columns(close=pl.lit("x")))
     assert lh.read("prices", "prices_u")["close"].to_list() == [1.0, 2.0, 3.0]
 

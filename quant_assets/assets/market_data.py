@@ -9,7 +9,7 @@ other dates.
 import datetime as dt
 
 import pandas as pd
-from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, asset
 
 from quant_assets.assets.common import (
     OWNER,
@@ -23,7 +23,6 @@ from quant_assets.assets.common import (
     returns_name,
     run_dates,
     table_metadata,
-    wide,
     with_keys,
 )
 from quant_assets.calendar import calendar_days_covering

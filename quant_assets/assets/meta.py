@@ -108,6 +108,11 @@ def optimisation_history(lh: Lakehouse, child: ChildRef, risk: str, start: dt.da
             if r.status.startswith(("optimised", "fallback"))]
 
 
+def _in_window(frame: pd.DataFrame, d: dt.date, span: dt.timedelta) -> pd.DataFrame:
+    """Rows of partitions in (d - span, d]."""
+    return frame[(frame["rebalance_date"] > d - span) & (frame["rebalance_date"] <= d)]
+
+
 def _series(rows: pd.DataFrame, lo: dt.date | None, hi: dt.date) -> pd.Series:
     sel = rows[(rows["rebalance_date"] <= hi) & ((rows["rebalance_date"] > lo) if lo else True)]
     return pd.Series(sel["ret"].to_numpy(float), index=pd.DatetimeIndex(sel["date"])).sort_index()
@@ -353,9 +358,8 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             tree = require(lh.read_partition("meta_cluster_tree", n_tree, d), n_tree, d).to_pandas()
             flat = require(lh.read_partition("flattened_weights", n_flat, d), n_flat, d).to_pandas()
             matrix = wide(require(lh.read_partition("meta_returns", n_mr, d), n_mr, d), "ret", columns="child")
-            window = (lambda f: f[(f["rebalance_date"] > d - span) & (f["rebalance_date"] <= d)])
-            returns = window(perf_rows).sort_values("date")
-            md = render_report(meta, risk, d, w, tree, flat, returns, window(history), matrix)
+            returns = _in_window(perf_rows, d, span).sort_values("date")
+            md = render_report(meta, risk, d, w, tree, flat, returns, _in_window(history, d, span), matrix)
             lh.write_partition("meta_report", n_rep, d, with_keys(pd.DataFrame({"markdown": [md]}), d,
                                                                   meta=meta, risk=risk))
         extra = {"report": MetadataValue.md(md)} if len(dates) == 1 else {

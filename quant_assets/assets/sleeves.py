@@ -34,7 +34,6 @@ from quant_assets.assets.common import (
     sleeve_returns_name,
     sleeve_weights_name,
     table_metadata,
-    wide,
     with_keys,
 )
 from quant_assets.calendar import previous_dates
@@ -53,14 +52,18 @@ def _weights_series(frame: pd.DataFrame) -> pd.Series:
         pd.Series(dtype=float)
 
 
+def _between(frame: pd.DataFrame, after: dt.date, until: dt.date) -> pd.DataFrame:
+    """Rows dated in (after, until]: one holding period."""
+    return frame[(frame.index > pd.Timestamp(after)) & (frame.index <= pd.Timestamp(until))]
+
+
 def sleeve_assets(ctx: GraphContext, sleeve: str) -> list:
     m = ctx.manifest
     cfg = m.sleeves[sleeve]
     universe = cfg.universe
     rate = m.friction[m.universes[universe].asset_class].rate
     lb = m.lookbacks
-    n_sel, n_feats, n_rets, n_prices = (selection_name(sleeve), features_name(universe),
-                                        returns_name(universe), prices_name(universe))
+    n_sel, n_feats, n_rets = selection_name(sleeve), features_name(universe), returns_name(universe)
     common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
 
     @asset(name=n_sel, group_name="selection", kinds={"scipy", "parquet"}, deps=[n_feats, n_rets],
@@ -192,20 +195,17 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                 d1 = prev[-1]
                 closes = require(lh.read_wide("prices", n_prices, d, "close"), n_prices, d)
                 raw = closes.pct_change(fill_method=None)
-                symbols_of = lambda w: dict(zip(w["atom_id"], w["symbol"]))  # noqa: E731
-                atoms = symbols_of(w1)
+                atoms = dict(zip(w1["atom_id"], w1["symbol"]))
                 w2 = weights_at(prev[0]) if len(prev) == 2 else None
                 if w2 is not None:
-                    atoms.update(symbols_of(w2))
+                    atoms.update(zip(w2["atom_id"], w2["symbol"]))
                 streams = synthetic_long(raw.reindex(columns=sorted(set(atoms.values()))), cfg.direction)
                 atom_streams = pd.DataFrame({a: streams[s] for a, s in atoms.items()}, index=streams.index)
-                after = lambda a, b: atom_streams[(atom_streams.index > pd.Timestamp(a)) &  # noqa: E731
-                                                  (atom_streams.index <= pd.Timestamp(b))]
                 current = None
-                if w2 is not None:
-                    _, current = drift(_weights_series(w2), after(prev[0], d1))
+                if w2 is not None:  # where the previous period's weights had drifted to by d1
+                    _, current = drift(_weights_series(w2), _between(atom_streams, prev[0], d1))
                 target = _weights_series(w1)
-                period = holding_period(target, after(d1, d), turnover(target, current), rate)
+                period = holding_period(target, _between(atom_streams, d1, d), turnover(target, current), rate)
                 frame = period.daily.rename_axis("date").reset_index()
                 frame["date"] = frame["date"].dt.date
                 frame["weights_date"] = d1
