@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dagster import (
     AssetSelection,
+    multiprocess_executor,
     Definitions,
     FreshnessPolicy,
     PreviewWarning,
@@ -30,6 +31,15 @@ FRESHNESS_GRACE = dt.timedelta(days=1)
 PERIOD = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7), "monthly": dt.timedelta(days=31)}
 
 
+# Steps run in parallel processes forked from a server that has already imported the code location:
+# a step then starts in a fraction of a second instead of paying 2-3 s of imports (pandas, polars,
+# skfolio), which dominated single-date runs launched from the UI.
+EXECUTOR = multiprocess_executor.configured(
+    {"max_concurrent": 2, "start_method": {"forkserver": {"preload_modules": ["quant_assets.definitions"]}}},
+    name="forkserver_multiprocess",
+)
+
+
 def freshness_policy(manifest: Manifest) -> FreshnessPolicy:
     period = PERIOD[manifest.calendar.frequency]
     return FreshnessPolicy.time_window(fail_window=period + FRESHNESS_GRACE, warn_window=period)
@@ -41,6 +51,7 @@ def build_definitions(manifest: Manifest | None = None, lakehouse_root: str | Pa
     policy = freshness_policy(manifest)
     defs = Definitions(
         assets=build_assets(ctx),
+        executor=EXECUTOR,
         resources={"lakehouse": LakehouseResource(root=str(lakehouse_root or default_root()))},
         jobs=[define_asset_job("walk_forward", selection=AssetSelection.all(),
                                description="Every asset of the graph: a backfill of it is a walk-forward backtest.")],

@@ -108,6 +108,17 @@ def net_by_symbol(contributions: pd.DataFrame, min_abs: float = 0.0) -> pd.DataF
     return out.reindex(out["net_weight"].abs().sort_values(ascending=False).index).reset_index(drop=True)[cols]
 
 
+def child_clusters(weights: pd.Series, returns: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
+    """Correlation cluster (1-based) of each child; children without enough data get their own."""
+    usable = [c for c in weights.index if c in returns.columns]
+    clean = returns[usable].dropna() if usable else returns.iloc[0:0]
+    if len(usable) >= 2 and len(clean) >= 3:
+        labels = correlation_clusters(clean, threshold).reindex(weights.index)
+        free = iter(range(int(labels.max()) + 1, int(labels.max()) + 1 + len(weights)))
+        return labels.apply(lambda v: int(v) if pd.notna(v) else next(free)).astype(int)
+    return pd.Series(np.arange(1, len(weights) + 1), index=weights.index)
+
+
 def cluster_tree(meta: str, weights: pd.Series, returns: pd.DataFrame, threshold: float,
                  refs: dict[str, str]) -> pd.DataFrame:
     """The uncollapsed tree at one level: meta -> correlation clusters of children -> children.
@@ -115,11 +126,7 @@ def cluster_tree(meta: str, weights: pd.Series, returns: pd.DataFrame, threshold
     Child rows carry their intra-cluster weight and a `ref` to the child's own artefact (a child
     meta's tree, a sleeve's weights), so nested levels are linked by reference, not copied.
     """
-    usable = [c for c in weights.index if c in returns.columns]
-    if len(usable) >= 2 and len(returns) >= 3:
-        labels = correlation_clusters(returns[usable], threshold).reindex(weights.index).fillna(0).astype(int)
-    else:
-        labels = pd.Series(np.arange(1, len(weights) + 1), index=weights.index)
+    labels = child_clusters(weights, returns, threshold)
     rows = [{"node": meta, "parent": "", "level": 0, "kind": "meta", "weight": float(weights.sum()),
              "intra_weight": 1.0, "ref": ""}]
     for label in sorted(labels.unique()):

@@ -18,14 +18,15 @@ import pandas as pd
 import polars as pl
 from dagster import (
     AssetCheckSpec,
+    AssetKey,
+    TableColumnDep,
+    TableColumnLineage,
     AssetDep,
     AssetExecutionContext,
-    AssetSpec,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
-    multi_asset,
 )
 
 from quant_assets.assets.common import (
@@ -58,6 +59,7 @@ from quant_assets.manifest import ChildRef
 from quant_assets.meta import (
     aggregate,
     allocate,
+    child_clusters,
     cluster_tree,
     flatten,
     health_vetoes,
@@ -168,37 +170,25 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
                                      else meta_weights_name(c.name, risk), partition_mapping=window_mapping)
                             for c in children]
 
-    @multi_asset(
-        name=f"optimise_meta_{meta}_{risk}",
-        specs=[
-            AssetSpec(n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"}, owners=[OWNER],
-                      deps=[n_mr, *child_weight_windows],
-                      description=f"Allocation of `{meta}` across its children under `{risk}`: "
-                                  f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain "
-                                  f"{' -> '.join(chain)}, projected to [{cfg.min_weight}, {cfg.max_weight}]. "
-                                  f"Children below {cfg.min_child_success_share:.0%} successful optimisations over "
-                                  f"the window, or with a flat stream, are vetoed for the date. Equal weight until "
-                                  f"{lb.meta_min_history_days} sessions of history exist."),
-            AssetSpec(n_tree, group_name="meta", kinds={"scipy", "parquet"}, owners=[OWNER],
-                      deps=[n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
-                      description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters "
-                                  f"of children, cluster and intra-cluster weights, child metas by reference."),
-        ],
-        check_specs=[AssetCheckSpec("weights_within_bounds", asset=n_mw, blocking=True,
-                                    description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}], "
-                                                f"vetoed children at 0"),
-                     AssetCheckSpec("audit_complete", asset=n_mw, blocking=True,
-                                    description="Every optimisation intent has an outcome; ledger chain intact")],
-        partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN,
-    )
-    def optimise_meta(context: AssetExecutionContext, lakehouse: LakehouseResource):
+    @asset(name=n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"},
+           deps=[n_mr, *child_weight_windows],
+           check_specs=[AssetCheckSpec("weights_within_bounds", asset=n_mw, blocking=True,
+                                       description=f"Finite, summing to 1, within [{cfg.min_weight}, "
+                                                   f"{cfg.max_weight}], vetoed children at 0"),
+                        AssetCheckSpec("audit_complete", asset=n_mw, blocking=True,
+                                       description="Every optimisation intent has an outcome; ledger chain intact")],
+           description=f"Allocation of `{meta}` across its children under `{risk}`: "
+                       f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain "
+                       f"{' -> '.join(chain)}, projected to [{cfg.min_weight}, {cfg.max_weight}]. "
+                       f"Children below {cfg.min_child_success_share:.0%} successful optimisations over "
+                       f"the window, or with a flat stream, are vetoed for the date. Equal weight until "
+                       f"{lb.meta_min_history_days} sessions of history exist.", **common)
+    def meta_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
         ledger = lh.ledger()
         span = dt.timedelta(days=window_days)
         histories = {c.name: optimisation_history(lh, c, risk, dates[0] - span, dates[-1]) for c in children}
-        rows, last_w, last_tree, failures, statuses, vetoes = 0, None, None, {}, {}, 0
-        refs = {c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
-                for c in children}
+        rows, last_w, failures, statuses, vetoes = 0, None, {}, {}, 0
         for d in dates:
             mr = require(lh.read_partition("meta_returns", n_mr, d), n_mr, d)
             matrix = wide(mr, "ret", columns="child").reindex(columns=names)
@@ -220,19 +210,15 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             kind = alloc.status.split(":")[0].split(";")[0].strip()  # optimised | fallback | equal_weight
             ledger.outcome(intent, status={"optimised": "success"}.get(kind, kind),
                            output_hash=weights_hash("meta_weights", pd.DataFrame({"child": names, "weight": w.to_numpy()})),
-                           detail={"status": alloc.status, "engine": alloc.engine,
-                                                              "profile_used": alloc.profile_used})
+                           detail={"status": alloc.status, "engine": alloc.engine, "profile_used": alloc.profile_used})
+            clusters = child_clusters(w, matrix, TREE_THRESHOLD)
             frame = pd.DataFrame({"child": names, "child_kind": [c.kind for c in children], "weight": w.to_numpy(),
-                                  "raw_weight": alloc.raw.to_numpy(), "cluster": 0, "engine": alloc.engine,
-                                  "profile_used": alloc.profile_used, "status": alloc.status,
+                                  "raw_weight": alloc.raw.to_numpy(), "cluster": clusters.reindex(names).to_numpy(),
+                                  "engine": alloc.engine, "profile_used": alloc.profile_used, "status": alloc.status,
                                   "vetoed": [vetoed.get(c, "") for c in names],
                                   "success_share": [shares[c] for c in names]})
-            tree = cluster_tree(meta, w, matrix.dropna(), TREE_THRESHOLD, refs)
-            frame["cluster"] = [int(tree.loc[tree["node"] == c, "parent"].iloc[0].rsplit("_", 1)[-1]) for c in names]
             last_w = with_keys(frame, d, meta=meta, risk=risk)
-            last_tree = with_keys(tree, d, meta=meta, risk=risk)
             lh.write_partition("meta_weights", n_mw, d, last_w)
-            lh.write_partition("meta_cluster_tree", n_tree, d, last_tree)
             rows += len(frame)
             statuses[d.isoformat()] = alloc.status
             vetoes += len(vetoed)
@@ -241,14 +227,30 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
                 failures[d.isoformat()] = problem
         equal = sum(s.startswith("equal_weight") for s in statuses.values())
         fb = sum(s.startswith("fallback") for s in statuses.values())
-        yield MaterializeResult(asset_key=n_mw, metadata=table_metadata(
+        return MaterializeResult(metadata=table_metadata(
             lh, "meta_weights", n_mw, dates, rows, last_w, status_last_date=statuses[dates[-1].isoformat()],
             dates_equal_weight=equal, dates_with_fallback=fb, child_vetoes_in_run=vetoes,
             allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}"),
             check_results=[check_result("weights_within_bounds", failures, len(dates),
                                         bounds=f"[{cfg.min_weight}, {cfg.max_weight}]"),
                            audit_check(lh, n_mw, dates)])
-        yield MaterializeResult(asset_key=n_tree, metadata=table_metadata(
+
+    @asset(name=n_tree, group_name="meta", kinds={"scipy", "parquet"},
+           deps=[n_mw, n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
+           description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters of children, "
+                       f"cluster and intra-cluster weights, child metas' trees by reference.", **common)
+    def meta_cluster_tree(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
+        lh, dates = lakehouse.get(), run_dates(context)
+        refs = {c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
+                for c in children}
+        last_tree = None
+        for d in dates:
+            w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas().set_index("child")["weight"]
+            matrix = wide(require(lh.read_partition("meta_returns", n_mr, d), n_mr, d), "ret", columns="child")
+            tree = cluster_tree(meta, w.reindex(names), matrix.reindex(columns=names), TREE_THRESHOLD, refs)
+            last_tree = with_keys(tree, d, meta=meta, risk=risk)
+            lh.write_partition("meta_cluster_tree", n_tree, d, last_tree)
+        return MaterializeResult(metadata=table_metadata(
             lh, "meta_cluster_tree", n_tree, dates, len(last_tree) * len(dates), last_tree,
             **({"tree": MetadataValue.md(render_tree(last_tree))} if len(dates) == 1 else {})))
 
@@ -289,6 +291,13 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
     child_weight_assets = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk)
                            for c in children]
     directions = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
+    # net weight = sum over paths of (meta weight x child's weight): the columns it is made of
+    sources = [TableColumnDep(asset_key=AssetKey(n_mw), column_name="weight")] + [
+        TableColumnDep(asset_key=AssetKey(a), column_name="net_weight" if a.startswith("flattened") else "weight")
+        for a in child_weight_assets]
+    column_lineage = TableColumnLineage(deps_by_column={
+        "net_weight": sources, "long_weight": sources, "short_weight": sources,
+        "symbol": [TableColumnDep(asset_key=AssetKey(a), column_name="symbol") for a in child_weight_assets]})
 
     @asset(name=n_flat, group_name="meta", kinds={"pandas", "parquet"},
            deps=[n_mw] + child_weight_assets + [prices_name(u) for u in universes],
@@ -334,6 +343,7 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
         gross = float(last["net_weight"].abs().sum()) if len(last) else 0.0
         return MaterializeResult(metadata=table_metadata(
             lh, "flattened_weights", n_flat, dates, rows, last, gross_exposure_last_date=gross,
+            **{"dagster/column_lineage": column_lineage},
             net_exposure_last_date=float(last["net_weight"].sum()) if len(last) else 0.0),
             check_results=[check_result("physical_and_conserved", failures, len(dates)),
                            check_result("directional_sign_test", sign_failures, len(dates))])
@@ -368,7 +378,7 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
         return MaterializeResult(metadata={**table_metadata(lh, "meta_report", n_rep, dates, len(dates), None),
                                            **extra})
 
-    return [meta_returns, optimise_meta, meta_portfolio_returns, flattened_weights, meta_report]
+    return [meta_returns, meta_weights, meta_cluster_tree, meta_portfolio_returns, flattened_weights, meta_report]
 
 
 def render_tree(tree: pd.DataFrame) -> str:
