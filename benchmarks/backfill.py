@@ -14,12 +14,17 @@ import argparse
 import cProfile
 import datetime as dt
 import pstats
+import shutil
 import tempfile
 import time
 import warnings
 from collections import defaultdict
 
+from pathlib import Path
+
 from dagster import DagsterInstance
+
+REPO = Path(__file__).resolve().parents[1]
 
 warnings.filterwarnings("ignore")
 
@@ -41,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2019, 1, 1))
     parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2019, 12, 31))
+    parser.add_argument("--persistent", action="store_true",
+                        help="write to an on-disk SQLite instance (as `make demo` does) instead of an in-memory one")
     parser.add_argument("--profile", action="store_true",
                         help="measure the share inside asset bodies with cProfile (slows everything ~1.5x)")
     args = parser.parse_args()
@@ -52,19 +59,25 @@ def main() -> None:
 
     manifest = load_manifest()
     n_dates = len([d for d in rebalance_dates(manifest.calendar, args.end) if d >= args.start])
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as root, tempfile.TemporaryDirectory() as home:
         defs = build_definitions(manifest, root)
+        if args.persistent:
+            shutil.copy(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
+            instance = DagsterInstance.from_config(home)
+        else:
+            instance = DagsterInstance.ephemeral()
         profile = cProfile.Profile() if args.profile else None
         t0 = time.perf_counter()
         if profile:
             profile.enable()
-        result = materialize_range(defs, manifest, args.start, args.end, DagsterInstance.ephemeral(),
+        result = materialize_range(defs, manifest, args.start, args.end, instance,
                                    run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         if profile:
             profile.disable()
         wall = time.perf_counter() - t0
     print(f"backfill {args.start} .. {args.end}: {n_dates} rebalance dates, success={result.success}")
-    print(f"wall {wall:.1f} s = {wall / n_dates:.2f} s per date" + (" (under cProfile)" if profile else ""))
+    print(f"wall {wall:.1f} s = {wall / n_dates:.2f} s per date, {'on-disk' if args.persistent else 'in-memory'} "
+          f"instance" + (" (under cProfile)" if profile else ""))
     if profile:
         bodies = _body_seconds(profile)
         ours = sum(bodies.values())
