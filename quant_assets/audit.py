@@ -24,6 +24,10 @@ import numpy as np
 import pandas as pd
 
 GENESIS = "0" * 64
+
+
+class AuditLedgerError(RuntimeError):
+    """The ledger cannot be appended to safely; the message names the file and what to do."""
 LEDGER_FILE = Path("audit") / "ledger.jsonl"
 
 
@@ -114,7 +118,12 @@ class AuditLedger:
             chunk = f.read(size)
             lines = chunk.rstrip(b"\n").split(b"\n")
             if len(lines) > 1 or size == end:
-                return json.loads(lines[-1])["hash"]
+                try:
+                    return json.loads(lines[-1])["hash"]
+                except (json.JSONDecodeError, KeyError):
+                    raise AuditLedgerError(
+                        f"{f.name}: the last record is incomplete (a writer died mid-append?); "
+                        f"nothing more is appended until it is repaired: run `quant-assets audit`") from None
             size = min(end, size * 2)
 
     def append(self, record: dict) -> dict:
@@ -159,6 +168,8 @@ class AuditLedger:
             return VerifyResult(True, 0)
         with open(self.path, "rb") as f:
             for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as err:

@@ -1,4 +1,4 @@
-"""Command line: `quant-assets demo | backfill | sql | summary | explain | audit`.
+"""Command line: `quant-assets demo | backfill | sql | summary | explain | audit | accept`.
 
 Runs go through the persistent Dagster instance ($DAGSTER_HOME, default `.dagster/` in the repo),
 so everything done here shows up in `make ui` with its runs, partitions and metadata.

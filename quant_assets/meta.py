@@ -152,13 +152,17 @@ def health_vetoes(matrix: pd.DataFrame, shares: dict[str, float], threshold: flo
     """Children to veto at this date, with the reason (domain-spec §6.3).
 
     A child is vetoed when its share of successful optimisations over the window is below
-    `threshold`, or when its stream is flat (no investable data: a sleeve sitting in cash).
+    `threshold`, when its stream is flat (no investable data: a sleeve sitting in cash), or when it
+    has no stream in the window while other children do.
     """
     vetoed: dict[str, str] = {}
+    has_data = [c for c in matrix.columns if matrix[c].notna().any()]
     for child in matrix.columns:
         col = matrix[child].dropna()
         share = shares.get(child, float("nan"))
-        if len(col) >= 2 and col.std(ddof=0) <= FLAT_STD:
+        if col.empty and has_data:  # nobody has data yet is a history question, not a health one
+            vetoed[child] = "no stream in the window"
+        elif len(col) >= 2 and col.std(ddof=0) <= FLAT_STD:
             vetoed[child] = "flat stream: no investable data in the window"
         elif not np.isnan(share) and share < threshold:
             vetoed[child] = f"optimisation success {share:.0%} < {threshold:.0%} over the window"

@@ -105,3 +105,16 @@ def test_frame_hash_is_deterministic_and_content_sensitive():
     assert frame_hash(mixed) != frame_hash(mixed.assign(weight=[0.75, 0.25]))
     assert frame_hash(pd.Series([0.5, 0.5], index=["a", "b"], name="w")) == \
         frame_hash(pd.Series([0.5, 0.5], index=["b", "a"], name="w"))
+
+
+def test_truncated_tail_blocks_appends_with_a_clear_error(tmp_path):
+    from quant_assets.audit import AuditLedgerError
+
+    ledger = AuditLedger(tmp_path / "ledger.jsonl")
+    fill(ledger, 1)
+    with open(ledger.path, "ab") as f:
+        f.write(b'{"type": "intent", "hash": "abc')  # a writer died mid-append
+    with pytest.raises(AuditLedgerError, match="the last record is incomplete"):
+        fill(ledger, 1)
+    result = ledger.verify()
+    assert (result.ok, result.first_broken) == (False, 3) and "is not JSON" in result.reason

@@ -132,6 +132,11 @@ def test_meta_portfolio_return_is_previous_weights_times_child_streams(world):
                      f"rebalance_date='2019-03-29'").pivot(index="date", columns="sleeve", values="net_return")
     first_day = float((child.iloc[0][w.index] * w).sum())
     assert mpr["ret"].iloc[0] == pytest.approx(first_day, abs=1e-12)
+    # every later day: the weights have drifted with each child's own compounded stream
+    values = w.to_numpy() * np.cumprod(1 + child[w.index].fillna(0.0).to_numpy(), axis=0)
+    expected = values.sum(axis=1) / np.concatenate([[1.0], values.sum(axis=1)[:-1]]) - 1
+    np.testing.assert_allclose(mpr["ret"].to_numpy(), expected, atol=1e-12)
+    assert len(mpr) == len(child) >= 4
 
 
 def test_friction_is_charged_on_rebalance_days(world):
@@ -231,19 +236,34 @@ def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
         explain(world["lh"], world["manifest"], "total_portfolio", "kelly", d, symbol)
 
 
-def test_orders_drift_from_the_initialised_state(world):
-    from quant_assets.assets.execution import read_state, state_path
+def test_orders_from_cash_then_drift_from_accepted_weights(world):
+    from quant_assets.assets.execution import read_state, record_implemented, state_path
 
-    state = read_state(state_path(world["lh"], "total_portfolio", "hrp"))
-    assert set(state["as_of"]) == {dt.date(2019, 1, 4)}  # first run initialised it
+    path = state_path(world["lh"], "total_portfolio", "hrp")
+    assert not path.exists()  # materialising never writes the user's state
+    cash = q(world, "SELECT * FROM rebalance_orders WHERE meta='total_portfolio' AND risk='hrp' "
+                    "AND rebalance_date='2019-03-29'")
+    target = q(world, "SELECT symbol, net_weight FROM flattened_weights WHERE meta='total_portfolio' AND risk='hrp' "
+                      "AND rebalance_date='2019-03-29'").set_index("symbol")["net_weight"]
+    assert cash["implemented_as_of"].isna().all() and (cash["implemented"] == 0).all()
+    opened = cash.groupby("symbol")["drift"].first()
+    pd.testing.assert_series_equal(opened.sort_index(), target[target.abs() >= 1e-4].sort_index(),
+                                   check_names=False, atol=1e-15)
+    assert set(cash.loc[cash["target"] < 0, "action"]) == {"SELL_SHORT"}
+    assert set(cash.loc[cash["target"] > 0, "action"]) == {"BUY"}
+    # accept the first date's target, re-materialise the orders of the last date
     first = q(world, "SELECT symbol, net_weight FROM flattened_weights WHERE meta='total_portfolio' AND risk='hrp' "
                      "AND rebalance_date='2019-01-04'")
-    assert dict(zip(state["symbol"], state["weight"])) == pytest.approx(dict(zip(first["symbol"], first["net_weight"])))
+    record_implemented(path, dt.date(2019, 1, 4), pd.Series(first["net_weight"].to_numpy(), index=first["symbol"]))
+    assert set(read_state(path)["as_of"]) == {dt.date(2019, 1, 4)}
+    d = dt.date(2019, 3, 29)
+    again = materialize_range(world["defs"], world["manifest"], d, d, world["instance"], run_config=QUIET,
+                              selection='key:"rebalance_orders_total_portfolio_hrp"')
+    assert again.success
     orders = q(world, "SELECT * FROM rebalance_orders WHERE meta='total_portfolio' AND risk='hrp' "
                       "AND rebalance_date='2019-03-29'")
     assert len(orders) and (orders["implemented_as_of"] == pd.Timestamp("2019-01-04")).all()
     np.testing.assert_allclose(orders["drift"], orders["target"] - orders["implemented"], atol=1e-15)
     assert (orders.loc[orders["status"] == "SKIP", "drift"].abs() < 0.01).all()
     assert (orders.loc[orders["status"] == "EXECUTE", "drift"].abs() >= 0.01).all()
-    shorts = orders[(orders["target"] < 0) & (orders["implemented"] <= 0) & (orders["drift"] < 0)]
-    assert (shorts["action"] == "SELL_SHORT").all()
+    path.unlink()

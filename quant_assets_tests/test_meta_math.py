@@ -177,3 +177,21 @@ def test_meta_fallback_chain_through_a_failing_engine(three_children):
                                    " -> always_fails_stub/min_variance:failed")
     assert "always_fails_stub/max_sharpe:failed" in alloc.status and "platform/equal_weight:success" in alloc.status
     assert alloc.weights.sum() == pytest.approx(1.0)
+
+
+def test_child_without_a_stream_is_vetoed_only_when_others_have_data(three_children):
+    m = three_children.assign(new=np.nan)  # a sleeve whose universe is not listed yet
+    assert health_vetoes(m, {}, 0.75) == {"new": "no stream in the window"}
+    empty = pd.DataFrame({"a": [np.nan], "b": [np.nan]})
+    assert health_vetoes(empty, {}, 0.75) == {}  # nobody has history yet: a history question
+
+
+def test_meta_stream_outer_join_keeps_every_realised_day():
+    # child b misses a day: with weights {a: 1, b: 0} the parent must still earn a's three days
+    a = pd.Series([0.1, 0.1, 0.1], index=pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"]))
+    b = pd.Series([0.0, 0.0], index=pd.to_datetime(["2020-01-01", "2020-01-02"]))
+    from quant_assets.simulate import drift
+
+    matrix, _ = aggregate({"a": a, "b": b}, join="outer")
+    port, _ = drift(pd.Series({"a": 1.0, "b": 0.0}), matrix[["a", "b"]])
+    assert np.prod(1 + port.to_numpy()) == pytest.approx(1.331)

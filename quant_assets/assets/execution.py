@@ -2,12 +2,15 @@
 
 The implemented weights are yours: a CSV at `lakehouse/state/implemented_<meta>_<risk>.csv`
 (columns `as_of,symbol,weight`, signed net weights), shown in the graph as an external asset.
-A partition D uses the latest `as_of <= D` (point in time). With no state at all, the first
-materialisation initialises it with D's target (and emits no orders); `quant-assets accept`
-records a later target as implemented.
+A partition D uses the latest `as_of <= D` (point in time); with none, it orders from cash and
+says so. The asset never writes the state: `quant-assets accept META RISK DATE` records a target
+as implemented. (An asset that initialised the state itself made partitions depend on the order
+in which they were materialised.)
 """
 
 import datetime as dt
+import fcntl
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -45,13 +48,21 @@ def read_state(path: Path) -> pd.DataFrame:
 
 
 def record_implemented(path: Path, date: dt.date, weights: pd.Series) -> None:
-    """Append `weights` as implemented on `date` (replacing an earlier record for the same date)."""
-    state = read_state(path)
-    state = state[state["as_of"] != date]
-    new = pd.DataFrame({"as_of": date, "symbol": weights.index, "weight": weights.to_numpy()})
+    """Record `weights` as implemented on `date` (replacing an earlier record for that date).
+
+    Read-modify-write under an exclusive lock, written to a temp file and swapped in atomically,
+    so concurrent writers lose nothing and readers never see a half-written file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = pd.concat([state, new], ignore_index=True) if len(state) else new
-    out.sort_values(["as_of", "symbol"]).to_csv(path, index=False)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = read_state(path)
+        state = state[state["as_of"] != date]
+        new = pd.DataFrame({"as_of": date, "symbol": weights.index, "weight": weights.to_numpy()})
+        out = pd.concat([state, new], ignore_index=True) if len(state) else new
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        out.sort_values(["as_of", "symbol"]).to_csv(tmp, index=False)
+        os.replace(tmp, path)
 
 
 def execution_assets(ctx: GraphContext, meta: str, risk: str) -> list:
@@ -69,22 +80,21 @@ def execution_assets(ctx: GraphContext, meta: str, risk: str) -> list:
     def orders(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
         path = state_path(lh, meta, risk)
+        state = read_state(path)  # read once: the whole run sees one consistent state
         rows, last, turnover, status = 0, None, 0.0, ""
         for d in dates:
             flat = require(lh.read_partition("flattened_weights", n_flat, d), n_flat, d).to_pandas()
             target = pd.Series(flat["net_weight"].to_numpy(), index=flat["symbol"].to_numpy())
-            state = read_state(path)
             known = state[state["as_of"] <= d]
             if known.empty:
-                record_implemented(path, d, target)
-                frame, as_of, status = pd.DataFrame(columns=ORDER_COLUMNS), d, "initialised: target recorded"
-                turnover = 0.0
+                as_of, current = None, pd.Series(dtype=float)
+                status = f"no implemented weights as of {d}: orders from cash (record them with quant-assets accept)"
             else:
                 as_of = max(known["as_of"])
                 current = known[known["as_of"] == as_of].set_index("symbol")["weight"]
-                frame = rebalance_orders(current, target, cfg.min_trade)
-                turnover = required_turnover(current, target)
                 status = f"drift vs weights implemented on {as_of}"
+            frame = rebalance_orders(current, target, cfg.min_trade)
+            turnover = required_turnover(current, target)
             frame["implemented_as_of"] = as_of
             last = with_keys(frame, d, meta=meta, risk=risk)
             lh.write_partition("rebalance_orders", n_orders, d, last)

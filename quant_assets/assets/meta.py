@@ -148,7 +148,10 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
         rows, last, lost, warnings_ = 0, None, {}, {}
         for d in dates:
             streams = {c: _series(r, d - span, d) for c, r in rows_by_child.items()}
-            matrix, info = aggregate(streams, join="inner")
+            # A child with no stream at all in the window (a sleeve whose universe is not listed yet)
+            # would empty the inner join for everyone: leave it out; the health gate vetoes it.
+            present = {c: st for c, st in streams.items() if len(st)}
+            matrix, info = aggregate(present or streams, join="inner")
             matrix = matrix.tail(lb.meta_window_days)
             lost[d.isoformat()] = round(info["lost_share"], 4)
             if info["lost_share"] > LOST_DAYS_WARNING:
@@ -273,7 +276,9 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
                 skipped += 1
             else:
                 w = wf.to_pandas().set_index("child")["weight"].reindex(names)
-                matrix, _ = aggregate({c: _series(r, prev[-1], d) for c, r in rows_by_child.items()})
+                # Outer join: a child without a row on a day (no stream yet, another calendar) earns 0
+                # that day; an inner join would drop the other children's realised returns.
+                matrix, _ = aggregate({c: _series(r, prev[-1], d) for c, r in rows_by_child.items()}, join="outer")
                 if len(matrix):
                     port, _ = drift(w, matrix[names])
                     frame = pd.DataFrame({"date": port.index.tz_localize(None).date, "ret": port.to_numpy(),
