@@ -56,7 +56,10 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
-                print(f"  step {event.step_key} failed: {event.event_specific_data.error.message.strip()[:400]}")
+                error = event.event_specific_data.error
+                while error.cause is not None:  # the innermost error names the actual culprit
+                    error = error.cause
+                print(f"  step {event.step_key} failed: {error.message.strip()[:400]}")
         checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
         for c in checks:
             print(f"  check {c.asset_key.to_user_string()}:{c.check_name} failed: {dict(c.metadata).get('failures')}")
@@ -102,7 +105,8 @@ def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = Non
         print(f"top flattened weights ({len(flat)} physical symbols, gross {flat['net_weight'].abs().sum():.3f}, "
               f"net {flat['net_weight'].sum():+.3f}):")
         for r in flat.head(8).itertuples():
-            print(f"  {r.symbol:<12} {r.net_weight:+.4f}   via {r.contributors[:90]}")
+            print(f"  {r.symbol:<12} {r.net_weight:+.4f}   via {r.contributors}")
+        print("  (gross < 1 when a symbol is held long in one sleeve and short in another: the paths net out)")
         print("out-of-sample performance of each lens over the run (stitched daily returns):")
         for lens_ in manifest.meta_risks(root):
             rets = lh.sql(f"SELECT date, ret FROM meta_portfolio_returns WHERE meta = '{root}' AND risk = '{lens_}' "
@@ -110,7 +114,7 @@ def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = Non
             p = performance(rets["ret"])
             print(f"  {lens_:<13} {p['days']:>5} days  CAGR {p['cagr']:+.2%}  vol {p['ann_vol']:.2%}  "
                   f"Sharpe {p['sharpe']:.2f}  max drawdown {p['max_drawdown']:.2%}")
-    print("\nNext: `make ui` (http://127.0.0.1:3000) for the graph, partitions, checks and the "
+    print("\nNext: `make ui` (http://127.0.0.1:3000, or QUANT_ASSETS_UI_PORT) for the graph, partitions, checks and the "
           "meta_report_* assets; `make sql Q=\"SELECT * FROM meta_weights LIMIT 5\"` to query the lakehouse.")
 
 
@@ -224,7 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("audit", help="verify the audit ledger's hash chain and completeness")
     p.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from quant_assets.manifest import ManifestError
+
+    try:
+        return args.func(args)
+    except (ManifestError, ValueError) as err:  # bad input: say what, without a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

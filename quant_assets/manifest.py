@@ -145,6 +145,13 @@ class Allocation(_Strict):
     engine: str = "skfolio"
     profile: str = "hrp"
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, v: str) -> str:
+        if v not in ENGINES:
+            raise ValueError(f"unknown engine {v!r}; known: {', '.join(ENGINES)}")
+        return v
+
     @field_validator("profile")
     @classmethod
     def _known(cls, v: str) -> str:
@@ -357,11 +364,11 @@ def _check_depth(metas: dict[str, Meta], limit: int) -> None:
 def _format_validation_error(err: ValidationError, origin: str) -> str:
     lines = [f"invalid manifest {origin}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  {loc}: {msg}{shown}")
+        shown = "" if isinstance(value, (dict, list)) or repr(value) in msg else f" (got {value!r})"
+        lines.append(f"  {loc + ': ' if loc else ''}{msg}{shown}")
     return "\n".join(lines)
 
 

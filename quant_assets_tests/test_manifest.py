@@ -121,3 +121,10 @@ def test_env_var_and_missing_file(tmp_path, monkeypatch, base):
     bad.write_text("sleeves: [unclosed")
     with pytest.raises(ManifestError, match="bad.yaml is not valid YAML"):
         load_manifest(bad)
+
+
+def test_meta_allocation_engine_is_validated_at_load(base):
+    data = copy.deepcopy(base)
+    data["metas"]["us_stocks"]["allocation"]["engine"] = "riskfolio"
+    with pytest.raises(ManifestError, match=r"metas\.us_stocks\.allocation\.engine: unknown engine 'riskfolio'"):
+        parse_manifest(data)
