@@ -43,6 +43,16 @@ def _date_str(d: dt.date | str) -> str:
     return d if isinstance(d, str) else d.isoformat()
 
 
+def pivot_wide(frame: pl.DataFrame, value: str, index: str = "date", columns: str = "symbol") -> pd.DataFrame:
+    """Long lakehouse rows -> dates x symbols pandas frame (NaN where absent)."""
+    if frame.height == 0:
+        return pd.DataFrame()
+    out = frame.select(index, columns, value).to_pandas().pivot(index=index, columns=columns, values=value)
+    out.index = pd.DatetimeIndex(out.index)
+    out.columns.name = None
+    return out.sort_index()
+
+
 class _ReadCache:
     """Per-process cache of partition reads, keyed by file identity (inode, mtime, size).
 
@@ -150,13 +160,7 @@ class Lakehouse:
         """One partition pivoted to dates x `columns` (a fresh copy: callers may modify it)."""
 
         def load(path: Path) -> pd.DataFrame:
-            frame = pl.read_parquet(path, columns=[index, columns, value])
-            if frame.height == 0:
-                return pd.DataFrame()
-            out = frame.to_pandas().pivot(index=index, columns=columns, values=value)
-            out.index = pd.DatetimeIndex(out.index)
-            out.columns.name = None
-            return out.sort_index()
+            return pivot_wide(pl.read_parquet(path, columns=[index, columns, value]), value, index, columns)
 
         wide = _CACHE.get(self.path(table, asset, date), f"wide:{index}:{columns}:{value}", load)
         return None if wide is None else wide.copy()

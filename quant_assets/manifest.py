@@ -25,6 +25,13 @@ ALLOCATION_PROFILES = RISK_PROFILES
 ENGINES = ("skfolio",)
 
 
+def _known_engine(cls, v: str) -> str:
+    """Shared by every model with an `engine` field (sleeves and meta allocations)."""
+    if v not in ENGINES:
+        raise ValueError(f"unknown engine {v!r}; known: {', '.join(ENGINES)}")
+    return v
+
+
 class ManifestError(ValueError):
     """A manifest that cannot become an asset graph. The message names the field and value."""
 
@@ -133,24 +140,14 @@ class Sleeve(_Strict):
             raise ValueError(f"risk_profiles must be a non-empty list without duplicates, got {v}")
         return v
 
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, v: str) -> str:
-        if v not in ENGINES:
-            raise ValueError(f"unknown engine {v!r}; known: {', '.join(ENGINES)}")
-        return v
+    _known_engine = field_validator("engine")(_known_engine)
 
 
 class Allocation(_Strict):
     engine: str = "skfolio"
     profile: str = "hrp"
 
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, v: str) -> str:
-        if v not in ENGINES:
-            raise ValueError(f"unknown engine {v!r}; known: {', '.join(ENGINES)}")
-        return v
+    _known_engine = field_validator("engine")(_known_engine)
 
     @field_validator("profile")
     @classmethod

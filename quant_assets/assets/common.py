@@ -23,6 +23,7 @@ from dagster import (
 )
 
 from quant_assets.lakehouse import Lakehouse
+from quant_assets.lakehouse import pivot_wide as wide  # noqa: F401 - the factories' name for it
 from quant_assets.manifest import Manifest
 from quant_assets.schemas import TABLES
 
@@ -75,17 +76,6 @@ def require(frame: pl.DataFrame | None, asset: str, date: dt.date) -> pl.DataFra
             f"materialise it first (e.g. select the asset with its upstream)"
         )
     return frame
-
-
-def wide(frame: pl.DataFrame, value: str, index: str = "date", columns: str = "symbol") -> pd.DataFrame:
-    """Long lakehouse rows -> dates x symbols pandas frame (NaN where absent)."""
-    if frame.height == 0:
-        return pd.DataFrame()
-    pdf = frame.select(index, columns, value).to_pandas()
-    out = pdf.pivot(index=index, columns=columns, values=value)
-    out.index = pd.DatetimeIndex(out.index)
-    out.columns.name = None
-    return out.sort_index()
 
 
 def with_keys(df: pd.DataFrame, date: dt.date, **keys: str) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from quant_assets.assets.common import (
     with_keys,
 )
 from quant_assets.lakehouse import Lakehouse, LakehouseResource
-from quant_assets.orders import ORDER_COLUMNS, rebalance_orders, required_turnover
+from quant_assets.orders import rebalance_orders, required_turnover
 
 
 def state_path(lh: Lakehouse, meta: str, risk: str) -> Path:
