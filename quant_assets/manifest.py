@@ -18,17 +18,24 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from quant_assets.optimise import ENGINES as ENGINE_REGISTRY
+from quant_assets.optimise import PROFILES, RiskConfig
+from quant_assets.regime import RegimeSettings
+from quant_assets.selection import SelectionSettings
+
 MANIFEST_ENV_VAR = "QUANT_ASSETS_MANIFEST"
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-RISK_PROFILES = ("equal_weight", "min_variance", "hrp", "max_sharpe")
-ALLOCATION_PROFILES = RISK_PROFILES
-ENGINES = ("skfolio",)
+RISK_PROFILES = PROFILES  # every profile a sleeve may build (optimise.FALLBACK_CHAINS)
+# What a sleeve builds when its manifest entry says nothing: the investable lenses. The baselines
+# (market, benchmark, raw_pool_ew) are opt-in per sleeve and always scored by the tournament.
+DEFAULT_SLEEVE_PROFILES = ("equal_weight", "min_variance", "hrp", "max_sharpe", "barbell")
+ALLOCATION_PROFILES = ("equal_weight", "min_variance", "hrp", "max_sharpe", "risk_parity")
 
 
 def _known_engine(cls, v: str) -> str:
-    """Shared by every model with an `engine` field (sleeves and meta allocations)."""
-    if v not in ENGINES:
-        raise ValueError(f"unknown engine {v!r}; known: {', '.join(ENGINES)}")
+    """Shared by every model with an `engine` field (sleeves and meta allocations): the live registry."""
+    if v not in ENGINE_REGISTRY:
+        raise ValueError(f"unknown engine {v!r}; known: {', '.join(ENGINE_REGISTRY)}")
     return v
 
 
@@ -102,32 +109,39 @@ class Universe(_Strict):
     source: str
     symbols: list[str] | None = Field(default=None, description="subset of the source's symbols; None = all")
     asset_class: Literal["equity", "etf", "crypto", "index"] = "equity"
+    benchmarks: list[str] = Field(
+        default_factory=list,
+        description="reference series as 'source:TICKER' (e.g. skfolio_sp500_index:SP500): priced and featured "
+                    "with the universe, never vetoed, never recruited; the `market` profile holds them",
+    )
 
+    regime: RegimeSettings = Field(default_factory=RegimeSettings,
+                                   description="regime detector on the cross-sectional mean return")
 
-class Selection(_Strict):
-    """Thin selection funnel parameters: rank, cluster, veto, pick."""
-
-    cluster_threshold: float = Field(0.5, gt=0, le=1.0)
-    top_n_per_cluster: int = Field(2, ge=1)
-    max_winners: int = Field(8, ge=1)
-    min_winners: int = Field(3, ge=1)
-    entropy_max: float = Field(0.995, gt=0, le=1)
-    efficiency_min: float = Field(0.0, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Selection:
-        if self.min_winners > self.max_winners:
-            raise ValueError(f"min_winners ({self.min_winners}) exceeds max_winners ({self.max_winners})")
-        return self
+    @field_validator("benchmarks")
+    @classmethod
+    def _benchmark_refs(cls, v: list[str]) -> list[str]:
+        for ref in v:
+            source, sep, ticker = ref.partition(":")
+            if not sep or not source or not ticker:
+                raise ValueError(f"benchmark {ref!r} must look like 'source:TICKER'")
+        if len(set(v)) != len(v):
+            raise ValueError(f"benchmarks listed twice: {v}")
+        return v
 
 
 class Sleeve(_Strict):
     universe: str
     logic: Literal["trend", "reversion"]
     direction: Literal["long", "short"] = "long"
-    selection: Selection = Selection()
-    risk_profiles: list[str] = Field(default_factory=lambda: list(RISK_PROFILES))
-    engine: str = "skfolio"
+    selection: SelectionSettings = Field(
+        default_factory=SelectionSettings,
+        description="the funnel: ranker, clustering, filter chain, recruitment and relaxation (selection.py)")
+    risk_profiles: list[str] = Field(default_factory=lambda: list(DEFAULT_SLEEVE_PROFILES))
+    engine: str = Field("custom", description="custom (numpy, default: 13x faster walk-forward at equal weights), "
+                                              "skfolio, riskfolio, pyportfolioopt")
+    risk: RiskConfig = Field(default_factory=RiskConfig,
+                             description="HRP variant, covariance, cluster caps, barbell and CVaR options (optimise.py)")
     description: str = ""
 
     @field_validator("risk_profiles")
@@ -144,7 +158,7 @@ class Sleeve(_Strict):
 
 
 class Allocation(_Strict):
-    engine: str = "skfolio"
+    engine: str = "custom"
     profile: str = "hrp"
 
     _known_engine = field_validator("engine")(_known_engine)
@@ -221,6 +235,30 @@ class Meta(_Strict):
         return self
 
 
+class Tournament(_Strict):
+    """The scoreboard: every sleeve under engines x profiles, walked forward next to the graph's lenses."""
+
+    engines: list[str] = Field(default_factory=lambda: ["custom", "skfolio", "pyportfolioopt"],
+                               description="riskfolio is the slowest (~50 ms a fit): opt in here")
+    profiles: list[str] = Field(default_factory=lambda: list(PROFILES))
+    sleeves: list[str] | None = Field(default=None, description="None = every sleeve; [] = no tournament assets")
+
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, v: list[str]) -> list[str]:
+        for e in v:
+            _known_engine(cls, e)
+        return v
+
+    @field_validator("profiles")
+    @classmethod
+    def _profiles(cls, v: list[str]) -> list[str]:
+        unknown = [p for p in v if p not in PROFILES]
+        if unknown:
+            raise ValueError(f"unknown profiles {unknown}; known: {', '.join(PROFILES)}")
+        return v
+
+
 class Manifest(_Strict):
     calendar: Calendar
     lookbacks: Lookbacks = Lookbacks()
@@ -237,6 +275,7 @@ class Manifest(_Strict):
     universes: dict[str, Universe] = Field(min_length=1)
     sleeves: dict[str, Sleeve] = Field(min_length=1)
     metas: dict[str, Meta] = Field(default_factory=dict)
+    tournament: Tournament = Tournament()
 
     @model_validator(mode="after")
     def _graph(self) -> Manifest:
@@ -253,6 +292,10 @@ class Manifest(_Strict):
             if universe.source not in SOURCES:
                 raise ValueError(f"universes.{name}.source: unknown source {universe.source!r}; "
                                  f"registered: {sorted(SOURCES)}")
+            for ref in universe.benchmarks:
+                if ref.partition(":")[0] not in SOURCES:
+                    raise ValueError(f"universes.{name}.benchmarks: unknown source in {ref!r}; "
+                                     f"registered: {sorted(SOURCES)}")
         for name, sleeve in self.sleeves.items():
             if sleeve.universe not in self.universes:
                 raise ValueError(f"sleeves.{name}.universe: unknown universe {sleeve.universe!r}")
@@ -268,6 +311,9 @@ class Manifest(_Strict):
                 if str(child) in seen:
                     raise ValueError(f"metas.{name}.children: {child} listed twice")
                 seen.add(str(child))
+        for name in self.tournament.sleeves or []:
+            if name not in self.sleeves:
+                raise ValueError(f"tournament.sleeves: unknown sleeve {name!r}")
         _check_cycles(self.metas)
         _check_depth(self.metas, self.max_meta_depth)
         for name, meta in self.metas.items():
@@ -310,6 +356,11 @@ class Manifest(_Strict):
 
         graph = {m: {c.name for c in meta.children if c.kind == "meta"} for m, meta in self.metas.items()}
         return list(TopologicalSorter(graph).static_order())
+
+    @property
+    def tournament_sleeves(self) -> list[str]:
+        t = self.tournament.sleeves
+        return list(self.sleeves) if t is None else list(t)
 
     @cached_property
     def roots(self) -> list[str]:

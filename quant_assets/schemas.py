@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import polars as pl
 from dagster import TableColumn, TableSchema
 
+from quant_assets.features import FEATURE_COLUMNS
+
 D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean
 
 
@@ -28,7 +30,7 @@ TABLES: dict[str, Table] = {
     "candidates": Table(
         "Symbols a universe's source lists as of the rebalance date (standard candidate schema).",
         {"rebalance_date": D, "universe": S, "symbol": S, "ticker": S, "exchange": S, "asset_type": S,
-         "sector": S, "direction": S, "first_date": D, "metadata": S},
+         "sector": S, "direction": S, "first_date": D, "metadata": S, "is_benchmark": B},
     ),
     "prices": Table(
         "Point-in-time snapshot of daily closes over the lookback, as known on the rebalance date.",
@@ -44,14 +46,48 @@ TABLES: dict[str, Table] = {
          "threshold": F, "n_obs": I},
     ),
     "features": Table(
-        "Per-symbol features of the trailing returns window (domain-spec §2).",
-        {"rebalance_date": D, "universe": S, "symbol": S, "momentum": F, "volatility": F, "stability": F,
-         "entropy": F, "hurst": F, "efficiency": F, "return_20d": F, "n_obs": F},
+        "Per-symbol features of the trailing returns window (domain-spec §2; definitions in features.py).",
+        {"rebalance_date": D, "universe": S, "symbol": S, **{c: F for c in FEATURE_COLUMNS}},
+    ),
+    "regime": Table(
+        "The universe's regime reading: score, label (QUIET / NORMAL / TURBULENT / CRISIS) and its components.",
+        {"rebalance_date": D, "universe": S, "score": F, "label": S, "vol_ratio": F, "vol_level": F,
+         "turbulence": F, "vol_clustering": F, "entropy": F, "hurst": F, "adf_pvalue": F, "kurtosis": F,
+         "n_obs": I},
+    ),
+    "clusters": Table(
+        "Partitioning: each recruitable symbol's Ward cluster, the regime threshold used and the lookbacks.",
+        {"rebalance_date": D, "sleeve": S, "symbol": S, "cluster": I, "threshold": F, "n_clusters": I,
+         "regime": S, "recut": B, "lookbacks": S},
+    ),
+    "cluster_sensitivity": Table(
+        "Number of clusters per distance threshold 0.10 .. 0.90 (no ceiling).",
+        {"rebalance_date": D, "sleeve": S, "threshold": F, "n_clusters": I},
+    ),
+    "rankings": Table(
+        "Inference: every recruitable symbol's score and rank for the sleeve (1 = best); `detail` holds the "
+        "ranker's own columns as JSON (per-feature probabilities for mps, quadrant for regime_fit).",
+        {"rebalance_date": D, "sleeve": S, "symbol": S, "score": F, "rank": I, "ranker": S, "detail": S},
+    ),
+    "vetoes": Table(
+        "Policy: one row per veto of the strict filter chain.",
+        {"rebalance_date": D, "sleeve": S, "symbol": S, "filter": S, "reason": S, "value": F, "threshold": F},
     ),
     "selection": Table(
-        "Rank, cluster, veto and pick: every candidate of the sleeve's universe with its fate.",
+        "Recruitment and synthesis: every candidate with its rank, cluster, first strict veto, whether it won, "
+        "the stage that picked it, and its strategy atom (id and sign).",
         {"rebalance_date": D, "sleeve": S, "symbol": S, "direction": S, "score": F, "rank": I,
-         "cluster": I, "vetoed": B, "veto_reason": S, "selected": B, "selected_by": S},
+         "cluster": I, "vetoed": B, "veto_reason": S, "selected": B, "selected_by": S, "atom_id": S, "sign": I},
+    ),
+    "tournament_weights": Table(
+        "Every contender's weights (engine x profile) of a sleeve per rebalance date, with the profile used.",
+        {"rebalance_date": D, "sleeve": S, "engine": S, "profile": S, "atom_id": S, "symbol": S, "weight": F,
+         "profile_used": S},
+    ),
+    "tournament_returns": Table(
+        "Every contender's out-of-sample daily returns, wealth carried across dates.",
+        {"rebalance_date": D, "sleeve": S, "engine": S, "profile": S, "date": D, "net_return": F, "turnover": F,
+         "wealth": F, "bankrupt": B},
     ),
     "sleeve_weights": Table(
         "Optimised atom weights (long-only on synthetic-long streams) and signed physical net weights.",
@@ -61,7 +97,7 @@ TABLES: dict[str, Table] = {
     "sleeve_returns": Table(
         "Out-of-sample daily returns earned by the previous rebalance's weights, net of friction.",
         {"rebalance_date": D, "sleeve": S, "risk": S, "date": D, "gross_return": F, "cost": F,
-         "net_return": F, "turnover": F, "weights_date": D},
+         "net_return": F, "turnover": F, "wealth": F, "bankrupt": B, "weights_date": D},
     ),
     "meta_returns": Table(
         "Children's daily return streams over the trailing window, inner-joined on dates (long format).",

@@ -1,95 +1,139 @@
-"""The selection funnel, thin but honest: rank, cluster, veto, pick winners.
+"""The selection funnel, stages 3-6: rank, partition, veto, recruit, synthesise (domain-spec §3).
 
-Ranking is direction-aware (a short sleeve ranks the most bearish first: domain-spec §10.2).
-Clustering is Ward linkage on the correlation distance sqrt(0.5 (1 - rho)). Vetoes are the
-predictability filters (entropy ceiling, efficiency floor). Winners are the top names per
-cluster; when too few survive, the cluster cap and then the vetoes are relaxed, and every winner
-records which stage picked it.
+A pure library: plain frames and frozen settings in, frames out; no Dagster, no manifest.
+`run_funnel` ranks every candidate for the sleeve (rankers.py), applies the policy filters
+(filters.py) within the correlation clusters (clustering.py), recruits the best names per cluster
+and, when too few survive, relaxes in recorded stages (Hierarchical Threshold Relaxation). Every
+winner says which stage picked it, every veto says whether relaxation lifted it, and every winner
+becomes a strategy atom whose id is never parsed back into a symbol (§10.27).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 import pandas as pd
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from quant_assets.manifest import Sleeve
+from quant_assets.clustering import (
+    ClusteringSettings,
+    ClusterResult,
+    check_regime,
+    cluster,
+    correlation_clusters,
+)
+from quant_assets.filters import (
+    FILTERS,
+    VETO_COLUMNS,
+    DarwinianSettings,
+    Filter,
+    FrictionSettings,
+    PredictabilitySettings,
+    TrendRegimeSettings,
+    apply_filters,
+    make_filter,
+)
+from quant_assets.rankers import RankerSettings, get_ranker, rank_candidates, sleeve_sign
 
+__all__ = [
+    "FUNNEL_VETO_COLUMNS", "LEGACY_SELECTION_COLUMNS", "SELECTION_COLUMNS", "STAGES", "FunnelResult",
+    "RelaxationSettings", "SelectionSettings", "atom_id", "composition_map", "correlation_clusters",
+    "run_funnel", "select", "synthetic_long",
+]
+
+STAGES = ("strict", "relaxed_thresholds", "cluster_representative", "global_topup", "scarcity")
+RELAXATION_STAGES = STAGES[1:]
 SELECTION_COLUMNS = ["symbol", "direction", "score", "rank", "cluster", "vetoed", "veto_reason",
-                     "selected", "selected_by"]
+                     "selected", "selected_by", "atom_id", "sign"]
+LEGACY_SELECTION_COLUMNS = SELECTION_COLUMNS[:9]  # the `selection` table schema before atoms rode along
+FUNNEL_VETO_COLUMNS = [*VETO_COLUMNS, "lifted_by"]
+COMPOSITION_COLUMNS = ["atom_id", "symbol", "logic", "direction", "sign"]
+_STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-def correlation_clusters(returns: pd.DataFrame, threshold: float) -> pd.Series:
-    """Flat Ward clusters (1-based labels) cut at `threshold` on d = sqrt(0.5 (1 - rho))."""
-    n = returns.shape[1]
-    if n < 2:
-        return pd.Series(np.ones(n, dtype=int), index=returns.columns)
-    corr = np.corrcoef(returns.to_numpy(), rowvar=False)
-    corr = np.nan_to_num(corr, nan=0.0)
-    dist = np.sqrt(np.clip(0.5 * (1.0 - corr), 0.0, 1.0))
-    np.fill_diagonal(dist, 0.0)
-    link = linkage(squareform(dist, checks=False), method="ward")
-    return pd.Series(fcluster(link, t=threshold, criterion="distance"), index=returns.columns)
+class RelaxationSettings(BaseModel):
+    """Hierarchical Threshold Relaxation (§3.5), run only while winners < SelectionSettings.min_winners.
+
+    The winners floor and cap are SelectionSettings.min_winners / max_winners (one source of truth;
+    the reference hard-codes 15 and 25). The reference also *tightens* the entropy ceiling (x0.9)
+    when mean entropy exceeds 0.95, inside a loop meant to loosen it; that contradiction is dropped.
+    """
+
+    model_config = _STRICT
+
+    stages: tuple[Literal["relaxed_thresholds", "cluster_representative", "global_topup", "scarcity"], ...] = Field(
+        RELAXATION_STAGES, description="relaxation stages enabled, always run in the canonical order")
+    entropy_factor: float = Field(1.2, ge=1, description="stage 2: entropy_max x this ...")
+    entropy_cap: float = Field(1.0, gt=0, le=1, description="... capped here")
+    efficiency_factor: float = Field(0.8, ge=0, le=1, description="stage 2: efficiency_min x this")
+    representative_entropy_max: float | None = Field(
+        0.999, gt=0, le=1, description="stage 3: a cluster representative must have entropy <= this")
 
 
-def sleeve_score(features: pd.DataFrame, sleeve: Sleeve) -> pd.Series:
-    """Higher is better for this sleeve's logic *and* direction."""
-    if sleeve.logic == "trend":
-        raw = features["momentum"]
-    elif sleeve.logic == "reversion":
-        raw = -features["return_20d"]  # the biggest recent losers revert up
-    else:  # pragma: no cover - the manifest only admits the logics above
-        raise ValueError(f"unknown logic {sleeve.logic!r}")
-    return raw if sleeve.direction == "long" else -raw
+class SelectionSettings(BaseModel):
+    """Everything the funnel needs for one sleeve; defaults pick 3-8 winners from ~20 stocks."""
+
+    model_config = _STRICT
+
+    ranker: RankerSettings = RankerSettings()
+    clustering: ClusteringSettings = ClusteringSettings()
+    filters: tuple[str, ...] = Field(("darwinian", "predictability"),
+                                     description="policy chain in order; darwinian is always first "
+                                                 "(added when omitted). Also: friction, trend_regime")
+    darwinian: DarwinianSettings = DarwinianSettings()
+    predictability: PredictabilitySettings = PredictabilitySettings()
+    friction: FrictionSettings = FrictionSettings()
+    trend_regime: TrendRegimeSettings = TrendRegimeSettings()
+    relaxation: RelaxationSettings = RelaxationSettings()
+    top_n_per_cluster: int = Field(2, ge=1)
+    max_winners: int = Field(8, ge=1)
+    min_winners: int = Field(3, ge=0)
+
+    @field_validator("filters")
+    @classmethod
+    def _chain(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in v if f not in FILTERS]
+        if unknown:
+            raise ValueError(f"unknown filters {unknown}; known: {', '.join(sorted(FILTERS))}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"filters must not repeat, got {list(v)}")
+        if "darwinian" not in v:
+            v = ("darwinian", *v)
+        if v[0] != "darwinian":
+            raise ValueError(f"darwinian must be the first filter, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SelectionSettings:
+        if self.min_winners > self.max_winners:
+            raise ValueError(f"min_winners ({self.min_winners}) exceeds max_winners ({self.max_winners})")
+        return self
+
+    def build_filters(self) -> list[Filter]:
+        """The filter chain, each with its settings from this model (registered extras: defaults)."""
+        return [make_filter(name, getattr(self, name, None) if name in type(self).model_fields else None)
+                for name in self.filters]
 
 
-def select(features: pd.DataFrame, returns: pd.DataFrame, sleeve: Sleeve) -> pd.DataFrame:
-    """One row per symbol with a feature row: its score, rank, cluster, veto and whether it won."""
-    params = sleeve.selection
-    direction = sleeve.direction.upper()
-    symbols = [s for s in features.index if s in returns.columns]
-    if not symbols:
-        return pd.DataFrame(columns=SELECTION_COLUMNS)
-    feats = features.loc[symbols]
-    score = sleeve_score(feats, sleeve)
-    order = score.sort_values(ascending=False, kind="mergesort").index  # NaN scores rank last
-    rank = pd.Series(np.arange(1, len(order) + 1), index=order)
-    clusters = correlation_clusters(returns[symbols], params.cluster_threshold)
+@dataclass(frozen=True)
+class FunnelResult:
+    rankings: pd.DataFrame  # symbol, score, rank (+ the ranker's own columns, e.g. <feature>_prob)
+    vetoes: pd.DataFrame  # FUNNEL_VETO_COLUMNS: strict vetoes; lifted_by names the stage that lifted one
+    selection: pd.DataFrame  # SELECTION_COLUMNS, one row per candidate, by rank
+    stage_counts: pd.DataFrame  # stage, winners: for every stage in STAGES
+    composition: pd.DataFrame  # COMPOSITION_COLUMNS: one row per winner's atom
+    streams: pd.DataFrame  # the winners' synthetic-long returns, columns = atom ids
+    clusters: ClusterResult
 
-    veto = pd.Series("", index=symbols, dtype=object)
-    veto[feats[["momentum", "entropy", "efficiency", "return_20d"]].isna().any(axis=1)] = "missing_features"
-    veto[(veto == "") & (feats["entropy"] > params.entropy_max)] = "entropy_above_max"
-    veto[(veto == "") & (feats["efficiency"] < params.efficiency_min)] = "efficiency_below_min"
-    vetoed = veto != ""
+    @property
+    def winners(self) -> list[str]:
+        return self.selection.loc[self.selection["selected"], "symbol"].tolist()
 
-    picked: dict[str, str] = {}
-    eligible = [s for s in order if not vetoed[s]]
-    per_cluster: dict[int, int] = {}
-    for s in eligible:  # stage 1: best names per cluster
-        c = int(clusters[s])
-        if per_cluster.get(c, 0) < params.top_n_per_cluster and len(picked) < params.max_winners:
-            picked[s] = "cluster_top_n"
-            per_cluster[c] = per_cluster.get(c, 0) + 1
-    for stage, pool in (("relaxed_cluster_cap", eligible), ("relaxed_veto", list(order))):
-        for s in pool:  # stages 2-3: fill up to min_winners from the global ranking
-            if len(picked) >= min(params.min_winners, len(order)):
-                break
-            if s not in picked and not pd.isna(score[s]):
-                picked[s] = stage
 
-    out = pd.DataFrame({
-        "symbol": symbols,
-        "direction": direction,
-        "score": score.reindex(symbols).to_numpy(dtype=float),
-        "rank": rank.reindex(symbols).to_numpy(dtype=int),
-        "cluster": clusters.reindex(symbols).to_numpy(dtype=int),
-        "vetoed": vetoed.to_numpy(dtype=bool),
-        "veto_reason": veto.to_numpy(dtype=object),
-        "selected": [s in picked for s in symbols],
-        "selected_by": [picked.get(s, "") for s in symbols],
-    })
-    return out.sort_values("rank").reset_index(drop=True)
+# --- synthesis (stage 6) ---------------------------------------------------------------------------
 
 
 def atom_id(symbol: str, logic: str, direction: str) -> str:
@@ -102,3 +146,191 @@ def synthetic_long(returns: pd.DataFrame, direction: str) -> pd.DataFrame:
     if direction.lower() == "long":
         return returns
     return -returns.clip(upper=1.0)
+
+
+def composition_map(symbols: Iterable[str], logic: str, direction: str) -> pd.DataFrame:
+    """One atom per winner: atom_id, symbol, logic, direction, sign (+1 long / -1 short)."""
+    d = direction.lower()
+    sleeve_sign(logic, d)
+    syms = [str(s) for s in symbols]
+    sign = 1 if d == "long" else -1
+    return pd.DataFrame({"atom_id": [atom_id(s, logic, d) for s in syms], "symbol": syms, "logic": logic,
+                         "direction": d, "sign": sign}, columns=COMPOSITION_COLUMNS).astype({"sign": int})
+
+
+# --- recruitment (stage 5) -------------------------------------------------------------------------
+
+
+class _Recruiter:
+    """Picks winners in rank order, remembering the stage of each pick."""
+
+    def __init__(self, order: list[str], cluster_of: dict[str, int], rankable: set[str], top_n: int, cap: int):
+        self.order, self.cluster_of, self.rankable = order, cluster_of, rankable
+        self.top_n, self.cap = top_n, cap
+        self.picked: dict[str, str] = {}
+
+    def full(self) -> bool:
+        return len(self.picked) >= self.cap
+
+    def per_cluster(self, vetoed: set[str], stage: str) -> None:
+        counts: dict[int, int] = {}
+        for s in self.picked:
+            counts[self.cluster_of[s]] = counts.get(self.cluster_of[s], 0) + 1
+        for s in self.order:
+            if self.full():
+                return
+            c = self.cluster_of[s]
+            if s in self.picked or s in vetoed or s not in self.rankable or counts.get(c, 0) >= self.top_n:
+                continue
+            self.picked[s] = stage
+            counts[c] = counts.get(c, 0) + 1
+
+    def top_up(self, pool: Iterable[str], floor: int, stage: str) -> None:
+        for s in pool:
+            if len(self.picked) >= floor or self.full():
+                return
+            if s not in self.picked and s in self.rankable:
+                self.picked[s] = stage
+
+
+def _vetoed(vetoes: pd.DataFrame) -> set[str]:
+    return set(vetoes["symbol"])
+
+
+def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterResult | None, regime: str,
+               settings: SelectionSettings, logic: str, direction: str,
+               benchmarks: Iterable[str] = ()) -> FunnelResult:
+    """Stages 3-6 for one sleeve on one date.
+
+    Candidates are the symbols with a feature row, a returns column and a cluster label (`clusters`
+    None -> clustered here with the regime's threshold). Recruitment: per cluster the best
+    `top_n_per_cluster` non-vetoed names, at most `max_winners` overall (best ranks first). While
+    fewer than `min_winners` won, relaxation stages run in order: relaxed_thresholds (predictability
+    re-run with entropy_max x1.2 capped at 1 and efficiency_min x0.8, then per cluster again),
+    cluster_representative (each cluster with every member still vetoed sends its best-ranked member
+    that passed the darwinian filter and has entropy <= 0.999), global_topup (best remaining
+    non-vetoed names) and scarcity (best remaining names, vetoes ignored). A name without a score is
+    never picked. `vetoed`/`veto_reason` in the selection frame report the strict chain; the vetoes
+    frame marks what relaxation lifted. Ties are broken by symbol name.
+    """
+    check_regime(regime)
+    d = direction.lower()
+    sleeve_sign(logic, d)
+    if features.index.has_duplicates:
+        raise ValueError(f"duplicate symbols in features: {sorted(set(features.index[features.index.duplicated()]))}")
+    feats = features.copy()
+    feats.index = feats.index.astype(str)
+    rets = returns.copy()
+    rets.columns = rets.columns.astype(str)
+    in_returns = [s for s in feats.index if s in set(rets.columns)]
+    if clusters is None:
+        clusters = cluster(rets[in_returns], settings.clustering, regime)
+    labels = clusters.labels.copy()
+    labels.index = labels.index.astype(str)
+    symbols = [s for s in in_returns if s in labels.index]
+    feats, benchmarks = feats.loc[symbols], {str(b) for b in benchmarks}
+
+    ranker = get_ranker(settings.ranker.name)
+    rankings = rank_candidates(feats, settings.ranker, logic, d, regime) if symbols else \
+        pd.DataFrame(columns=["symbol", "score", "rank"])
+    chain = settings.build_filters()
+    required = ranker.required_columns(settings.ranker, logic)
+    strict = apply_filters(feats, chain, d, benchmarks, required=required) if symbols else \
+        pd.DataFrame(columns=VETO_COLUMNS)
+    vetoes = strict.assign(lifted_by="")
+
+    order = rankings["symbol"].tolist()
+    score = rankings.set_index("symbol")["score"] if symbols else pd.Series(dtype=float)
+    rankable = {s for s in order if np.isfinite(score[s])}
+    cluster_of = {s: int(labels[s]) for s in symbols}
+    rec = _Recruiter(order, cluster_of, rankable, settings.top_n_per_cluster, settings.max_winners)
+    floor = settings.min_winners
+    enabled = set(settings.relaxation.stages)
+
+    current = strict
+    rec.per_cluster(_vetoed(current), "strict")
+    if len(rec.picked) < floor and "relaxed_thresholds" in enabled and "predictability" in settings.filters:
+        p, r = settings.predictability, settings.relaxation
+        loose = {}
+        if p.entropy_max is not None:
+            loose["entropy_max"] = max(p.entropy_max, min(r.entropy_cap, p.entropy_max * r.entropy_factor))
+        if p.efficiency_min is not None:
+            loose["efficiency_min"] = p.efficiency_min * r.efficiency_factor
+        current = apply_filters(feats, chain, d, benchmarks, overrides={"predictability": loose}, required=required)
+        still = set(map(tuple, current[["symbol", "filter", "reason"]].to_numpy()))
+        gone = [tuple(k) not in still for k in strict[["symbol", "filter", "reason"]].to_numpy()]
+        vetoes.loc[gone, "lifted_by"] = "relaxed_thresholds"
+        rec.per_cluster(_vetoed(current), "relaxed_thresholds")
+    vetoed_now = _vetoed(current)
+    if len(rec.picked) < floor and "cluster_representative" in enabled:
+        hard = set(current.loc[current["filter"] == "darwinian", "symbol"])
+        ent_max = settings.relaxation.representative_entropy_max
+        members: dict[int, list[str]] = {}
+        for s in order:
+            members.setdefault(cluster_of[s], []).append(s)
+        reps = []
+        for c, syms in members.items():
+            if any(s in rec.picked for s in syms) or not all(s in vetoed_now for s in syms):
+                continue
+            for s in syms:  # rank order
+                ok_entropy = ent_max is None or "entropy" not in feats.columns or feats.at[s, "entropy"] <= ent_max
+                if s in rankable and s not in hard and ok_entropy:
+                    reps.append(s)
+                    break
+        rec.top_up(sorted(reps, key=order.index), len(rec.picked) + len(reps), "cluster_representative")
+    if len(rec.picked) < floor and "global_topup" in enabled:
+        rec.top_up([s for s in order if s not in vetoed_now], floor, "global_topup")
+    if len(rec.picked) < floor and "scarcity" in enabled:
+        rec.top_up(order, floor, "scarcity")
+    for s, stage in rec.picked.items():
+        if stage in ("cluster_representative", "scarcity"):
+            vetoes.loc[(vetoes["symbol"] == s) & (vetoes["lifted_by"] == ""), "lifted_by"] = stage
+
+    sign = 1 if d == "long" else -1
+    first_reason = strict.drop_duplicates("symbol").set_index("symbol")["reason"]
+    selection = pd.DataFrame({
+        "symbol": order,
+        "direction": d.upper(),
+        "score": rankings["score"].to_numpy(dtype=float),
+        "rank": rankings["rank"].to_numpy(dtype=int),
+        "cluster": [cluster_of[s] for s in order],
+        "vetoed": [s in first_reason.index for s in order],
+        "veto_reason": [first_reason.get(s, "") for s in order],
+        "selected": [s in rec.picked for s in order],
+        "selected_by": [rec.picked.get(s, "") for s in order],
+        "atom_id": [atom_id(s, logic, d) for s in order],
+        "sign": sign,
+    }, columns=SELECTION_COLUMNS).astype({"rank": int, "cluster": int, "vetoed": bool, "selected": bool,
+                                         "sign": int})
+    winners = selection.loc[selection["selected"], "symbol"].tolist()
+    stage_counts = pd.DataFrame({"stage": list(STAGES),
+                                 "winners": [sum(v == st for v in rec.picked.values()) for st in STAGES]})
+    composition = composition_map(winners, logic, d)
+    streams = synthetic_long(rets[winners], d).set_axis(composition["atom_id"].tolist(), axis=1)
+    return FunnelResult(rankings=rankings, vetoes=vetoes[FUNNEL_VETO_COLUMNS].reset_index(drop=True),
+                        selection=selection, stage_counts=stage_counts, composition=composition,
+                        streams=streams, clusters=clusters)
+
+
+# --- compatibility -------------------------------------------------------------------------------
+
+
+def legacy_settings(sel) -> SelectionSettings:
+    """Map the old manifest `Selection` (cluster_threshold, top_n_per_cluster, max/min_winners,
+    entropy_max, efficiency_min) onto SelectionSettings: one threshold for every regime, the signal
+    ranker, and only the entropy/efficiency vetoes (the old funnel had no others)."""
+    return SelectionSettings(
+        clustering=ClusteringSettings(thresholds={r: sel.cluster_threshold for r in
+                                                  ("QUIET", "NORMAL", "TURBULENT", "CRISIS")}),
+        predictability=PredictabilitySettings(entropy_max=sel.entropy_max, efficiency_min=sel.efficiency_min,
+                                              hurst_band=None, kurtosis_max=None, vol_max=None),
+        top_n_per_cluster=sel.top_n_per_cluster, max_winners=sel.max_winners, min_winners=sel.min_winners)
+
+
+def select(features: pd.DataFrame, returns: pd.DataFrame, sleeve, regime: str = "NORMAL") -> pd.DataFrame:
+    """Thin bridge for the current Dagster asset: `sleeve` has logic, direction and selection (a
+    SelectionSettings, or the old manifest Selection). Returns the LEGACY_SELECTION_COLUMNS frame."""
+    sel = sleeve.selection
+    settings = sel if isinstance(sel, SelectionSettings) else legacy_settings(sel)
+    result = run_funnel(features, returns, None, regime, settings, sleeve.logic, sleeve.direction)
+    return result.selection[LEGACY_SELECTION_COLUMNS]

@@ -7,10 +7,19 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from quant_assets.features import (
     FEATURE_COLUMNS,
+    adf_pvalue,
+    adf_pvalue_matrix,
+    antifragility_scores,
     compute_features,
+    cvar_matrix,
+    haar_turbulence,
+    haar_turbulence_matrix,
+    technical_ratings_matrix,
+    vol_clustering_matrix,
     efficiency_ratio,
     efficiency_ratio_matrix,
     hurst_rs,
@@ -226,8 +235,12 @@ def test_compute_features_short_input_does_not_raise():
 
     zero = compute_features(_frame(np.empty((0, 2)), ["A", "B"]))
     assert list(zero.index) == ["A", "B"]
-    assert zero.drop(columns=["entropy", "n_obs"]).isna().all().all()
-    assert (zero["entropy"] == 1.0).all() and (zero["n_obs"] == 0.0).all()
+    defaults = {"entropy": 1.0, "n_obs": 0.0, "hurst_clean": 0.5, "skew": 0.0, "kurtosis": 0.0,
+                "cvar": -0.1, "adf_pvalue": 0.5, "turbulence": 0.5, "antifragility": 0.0,
+                "vol_clustering": 0.0}
+    assert zero.drop(columns=list(defaults)).isna().all().all()
+    for col, value in defaults.items():
+        assert (zero[col] == value).all(), col
 
 
 def test_compute_features_is_point_in_time():
@@ -244,3 +257,172 @@ def test_compute_features_is_point_in_time():
     assert not compute_features(returns).equals(compute_features(altered))
     # And the input frame itself is not modified.
     pd.testing.assert_frame_equal(returns.iloc[:k], altered.iloc[:k], check_exact=True)
+
+
+# --- Haar turbulence ----------------------------------------------------------------------
+
+
+def test_haar_turbulence_white_noise_and_sine():
+    noise = np.random.default_rng(5).standard_normal(2**16)  # approx share 1/8 +- ~0.002
+    assert haar_turbulence(noise) == pytest.approx(0.875, abs=0.006)
+    sine = np.sin(np.linspace(0, 4 * np.pi, 128))
+    assert haar_turbulence(sine) < 0.1  # ~0.051: only the sine's slope leaks into details
+    assert haar_turbulence(np.zeros(16)) == 0.5  # zero energy
+    assert haar_turbulence(np.ones(7)) == 0.5  # too short
+    # Pure alternation lives entirely in the finest detail band.
+    assert haar_turbulence(np.array([1.0, -1.0] * 8)) == pytest.approx(1.0, abs=1e-15)
+
+
+def test_haar_turbulence_odd_length_matches_symmetric_padding():
+    # pywt "symmetric" mode for Haar pads an odd tail by repeating the last sample:
+    # [1, 2, 3, 4, 5, 6, 7, 8, 9] -> level 3. Energy is conserved on the padded signal.
+    x = np.arange(1.0, 10.0)
+    a, detail = x.copy(), 0.0
+    for _ in range(3):
+        if len(a) % 2:
+            a = np.append(a, a[-1])
+        d = (a[0::2] - a[1::2]) / math.sqrt(2)
+        a = (a[0::2] + a[1::2]) / math.sqrt(2)
+        detail += float(d @ d)
+    assert haar_turbulence(x) == pytest.approx(detail / (detail + float(a @ a)), rel=1e-12)
+    X = np.random.default_rng(1).standard_normal((99, 4))
+    np.testing.assert_allclose(haar_turbulence_matrix(X), [haar_turbulence(X[:, j]) for j in range(4)])
+
+
+# --- ADF ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lags", [0, 1, 3])
+def test_adf_pvalue_matches_statsmodels(lags):
+    from statsmodels.tsa.stattools import adfuller
+
+    rng = np.random.default_rng(21)
+    series = [
+        np.cumsum(rng.standard_normal(150)),  # random walk: mid-range p-value
+        rng.standard_normal(120) * 0.01,  # stationary: p ~ 0
+        np.cumsum(rng.standard_normal(60)) + 0.3 * rng.standard_normal(60),
+    ]
+    for x in series:
+        ref = adfuller(x, maxlag=lags, regression="c", autolag=None, result_object=False)[1]
+        assert adf_pvalue(x, lags=lags) == pytest.approx(ref, abs=1e-6)
+    X = np.column_stack([s[-60:] for s in series])
+    np.testing.assert_allclose(adf_pvalue_matrix(X, lags), [adf_pvalue(X[:, j], lags) for j in range(3)])
+
+
+def test_adf_pvalue_fallbacks():
+    assert adf_pvalue(np.random.default_rng(0).standard_normal(19)) == 0.5  # too short
+    assert adf_pvalue(np.full(50, 0.01)) == 0.5  # constant
+    # Alternating series: level and lagged difference are collinear -> singular -> 0.5.
+    assert adf_pvalue(np.array([1.0, -1.0] * 20)) == 0.5
+
+
+# --- moments, CVaR, antifragility, clustering -------------------------------------------
+
+
+def test_skew_kurtosis_match_scipy():
+    rng = np.random.default_rng(8)
+    X = np.column_stack([rng.standard_normal(300), rng.exponential(size=300), rng.standard_t(4, 300)])
+    f = compute_features(_frame(X))
+    np.testing.assert_allclose(f["skew"], scipy.stats.skew(X, axis=0), rtol=1e-10)
+    np.testing.assert_allclose(f["kurtosis"], scipy.stats.kurtosis(X, axis=0), rtol=1e-10)
+    assert f["skew"].iloc[1] > 1.0  # raw, signed skew (exponential is right-skewed)
+    flat = compute_features(_frame(np.full((30, 1), 0.002)))
+    assert flat["skew"].iloc[0] == 0.0 and flat["kurtosis"].iloc[0] == 0.0
+
+
+def test_cvar_known_vector():
+    r = np.arange(-20, 20, dtype=float) / 100.0  # 40 values -0.20 .. 0.19
+    # 5% quantile (linear) = -0.20 + 0.05 * 39 * 0.01 = -0.1805 -> values -0.20, -0.19.
+    assert cvar_matrix(r[:, None])[0] == pytest.approx(-0.195, abs=1e-15)
+    assert cvar_matrix(r[:20, None])[0] == -0.1  # needs > 20 observations
+    f = compute_features(_frame(r[:, None]))
+    assert f["cvar"].iloc[0] == pytest.approx(-0.195, abs=1e-15)
+
+
+def test_antifragility_range_and_ordering():
+    rng = np.random.default_rng(3)
+    n = 300
+    base = rng.normal(0.0, 0.01, n)
+    lottery = base.copy()
+    lottery[rng.choice(n, 12, replace=False)] += 0.08  # rare big gains: right skew, fat right tail
+    crash = base.copy()
+    crash[rng.choice(n, 12, replace=False)] -= 0.08  # rare big losses
+    f = compute_features(_frame(np.column_stack([lottery, base, crash]), ["LOT", "BASE", "CRASH"]))
+    af = f["antifragility"]
+    assert ((af >= 0) & (af <= 2)).all()
+    assert af["LOT"] > af["BASE"] > af["CRASH"]
+    assert af["LOT"] == pytest.approx(2.0, abs=1e-6)  # best on both axes, N >= 252
+    assert af["CRASH"] == pytest.approx(0.0, abs=1e-6)
+    # Short history shrinks the score by N/252.
+    assert antifragility_scores(np.array([0.0, 1.0]), np.array([0.0, 1.0]), 126)[1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_vol_clustering():
+    rng = np.random.default_rng(4)
+    calm, wild = rng.normal(0, 0.005, 200), rng.normal(0, 0.05, 200)
+    clustered = np.concatenate([calm, wild, calm, wild])  # |r| regimes persist
+    iid = rng.normal(0, 0.01, 800)
+    vc = vol_clustering_matrix(np.column_stack([clustered, iid]))
+    assert vc[0] > 0.3 and abs(vc[1]) < 0.1
+    assert vol_clustering_matrix(np.full((20, 1), 0.01))[0] == 0.0
+
+
+# --- technical ratings ------------------------------------------------------------------
+
+
+def test_ratings_trend_signs():
+    n = 300
+    up, down = np.full(n, 0.002), np.full(n, -0.002)
+    ma, osc, allr = technical_ratings_matrix(np.column_stack([up, down, np.zeros(n)]))
+    assert ma[0] == 1.0 and ma[1] == -1.0 and ma[2] == 0.0
+    # Rising: momentum and MACD buy, RSI 100 overbought sells, Stoch RSI flat -> neutral.
+    # Falling geometrically: RSI 0 buys, momentum sells, and MACD (price differences of a
+    # decaying index shrink towards 0) turns up and buys -> also +0.25.
+    assert osc[0] == pytest.approx(0.25) and osc[1] == pytest.approx(0.25)
+    assert allr[0] == pytest.approx((1.0 + 0.25) / 2)
+    assert np.all((np.abs([ma, osc, allr]) <= 1.0))
+
+
+def test_ratings_short_history_and_rsi_oversold():
+    # Only 9 price points: no MA votes, no oscillators -> NaN.
+    ma, osc, allr = technical_ratings_matrix(np.full((8, 1), 0.01))
+    assert np.isnan(ma[0]) and np.isnan(osc[0]) and np.isnan(allr[0])
+    # 40 days: SMA/EMA 10, 20, 30 vote; a steady fall after a rise is oversold (RSI < 30).
+    r = np.r_[np.full(10, 0.01), np.full(30, -0.01)]
+    ma, osc, _ = technical_ratings_matrix(r[:, None])
+    assert ma[0] == -1.0
+    assert osc[0] == pytest.approx((1.0 + 0.0 - 1.0 - 1.0) / 4)  # RSI buy, stoch 0, mom sell, MACD sell
+
+
+# --- full feature frame -------------------------------------------------------------------
+
+
+def test_compute_features_new_columns():
+    rng = np.random.default_rng(12)
+    X = rng.normal(0.0005, 0.01, (300, 3))
+    vt = pd.Series({"S0": 1e9, "S1": 2.5e8})  # S2 has no volume data
+    f = compute_features(_frame(X), window=120, value_traded=vt)
+    assert list(f.columns) == FEATURE_COLUMNS
+    assert f.loc["S0", "liquidity"] == 1.0 and f.loc["S1", "liquidity"] == 0.5
+    assert f.loc["S0", "adv"] == 1e9 and np.isnan(f.loc["S2", "adv"]) and np.isnan(f.loc["S2", "liquidity"])
+    assert compute_features(_frame(X))["liquidity"].isna().all()
+    for j, sym in enumerate(f.index):
+        col = X[:, j]
+        h = f.loc[sym, "hurst"]
+        assert f.loc[sym, "hurst_clean"] == pytest.approx(min(1, max(0, 1 - 2 * abs(h - 0.5))))
+        assert f.loc[sym, "return_60d"] == pytest.approx(np.prod(1 + col[-60:]) - 1, rel=1e-12)
+        assert f.loc[sym, "adf_pvalue"] == pytest.approx(adf_pvalue(col[-120:]), rel=1e-12)
+        assert f.loc[sym, "turbulence"] == pytest.approx(haar_turbulence(col[-120:]), rel=1e-12)
+    assert f["return_60d"].notna().all()
+    assert f[["rating_ma", "rating_osc", "rating_all"]].abs().le(1).all().all()
+    short = compute_features(_frame(X[:30]))
+    assert short["return_60d"].isna().all() and (short["hurst_clean"] == 0.5).all()
+
+
+def test_compute_features_rejects_nan_and_bad_volume():
+    X = np.random.default_rng(0).normal(0, 0.01, (50, 2))
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="dense"):
+        compute_features(_frame(X))
+    with pytest.raises(TypeError):
+        compute_features(_frame(np.zeros((30, 1))), value_traded={"S0": 1.0})

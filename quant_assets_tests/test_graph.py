@@ -58,9 +58,9 @@ def test_every_asset_has_the_global_policies():
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
     external = [k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).is_materializable]
-    assert len(keys) == 96
+    assert len(keys) == 139
     assert sorted(external) == [f"implemented_weights_total_portfolio_{r}"
-                                for r in ("equal_weight", "hrp", "max_sharpe", "min_variance")]
+                                for r in ("barbell", "equal_weight", "hrp", "max_sharpe", "min_variance")]
     groups = set()
     for key in keys:
         node = graph.get(key)

@@ -26,7 +26,7 @@ def test_default_manifest_exercises_the_fractal():
     assert m.metas_bottom_up == ["us_stocks", "total_portfolio"]
     assert [str(c) for c in m.metas["total_portfolio"].children] == ["meta:us_stocks", "sleeve:factor_rotation"]
     assert {s.direction for s in m.sleeves.values()} == {"long", "short"}
-    assert m.meta_risks("total_portfolio") == ["equal_weight", "min_variance", "hrp", "max_sharpe"]
+    assert m.meta_risks("total_portfolio") == ["equal_weight", "min_variance", "hrp", "max_sharpe", "barbell"]
     assert m.descendant_sleeves("total_portfolio") == ["factor_rotation", "reversion_long", "trend_long", "trend_short"]
 
 
@@ -125,6 +125,6 @@ def test_env_var_and_missing_file(tmp_path, monkeypatch, base):
 
 def test_meta_allocation_engine_is_validated_at_load(base):
     data = copy.deepcopy(base)
-    data["metas"]["us_stocks"]["allocation"]["engine"] = "riskfolio"
-    with pytest.raises(ManifestError, match=r"metas\.us_stocks\.allocation\.engine: unknown engine 'riskfolio'"):
+    data["metas"]["us_stocks"]["allocation"]["engine"] = "cvxportfolio"
+    with pytest.raises(ManifestError, match=r"metas\.us_stocks\.allocation\.engine: unknown engine 'cvxportfolio'"):
         parse_manifest(data)

@@ -14,6 +14,7 @@ from quant_assets import optimise as opt
 from quant_assets.optimise import (
     Attempt,
     Engine,
+    RiskConfig,
     hierarchical_equal_weight,
     optimise,
     project_bounded_simplex,
@@ -66,23 +67,35 @@ def negative_mu() -> pd.DataFrame:
 # --- analytic two-asset case (regularisation off) ------------------------------------------------
 
 
-def test_hrp_two_uncorrelated_assets_is_inverse_variance(uncorrelated):
-    res = optimise(uncorrelated, "hrp")
-    assert (res.profile_used, res.engine, res.fallback_used) == ("hrp", "skfolio", False)
+ENGINE_NAMES = ["custom", "skfolio", "riskfolio", "pyportfolioopt"]
+PLAIN = RiskConfig(hrp_leaf_order="plain")  # pyportfolioopt has plain leaf ordering only
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_hrp_two_uncorrelated_assets_is_inverse_variance(uncorrelated, engine):
+    res = optimise(uncorrelated, "hrp", engine=engine, config=PLAIN if engine == "pyportfolioopt" else None)
+    assert (res.profile_used, res.engine, res.fallback_used) == ("hrp", engine, False)
     np.testing.assert_allclose(res.weights.to_numpy(), [0.8, 0.2], rtol=0, atol=1e-12)
     assert_valid_weights(res, ["a", "b"])
 
 
-def test_min_variance_two_uncorrelated_assets_analytic(uncorrelated):
+def test_default_engine_is_custom(uncorrelated):
+    """Deliberate change: the default engine is `custom` (every profile, fastest HRP); it was skfolio."""
+    res = optimise(uncorrelated, "hrp")
+    assert (res.engine, res.provenance["variant"]) == ("custom", "ward/pearson/optimal")
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_min_variance_two_uncorrelated_assets_analytic(uncorrelated, engine):
     """Regularisation off, sigma 1% / 2%, rho 0: min-variance is 1/sigma^2-proportional, 0.8 / 0.2.
 
-    At daily scale Clarabel used to stop at 0.80018 (its tolerances are absolute): the engine
-    solves in percent units, which this pins to 1e-6.
+    At daily scale Clarabel used to stop at 0.80018 (its tolerances are absolute): every engine
+    solves in normalised units, which this pins to 1e-5 (riskfolio lands 1.3e-6 off; custom: exact KKT polish, 1e-12).
     """
-    res = optimise(uncorrelated, "min_variance")
-    assert (res.profile_used, res.engine) == ("min_variance", "skfolio")
-    assert res.attempts == [Attempt("skfolio", "min_variance", "success")]
-    np.testing.assert_allclose(res.weights.to_numpy(), [0.8, 0.2], rtol=0, atol=1e-6)
+    res = optimise(uncorrelated, "min_variance", engine=engine)
+    assert (res.profile_used, res.engine) == ("min_variance", engine)
+    assert res.attempts == [Attempt(engine, "min_variance", "success")]
+    np.testing.assert_allclose(res.weights.to_numpy(), [0.8, 0.2], rtol=0, atol=1e-12 if engine == "custom" else 1e-5)
     assert_valid_weights(res, ["a", "b"])
 
 
@@ -110,13 +123,17 @@ def test_hierarchical_equal_weight_unknown_cluster_labels_fall_back_to_one_over_
     np.testing.assert_allclose(w, [0.5, 0.5], atol=1e-15)
 
 
-def test_max_sharpe_with_zero_means_falls_back_and_records_why(uncorrelated):
-    res = optimise(uncorrelated, "max_sharpe")
+@pytest.mark.parametrize("engine, message", [
+    ("skfolio", "under-performing your risk-free rate"),
+    ("custom", "no asset has an expected return above the risk-free rate 0"),
+])
+def test_max_sharpe_with_zero_means_falls_back_and_records_why(uncorrelated, engine, message):
+    res = optimise(uncorrelated, "max_sharpe", engine=engine)
     assert res.profile_used == "min_variance"
     assert res.fallback_used
     assert [(a.engine, a.profile, a.status) for a in res.attempts] == [
-        ("skfolio", "max_sharpe", "failed"), ("skfolio", "min_variance", "success")]
-    assert "under-performing your risk-free rate" in res.attempts[0].reason
+        (engine, "max_sharpe", "failed"), (engine, "min_variance", "success")]
+    assert message in res.attempts[0].reason
 
 
 # --- all-negative expected returns (skfolio max_sharpe) -------------------------------------------
@@ -124,7 +141,7 @@ def test_max_sharpe_with_zero_means_falls_back_and_records_why(uncorrelated):
 
 def test_max_sharpe_all_negative_mu_falls_back_to_min_variance(negative_mu):
     assert (negative_mu.mean() < 0).all()
-    res = optimise(negative_mu, "max_sharpe")
+    res = optimise(negative_mu, "max_sharpe", engine="skfolio")
     assert (res.requested, res.profile_used, res.engine) == ("max_sharpe", "min_variance", "skfolio")
     assert res.fallback_used
     first = res.attempts[0]
@@ -132,7 +149,7 @@ def test_max_sharpe_all_negative_mu_falls_back_to_min_variance(negative_mu):
     assert first.reason.startswith("ValueError: Cannot optimize for Maximum Ratio")
     assert "under-performing your risk-free rate" in first.reason
     assert res.attempts[1] == Attempt("skfolio", "min_variance", "success")
-    direct = optimise(negative_mu, "min_variance")
+    direct = optimise(negative_mu, "min_variance", engine="skfolio")
     np.testing.assert_allclose(res.weights.to_numpy(), direct.weights.to_numpy(), atol=1e-12)
     assert_valid_weights(res, ["x", "y", "z"])
 
@@ -262,8 +279,8 @@ def test_custom_chain_without_equal_weight_still_ends_deterministically(uncorrel
 
 
 def test_unknown_profile_raises(uncorrelated):
-    with pytest.raises(ValueError, match="unknown profile 'risk_parity'"):
-        optimise(uncorrelated, "risk_parity")
+    with pytest.raises(ValueError, match="unknown profile 'kelly'"):
+        optimise(uncorrelated, "kelly")
 
 
 # --- input validation (portfolio-libs-notes §3) ------------------------------------------------------

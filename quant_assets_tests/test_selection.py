@@ -1,19 +1,57 @@
-"""Selection funnel: direction-aware ranking (domain-spec §10.2), clusters, vetoes, relaxation,
-and atom ids that never need parsing (§10.27)."""
+"""Funnel building blocks: clustering (§3.4), probability maps and rankers (§3.3, §10.2), policy filters
+(§3.5, §2 ECI, §10.29), synthesis ids (§10.27) and the compatibility `select` bridge."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
-from quant_assets.manifest import Selection, Sleeve
-from quant_assets.selection import (
-    SELECTION_COLUMNS,
-    atom_id,
+from quant_assets.clustering import (
+    ClusteringSettings,
+    cluster,
     correlation_clusters,
+    correlation_distance,
+    cut,
+    threshold_sensitivity,
+)
+from quant_assets.filters import (
+    FILTERS,
+    VETO_COLUMNS,
+    DarwinianFilter,
+    DarwinianSettings,
+    Filter,
+    FrictionFilter,
+    FrictionSettings,
+    PredictabilityFilter,
+    PredictabilitySettings,
+    TrendRegimeFilter,
+    TrendRegimeSettings,
+    apply_filters,
+    execution_cost_index,
+    register_filter,
+)
+from quant_assets.rankers import (
+    RANKERS,
+    Ranker,
+    RankerSettings,
+    asset_quadrant,
+    finish_ranking,
+    prob_map,
+    rank_candidates,
+    register_ranker,
+    regime_fit_scores,
+    sleeve_sign,
+)
+from quant_assets.selection import (
+    LEGACY_SELECTION_COLUMNS,
+    atom_id,
+    composition_map,
     select,
-    sleeve_score,
+    synthetic_long,
 )
 
 N = 120
@@ -42,12 +80,18 @@ def factor_returns() -> pd.DataFrame:
 
 
 def _features(**overrides) -> pd.DataFrame:
+    """Six clean candidates: every default filter passes, momentum and return_20d differ."""
     base = pd.DataFrame(
         {
             "momentum": [0.06, 0.05, 0.04, 0.03, -0.02, -0.07],
+            "volatility": [0.2] * 6,
             "entropy": [0.5] * 6,
             "efficiency": [0.3] * 6,
+            "hurst": [0.6] * 6,
+            "kurtosis": [3.0] * 6,
             "return_20d": [0.01, -0.04, 0.08, -0.02, 0.03, -0.09],
+            "return_60d": [0.05] * 6,
+            "n_obs": [120.0] * 6,
         },
         index=SYMBOLS,
     )
@@ -57,176 +101,366 @@ def _features(**overrides) -> pd.DataFrame:
     return base
 
 
-def _sleeve(direction="long", logic="trend", **sel) -> Sleeve:
-    params = {"top_n_per_cluster": 3, "max_winners": 8, "min_winners": 1} | sel
-    return Sleeve(universe="u", logic=logic, direction=direction, selection=Selection(**params))
+def _order(frame: pd.DataFrame) -> list[str]:
+    return frame.sort_values("rank")["symbol"].tolist()
 
 
-def _winners(out: pd.DataFrame) -> dict[str, str]:
-    return dict(zip(out.loc[out["selected"], "symbol"], out.loc[out["selected"], "selected_by"]))
+def _vetoes(frame: pd.DataFrame) -> list[tuple]:
+    return [(r.symbol, r.filter, r.reason) for r in frame.itertuples()]
 
 
-# --- clusters ---------------------------------------------------------------------------------
+# --- clustering (§3.4) -----------------------------------------------------------------------------
 
 
-def test_correlation_clusters_two_factor_blocks(factor_returns):
-    labels = correlation_clusters(factor_returns, 0.5)
-    assert labels.nunique() == 2
-    assert labels["X0"] == labels["X1"] == labels["X2"]
-    assert labels["Y0"] == labels["Y1"] == labels["Y2"]
-    assert labels["X0"] != labels["Y0"]
-    assert sorted(labels.unique().tolist()) == [1, 2]
+def test_two_factor_blocks_cut_at_half_gives_two(factor_returns):
+    res = cut(factor_returns, 0.5)
+    assert res.n_clusters == 2
+    assert res.labels.tolist() == [1, 1, 1, 2, 2, 2]
 
 
-def test_correlation_clusters_threshold_above_block_merge_gives_one(factor_returns):
-    # Ward merge height of the two blocks is ~1.16 (> 1.0 = the highest allowed threshold); a cut at
-    # 0.1 is below the within-block heights (~0.2), so every asset is its own cluster
-    assert correlation_clusters(factor_returns, 0.1).nunique() == 6
-    assert correlation_clusters(factor_returns, 1.0).nunique() == 2
+def test_tiny_threshold_gives_singletons_and_maxclust_one_gives_one(factor_returns):
+    assert cut(factor_returns, 0.05).n_clusters == 6
+    res = cut(factor_returns, 0.05, max_clusters=1)
+    assert (res.n_clusters, res.recut) == (1, True)
+    assert res.labels.tolist() == [1] * 6
 
 
-def test_correlation_clusters_perfect_blocks(block_returns):
-    labels = correlation_clusters(block_returns, 0.5)
-    assert labels.tolist() == [1, 1, 1, 2, 2, 2]
+def test_max_cluster_ceiling_recuts(factor_returns):
+    res = cut(factor_returns, 0.05, max_clusters=3)
+    assert (res.n_clusters, res.recut) == (3, True)
+    assert not cut(factor_returns, 0.05, max_clusters=6).recut
 
 
-def test_correlation_clusters_single_asset(block_returns):
-    assert correlation_clusters(block_returns[["A1"]], 0.5).tolist() == [1]
+def test_regime_threshold_and_lookbacks_that_fit(factor_returns):
+    settings = ClusteringSettings(thresholds={"CRISIS": 0.05, "TURBULENT": 0.35, "NORMAL": 0.5, "QUIET": 0.5})
+    normal = cluster(factor_returns, settings, "NORMAL")
+    assert (normal.threshold, normal.n_clusters, normal.lookbacks) == (0.5, 2, (60, 120, 200))
+    assert cluster(factor_returns, settings, "CRISIS").n_clusters == 6
+    short = cluster(factor_returns.tail(100), settings, "NORMAL")
+    assert short.lookbacks == (60,)
+    assert cluster(factor_returns.tail(40), settings, "NORMAL").lookbacks == (40,)  # none fit: full window
 
 
-# --- direction-aware ranking (§10.2) ------------------------------------------------------------
+def test_distance_is_averaged_over_lookbacks(factor_returns):
+    dist, used = correlation_distance(factor_returns, (60, 120))
+    expected = np.mean([np.sqrt(0.5 * (1 - factor_returns.tail(lb).corr().to_numpy())) for lb in (60, 120)], axis=0)
+    np.fill_diagonal(expected, 0.0)
+    assert used == (60, 120)
+    np.testing.assert_allclose(dist, expected, atol=1e-12)
+    np.testing.assert_array_equal(dist, dist.T)
 
 
-def test_long_trend_ranks_highest_momentum_first(block_returns):
-    out = select(_features(), block_returns, _sleeve("long"))
-    assert list(out.columns) == SELECTION_COLUMNS
+def test_flat_column_counts_as_unrelated(block_returns):
+    rets = block_returns.assign(FLAT=0.0)
+    dist, _ = correlation_distance(rets)
+    assert np.all(np.isfinite(dist))
+    np.testing.assert_allclose(dist[-1, :-1], np.sqrt(0.5))
+    assert cut(rets, 0.5).labels.tolist() == [1, 1, 1, 2, 2, 2, 3]
+
+
+def test_perfect_blocks_and_single_asset(block_returns):
+    assert correlation_clusters(block_returns, 0.5).tolist() == [1, 1, 1, 2, 2, 2]
+    single = cluster(block_returns[["A1"]], ClusteringSettings(), "NORMAL")
+    assert (single.labels.tolist(), single.n_clusters) == ([1], 1)
+    assert cluster(block_returns[[]], ClusteringSettings(), "NORMAL").n_clusters == 0
+
+
+def test_threshold_sensitivity_non_increasing(factor_returns):
+    table = threshold_sensitivity(factor_returns, ClusteringSettings())
+    assert table["threshold"].tolist() == pytest.approx(np.round(np.arange(0.1, 0.9001, 0.05), 2).tolist())
+    counts = table["n_clusters"].tolist()
+    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert counts[0] == 6 and counts[-1] == 2
+    assert threshold_sensitivity(factor_returns, ClusteringSettings(), [0.5])["n_clusters"].tolist() == [2]
+
+
+def test_clustering_settings_validation():
+    with pytest.raises(ValidationError, match="exactly the regimes"):
+        ClusteringSettings(thresholds={"NORMAL": 0.4})
+    with pytest.raises(ValidationError, match="frozen"):
+        ClusteringSettings().max_clusters = 3
+    with pytest.raises(ValidationError, match="extra"):
+        ClusteringSettings(treshold=0.4)
+    assert ClusteringSettings(lookbacks=(120, 60, 60)).lookbacks == (60, 120)
+    with pytest.raises(ValueError, match="unknown regime"):
+        cluster(pd.DataFrame({"a": [0.1, 0.2], "b": [0.2, 0.1]}), ClusteringSettings(), "PANIC")
+
+
+# --- probability maps (§3.3, verified values) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "expected"), [
+    ("rank", [0.01, 0.505, 1.0]),
+    ("rank_desc", [1.0, 0.505, 0.01]),
+    ("zscore", [1 / 3, 0.5, 2 / 3]),
+    ("logistic", [0.268941, 0.5, 0.731059]),
+    ("cdf", [0.1, 0.2, 0.3]),
+    ("minmax", [0.0, 0.5, 1.0]),
+])
+def test_probability_maps(method, expected):
+    np.testing.assert_allclose(prob_map(pd.Series([0.1, 0.2, 0.3]), method).to_numpy(), expected, atol=1e-6)
+
+
+def test_cdf_outside_unit_interval_uses_normal_cdf_and_nan_is_001():
+    np.testing.assert_allclose(prob_map(pd.Series([-1.0, 0.0, 1.0]), "cdf").to_numpy(), [0.158655, 0.5, 0.841345],
+                               atol=1e-6)
+    out = prob_map(pd.Series([0.3, np.nan, 0.1]), "rank")
+    np.testing.assert_allclose(out.to_numpy(), [1.0, 0.01, 0.01])
+    assert prob_map(pd.Series([np.nan, np.nan]), "zscore").tolist() == [0.01, 0.01]
+    assert prob_map(pd.Series([5.0]), "rank").tolist() == [1.0]
+    with pytest.raises(ValueError, match="unknown probability map"):
+        prob_map(pd.Series([1.0]), "softmax")
+
+
+# --- rankers (§3.3, §10.2) ---------------------------------------------------------------------------
+
+
+def test_sleeve_sign():
+    assert [sleeve_sign(lg, d) for lg, d in [("trend", "long"), ("trend", "SHORT"), ("reversion", "long"),
+                                              ("reversion", "short")]] == [1, -1, -1, 1]
+    with pytest.raises(ValueError, match="logic"):
+        sleeve_sign("carry", "long")
+    with pytest.raises(ValueError, match="direction"):
+        sleeve_sign("trend", "flat")
+
+
+def test_signal_long_trend_ranks_highest_momentum_first():
+    out = rank_candidates(_features(), RankerSettings(), "trend", "long")
+    assert list(out.columns) == ["symbol", "score", "rank"]
     assert out["symbol"].tolist() == ["A1", "A2", "A3", "B1", "B2", "B3"]
     assert out["rank"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert set(out["direction"]) == {"LONG"}
-    np.testing.assert_allclose(out["score"].to_numpy(), [0.06, 0.05, 0.04, 0.03, -0.02, -0.07])
+    np.testing.assert_allclose(out["score"], [0.06, 0.05, 0.04, 0.03, -0.02, -0.07])
 
 
-def test_short_trend_ranks_most_negative_momentum_first(block_returns):
-    out = select(_features(), block_returns, _sleeve("short"))
+def test_signal_short_trend_ranks_most_bearish_first():
+    out = rank_candidates(_features(), RankerSettings(), "trend", "short")
     assert out["symbol"].tolist() == ["B3", "B2", "B1", "A3", "A2", "A1"]
-    assert out["rank"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert set(out["direction"]) == {"SHORT"}  # never a LONG row in a short sleeve (§10.9)
-    np.testing.assert_allclose(out["score"].to_numpy(), [0.07, 0.02, -0.03, -0.04, -0.05, -0.06])
+    np.testing.assert_allclose(out["score"], [0.07, 0.02, -0.03, -0.04, -0.05, -0.06])
 
 
-def test_reversion_long_buys_biggest_losers_short_sells_biggest_winners(block_returns):
-    long_out = select(_features(), block_returns, _sleeve("long", logic="reversion"))
-    assert long_out["symbol"].tolist() == ["B3", "A2", "B1", "A1", "B2", "A3"]
-    short_out = select(_features(), block_returns, _sleeve("short", logic="reversion"))
-    assert short_out["symbol"].tolist() == ["A3", "B2", "A1", "B1", "A2", "B3"]
+def test_signal_reversion_buys_losers_and_sells_winners():
+    assert _order(rank_candidates(_features(), RankerSettings(), "reversion", "long")) == \
+        ["B3", "A2", "B1", "A1", "B2", "A3"]
+    assert _order(rank_candidates(_features(), RankerSettings(), "reversion", "short")) == \
+        ["A3", "B2", "A1", "B1", "A2", "B3"]
 
 
-def test_sleeve_score_sign():
-    feats = _features()
-    pd.testing.assert_series_equal(sleeve_score(feats, _sleeve("short")), -feats["momentum"])
-    pd.testing.assert_series_equal(sleeve_score(feats, _sleeve("long")), feats["momentum"])
+def test_ties_broken_by_symbol_and_nan_last():
+    score = pd.Series([0.1, np.nan, 0.1, 0.2], index=["ZZ", "AA", "BB", "CC"])
+    out = finish_ranking(score)
+    assert out["symbol"].tolist() == ["CC", "BB", "ZZ", "AA"]
+    assert out["rank"].tolist() == [1, 2, 3, 4]
 
 
-# --- vetoes -----------------------------------------------------------------------------------
+def _mps_features() -> pd.DataFrame:
+    return pd.DataFrame({"momentum": [0.3, 0.1, -0.2], "entropy": [0.9, 0.5, 0.7], "n_obs": [252.0, 126.0, 63.0]},
+                        index=["X", "Y", "Z"])
 
 
-def test_entropy_and_efficiency_vetoes_with_reason(block_returns):
-    feats = _features(entropy={"A2": 0.95}, efficiency={"B1": 0.05})
-    out = select(feats, block_returns, _sleeve("long", entropy_max=0.9, efficiency_min=0.1,
-                                               top_n_per_cluster=3, min_winners=1)).set_index("symbol")
-    assert out.loc["A2", "veto_reason"] == "entropy_above_max"
-    assert out.loc["B1", "veto_reason"] == "efficiency_below_min"
-    assert out["vetoed"].to_dict() == {"A1": False, "A2": True, "A3": False, "B1": True, "B2": False, "B3": False}
-    assert out.loc[["A1", "A3", "B2", "B3"], "veto_reason"].tolist() == ["", "", "", ""]
-    assert out.loc[out["selected"]].index.tolist() == ["A1", "A3", "B2", "B3"]
-    assert set(out.loc[out["selected"], "selected_by"]) == {"cluster_top_n"}
+def test_mps_alpha_is_product_of_weighted_probabilities():
+    settings = RankerSettings(name="mps", mps_weights={"momentum": 2.0, "entropy": 1.0, "survival": 1.0})
+    out = rank_candidates(_mps_features(), settings, "trend", "long").set_index("symbol")
+    # momentum rank (X 1.0, Y 0.505, Z 0.01); entropy rank_desc (X 0.01, Y 1.0, Z 0.505); survival cdf
+    np.testing.assert_allclose(out["momentum_prob"][["X", "Y", "Z"]], [1.0, 0.505, 0.01])
+    np.testing.assert_allclose(out["entropy_prob"][["X", "Y", "Z"]], [0.01, 1.0, 0.505])
+    np.testing.assert_allclose(out["survival_prob"][["X", "Y", "Z"]], [1.0, 0.5, 0.25])
+    alpha = {"X": 1.0 ** 2 * 0.01 * 1.0, "Y": 0.505 ** 2 * 1.0 * 0.5, "Z": 0.01 ** 2 * 0.505 * 0.25}
+    np.testing.assert_allclose(out["score"][["X", "Y", "Z"]], [alpha["X"], alpha["Y"], alpha["Z"]])
+    assert out.sort_values("rank").index.tolist() == ["Y", "X", "Z"]
 
 
-def test_veto_thresholds_are_strict(block_returns):
-    feats = _features(entropy={"A1": 0.9}, efficiency={"A2": 0.1})  # exactly on the limits
-    out = select(feats, block_returns, _sleeve("long", entropy_max=0.9, efficiency_min=0.1))
-    assert not out["vetoed"].any()
+def test_mps_short_flips_directional_features_only():
+    settings = RankerSettings(name="mps", mps_weights={"momentum": 1.0})
+    assert _order(rank_candidates(_mps_features(), settings, "trend", "long")) == ["X", "Y", "Z"]
+    assert _order(rank_candidates(_mps_features(), settings, "trend", "short")) == ["Z", "Y", "X"]
+    quality = RankerSettings(name="mps", mps_weights={"entropy": 1.0})  # low entropy is good for any sleeve
+    assert _order(rank_candidates(_mps_features(), quality, "trend", "short")) == ["Y", "Z", "X"]
+    assert _order(rank_candidates(_mps_features(), quality, "trend", "long")) == ["Y", "Z", "X"]
 
 
-def test_missing_feature_vetoed_and_ranked_last(block_returns):
-    feats = _features(momentum={"A1": np.nan}, entropy={"B2": np.nan})
-    out = select(feats, block_returns, _sleeve("long", min_winners=6)).set_index("symbol")
-    assert out.index.tolist()[-1] == "A1"
-    assert out.loc["A1", "rank"] == 6
-    assert out.loc["A1", "veto_reason"] == "missing_features"
-    assert out.loc["B2", "veto_reason"] == "missing_features"
-    # even the veto relaxation never picks a symbol without a score
-    assert not out.loc["A1", "selected"]
-    assert out.loc["B2", "selected_by"] == "relaxed_veto"
-    assert out["selected"].sum() == 5
+def test_mps_settings_errors():
+    with pytest.raises(ValidationError, match="finite and >= 0"):
+        RankerSettings(mps_weights={"momentum": -1.0})
+    with pytest.raises(ValueError, match="probability map"):
+        rank_candidates(_mps_features(), RankerSettings(name="mps", mps_weights={"mystery": 1.0}), "trend", "long")
+    with pytest.raises(KeyError, match="no such column"):
+        rank_candidates(_mps_features(), RankerSettings(name="mps", mps_weights={"stability": 1.0}), "trend", "long")
 
 
-# --- cluster cap and winners -----------------------------------------------------------------------
+def test_asset_quadrant():
+    mom = pd.Series([0.2, 0.2, -0.2, -0.2, 0.0])
+    vol = pd.Series([0.2, 0.9, 0.9, 0.2, 0.3])  # median 0.3 -> stressed above 0.45
+    assert asset_quadrant(mom, vol, 0.05, 1.5).tolist() == ["EXPANSION", "INFLATIONARY_TREND", "CRISIS",
+                                                            "STAGNATION", "NORMAL"]
 
 
-def test_top_n_per_cluster_one(block_returns):
-    out = select(_features(), block_returns, _sleeve("long", top_n_per_cluster=1))
-    assert _winners(out) == {"A1": "cluster_top_n", "B1": "cluster_top_n"}
-    assert out.set_index("symbol")["cluster"].to_dict() == {"A1": 1, "A2": 1, "A3": 1, "B1": 2, "B2": 2, "B3": 2}
+def test_regime_fit_scores_exact():
+    h = pd.Series([0.7, 0.5, 0.3, 0.6])
+    q = pd.Series(["EXPANSION", "STAGNATION", "CRISIS", "NORMAL"])
+    vc = pd.Series([0.6, 0.6, 0.1, np.nan])
+    np.testing.assert_allclose(regime_fit_scores(h, q, vc, "NORMAL", "trend"), [1.0, -0.2, -0.2, 0.1])
+    np.testing.assert_allclose(regime_fit_scores(h, q, vc, "NORMAL", "reversion"), [-0.4, 0.6, 0.7, 0.2])
+    np.testing.assert_allclose(regime_fit_scores(h, q, vc, "QUIET", "reversion"), [-0.2, 0.8, 0.9, 0.4])
 
 
-def test_top_n_per_cluster_two(block_returns):
-    out = select(_features(), block_returns, _sleeve("long", top_n_per_cluster=2))
-    assert _winners(out) == {"A1": "cluster_top_n", "A2": "cluster_top_n",
-                             "B1": "cluster_top_n", "B2": "cluster_top_n"}
+def test_regime_fit_ranker_direction_aware():
+    feats = pd.DataFrame({"momentum": [0.3, -0.3, 0.0], "volatility": [0.2, 0.2, 0.2], "hurst": [0.6, 0.6, 0.6],
+                          "vol_clustering": [0.0, 0.0, 0.0], "n_obs": [120.0, 120.0, 120.0]}, index=["UP", "DOWN", "FLAT"])
+    settings = RankerSettings(name="regime_fit")
+    long_ = rank_candidates(feats, settings, "trend", "long", "NORMAL").set_index("symbol")
+    assert long_.sort_values("rank").index.tolist() == ["UP", "FLAT", "DOWN"]
+    np.testing.assert_allclose(long_["score"][["UP", "FLAT", "DOWN"]], [0.7, 0.1, -0.2])
+    assert long_["quadrant"].to_dict() == {"UP": "EXPANSION", "DOWN": "STAGNATION", "FLAT": "NORMAL"}
+    short = rank_candidates(feats, settings, "trend", "short", "NORMAL")
+    assert short["symbol"].tolist() == ["DOWN", "FLAT", "UP"]
+    few = feats.assign(n_obs=[30.0, 120.0, 120.0])
+    assert rank_candidates(few, settings, "trend", "long", "NORMAL").set_index("symbol").loc["UP", "score"] == 0.0
 
 
-def test_top_n_per_cluster_short_picks_most_bearish_per_cluster(block_returns):
-    out = select(_features(), block_returns, _sleeve("short", top_n_per_cluster=1))
-    assert _winners(out) == {"B3": "cluster_top_n", "A3": "cluster_top_n"}
+def test_ranker_registry():
+    class Alphabetical(Ranker):
+        name = "alphabetical_test"
+
+        def rank(self, features, settings, logic, direction, regime):
+            return finish_ranking(pd.Series(0.0, index=features.index))
+
+    register_ranker(Alphabetical())
+    try:
+        out = rank_candidates(_features(), RankerSettings(name="alphabetical_test"), "trend", "long")
+        assert out["symbol"].tolist() == sorted(SYMBOLS)
+    finally:
+        RANKERS.pop("alphabetical_test")
+    assert {"mps", "signal", "regime_fit"} <= set(RANKERS)
+    with pytest.raises(ValueError, match="unknown ranker"):
+        rank_candidates(_features(), RankerSettings(name="nope"), "trend", "long")
 
 
-def test_max_winners_caps_stage_one(block_returns):
-    out = select(_features(), block_returns, _sleeve("long", top_n_per_cluster=2, max_winners=3))
-    assert _winners(out) == {"A1": "cluster_top_n", "A2": "cluster_top_n", "B1": "cluster_top_n"}
+# --- filters (§3.5) ----------------------------------------------------------------------------------
 
 
-def test_relaxation_cluster_cap_then_veto(block_returns):
-    feats = _features(entropy={"A2": 0.99, "B3": 0.99}, efficiency={"B2": 0.01})
-    sleeve = _sleeve("long", top_n_per_cluster=1, min_winners=5, entropy_max=0.9, efficiency_min=0.1)
-    out = select(feats, block_returns, sleeve)
-    assert _winners(out) == {
-        "A1": "cluster_top_n",
-        "B1": "cluster_top_n",
-        "A3": "relaxed_cluster_cap",  # best eligible name left after the cap
-        "A2": "relaxed_veto",  # then the global ranking, vetoes ignored
-        "B2": "relaxed_veto",
-    }
-    assert out.set_index("symbol").loc["B3", "selected"] == np.False_
+def test_darwinian_missing_health_survival():
+    feats = _features(momentum={"A1": np.nan}, n_obs={"B1": 20.0, "B2": 26.0}).assign(
+        healthy=[True, False, True, True, True, True])
+    out = apply_filters(feats, [DarwinianFilter()], "long", required=["momentum"])
+    assert list(out.columns) == VETO_COLUMNS
+    assert _vetoes(out) == [("A1", "darwinian", "missing_momentum"), ("A2", "darwinian", "failed_health"),
+                            ("B1", "darwinian", "survival_below_min")]
+    assert out.loc[2, "value"] == pytest.approx(20 / 252) and out.loc[2, "threshold"] == 0.1
 
 
-def test_relaxation_cluster_cap_only(block_returns):
-    out = select(_features(), block_returns, _sleeve("long", top_n_per_cluster=1, min_winners=3))
-    assert _winners(out) == {"A1": "cluster_top_n", "B1": "cluster_top_n", "A2": "relaxed_cluster_cap"}
+def test_darwinian_checks_columns_of_the_other_filters():
+    feats = _features(hurst={"B3": np.nan})
+    out = apply_filters(feats, ["darwinian", "predictability"], "long")
+    assert _vetoes(out) == [("B3", "darwinian", "missing_hurst")]
+    with pytest.raises(KeyError, match="kurtosis"):
+        apply_filters(feats.drop(columns="kurtosis"), ["darwinian", "predictability"], "long")
+    # a switched-off check needs no column
+    off = PredictabilityFilter(PredictabilitySettings(kurtosis_max=None))
+    assert apply_filters(feats.drop(columns="kurtosis"), [DarwinianFilter(), off], "long").empty is False
 
 
-def test_min_winners_above_universe_selects_everyone(block_returns):
-    out = select(_features(), block_returns.iloc[:, :2], _sleeve("long", top_n_per_cluster=1,
-                                                                 min_winners=8, max_winners=8))
-    assert out["symbol"].tolist() == ["A1", "A2"]
-    assert _winners(out) == {"A1": "cluster_top_n", "A2": "relaxed_cluster_cap"}
+def test_predictability_exact_vetoes_raw_hurst_band():
+    feats = _features(entropy={"A1": 0.96}, efficiency={"A2": 0.01}, hurst={"A3": 0.5, "B1": 0.52},
+                      kurtosis={"B2": 25.0}, volatility={"B3": 3.0})
+    feats["hurst_clean"] = (1 - 2 * (feats["hurst"] - 0.5).abs()).clip(0, 1)
+    out = apply_filters(feats, [PredictabilityFilter()], "long")
+    assert _vetoes(out) == [("A1", "predictability", "entropy_above_max"),
+                            ("A2", "predictability", "efficiency_below_min"),
+                            ("A3", "predictability", "hurst_random_walk"),  # raw H 0.5; B1 on the edge passes
+                            ("B2", "predictability", "kurtosis_above_max"),
+                            ("B3", "predictability", "volatility_above_max")]
+    assert out["value"].tolist() == [0.96, 0.01, 0.5, 25.0, 3.0]
+    assert out["threshold"].tolist() == [0.95, 0.02, 0.48, 20.0, 2.5]
 
 
-def test_symbols_without_returns_are_dropped(block_returns):
-    feats = pd.concat([_features(), pd.DataFrame({"momentum": [1.0], "entropy": [0.5], "efficiency": [0.3],
-                                                  "return_20d": [0.0]}, index=["GHOST"])])
-    out = select(feats, block_returns, _sleeve("long"))
-    assert "GHOST" not in out["symbol"].tolist()
-    assert len(out) == 6
+def test_predictability_thresholds_are_strict_and_overridable():
+    feats = _features(entropy={"A1": 0.95}, efficiency={"A2": 0.02})
+    assert apply_filters(feats, ["predictability"], "long").empty
+    tight = apply_filters(feats, ["predictability"], "long", overrides={"predictability": {"entropy_max": 0.9}})
+    assert _vetoes(tight) == [("A1", "predictability", "entropy_above_max")]
+    with pytest.raises(ValidationError):
+        apply_filters(feats, ["predictability"], "long", overrides={"predictability": {"entropy_max": 2.0}})
+    with pytest.raises(ValueError, match="not in the chain"):
+        apply_filters(feats, ["predictability"], "long", overrides={"friction": {"hurdle": 0.1}})
+    with pytest.raises(ValidationError, match="hurst_band"):
+        PredictabilitySettings(hurst_band=(0.55, 0.45))
 
 
-def test_no_overlap_gives_empty_frame(block_returns):
-    out = select(_features().rename(index=lambda s: s + "_X"), block_returns, _sleeve("long"))
-    assert out.empty
-    assert list(out.columns) == SELECTION_COLUMNS
+def test_eci_formula():
+    vol = pd.Series([0.2, 0.2, 0.2, 0.4])
+    adv = pd.Series([1e6, np.nan, 0.0, 4e6])
+    np.testing.assert_allclose(execution_cost_index(vol, adv), [0.2, 0.02, 0.02, 0.2])
+    np.testing.assert_allclose(execution_cost_index(vol, None), [0.02, 0.02, 0.02, 0.04])
 
 
-# --- atom ids (§10.27) ---------------------------------------------------------------------------
+def test_friction_vetoes_and_waiver():
+    feats = pd.DataFrame({"momentum": [0.05, 0.01, 1.5, 1.5, -0.3], "volatility": [0.2] * 5,
+                          "adv": [np.nan, np.nan, 1e6, 1e6, np.nan]}, index=["OK", "THIN", "W1", "W2", "DN"])
+    # net: OK 0.03, THIN -0.01, W1/W2 1.3, DN -0.32 (long)
+    flt = FrictionFilter(FrictionSettings(hurdle=0.02))
+    assert _vetoes(apply_filters(feats, [flt], "long")) == [("THIN", "friction", "net_alpha_below_hurdle"),
+                                                             ("DN", "friction", "net_alpha_below_hurdle")]
+    np.testing.assert_allclose(apply_filters(feats, [flt], "long")["value"], [-0.01, -0.32])
+    # short: bearish momentum 0.3 - 0.02 = 0.28 passes; the longs' momentum now counts against them
+    assert _vetoes(apply_filters(feats, [flt], "short"))[0:4] == [
+        ("OK", "friction", "net_alpha_below_hurdle"), ("THIN", "friction", "net_alpha_below_hurdle"),
+        ("W1", "friction", "net_alpha_below_hurdle"), ("W2", "friction", "net_alpha_below_hurdle")]
+    # the waiver: momentum > 1 and net >= 1.25 x hurdle (bites only for a negative hurdle)
+    neg = FrictionFilter(FrictionSettings(hurdle=-1.0))
+    feats2 = pd.DataFrame({"momentum": [1.1, 0.5], "volatility": [2.3, 1.6], "adv": [1e6, 1e6]}, index=["S", "T"])
+    # net S = -1.2 (< -1.0 but >= -1.25 and momentum > 1: waived); T = -1.1 (vetoed)
+    assert _vetoes(apply_filters(feats2, [neg], "long")) == [("T", "friction", "net_alpha_below_hurdle")]
+
+
+def test_trend_regime_proxy_with_fallback():
+    feats = pd.DataFrame({"rating_ma": [0.5, -0.2, np.nan, np.nan, 0.0],
+                          "return_60d": [-0.1, 0.3, 0.2, np.nan, 0.1]}, index=["P", "Q", "R", "S", "T"])
+    flt = TrendRegimeFilter()
+    assert _vetoes(apply_filters(feats, [flt], "long")) == [("S", "trend_regime", "trend_unknown"),
+                                                             ("Q", "trend_regime", "below_long_ma"),
+                                                             ("T", "trend_regime", "below_long_ma")]
+    assert _vetoes(apply_filters(feats, [flt], "short")) == [("S", "trend_regime", "trend_unknown"),
+                                                              ("P", "trend_regime", "above_long_ma"),
+                                                              ("R", "trend_regime", "above_long_ma"),
+                                                              ("T", "trend_regime", "above_long_ma")]
+    only_returns = feats.drop(columns="rating_ma")
+    assert _vetoes(apply_filters(only_returns, [flt], "long")) == [("S", "trend_regime", "trend_unknown"),
+                                                                    ("P", "trend_regime", "below_long_ma")]
+    wide = TrendRegimeFilter(TrendRegimeSettings(threshold=0.25))
+    assert [v[0] for v in _vetoes(apply_filters(feats, [wide], "long"))] == ["S", "Q", "R", "T"]
+    with pytest.raises(KeyError, match="trend_regime needs"):
+        apply_filters(feats[[]], [flt], "long")
+
+
+def test_benchmarks_never_vetoed_and_chain_order_kept():
+    feats = _features(entropy={"A1": 0.99}, n_obs={"A1": 10.0, "B1": 10.0})
+    out = apply_filters(feats, ["darwinian", "predictability"], "long", benchmarks=["B1"])
+    assert _vetoes(out) == [("A1", "darwinian", "survival_below_min"), ("A1", "predictability", "entropy_above_max")]
+
+
+def test_filter_registry_and_type_checks():
+    @register_filter
+    class NoBanks(Filter):
+        name = "no_banks_test"
+        settings_model = DarwinianSettings  # any model; unused
+
+        def vetoes(self, features, direction, required=()):
+            return [{"symbol": s, "filter": self.name, "reason": "bank", "value": np.nan, "threshold": np.nan}
+                    for s in features.index if s.startswith("B")]
+
+    try:
+        assert [v[0] for v in _vetoes(apply_filters(_features(), ["no_banks_test"], "long"))] == ["B1", "B2", "B3"]
+    finally:
+        FILTERS.pop("no_banks_test")
+    with pytest.raises(ValueError, match="unknown filter"):
+        apply_filters(_features(), ["nope"], "long")
+    with pytest.raises(TypeError, match="needs FrictionSettings"):
+        FrictionFilter(PredictabilitySettings())
+    with pytest.raises(ValueError, match="direction"):
+        apply_filters(_features(), ["darwinian"], "sideways")
+
+
+# --- synthesis (§3.6, §10.27) ---------------------------------------------------------------------
 
 
 def test_atom_id_format():
@@ -234,19 +468,44 @@ def test_atom_id_format():
     assert atom_id("AAPL", "reversion", "long") == "AAPL|reversion|long"
 
 
-def test_atom_id_symbol_with_underscore_and_colon_travels_intact(block_returns):
-    odd = ["BINANCE:BTC_USDT", "BINANCE:BTC_USDC", "NYSE:BRK_B", "BTC", "A_", "_A"]
-    rets = block_returns.set_axis(odd, axis=1)
-    feats = _features().set_axis(odd, axis=0)
-    out = select(feats, rets, _sleeve("short", top_n_per_cluster=3))
-    assert sorted(out["symbol"]) == sorted(odd)  # the symbol column is exactly the input symbol
-    ids = {atom_id(s, "trend", d) for s, d in zip(out["symbol"], out["direction"])}
-    assert len(ids) == len(odd)  # no two symbols collapse onto one id
-    # the id -> symbol map is built from the columns, never by splitting the id
-    lookup = {atom_id(s, "trend", d): s for s, d in zip(out["symbol"], out["direction"])}
-    assert lookup["BINANCE:BTC_USDT|trend|short"] == "BINANCE:BTC_USDT"
-    assert lookup["NYSE:BRK_B|trend|short"] == "NYSE:BRK_B"
+def test_composition_map_signs_and_odd_symbols():
+    odd = ["BINANCE:BTC_USDT", "BINANCE:BTC_USDC", "NYSE:BRK_B"]
+    short = composition_map(odd, "trend", "SHORT")
+    assert list(short.columns) == ["atom_id", "symbol", "logic", "direction", "sign"]
+    assert short["atom_id"].tolist() == ["BINANCE:BTC_USDT|trend|short", "BINANCE:BTC_USDC|trend|short",
+                                         "NYSE:BRK_B|trend|short"]
+    assert short["symbol"].tolist() == odd and short["sign"].tolist() == [-1, -1, -1]
+    assert composition_map(["X"], "reversion", "long")[["direction", "sign"]].values.tolist() == [["long", 1]]
     # the §10.27 "first underscore" parse would have merged BTC_USDT and BTC_USDC
-    assert len({i.split("_")[0] for i in ids}) < len(ids)
-    for s in odd:
-        assert atom_id(s, "trend", "short").startswith(s + "|")
+    assert len({i.split("_")[0] for i in short["atom_id"]}) < len(odd)
+
+
+def test_synthetic_long_caps_short_loss():
+    r = pd.DataFrame({"x": [0.1, -0.2, 4.0]})
+    pd.testing.assert_frame_equal(synthetic_long(r, "long"), r)
+    np.testing.assert_allclose(synthetic_long(r, "short")["x"], [-0.1, 0.2, -1.0])
+
+
+# --- compatibility bridge for the current Dagster asset -------------------------------------------
+
+
+def _legacy_sleeve(direction="long", logic="trend", **sel):
+    params = {"cluster_threshold": 0.5, "top_n_per_cluster": 3, "max_winners": 8, "min_winners": 1,
+              "entropy_max": 0.995, "efficiency_min": 0.0} | sel
+    return SimpleNamespace(logic=logic, direction=direction, selection=SimpleNamespace(**params))
+
+
+def test_select_bridge_keeps_the_old_table(block_returns):
+    out = select(_features(), block_returns, _legacy_sleeve("short", top_n_per_cluster=1))
+    assert list(out.columns) == LEGACY_SELECTION_COLUMNS
+    assert out["symbol"].tolist() == ["B3", "B2", "B1", "A3", "A2", "A1"]
+    assert set(out["direction"]) == {"SHORT"}
+    assert dict(zip(out.loc[out["selected"], "symbol"], out.loc[out["selected"], "selected_by"])) == \
+        {"B3": "strict", "A3": "strict"}
+
+
+def test_select_bridge_old_vetoes_only(block_returns):
+    feats = _features(entropy={"A2": 0.999}, efficiency={"B1": 0.05}, hurst={"A1": 0.5}, kurtosis={"A3": 99.0})
+    out = select(feats, block_returns, _legacy_sleeve(efficiency_min=0.1)).set_index("symbol")
+    assert out["veto_reason"].to_dict() == {"A1": "", "A2": "entropy_above_max", "A3": "", "B1": "efficiency_below_min",
+                                            "B2": "", "B3": ""}

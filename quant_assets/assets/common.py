@@ -49,6 +49,11 @@ def candidates_name(universe: str) -> str: return f"candidates_{universe}"
 def prices_name(universe: str) -> str: return f"prices_{universe}"
 def returns_name(universe: str) -> str: return f"returns_{universe}"
 def features_name(universe: str) -> str: return f"features_{universe}"
+def regime_name(universe: str) -> str: return f"regime_{universe}"
+def clusters_name(universe: str) -> str: return f"clusters_{universe}"
+def cluster_sensitivity_name(universe: str) -> str: return f"cluster_sensitivity_{universe}"
+def rankings_name(sleeve: str) -> str: return f"rankings_{sleeve}"
+def vetoes_name(sleeve: str) -> str: return f"vetoes_{sleeve}"
 def selection_name(sleeve: str) -> str: return f"selection_{sleeve}"
 def sleeve_weights_name(sleeve: str, risk: str) -> str: return f"sleeve_weights_{sleeve}_{risk}"
 def sleeve_returns_name(sleeve: str, risk: str) -> str: return f"sleeve_returns_{sleeve}_{risk}"
@@ -58,6 +63,7 @@ def meta_tree_name(meta: str, risk: str) -> str: return f"meta_cluster_tree_{met
 def meta_portfolio_returns_name(meta: str, risk: str) -> str: return f"meta_portfolio_returns_{meta}_{risk}"
 def flattened_name(meta: str, risk: str) -> str: return f"flattened_weights_{meta}_{risk}"
 def report_name(meta: str, risk: str) -> str: return f"meta_report_{meta}_{risk}"
+def tournament_name(sleeve: str) -> str: return f"tournament_{sleeve}"
 def orders_name(meta: str, risk: str) -> str: return f"rebalance_orders_{meta}_{risk}"
 def implemented_name(meta: str, risk: str) -> str: return f"implemented_weights_{meta}_{risk}"
 
@@ -151,3 +157,18 @@ def check_result(name: str, failures: dict[str, str], checked: int, **metadata) 
         metadata={"dates_checked": checked, "dates_failed": len(failures),
                   "failures": MetadataValue.json(shown), **metadata},
     )
+
+
+def performance_metadata(stitched: pd.DataFrame, value: str = "net_return") -> dict:
+    """Headline metrics of the run's stitched daily series (dates de-duplicated, ascending)."""
+    from quant_assets.metrics import performance
+
+    if stitched is None or stitched.empty:
+        return {"oos_days": 0}
+    daily = stitched.drop_duplicates("date")
+    daily = daily.set_index(pd.DatetimeIndex(daily["date"]))
+    perf = performance(daily[value].astype(float).sort_index(),
+                       turnover=daily.loc[daily["turnover"] > 0, "turnover"] if "turnover" in daily else None)
+    keys = ("total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar", "cvar95", "turnover")
+    return {"oos_days": int(perf["days"]),
+            **{f"oos_{k}": round(float(perf[k]), 6) for k in keys if k in perf and pd.notna(perf[k])}}

@@ -7,6 +7,7 @@ other dates.
 
 
 import datetime as dt
+import json
 
 import pandas as pd
 from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, asset
@@ -27,10 +28,14 @@ from quant_assets.assets.common import (
 )
 from quant_assets.calendar import calendar_days_covering
 from quant_assets.checks import coverage_problem
+from quant_assets.assets.funnel import regime_asset
 from quant_assets.features import FEATURE_COLUMNS, compute_features
 from quant_assets.health import apply_health_policy
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.sources import get_source
+
+CANDIDATE_COLUMNS = ["symbol", "ticker", "exchange", "asset_type", "sector", "first_date", "direction",
+                     "metadata", "is_benchmark"]
 
 
 def universe_assets(ctx: GraphContext, universe: str) -> list:
@@ -49,15 +54,18 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
         lh, source, dates = lakehouse.get(), get_source(source_name), run_dates(context)
         rows, last = 0, None
         for d in dates:
-            df = pd.DataFrame([c.row() for c in source.discover(d, cfg.symbols)],
-                              columns=["symbol", "ticker", "exchange", "asset_type", "sector", "first_date",
-                                       "direction", "metadata"])
+            found = [c.row() | {"is_benchmark": False} for c in source.discover(d, cfg.symbols)]
+            for ref in cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
+                bench_source, _, ticker = ref.partition(":")
+                found += [c.row() | {"is_benchmark": True} for c in get_source(bench_source).discover(d, [ticker])]
+            df = pd.DataFrame(found, columns=CANDIDATE_COLUMNS)
             df["first_date"] = pd.to_datetime(df["first_date"]).dt.date
             last = with_keys(df, d, universe=universe)
             lh.write_partition("candidates", n_cand, d, last)
             rows += len(last)
         return MaterializeResult(metadata=table_metadata(lh, "candidates", n_cand, dates, rows, last,
-                                                         n_candidates_last_date=len(last)))
+                                                         n_candidates_last_date=len(last),
+                                                         benchmarks=", ".join(cfg.benchmarks) or "none"))
 
     @asset(name=n_prices, group_name="market_data", kinds={"python", "parquet"}, deps=[n_cand],
            description=f"Daily closes of `{universe}` over the last {lb.prices_days} sessions up to and "
@@ -66,10 +74,12 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
         lh, source, dates = lakehouse.get(), get_source(source_name), run_dates(context)
         rows, last = 0, None
         for d in dates:
-            cands = require(lh.read_partition("candidates", n_cand, d), n_cand, d)
-            symbols = cands["symbol"].to_list()
+            cands = require(lh.read_partition("candidates", n_cand, d), n_cand, d).to_pandas()
             start = d - dt.timedelta(days=calendar_days_covering(lb.prices_days + 1))
-            closes = source.closes(symbols, start, d).tail(lb.prices_days + 1) if symbols else pd.DataFrame()
+            by_source = cands.groupby(cands["metadata"].map(lambda m: json.loads(m)["source"]), sort=False)["symbol"]
+            frames = [(source if name == source_name else get_source(name)).closes(list(symbols), start, d)
+                      for name, symbols in by_source]
+            closes = pd.concat(frames, axis=1).tail(lb.prices_days + 1) if frames else pd.DataFrame()
             if len(closes) and closes.index.max().date() > d:
                 raise RuntimeError(f"{n_prices}[{d}]: source returned prices after the partition date")
             long = (closes.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol",
@@ -114,7 +124,9 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
 
     @asset(name=n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets],
            description=f"Per-symbol features of `{universe}` over the trailing {lb.features_days} sessions "
-                       f"(momentum, volatility, permutation entropy, Hurst, efficiency ratio).", **common)
+                       f"for path features (momentum, volatility, entropy, efficiency, ADF, wavelet turbulence) and "
+                       f"the whole snapshot for sample-hungry ones (Hurst, skew, kurtosis, CVaR, antifragility, "
+                       f"technical ratings). Closes only: liquidity is NaN until a source brings volume.", **common)
     def features(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
         rows, last = 0, None
@@ -127,4 +139,4 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
             rows += len(last)
         return MaterializeResult(metadata=table_metadata(lh, "features", n_feats, dates, rows, last))
 
-    return [candidates, prices, returns, features]
+    return [candidates, prices, returns, features, regime_asset(ctx, universe)]

@@ -24,9 +24,12 @@ from quant_assets.assets.common import (
     SINGLE_RUN,
     GraphContext,
     audit_check,
+    candidates_name,
     check_result,
+    performance_metadata,
     features_name,
     prices_name,
+    regime_name,
     require,
     returns_name,
     run_dates,
@@ -41,53 +44,47 @@ from quant_assets.lakehouse import LakehouseResource
 from quant_assets.checks import returns_problem, sleeve_weights_problem, synthetic_stream_problem
 from quant_assets.audit import frame_hash, weights_hash
 from quant_assets.optimise import FALLBACK_CHAINS, optimise
-from quant_assets.selection import atom_id, select, synthetic_long
-from quant_assets.simulate import drift, holding_period, turnover
+from quant_assets.assets.funnel import regime_label, benchmark_symbols, sleeve_funnel_assets
+from quant_assets.selection import atom_id, synthetic_long
+from quant_assets.simulate import DAILY_COLUMNS, rebalance_period
+
+BANKRUPTCY_FLOOR = 0.01  # of the starting wealth 1.0 (domain-spec §5, CR-660)
 
 PREVIOUS_TWO = TimeWindowPartitionMapping(start_offset=-2, end_offset=-1)
+PREVIOUS_ONE = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
-def _weights_series(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series(frame["weight"].to_numpy(float), index=frame["atom_id"].to_numpy()) if len(frame) else \
-        pd.Series(dtype=float)
+POOL_DESCRIPTION = {
+    "market": "the universe's benchmarks (equal weight)",
+    "benchmark": "its winners (equal weight: what optimisation adds)",
+    "raw_pool_ew": "the whole raw pool, benchmarks excluded (equal weight: what selection adds)",
+}
 
 
-def _between(frame: pd.DataFrame, after: dt.date, until: dt.date) -> pd.DataFrame:
-    """Rows dated in (after, until]: one holding period."""
-    return frame[(frame.index > pd.Timestamp(after)) & (frame.index <= pd.Timestamp(until))]
+def sleeve_pool(risk: str, selection: pd.DataFrame, returns: pd.DataFrame, benchmarks: set[str], logic: str,
+          direction: str) -> pd.DataFrame:
+    """The atoms a profile allocates over: symbol, atom_id, cluster.
+
+    Most profiles hold the winners; the baselines hold the benchmarks (`market`) or every
+    recruitable symbol of the pool (`raw_pool_ew`), as atoms of the sleeve's own logic and direction.
+    """
+    if risk == "market":
+        symbols = sorted(s for s in benchmarks if s in returns.columns)
+        return pd.DataFrame({"symbol": symbols, "atom_id": [atom_id(s, logic, direction) for s in symbols],
+                             "cluster": 0})
+    if risk == "raw_pool_ew":
+        pool = selection[selection["symbol"].isin(returns.columns)]
+    else:
+        pool = selection[selection["selected"] & selection["symbol"].isin(returns.columns)]
+    return pd.DataFrame({"symbol": pool["symbol"].to_numpy(), "atom_id": pool["atom_id"].to_numpy(),
+                         "cluster": pool["cluster"].to_numpy(int)})
 
 
 def sleeve_assets(ctx: GraphContext, sleeve: str) -> list:
     m = ctx.manifest
     cfg = m.sleeves[sleeve]
-    universe = cfg.universe
-    rate = m.friction[m.universes[universe].asset_class].rate
-    lb = m.lookbacks
-    n_sel, n_feats, n_rets = selection_name(sleeve), features_name(universe), returns_name(universe)
-    common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
-
-    @asset(name=n_sel, group_name="selection", kinds={"scipy", "parquet"}, deps=[n_feats, n_rets],
-           description=f"Sleeve `{sleeve}` ({cfg.logic}, {cfg.direction}): every candidate ranked, clustered "
-                       f"(Ward, threshold {cfg.selection.cluster_threshold}), vetoed or picked, with the "
-                       f"stage that picked it.", **common)
-    def selection(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, winners = 0, None, []
-        for d in dates:
-            feats = require(lh.read_partition("features", n_feats, d), n_feats, d).to_pandas().set_index("symbol")
-            rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d).tail(lb.optimisation_days)
-            picked = select(feats, rets, cfg)
-            last = with_keys(picked, d, sleeve=sleeve)
-            lh.write_partition("selection", n_sel, d, last)
-            rows += len(last)
-            winners.append(int(picked["selected"].sum()))
-        by_stage = last["selected_by"].value_counts().drop("", errors="ignore").to_dict() if last is not None else {}
-        return MaterializeResult(metadata=table_metadata(
-            lh, "selection", n_sel, dates, rows, last[last["selected"]] if last is not None else None,
-            winners_mean=float(pd.Series(winners).mean()), winners_last_date=winners[-1],
-            winners_by_stage_last_date=by_stage))
-
-    out = [selection]
+    rate = m.friction[m.universes[cfg.universe].asset_class].rate
+    out = sleeve_funnel_assets(ctx, sleeve)
     for risk in cfg.risk_profiles:
         out += _risk_assets(ctx, sleeve, risk, rate)
     return out
@@ -99,46 +96,56 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
     universe = cfg.universe
     lb = m.lookbacks
     n_sel, n_rets, n_prices = selection_name(sleeve), returns_name(universe), prices_name(universe)
+    n_feats = features_name(universe)
     n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
     common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
 
-    @asset(name=n_w, group_name="sleeves", kinds={cfg.engine, "parquet"}, deps=[n_sel, n_rets],
+    @asset(name=n_w, group_name="sleeves", kinds={cfg.engine, "parquet"},
+           deps=[n_sel, n_rets, n_feats, regime_name(universe), candidates_name(universe)],
            check_specs=[AssetCheckSpec("weights_valid", asset=n_w, blocking=True,
                                        description="Finite, >= 0, summing to 1 (or cash); net signed by direction"),
                         AssetCheckSpec("audit_complete", asset=n_w, blocking=True,
                                        description="Every optimisation intent has an outcome; ledger chain intact"),
                         AssetCheckSpec("directional_sign_test", asset=n_w, blocking=True,
                                        description="Optimiser streams are r (long) or exactly -min(r, 1) (short)")],
-           description=f"`{risk}` weights of sleeve `{sleeve}`'s winners, optimised with {cfg.engine} on the last "
-                       f"{lb.optimisation_days} sessions; failures fall back along a recorded chain to equal weight.",
+           description=f"`{risk}` weights of sleeve `{sleeve}` over {POOL_DESCRIPTION.get(risk, 'its winners')}, "
+                       f"optimised with {cfg.engine} on the last {lb.optimisation_days} sessions; failures fall back "
+                       f"along a recorded chain ({' -> '.join(FALLBACK_CHAINS[risk])}). The provenance of every "
+                       f"date (engine, variant, solver, covariance, chain with reasons) is in the audit ledger.",
            **common)
     def sleeve_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
         ledger = lh.ledger()
         rows, last, failures, fallbacks, chains, sign_failures = 0, None, {}, 0, {}, {}
+        provenance = {}
         for d in dates:
             sel = require(lh.read_partition("selection", n_sel, d), n_sel, d).to_pandas()
-            winners = sel[sel["selected"]]
             rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d).tail(lb.optimisation_days)
-            symbols = [s for s in winners["symbol"] if s in rets.columns]
-            ids = [atom_id(s, cfg.logic, cfg.direction) for s in symbols]
+            pool = sleeve_pool(risk, sel, rets, benchmark_symbols(lh, universe, d), cfg.logic, cfg.direction)
+            symbols, ids = pool["symbol"].tolist(), pool["atom_id"].tolist()
             streams = synthetic_long(rets[symbols], cfg.direction)
             sign_issue = synthetic_stream_problem(streams, rets[symbols], cfg.direction)
             if sign_issue:
                 sign_failures[d.isoformat()] = sign_issue
             streams.columns = ids
-            clusters = pd.Series(winners.set_index("symbol").loc[symbols, "cluster"].to_numpy(), index=ids)
+            clusters = pd.Series(pool["cluster"].to_numpy(int), index=ids)
+            feats = require(lh.read_partition("features", n_feats, d), n_feats, d).to_pandas().set_index("symbol")
+            sign = -1.0 if cfg.direction == "short" else 1.0
+            by_atom = feats.reindex(symbols).set_axis(ids)
+            regime = regime_label(lh, universe, d)
             intent = ledger.intent(step="sleeve_optimise", asset=n_w, partition=d.isoformat(), run_id=context.run.run_id,
                                    params={"engine": cfg.engine, "profile": risk, "chain": list(FALLBACK_CHAINS[risk]),
-                                           "window_days": lb.optimisation_days},
+                                           "window_days": lb.optimisation_days, "regime": regime,
+                                           "config": cfg.risk.model_dump(mode="json")},
                                    input_hashes={"streams": frame_hash(streams),
-                                                 "selection": frame_hash(winners[["symbol", "cluster", "score"]])})
+                                                 "selection": frame_hash(pool[["symbol", "cluster"]])})
             try:
-                result = optimise(streams, risk, engine=cfg.engine, clusters=clusters)
+                result = optimise(streams, risk, engine=cfg.engine, clusters=clusters, config=cfg.risk, regime=regime,
+                                  antifragility=by_atom["antifragility"],
+                                  momentum=sign * by_atom["momentum"])  # the synthetic stream's own momentum
             except Exception as err:
                 ledger.outcome(intent, status="error", output_hash=None, detail={"error": repr(err)[:300]})
                 raise
-            sign = -1.0 if cfg.direction == "short" else 1.0
             frame = pd.DataFrame({
                 "atom_id": ids, "symbol": symbols, "direction": cfg.direction.upper(),
                 "weight": result.weights.reindex(ids).to_numpy(float),
@@ -150,34 +157,40 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                                            "fallback" if result.fallback_used else "success"),
                            output_hash=weights_hash("sleeve_weights", frame),
                            detail={"profile_used": result.profile_used, "engine": result.engine,
-                                   "chain": result.chain_text()})
+                                   "chain": result.chain_text(), "provenance": result.provenance})
             last = with_keys(frame, d, sleeve=sleeve, risk=risk)
             lh.write_partition("sleeve_weights", n_w, d, last)
             rows += len(last)
             fallbacks += result.fallback_used
             chains[d.isoformat()] = result.chain_text()
+            provenance = result.provenance
             problem = sleeve_weights_problem(frame)
             if problem:
                 failures[d.isoformat()] = problem
         md = table_metadata(lh, "sleeve_weights", n_w, dates, rows, last,
                             fallbacks_in_run=fallbacks, engine=cfg.engine, requested_profile=risk,
                             fallback_chain_last_date=chains[dates[-1].isoformat()],
+                            provenance_last_date=MetadataValue.json(provenance),
                             fallback_dates=MetadataValue.json({k: v for k, v in chains.items() if "failed" in v}))
         return MaterializeResult(metadata=md, check_results=[
             check_result("weights_valid", failures, len(dates)), audit_check(lh, n_w, dates),
             check_result("directional_sign_test", sign_failures, len(dates), direction=cfg.direction)])
 
     @asset(name=n_r, group_name="sleeves", kinds={"numpy", "parquet"},
-           deps=[AssetDep(n_w, partition_mapping=PREVIOUS_TWO), n_prices],
+           deps=[AssetDep(n_w, partition_mapping=PREVIOUS_TWO), n_prices,
+                 AssetDep(n_r, partition_mapping=PREVIOUS_ONE)],  # wealth carries over from the last period
            check_specs=[AssetCheckSpec("returns_in_bounds", asset=n_r, blocking=True,
                                        description="Daily net returns finite and within [-1, 10]")],
            description=f"Out-of-sample daily returns of sleeve `{sleeve}` under `{risk}`: the previous rebalance's "
                        f"weights drifting over (previous date, this date], net of friction ({rate * 1e4:.0f} bps "
-                       f"on traded notional).", **common)
+                       f"on traded notional). Wealth carries over from the previous partition; below "
+                       f"{BANKRUPTCY_FLOOR:.0%} of the start the book is liquidated to cash and stays there.",
+           **common)
     def sleeve_returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, failures, skipped = 0, None, {}, []
+        rows, last, failures, skipped, restarts = 0, None, {}, [], []
         weights_cache: dict[dt.date, pd.DataFrame | None] = {}
+        state: tuple[float, bool] | None = None  # (wealth, bankrupt) at the end of the previous period
 
         def weights_at(day: dt.date) -> pd.DataFrame | None:
             if day not in weights_cache:
@@ -185,27 +198,33 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                 weights_cache[day] = None if f is None else f.to_pandas()
             return weights_cache[day]
 
+        def stored_state(day: dt.date) -> tuple[float, bool] | None:
+            f = lh.read_partition("sleeve_returns", n_r, day)
+            if f is None:
+                return None
+            f = f.filter(f["wealth"].is_not_null()) if "wealth" in f.columns else f.clear()
+            return (1.0, False) if f.is_empty() else (float(f["wealth"][-1]), bool(f["bankrupt"][-1]))
+
         for d in dates:
             prev = previous_dates(m.calendar, d, 2)
             w1 = weights_at(prev[-1]) if prev else None
+            if state is None:  # first date of this run: pick up where the stored history left off
+                state = stored_state(prev[-1]) if prev else (1.0, False)
+                if state is None:
+                    state = (1.0, False)
+                    if w1 is not None:
+                        restarts.append(d.isoformat())
             if w1 is None:
-                frame = pd.DataFrame(columns=["date", "gross_return", "cost", "net_return", "turnover", "weights_date"])
+                frame = pd.DataFrame(columns=["date", *DAILY_COLUMNS, "weights_date"])
                 skipped.append(d.isoformat())
             else:
                 d1 = prev[-1]
                 closes = require(lh.read_wide("prices", n_prices, d, "close"), n_prices, d)
-                raw = closes.pct_change(fill_method=None)
-                atoms = dict(zip(w1["atom_id"], w1["symbol"]))
                 w2 = weights_at(prev[0]) if len(prev) == 2 else None
-                if w2 is not None:
-                    atoms.update(zip(w2["atom_id"], w2["symbol"]))
-                streams = synthetic_long(raw.reindex(columns=sorted(set(atoms.values()))), cfg.direction)
-                atom_streams = pd.DataFrame({a: streams[s] for a, s in atoms.items()}, index=streams.index)
-                current = None
-                if w2 is not None:  # where the previous period's weights had drifted to by d1
-                    _, current = drift(_weights_series(w2), _between(atom_streams, prev[0], d1))
-                target = _weights_series(w1)
-                period = holding_period(target, _between(atom_streams, d1, d), turnover(target, current), rate)
+                period = rebalance_period(closes.pct_change(fill_method=None), w1, w2,
+                                          (prev[0] if w2 is not None else None, d1, d), cfg.direction, rate,
+                                          start_wealth=state[0], bankrupt=state[1], floor=BANKRUPTCY_FLOOR)
+                state = (period.end_wealth, period.bankrupt)
                 frame = period.daily.rename_axis("date").reset_index()
                 frame["date"] = frame["date"].dt.date
                 frame["weights_date"] = d1
@@ -215,7 +234,11 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
             problem = returns_problem(frame["net_return"], "daily net return") if len(frame) else None
             if problem:
                 failures[d.isoformat()] = problem
+        stitched = lh.read("sleeve_returns", n_r, dates[0], dates[-1]).to_pandas()
         md = table_metadata(lh, "sleeve_returns", n_r, dates, rows, last,
+                            **performance_metadata(stitched),
+                            wealth_end=float(state[0]), bankrupt=bool(state[1]),
+                            wealth_restarted_at_1=", ".join(restarts) or "none",
                             dates_without_previous_weights=len(skipped),
                             note=("No previous weights for: " + ", ".join(skipped[:5]) +
                                   (" ..." if len(skipped) > 5 else "")) if skipped else "")

@@ -1,0 +1,131 @@
+"""Partitioning (funnel stage 4): Ward clusters on the correlation distance d = sqrt(0.5 (1 - rho)).
+
+The distance is averaged over every lookback that fits the window, so a cluster reflects co-movement
+that holds at several horizons rather than one noisy estimate (domain-spec §3.4). The cut threshold
+depends on the market regime: in a crisis correlations rise, so a tighter cut keeps more groups apart.
+Pearson correlation is used (the reference's "robust" zero-as-missing variant is optional in the spec);
+undefined correlations (flat columns, too few overlapping rows) count as 0, i.e. unrelated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+
+REGIMES = ("QUIET", "NORMAL", "TURBULENT", "CRISIS")
+
+
+def check_regime(regime: str) -> str:
+    """The regime label, validated: an unknown label is a wiring bug, not a reason to guess."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; known: {', '.join(REGIMES)}")
+    return regime
+
+
+class ClusteringSettings(BaseModel):
+    """Ward clustering parameters (defaults: domain-spec §3.4)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lookbacks: tuple[int, ...] = Field((60, 120, 200), min_length=1,
+                                       description="Correlation windows (rows); those longer than the data are skipped")
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"CRISIS": 0.3, "TURBULENT": 0.35, "NORMAL": 0.4, "QUIET": 0.5},
+        description="Ward distance cut per regime; tighter in stress, when correlations converge")
+    max_clusters: int = Field(25, ge=1, description="More flat clusters than this -> re-cut with maxclust")
+
+    @field_validator("lookbacks")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(lb < 2 for lb in v):
+            raise ValueError(f"lookbacks must be >= 2 rows, got {list(v)}")
+        return tuple(sorted(set(v)))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _all_regimes(cls, v: dict[str, float]) -> dict[str, float]:
+        if set(v) != set(REGIMES):
+            raise ValueError(f"thresholds needs exactly the regimes {list(REGIMES)}, got {sorted(v)}")
+        if any(not 0 < t for t in v.values()):
+            raise ValueError(f"thresholds must be > 0, got {v}")
+        return v
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    labels: pd.Series  # symbol -> 1-based cluster id, numbered by first appearance in column order
+    threshold: float
+    n_clusters: int
+    lookbacks: tuple[int, ...]  # the windows actually averaged (the full window if none fit)
+    recut: bool = False  # True when the max_clusters ceiling forced a maxclust cut
+
+
+def correlation_distance(returns: pd.DataFrame, lookbacks: tuple[int, ...] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Mean of sqrt(0.5 (1 - rho)) over the lookbacks that fit; symmetric, zero diagonal, NaN rho -> 0."""
+    n_rows = len(returns)
+    used = tuple(lb for lb in (lookbacks or ()) if lb <= n_rows) or (n_rows,)
+    dists = []
+    for lb in used:
+        corr = returns.tail(lb).corr(min_periods=2).to_numpy(dtype=float)
+        corr = np.nan_to_num(corr, nan=0.0)
+        dists.append(np.sqrt(np.clip(0.5 * (1.0 - corr), 0.0, 1.0)))
+    dist = np.mean(dists, axis=0)
+    dist = 0.5 * (dist + dist.T)
+    np.fill_diagonal(dist, 0.0)
+    return dist, used
+
+
+def _renumber(raw: np.ndarray) -> np.ndarray:
+    """1-based labels in order of first appearance, so equal partitions always get equal labels."""
+    seen: dict[int, int] = {}
+    return np.array([seen.setdefault(int(v), len(seen) + 1) for v in raw], dtype=int)
+
+
+def _linkage(returns: pd.DataFrame, lookbacks) -> tuple[np.ndarray, tuple[int, ...]]:
+    dist, used = correlation_distance(returns, lookbacks)
+    return linkage(squareform(dist, checks=False), method="ward"), used
+
+
+def cut(returns: pd.DataFrame, threshold: float, lookbacks: tuple[int, ...] | None = None,
+        max_clusters: int | None = None) -> ClusterResult:
+    """Ward clusters of the columns cut at `threshold`; re-cut with maxclust above `max_clusters`."""
+    cols = list(returns.columns)
+    if len(cols) < 2:
+        return ClusterResult(pd.Series(np.ones(len(cols), dtype=int), index=cols), threshold, len(cols),
+                             tuple(lookbacks or ()))
+    link, used = _linkage(returns, lookbacks)
+    raw = fcluster(link, t=threshold, criterion="distance")
+    recut = max_clusters is not None and len(set(raw)) > max_clusters
+    if recut:
+        raw = fcluster(link, t=max_clusters, criterion="maxclust")
+    labels = pd.Series(_renumber(raw), index=cols)
+    return ClusterResult(labels, float(threshold), int(labels.nunique()), used, bool(recut))
+
+
+def cluster(returns: pd.DataFrame, settings: ClusteringSettings, regime: str) -> ClusterResult:
+    """The regime's Ward partition of the returns' columns (domain-spec §3.4)."""
+    threshold = settings.thresholds[check_regime(regime)]
+    return cut(returns, threshold, settings.lookbacks, settings.max_clusters)
+
+
+def threshold_sensitivity(returns: pd.DataFrame, settings: ClusteringSettings,
+                          thresholds=None) -> pd.DataFrame:
+    """How many clusters each distance cut gives (no max_clusters ceiling): to choose thresholds."""
+    if thresholds is None:
+        thresholds = np.round(np.arange(0.10, 0.9001, 0.05), 2)
+    thresholds = [float(t) for t in thresholds]
+    if returns.shape[1] < 2:
+        return pd.DataFrame({"threshold": thresholds, "n_clusters": [returns.shape[1]] * len(thresholds)})
+    link, _ = _linkage(returns, settings.lookbacks)
+    counts = [len(set(fcluster(link, t=t, criterion="distance"))) for t in thresholds]
+    return pd.DataFrame({"threshold": thresholds, "n_clusters": counts})
+
+
+def correlation_clusters(returns: pd.DataFrame, threshold: float) -> pd.Series:
+    """Flat Ward clusters of the whole window cut at `threshold` (single lookback; used by meta.py)."""
+    return cut(returns, threshold).labels

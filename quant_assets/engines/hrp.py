@@ -1,0 +1,91 @@
+"""The numpy/scipy HRP kernel (portfolio-libs-notes §4), shared by the custom engine and barbell.
+
+Why a hand-rolled kernel: skfolio's `HierarchicalRiskParity` gives the same weights (max |dw|
+1.4e-16 over 806 walk-forward folds) but spends ~12x the time in validation, estimator cloning
+and per-fold Portfolio objects. This kernel is plain arrays in, array out.
+
+Steps (López de Prado, as skfolio/riskfolio/pypfopt implement it once linkage and leaf order
+match): Pearson distance sqrt(0.5 (1 - rho)), scipy linkage, optional optimal leaf ordering,
+quasi-diagonal order, recursive bisection where each half's risk is the variance of its
+inverse-variance portfolio and the split is alpha = 1 - v_L / (v_L + v_R).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.cluster.hierarchy as sch
+from scipy.spatial.distance import squareform
+
+try:  # the compiled routine behind sch.optimal_leaf_ordering, minus ~70 us of input checks per call
+    from scipy.cluster._optimal_leaf_ordering import optimal_leaf_ordering as _olo_fast
+except ImportError:  # pragma: no cover - private scipy module moved
+    _olo_fast = None
+
+LINKAGES = ("ward", "single", "average", "complete")
+LEAF_ORDERS = ("optimal", "plain")
+
+
+def pearson_distance(cov: np.ndarray) -> np.ndarray:
+    """Condensed sqrt(0.5 (1 - rho)) from a covariance matrix (rho clipped to [-1, 1])."""
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    return squareform(np.sqrt(np.clip((1.0 - corr) / 2.0, 0.0, 1.0)), checks=False)
+
+
+def leaf_order(link: np.ndarray, n: int) -> np.ndarray:
+    """Left-to-right leaves of a scipy linkage (== sch.leaves_list, without its validation cost)."""
+    out: list[int] = []
+    stack = [2 * n - 2]
+    while stack:
+        node = stack.pop()
+        if node < n:
+            out.append(node)
+        else:
+            row = link[node - n]
+            stack.append(int(row[1]))
+            stack.append(int(row[0]))
+    return np.asarray(out, dtype=np.intp)
+
+
+def hrp_order(cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal") -> np.ndarray:
+    """Quasi-diagonal asset order for the HRP bisection."""
+    n = cov.shape[0]
+    if n < 3:
+        return np.arange(n)  # one merge: both orders are [0, 1], as in every library
+    cond = pearson_distance(cov)
+    if not np.isfinite(cond).all():
+        raise ValueError("non-finite correlation distance (zero-variance or non-finite column)")
+    link = sch.linkage(cond, method=linkage)
+    if ordering == "optimal":
+        link = _olo_fast(link, cond) if _olo_fast is not None else sch.optimal_leaf_ordering(link, cond)
+    elif ordering != "plain":
+        raise ValueError(f"unknown leaf ordering {ordering!r}; known: {LEAF_ORDERS}")
+    return leaf_order(link, n)
+
+
+def hrp_weights(cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal") -> np.ndarray:
+    """Long-only HRP weights summing to 1 for a covariance matrix with a positive diagonal."""
+    if linkage not in LINKAGES:
+        raise ValueError(f"unknown HRP linkage {linkage!r}; known: {LINKAGES}")
+    cov = np.asarray(cov, dtype=float)
+    n = cov.shape[0]
+    var = np.diag(cov).copy()
+    if not (np.isfinite(cov).all() and (var > 0).all()):
+        raise ValueError("HRP needs a finite covariance with positive variances")
+    if n == 1:
+        return np.ones(1)
+    order = hrp_order(cov, linkage, ordering)
+    iv = 1.0 / var
+    w = np.ones(n)
+    items = [order]
+    while items:
+        items = [i[j:k] for i in items for j, k in ((0, len(i) // 2), (len(i) // 2, len(i))) if len(i) > 1]
+        for a, b in zip(items[0::2], items[1::2]):
+            va = iv[a] / iv[a].sum()
+            ra = va @ cov[a][:, a] @ va  # (not np.ix_: same numbers, a third of the indexing overhead)
+            vb = iv[b] / iv[b].sum()
+            rb = vb @ cov[b][:, b] @ vb
+            alpha = 1.0 - ra / (ra + rb)
+            w[a] *= alpha
+            w[b] *= 1.0 - alpha
+    return w

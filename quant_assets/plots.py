@@ -1,0 +1,119 @@
+"""Small charts as Dagster-markdown strings: `![title](data:image/png;base64,...)`.
+
+Dagster renders markdown metadata but not files, so a chart travels inline as a base64 PNG. The
+figures are small (7 x 3 in at 80 dpi) so one chart stays well under ~60 KB of metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: assets run in worker processes without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+FIGSIZE, DPI = (7.0, 3.0), 80
+REGIME_COLOURS = {"QUIET": "#9ecae1", "NORMAL": "#a1d99b", "TURBULENT": "#fdae6b", "CRISIS": "#de2d26"}
+_FALLBACK = plt.get_cmap("tab10")
+
+
+def _to_md(fig, title: str) -> str:
+    raw, buf = io.BytesIO(), io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(raw, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)  # figures are global state: leaking them grows memory per materialisation
+    # A 64-colour palette PNG is ~3x smaller than RGBA and indistinguishable for line charts.
+    raw.seek(0)
+    Image.open(raw).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(
+        buf, format="PNG", optimize=True)
+    b64 = base64.b64encode(buf.getvalue()).decode("ascii")
+    alt = title.replace("[", "(").replace("]", ")")
+    return f"![{alt}](data:image/png;base64,{b64})"
+
+
+def _figure(title: str, xlabel: str = "", ylabel: str = ""):
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3, linewidth=0.5)
+    return fig, ax
+
+
+def _legend(ax, n: int) -> None:
+    if n:
+        ax.legend(fontsize=7, loc="best", ncol=min(4, max(1, n // 4 + 1)))
+
+
+def line_plot_md(x, ys: dict, title: str, xlabel: str = "", ylabel: str = "") -> str:
+    """One line per named y series over a shared x (e.g. an efficient frontier, weights over time)."""
+    fig, ax = _figure(title, xlabel, ylabel)
+    for name, y in ys.items():
+        ax.plot(list(x), list(y), label=str(name), linewidth=1.2)
+    _legend(ax, len(ys))
+    return _to_md(fig, title)
+
+
+def equity_curves_md(series_by_name: dict[str, pd.Series], title: str = "Wealth (start 1.0)") -> str:
+    """Compounded wealth from daily returns, one line per strategy (stitched series, not windows)."""
+    fig, ax = _figure(title, "", "wealth")
+    for name, r in series_by_name.items():
+        r = pd.Series(r, dtype=float).fillna(0.0)
+        ax.plot(r.index, np.cumprod(1.0 + r.to_numpy()), label=str(name), linewidth=1.2)
+    ax.axhline(1.0, color="grey", linewidth=0.6)
+    _legend(ax, len(series_by_name))
+    return _to_md(fig, title)
+
+
+def drawdowns_md(series_by_name: dict[str, pd.Series], title: str = "Drawdown (compounded)") -> str:
+    """Compounded drawdown from the running wealth peak (start 1.0), one filled line per strategy."""
+    fig, ax = _figure(title, "", "drawdown")
+    for name, r in series_by_name.items():
+        r = pd.Series(r, dtype=float).fillna(0.0)
+        w = np.cumprod(1.0 + r.to_numpy())
+        dd = w / np.maximum(np.maximum.accumulate(w), 1.0) - 1.0 if len(w) else w
+        ax.plot(r.index, dd, label=str(name), linewidth=1.0)
+        ax.fill_between(r.index, dd, 0.0, alpha=0.15)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    _legend(ax, len(series_by_name))
+    return _to_md(fig, title)
+
+
+def timeline_md(labels: pd.Series, title: str = "Regime", colours: dict[str, str] | None = None) -> str:
+    """A categorical label over dates (e.g. QUIET/NORMAL/TURBULENT/CRISIS) as coloured bands.
+
+    Each run of equal labels becomes one band from its first date to the next run's first date.
+    """
+    colours = {**REGIME_COLOURS, **(colours or {})}
+    s = pd.Series(labels).dropna().astype(str).sort_index()
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], 1.4))
+    ax.set_title(title, fontsize=9)
+    ax.set_yticks([])
+    ax.tick_params(labelsize=7)
+    seen: dict[str, str] = {}
+    if len(s):
+        x = pd.to_datetime(pd.Index(s.index)) if not pd.api.types.is_numeric_dtype(s.index) else s.index
+        starts = np.flatnonzero(np.r_[True, s.to_numpy()[1:] != s.to_numpy()[:-1]])
+        if len(x) > 1:
+            step = (x[-1] - x[0]) / (len(x) - 1)  # the last band gets one average spacing
+        else:
+            step = pd.Timedelta(days=1) if isinstance(x, pd.DatetimeIndex) else 1
+        ends = list(x[starts[1:]]) + [x[-1] + step]
+        for k, e in zip(starts, ends):
+            lab = s.iloc[k]
+            c = seen.setdefault(lab, colours.get(lab, matplotlib.colors.to_hex(_FALLBACK(len(seen) % 10))))
+            ax.axvspan(x[k], e, color=c, linewidth=0)
+        ax.set_xlim(x[0], ends[-1])
+        ax.legend(handles=[Patch(color=c, label=lab) for lab, c in seen.items()], fontsize=7,
+                  loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=max(1, len(seen)), frameon=False)
+    return _to_md(fig, title)
