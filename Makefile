@@ -53,6 +53,8 @@ check: env
 
 bench: env
 	$(PY) benchmarks/storage.py
+	$(PY) -m benchmarks.features
+	$(PY) -m benchmarks.walk_forward
 	$(PY) benchmarks/backfill.py
 
 clean-data:

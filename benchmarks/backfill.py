@@ -28,8 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 warnings.filterwarnings("ignore")
 
-ASSET_BODIES = ("candidates", "prices", "returns", "features", "selection", "sleeve_weights", "sleeve_returns",
-                "meta_returns", "optimise_meta", "meta_portfolio_returns", "flattened_weights", "meta_report")
+ASSET_BODIES = ("candidates", "prices", "returns", "features", "regime", "clusters", "cluster_sensitivity",
+                "rankings", "vetoes", "selection", "sleeve_weights", "sleeve_returns", "tournament",
+                "meta_returns", "optimise_meta", "meta_portfolio_returns", "flattened_weights", "meta_report",
+                "rebalance_orders")
 
 
 def _body_seconds(profile: cProfile.Profile) -> dict[str, float]:

@@ -57,7 +57,6 @@ from quant_assets.engines.base import (
     UnsupportedProfile,
     cap_cluster_weights,
     capped_simplex,
-    equal_weight,
     hierarchical_equal_weight_array,
 )
 from quant_assets.engines.custom import CustomEngine

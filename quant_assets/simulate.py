@@ -149,8 +149,12 @@ def rebalance_period(raw: pd.DataFrame, target: pd.DataFrame, previous: pd.DataF
     atoms = dict(zip(target["atom_id"], target["symbol"]))
     if previous is not None:
         atoms.update(zip(previous["atom_id"], previous["symbol"]))
-    streams = synthetic_long(raw.reindex(columns=sorted(set(atoms.values()))), direction)
-    atom_streams = pd.DataFrame({a: streams[s] for a, s in atoms.items()}, index=streams.index)
+    symbols = sorted(set(atoms.values()))
+    where = {s: i for i, s in enumerate(symbols)}
+    window = _between(raw, d2 if d2 is not None else d1, d).reindex(columns=symbols)  # (d2, d] only
+    streams = synthetic_long(window, direction).to_numpy()
+    atom_streams = pd.DataFrame(streams[:, [where[s] for s in atoms.values()]], index=window.index,
+                                columns=list(atoms))
     current = None
     if previous is not None and d2 is not None:  # where the previous period's weights had drifted to by d1
         _, current = drift(_weights_series(previous), _between(atom_streams, d2, d1))

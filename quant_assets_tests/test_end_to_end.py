@@ -274,3 +274,104 @@ def test_orders_from_cash_then_drift_from_accepted_weights(world):
     assert (orders.loc[orders["status"] == "SKIP", "drift"].abs() < 0.01).all()
     assert (orders.loc[orders["status"] == "EXECUTE", "drift"].abs() >= 0.01).all()
     path.unlink()
+
+
+# --- the selection funnel, stage by stage -------------------------------------------------------
+
+
+def test_every_funnel_stage_is_stored_and_recruitment_saw_exactly_it(world):
+    from quant_assets.selection import STAGES
+
+    sel = q(world, "SELECT * FROM selection")
+    ranks = q(world, "SELECT rebalance_date, sleeve, symbol, rank AS stored_rank FROM rankings")
+    merged = sel.merge(ranks, on=["rebalance_date", "sleeve", "symbol"], how="left")
+    assert merged["stored_rank"].notna().all() and (merged["rank"] == merged["stored_rank"]).all()
+    clusters = q(world, "SELECT rebalance_date, sleeve, symbol, cluster AS stored FROM clusters")
+    merged = sel.merge(clusters, on=["rebalance_date", "sleeve", "symbol"], how="left")
+    assert (merged["cluster"] == merged["stored"]).all()
+    assert set(sel["selected_by"]) - {""} <= set(STAGES)
+    assert (sel["selected"] == (sel["selected_by"] != "")).all()
+    m = world["manifest"]
+    k = sel[sel["selected"]].groupby(["sleeve", "rebalance_date"]).size()
+    for (sleeve, _), n in k.items():
+        s = m.sleeves[sleeve].selection
+        assert s.min_winners <= n <= s.max_winners, sleeve
+    assert k.index.get_level_values(0).value_counts().to_dict() == {s: 13 for s in m.sleeves}
+    # atoms: SYMBOL|logic|direction with the direction's sign; never parsed back
+    for r in sel[sel["selected"]].itertuples():
+        cfg = m.sleeves[r.sleeve]
+        assert r.atom_id == f"{r.symbol}|{cfg.logic}|{cfg.direction}"
+        assert r.sign == (-1 if cfg.direction == "short" else 1)
+    # the benchmark is priced and featured, but never clustered, ranked, vetoed or recruited
+    assert q(world, "SELECT count(*) AS n FROM features WHERE symbol='INDEX:SP500'")["n"][0] == 2 * 13
+    for table in ("clusters", "rankings", "vetoes", "selection"):
+        assert q(world, f"SELECT count(*) AS n FROM {table} WHERE symbol='INDEX:SP500'")["n"][0] == 0, table
+
+
+def test_duckdb_answers_why_a_symbol_was_not_selected(world):
+    why = q(world, "SELECT s.sleeve, s.rebalance_date, s.symbol, s.veto_reason, v.filter, v.reason, v.value, "
+                   "v.threshold FROM selection s JOIN vetoes v USING (rebalance_date, sleeve, symbol) "
+                   "WHERE NOT s.selected ORDER BY ALL")
+    assert len(why) > 0
+    assert set(why["filter"]) <= {"darwinian", "predictability", "trend_regime", "friction"}
+    first = why.groupby(["sleeve", "rebalance_date", "symbol"]).first()
+    assert (first["veto_reason"] != "").all()  # the selection row names a strict veto for every vetoed loser
+    # a predictability veto is a number against its threshold, on the right side of it
+    ent = why[why["reason"].str.contains("entropy")]
+    assert len(ent) == 0 or (ent["value"] > ent["threshold"]).all()
+
+
+def test_regime_is_read_per_universe_and_drives_the_cluster_threshold(world):
+    reg = q(world, "SELECT universe, rebalance_date, label, score FROM regime")
+    assert len(reg) == 2 * 13 and set(reg["label"]) <= {"QUIET", "NORMAL", "TURBULENT", "CRISIS"}
+    assert np.isfinite(reg["score"]).all()
+    clu = q(world, "SELECT DISTINCT c.sleeve, c.rebalance_date, c.threshold, c.regime, r.label FROM clusters c "
+                   "JOIN regime r ON r.rebalance_date = c.rebalance_date AND r.universe = 'us_large_caps' "
+                   "WHERE c.sleeve = 'trend_long'")
+    thresholds = world["manifest"].sleeves["trend_long"].selection.clustering.thresholds
+    assert (clu["regime"] == clu["label"]).all()
+    assert (clu["threshold"] == clu["regime"].map(thresholds)).all()
+    sens = q(world, "SELECT rebalance_date, threshold, n_clusters FROM cluster_sensitivity WHERE sleeve='trend_long' "
+                    "ORDER BY rebalance_date, threshold")
+    for _, g in sens.groupby("rebalance_date"):  # more clusters at tighter cuts, never fewer
+        assert (np.diff(g["n_clusters"].to_numpy()) <= 0).all() and len(g) == 17
+
+
+# --- wealth carries over, the tournament scores every contender ----------------------------------
+
+
+def _assert_wealth_compounds(frame: pd.DataFrame, keys: list[str]) -> None:
+    for _, g in frame.sort_values("date").groupby(keys):
+        w, r = g["wealth"].to_numpy(), g["net_return"].to_numpy()
+        np.testing.assert_allclose(w[1:], w[:-1] * (1 + r[1:]), rtol=1e-12)  # across partition boundaries too
+        assert w[0] == pytest.approx(1 + r[0], rel=1e-12)  # starts from 1.0 once, never reset
+
+
+def test_sleeve_wealth_compounds_across_partitions(world):
+    r = q(world, "SELECT sleeve, risk, rebalance_date, date, net_return, wealth, bankrupt FROM sleeve_returns")
+    assert r["rebalance_date"].nunique() == 12 and not r["bankrupt"].any()
+    _assert_wealth_compounds(r, ["sleeve", "risk"])
+
+
+def test_tournament_scores_every_engine_and_profile(world):
+    m = world["manifest"]
+    w = q(world, "SELECT sleeve, rebalance_date, engine, profile, sum(weight) AS s, min(weight) AS lo "
+                 "FROM tournament_weights GROUP BY ALL")
+    np.testing.assert_allclose(w["s"], 1.0, atol=1e-9)
+    assert (w["lo"] > 0).all()
+    per_date = w[(w["sleeve"] == "trend_long")].groupby("rebalance_date").size()
+    platform = {"market", "benchmark", "raw_pool_ew", "equal_weight"}
+    expected = len(platform) + (len(m.tournament.profiles) - len(platform)) * len(m.tournament.engines)
+    assert (per_date == expected).all()
+    hrp = w[(w["profile"] == "hrp") & (w["engine"].isin(["custom", "skfolio"]))]
+    assert len(hrp) == 2 * 4 * 13  # ward + optimal leaf order: custom and skfolio both run it
+    r = q(world, "SELECT sleeve, engine, profile, rebalance_date, date, net_return, wealth FROM tournament_returns")
+    _assert_wealth_compounds(r, ["sleeve", "engine", "profile"])
+    # same variant, same winners -> custom and skfolio HRP earn the same stream
+    pair = r[r["profile"] == "hrp"].pivot_table(index=["sleeve", "date"], columns="engine", values="net_return")
+    np.testing.assert_allclose(pair["custom"], pair["skfolio"], atol=1e-12)
+    event = [e for e in world["result"].get_asset_materialization_events()
+             if e.asset_key.to_user_string() == "tournament_trend_long"][0]
+    md = event.materialization.metadata
+    assert "| profile | engine | cagr |" in md["scoreboard"].value and "**" in md["scoreboard"].value
+    assert md["equity_curves"].value.startswith("![") and md["drawdowns"].value.startswith("![")

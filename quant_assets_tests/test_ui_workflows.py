@@ -99,6 +99,19 @@ def wait_for_runs(started_after: float, timeout: float = 300) -> list[dict]:
     raise TimeoutError(f"runs did not finish within {timeout} s")
 
 
+def failures(runs: list[dict]) -> str:
+    """The step failures of the runs that did not succeed: what an assertion should show."""
+    query = ("query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection { events { "
+             "... on ExecutionStepFailureEvent { stepKey error { message causes { message } } } } } } } }")
+    out = []
+    for r in runs:
+        if r["status"] != "SUCCESS":
+            events = _graphql(query, {"id": r["runId"]})["runOrError"]["eventConnection"]["events"]
+            out += [f"{e['stepKey']}: {(e['error']['causes'] or [e['error']])[-1]['message'][:300]}"
+                    for e in events if e.get("stepKey") and e.get("error")]
+    return "; ".join(out)
+
+
 def open_lineage_selection(page, selection: str) -> None:
     page.goto(f"{URL}/asset-groups~{quote(selection)}/")
     page.locator("button", has_text="Materialize all").first.wait_for()
@@ -156,7 +169,7 @@ def test_2_backfill_a_date_range_of_the_meta_group(ui):
     shot(page, "2b_backfill_dialog_march_2019")
     page.get_by_role("dialog").last.locator("button", has_text="Launch").last.click()
     runs = wait_for_runs(t0, timeout=420)
-    assert runs and all(r["status"] == "SUCCESS" for r in runs)
+    assert runs and all(r["status"] == "SUCCESS" for r in runs), failures(runs)
     page.goto(f"{URL}/assets/meta_weights_us_stocks_hrp?view=partitions")
     playwright_api.expect(page.get_by_text("Materialized (5)", exact=False).first).to_be_visible()
     shot(page, "2c_meta_weights_partitions_materialised")
@@ -176,13 +189,20 @@ def test_3_lineage_of_a_flattened_weight_reaches_sleeve_returns_and_prices(ui):
     page.wait_for_timeout(3000)
     shot(page, "3a_asset_lineage_tab_upstream_all")
     open_lineage_selection(page, f'+key:"{ROOT_FLAT}"')
-    for group in ("market_data", "selection", "sleeves", "meta"):
+    # The sidebar tree is virtualised: expand one group at a time, check its nodes, fold it again.
+    upstream = {"meta": ["meta_weights_total_portfolio_hrp", "meta_returns_us_stocks_hrp"],
+                "sleeves": ["sleeve_returns_trend_long_hrp", "sleeve_returns_trend_short_hrp",
+                            "sleeve_weights_trend_short_hrp"],
+                "selection": ["selection_trend_long", "vetoes_trend_long", "rankings_trend_long",
+                              "clusters_trend_long", "regime_us_large_caps"],
+                "market_data": ["prices_us_large_caps", "prices_us_factor_etfs"]}
+    for group, nodes in upstream.items():
         page.locator("button", has_text=group).first.click()
         page.keyboard.press("ArrowRight")  # expand the group in the sidebar tree
-    for node in ("meta_weights_total_portfolio_hrp", "meta_returns_us_stocks_hrp", "sleeve_returns_trend_long_hrp",
-                 "sleeve_returns_trend_short_hrp", "sleeve_weights_trend_short_hrp", "prices_us_large_caps",
-                 "prices_us_factor_etfs"):
-        playwright_api.expect(page.get_by_text(node, exact=True).first).to_be_attached()
+        for node in nodes:
+            playwright_api.expect(page.get_by_text(node, exact=True).first).to_be_attached()
+        if group == "selection":
+            shot(page, "3b_upstream_lineage_selection_funnel")
+        page.keyboard.press("ArrowLeft")
     assert page.get_by_text("meta_report_total_portfolio_hrp", exact=True).count() == 0  # downstream: not shown
-    shot(page, "3b_upstream_lineage_listed_by_group")
     print(f"workflow 3 (lineage of a flattened weight): {time.time() - t0:.1f} s")

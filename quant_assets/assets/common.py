@@ -19,6 +19,7 @@ from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
     MetadataValue,
+    TimeWindowPartitionMapping,
     TimeWindowPartitionsDefinition,
 )
 
@@ -41,6 +42,17 @@ class GraphContext:
 
     manifest: Manifest
     partitions: TimeWindowPartitionsDefinition
+
+
+# ---- partition dependencies ------------------------------------------------------------
+# SAME_DATE_DEPS: a dependency on another asset is declared same-date even when the body reads a
+# window of it (the meta window, the previous dates' weights): the body reads the lakehouse itself.
+# Declaring the window as a TimeWindowPartitionMapping draws it in lineage, but Dagster's UI
+# backfill derives each asset's target partitions from its parents' through those mappings, so a
+# backfill of March for the meta group targeted meta_returns through April of the next year and
+# ran meta weights before their returns. Only an asset's dependency on *itself* (wealth carried
+# from the previous date) is declared with an offset: it never widens a backfill.
+PREVIOUS_PARTITION = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
 # ---- asset names: the domain vocabulary of the graph ------------------------------------

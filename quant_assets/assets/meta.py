@@ -21,11 +21,9 @@ from dagster import (
     AssetKey,
     TableColumnDep,
     TableColumnLineage,
-    AssetDep,
     AssetExecutionContext,
     MaterializeResult,
     MetadataValue,
-    TimeWindowPartitionMapping,
     asset,
 )
 
@@ -51,7 +49,7 @@ from quant_assets.assets.common import (
     wide,
     with_keys,
 )
-from quant_assets.calendar import calendar_days_covering, periods_covering, previous_dates
+from quant_assets.calendar import calendar_days_covering, previous_dates
 from quant_assets.audit import frame_hash, weights_hash
 from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
 from quant_assets.lakehouse import Lakehouse, LakehouseResource
@@ -73,7 +71,6 @@ from quant_assets.simulate import drift
 
 TREE_THRESHOLD = 0.5
 LOST_DAYS_WARNING = 0.20
-PREVIOUS_ONE = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
 def child_stream_asset(child: ChildRef, risk: str) -> tuple[str, str, str]:
@@ -126,9 +123,7 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
     lb = m.lookbacks
     children = cfg.children
     names = [c.name for c in children]
-    window_partitions = periods_covering(m.calendar, lb.meta_window_days)
     window_days = calendar_days_covering(lb.meta_window_days)
-    window_mapping = TimeWindowPartitionMapping(start_offset=-window_partitions, end_offset=0)
     n_mr, n_mw, n_tree = meta_returns_name(meta, risk), meta_weights_name(meta, risk), meta_tree_name(meta, risk)
     n_mpr, n_flat, n_rep = meta_portfolio_returns_name(meta, risk), flattened_name(meta, risk), report_name(meta, risk)
     stream_assets = [child_stream_asset(c, risk)[1] for c in children]
@@ -137,7 +132,7 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
     chain = FALLBACK_CHAINS[cfg.allocation.profile]
 
     @asset(name=n_mr, group_name="meta", kinds={"pandas", "parquet"},
-           deps=[AssetDep(a, partition_mapping=window_mapping) for a in stream_assets],
+           deps=stream_assets,  # reads the trailing meta window of each stream (see SAME_DATE_DEPS)
            description=f"Daily return streams of `{meta}`'s children ({', '.join(map(str, children))}) under the "
                        f"`{risk}` lens over the trailing {lb.meta_window_days} sessions, inner-joined on dates.",
            **common)
@@ -169,9 +164,8 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             join_lost_share_last_date=lost[dates[-1].isoformat()],
             join_warnings=MetadataValue.json(warnings_)))
 
-    child_weight_windows = [AssetDep(sleeve_weights_name(c.name, risk) if c.kind == "sleeve"
-                                     else meta_weights_name(c.name, risk), partition_mapping=window_mapping)
-                            for c in children]
+    child_weight_windows = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else meta_weights_name(c.name, risk)
+                            for c in children]  # read over the trailing window (health gate)
 
     @asset(name=n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"},
            deps=[n_mr, *child_weight_windows],
@@ -258,7 +252,7 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
             **({"tree": MetadataValue.md(render_tree(last_tree))} if len(dates) == 1 else {})))
 
     @asset(name=n_mpr, group_name="meta", kinds={"numpy", "parquet"},
-           deps=[AssetDep(n_mw, partition_mapping=PREVIOUS_ONE)] + stream_assets,
+           deps=[n_mw] + stream_assets,  # the previous date's meta weights earn this period
            check_specs=[AssetCheckSpec("returns_in_bounds", asset=n_mpr, blocking=True,
                                        description="Daily returns finite and within [-1, 10]")],
            description=f"`{meta}`'s own out-of-sample daily returns under `{risk}`: the previous rebalance's meta "
@@ -354,8 +348,7 @@ def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
                            check_result("directional_sign_test", sign_failures, len(dates))])
 
     @asset(name=n_rep, group_name="reports", kinds={"markdown", "parquet"},
-           deps=[n_mr, n_tree, n_flat, AssetDep(n_mw, partition_mapping=window_mapping),
-                 AssetDep(n_mpr, partition_mapping=window_mapping)],
+           deps=[n_mr, n_tree, n_flat, n_mw, n_mpr],  # the last two over the trailing window
            description=f"Markdown report of `{meta}` under `{risk}`: allocation with effective N and health, "
                        f"allocation over time, children's correlations, trailing out-of-sample performance and "
                        f"equity curve, fallback and veto events, top physical holdings with contributors, "

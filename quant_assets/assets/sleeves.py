@@ -15,12 +15,12 @@ from dagster import (
     AssetExecutionContext,
     MaterializeResult,
     MetadataValue,
-    TimeWindowPartitionMapping,
     asset,
 )
 
 from quant_assets.assets.common import (
     OWNER,
+    PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
     audit_check,
@@ -50,8 +50,6 @@ from quant_assets.simulate import DAILY_COLUMNS, rebalance_period
 
 BANKRUPTCY_FLOOR = 0.01  # of the starting wealth 1.0 (domain-spec §5, CR-660)
 
-PREVIOUS_TWO = TimeWindowPartitionMapping(start_offset=-2, end_offset=-1)
-PREVIOUS_ONE = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
 POOL_DESCRIPTION = {
@@ -177,8 +175,8 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
             check_result("directional_sign_test", sign_failures, len(dates), direction=cfg.direction)])
 
     @asset(name=n_r, group_name="sleeves", kinds={"numpy", "parquet"},
-           deps=[AssetDep(n_w, partition_mapping=PREVIOUS_TWO), n_prices,
-                 AssetDep(n_r, partition_mapping=PREVIOUS_ONE)],  # wealth carries over from the last period
+           deps=[n_w, n_prices,  # the weights of the two previous dates (SAME_DATE_DEPS)
+                 AssetDep(n_r, partition_mapping=PREVIOUS_PARTITION)],  # wealth carries over from the last period
            check_specs=[AssetCheckSpec("returns_in_bounds", asset=n_r, blocking=True,
                                        description="Daily net returns finite and within [-1, 10]")],
            description=f"Out-of-sample daily returns of sleeve `{sleeve}` under `{risk}`: the previous rebalance's "

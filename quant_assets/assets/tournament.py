@@ -10,10 +10,11 @@ the best engine per profile in bold, equity curves and drawdowns of each profile
 import datetime as dt
 
 import pandas as pd
-from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, TimeWindowPartitionMapping, asset
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from quant_assets.assets.common import (
     OWNER,
+    PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
     candidates_name,
@@ -38,8 +39,6 @@ from quant_assets.selection import synthetic_long
 from quant_assets.simulate import rebalance_period
 from quant_assets.tournament import scoreboard, scoreboard_markdown, stitched
 
-PREVIOUS_TWO = TimeWindowPartitionMapping(start_offset=-2, end_offset=-1)
-
 
 def tournament_asset(ctx: GraphContext, sleeve: str):
     m = ctx.manifest
@@ -56,7 +55,7 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
     @asset(name=n_t, group_name="reports", kinds={"numpy", "parquet"}, partitions_def=ctx.partitions,
            backfill_policy=SINGLE_RUN, owners=[OWNER],
            deps=[n_sel, n_rets, n_feats, n_prices, regime_name(universe), candidates_name(universe),
-                 AssetDep(n_t, partition_mapping=PREVIOUS_TWO)],
+                 AssetDep(n_t, partition_mapping=PREVIOUS_PARTITION)],
            description=f"Tournament of sleeve `{sleeve}`: {len(contenders)} contenders (engines {t.engines} x "
                        f"profiles {t.profiles}) optimised on the same winners and walked forward with the same "
                        f"friction and wealth carry. A range run's metadata is that range's scoreboard.")

@@ -251,3 +251,30 @@ def barbell(request: EngineRequest, core: Callable[[EngineRequest], EngineOutput
     diag.update(variant=f"barbell/hrp-core/{len(aggressors)}-aggressors", aggressor_total=total,
                 aggressors=[request.columns[i] for i in aggressors], solver=core_out.diagnostics.get("solver"))
     return EngineOutput(w, diag)
+
+
+class LibraryEngine(Engine):
+    """A third-party backend: its own HRP, the convex profiles it supports, barbell on its HRP core.
+
+    Subclasses set `convex` and implement `hrp` and `solve_convex`; the dispatch and the refusals
+    (a profile the library lacks, the custom-only CVaR penalty) are the same for every library."""
+
+    convex: tuple[str, ...] = ()
+
+    def hrp(self, request: EngineRequest) -> EngineOutput:
+        raise NotImplementedError
+
+    def solve_convex(self, request: EngineRequest) -> EngineOutput:
+        raise NotImplementedError
+
+    def run(self, request: EngineRequest) -> EngineOutput:
+        p = request.profile
+        if p == "hrp":
+            return self.hrp(request)
+        if p == "barbell":
+            return barbell(request, self.hrp)
+        if p not in self.convex:
+            raise self.unsupported(p)
+        if request.config.cvar_penalty > 0:
+            raise self.unsupported(p, "CVaR penalty is custom-engine only")
+        return self.solve_convex(request)

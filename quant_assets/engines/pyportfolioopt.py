@@ -15,11 +15,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from quant_assets.engines.base import Engine, EngineOutput, EngineRequest, barbell
+from quant_assets.engines.base import EngineOutput, EngineRequest, LibraryEngine
 
 
-class PyPortfolioOptEngine(Engine):
+class PyPortfolioOptEngine(LibraryEngine):
     name = "pyportfolioopt"
+    convex = ("min_variance", "max_sharpe")
     profiles = frozenset({"min_variance", "max_sharpe", "hrp", "barbell"})
 
     def hrp(self, request: EngineRequest) -> EngineOutput:
@@ -37,18 +38,10 @@ class PyPortfolioOptEngine(Engine):
         return EngineOutput(pd.Series(w).reindex(cols).to_numpy(dtype=float),
                             {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/plain", "solver": "pypfopt.HRPOpt"})
 
-    def run(self, request: EngineRequest) -> EngineOutput:
+    def solve_convex(self, request: EngineRequest) -> EngineOutput:
         from pypfopt import EfficientFrontier
 
         p = request.profile
-        if p == "hrp":
-            return self.hrp(request)
-        if p == "barbell":
-            return barbell(request, self.hrp)
-        if p not in ("min_variance", "max_sharpe"):
-            raise self.unsupported(p)
-        if request.config.cvar_penalty > 0:
-            raise self.unsupported(p, "CVaR penalty is custom-engine only")
         cov = request.cov()
         scale = float(np.mean(np.diag(cov)))  # unit mean variance: same argmin/argmax, solver-friendly
         cols = [str(i) for i in range(request.n)]

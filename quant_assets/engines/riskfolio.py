@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pandas as pd
 
-from quant_assets.engines.base import Engine, EngineOutput, EngineRequest, barbell
+from quant_assets.engines.base import EngineOutput, EngineRequest, LibraryEngine
 
 
-class RiskfolioEngine(Engine):
+class RiskfolioEngine(LibraryEngine):
     name = "riskfolio"
+    convex = ("min_variance", "max_sharpe", "risk_parity")
     profiles = frozenset({"min_variance", "max_sharpe", "hrp", "risk_parity", "barbell"})
 
     def hrp(self, request: EngineRequest) -> EngineOutput:
@@ -37,18 +37,10 @@ class RiskfolioEngine(Engine):
                             {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}",
                              "solver": "riskfolio.HCPortfolio"})
 
-    def run(self, request: EngineRequest) -> EngineOutput:
+    def solve_convex(self, request: EngineRequest) -> EngineOutput:
         import riskfolio as rp
 
         p = request.profile
-        if p == "hrp":
-            return self.hrp(request)
-        if p == "barbell":
-            return barbell(request, self.hrp)
-        if p not in ("min_variance", "max_sharpe", "risk_parity"):
-            raise self.unsupported(p)
-        if request.config.cvar_penalty > 0:
-            raise self.unsupported(p, "CVaR penalty is custom-engine only")
         if p == "max_sharpe" and not (request.mu() > 0).any():
             # riskfolio silently returns a negative-Sharpe portfolio here; refuse like skfolio/pypfopt do
             raise ValueError("riskfolio max_sharpe: no asset has an expected return above the risk-free rate 0")

@@ -10,13 +10,14 @@ import warnings
 
 import numpy as np
 
-from quant_assets.engines.base import Engine, EngineOutput, EngineRequest, barbell
+from quant_assets.engines.base import EngineOutput, EngineRequest, LibraryEngine
 
 CONVEX = ("min_variance", "max_sharpe", "risk_parity")
 
 
-class SkfolioEngine(Engine):
+class SkfolioEngine(LibraryEngine):
     name = "skfolio"
+    convex = CONVEX
     profiles = frozenset({"min_variance", "max_sharpe", "hrp", "risk_parity", "barbell"})
 
     def _prior(self, request: EngineRequest):
@@ -49,16 +50,8 @@ class SkfolioEngine(Engine):
                             {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}",
                              "solver": "skfolio.HierarchicalRiskParity"})
 
-    def run(self, request: EngineRequest) -> EngineOutput:
+    def solve_convex(self, request: EngineRequest) -> EngineOutput:
         p = request.profile
-        if p == "hrp":
-            return self.hrp(request)
-        if p == "barbell":
-            return barbell(request, self.hrp)
-        if p not in CONVEX:
-            raise self.unsupported(p)
-        if request.config.cvar_penalty > 0:
-            raise self.unsupported(p, "CVaR penalty is custom-engine only")
         from skfolio import RiskMeasure
         from skfolio.optimization import MeanRisk, ObjectiveFunction, RiskBudgeting
 
