@@ -206,3 +206,22 @@ def test_3_lineage_of_a_flattened_weight_reaches_sleeve_returns_and_prices(ui):
         page.keyboard.press("ArrowLeft")
     assert page.get_by_text("meta_report_total_portfolio_hrp", exact=True).count() == 0  # downstream: not shown
     print(f"workflow 3 (lineage of a flattened weight): {time.time() - t0:.1f} s")
+
+
+def test_4_funnel_plots_render_on_the_asset_pages(ui):
+    """The regime timeline and the threshold-sensitivity plot of workflow 2's range run, in the UI."""
+    page = ui["page"]
+    for asset, key, name in (("regime_us_large_caps", "timeline", "4a_regime_timeline"),
+                             ("cluster_sensitivity_trend_long", "sensitivity", "4b_cluster_sensitivity")):
+        page.goto(f"{URL}/assets/{asset}")
+        row = page.locator("tr", has_text=key).last
+        row.locator("a", has_text="Show Markdown").first.click()
+        image = page.get_by_role("dialog").last.locator('img[src^="data:image/png;base64,"]').first
+        playwright_api.expect(image).to_be_visible()
+        assert image.evaluate("img => img.naturalWidth") > 300  # decoded, not a broken-image icon
+        page.wait_for_timeout(800)  # let the dialog finish fading in before the screenshot
+        shot(page, name)
+        page.get_by_role("button", name="Close").click()
+    page.goto(f"{URL}/assets/vetoes_trend_long")
+    playwright_api.expect(page.get_by_text("vetoes_per_filter", exact=True).first).to_be_visible()
+    playwright_api.expect(page.get_by_text('"predictability"', exact=False).first).to_be_attached()
