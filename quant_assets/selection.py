@@ -39,16 +39,15 @@ from quant_assets.filters import (
 from quant_assets.rankers import RankerSettings, get_ranker, rank_candidates, sleeve_sign
 
 __all__ = [
-    "FUNNEL_VETO_COLUMNS", "LEGACY_SELECTION_COLUMNS", "SELECTION_COLUMNS", "STAGES", "FunnelResult",
+    "FUNNEL_VETO_COLUMNS", "SELECTION_COLUMNS", "STAGES", "FunnelResult",
     "RelaxationSettings", "SelectionSettings", "atom_id", "composition_map", "correlation_clusters",
-    "run_funnel", "select", "synthetic_long",
+    "run_funnel", "synthetic_long",
 ]
 
 STAGES = ("strict", "relaxed_thresholds", "cluster_representative", "global_topup", "scarcity")
 RELAXATION_STAGES = STAGES[1:]
 SELECTION_COLUMNS = ["symbol", "direction", "score", "rank", "cluster", "vetoed", "veto_reason",
                      "selected", "selected_by", "atom_id", "sign"]
-LEGACY_SELECTION_COLUMNS = SELECTION_COLUMNS[:9]  # the `selection` table schema before atoms rode along
 FUNNEL_VETO_COLUMNS = [*VETO_COLUMNS, "lifted_by"]
 COMPOSITION_COLUMNS = ["atom_id", "symbol", "logic", "direction", "sign"]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -310,27 +309,3 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
     return FunnelResult(rankings=rankings, vetoes=vetoes[FUNNEL_VETO_COLUMNS].reset_index(drop=True),
                         selection=selection, stage_counts=stage_counts, composition=composition,
                         streams=streams, clusters=clusters)
-
-
-# --- compatibility -------------------------------------------------------------------------------
-
-
-def legacy_settings(sel) -> SelectionSettings:
-    """Map the old manifest `Selection` (cluster_threshold, top_n_per_cluster, max/min_winners,
-    entropy_max, efficiency_min) onto SelectionSettings: one threshold for every regime, the signal
-    ranker, and only the entropy/efficiency vetoes (the old funnel had no others)."""
-    return SelectionSettings(
-        clustering=ClusteringSettings(thresholds={r: sel.cluster_threshold for r in
-                                                  ("QUIET", "NORMAL", "TURBULENT", "CRISIS")}),
-        predictability=PredictabilitySettings(entropy_max=sel.entropy_max, efficiency_min=sel.efficiency_min,
-                                              hurst_band=None, kurtosis_max=None, vol_max=None),
-        top_n_per_cluster=sel.top_n_per_cluster, max_winners=sel.max_winners, min_winners=sel.min_winners)
-
-
-def select(features: pd.DataFrame, returns: pd.DataFrame, sleeve, regime: str = "NORMAL") -> pd.DataFrame:
-    """Thin bridge for the current Dagster asset: `sleeve` has logic, direction and selection (a
-    SelectionSettings, or the old manifest Selection). Returns the LEGACY_SELECTION_COLUMNS frame."""
-    sel = sleeve.selection
-    settings = sel if isinstance(sel, SelectionSettings) else legacy_settings(sel)
-    result = run_funnel(features, returns, None, regime, settings, sleeve.logic, sleeve.direction)
-    return result.selection[LEGACY_SELECTION_COLUMNS]

@@ -1,9 +1,8 @@
 """Funnel building blocks: clustering (§3.4), probability maps and rankers (§3.3, §10.2), policy filters
-(§3.5, §2 ECI, §10.29), synthesis ids (§10.27) and the compatibility `select` bridge."""
+(§3.5, §2 ECI, §10.29) and synthesis ids (§10.27)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -47,10 +46,8 @@ from quant_assets.rankers import (
     sleeve_sign,
 )
 from quant_assets.selection import (
-    LEGACY_SELECTION_COLUMNS,
     atom_id,
     composition_map,
-    select,
     synthetic_long,
 )
 
@@ -486,26 +483,3 @@ def test_synthetic_long_caps_short_loss():
     np.testing.assert_allclose(synthetic_long(r, "short")["x"], [-0.1, 0.2, -1.0])
 
 
-# --- compatibility bridge for the current Dagster asset -------------------------------------------
-
-
-def _legacy_sleeve(direction="long", logic="trend", **sel):
-    params = {"cluster_threshold": 0.5, "top_n_per_cluster": 3, "max_winners": 8, "min_winners": 1,
-              "entropy_max": 0.995, "efficiency_min": 0.0} | sel
-    return SimpleNamespace(logic=logic, direction=direction, selection=SimpleNamespace(**params))
-
-
-def test_select_bridge_keeps_the_old_table(block_returns):
-    out = select(_features(), block_returns, _legacy_sleeve("short", top_n_per_cluster=1))
-    assert list(out.columns) == LEGACY_SELECTION_COLUMNS
-    assert out["symbol"].tolist() == ["B3", "B2", "B1", "A3", "A2", "A1"]
-    assert set(out["direction"]) == {"SHORT"}
-    assert dict(zip(out.loc[out["selected"], "symbol"], out.loc[out["selected"], "selected_by"])) == \
-        {"B3": "strict", "A3": "strict"}
-
-
-def test_select_bridge_old_vetoes_only(block_returns):
-    feats = _features(entropy={"A2": 0.999}, efficiency={"B1": 0.05}, hurst={"A1": 0.5}, kurtosis={"A3": 99.0})
-    out = select(feats, block_returns, _legacy_sleeve(efficiency_min=0.1)).set_index("symbol")
-    assert out["veto_reason"].to_dict() == {"A1": "", "A2": "entropy_above_max", "A3": "", "B1": "efficiency_below_min",
-                                            "B2": "", "B3": ""}
