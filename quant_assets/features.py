@@ -14,6 +14,7 @@ __all__ = [
     "FEATURE_COLUMNS",
     "adf_pvalue",
     "adf_pvalue_matrix",
+    "antifragility_matrix",
     "antifragility_scores",
     "compute_features",
     "cvar_matrix",
@@ -352,6 +353,20 @@ def antifragility_scores(skew: np.ndarray, tail_gain: np.ndarray, n_obs: int) ->
     tail_gain = np.nan_to_num(np.asarray(tail_gain, dtype=float))
     conf = min(1.0, max(int(n_obs), 0) / 252.0)
     return np.clip((_minmax(skew) + _minmax(tail_gain)) * conf, 0.0, 2.0)
+
+
+def antifragility_matrix(X) -> np.ndarray:
+    """Antifragility of each column of a dense (dates x streams) matrix, scaled across its columns.
+
+    For strategy atoms: a short atom's stream is -min(r, 1), whose right tail is the stock's left
+    tail, so the score of the stream (not of the stock) is what a barbell's aggressor should use."""
+    XT = _rows_by_symbol(X)
+    n = XT.shape[1]
+    if XT.shape[0] == 0:
+        return np.zeros(0)
+    skew, _ = _moments_rows(XT)
+    tail_gain = _tail_mean_rows(XT, 0.95, upper=True) if n else np.zeros(XT.shape[0])
+    return antifragility_scores(skew, tail_gain, n)
 
 
 # --------------------------------------------------------------------------------------

@@ -299,6 +299,9 @@ class Manifest(_Strict):
         for name, sleeve in self.sleeves.items():
             if sleeve.universe not in self.universes:
                 raise ValueError(f"sleeves.{name}.universe: unknown universe {sleeve.universe!r}")
+            if "market" in sleeve.risk_profiles and not self.universes[sleeve.universe].benchmarks:
+                raise ValueError(f"sleeves.{name}.risk_profiles: `market` holds the universe's benchmarks, and "
+                                 f"universes.{sleeve.universe}.benchmarks is empty")
             ac = self.universes[sleeve.universe].asset_class
             if ac not in self.friction:
                 raise ValueError(f"sleeves.{name}: no friction rates for asset class {ac!r}")

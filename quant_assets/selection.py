@@ -240,7 +240,7 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
 
     order = rankings["symbol"].tolist()
     score = rankings.set_index("symbol")["score"] if symbols else pd.Series(dtype=float)
-    rankable = {s for s in order if np.isfinite(score[s])}
+    rankable = {s for s in order if np.isfinite(score[s]) and s not in benchmarks}  # references: never recruited
     cluster_of = {s: int(labels[s]) for s in symbols}
     rec = _Recruiter(order, cluster_of, rankable, settings.top_n_per_cluster, settings.max_winners)
     floor = settings.min_winners

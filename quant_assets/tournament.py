@@ -2,7 +2,8 @@
 
 Pure pandas: the `tournament_<sleeve>` asset stores every contender's weights and out-of-sample
 returns per rebalance date; this module turns a date range of them into one row per contender,
-with the best engine of each profile marked (highest Sharpe, ties to the lower drawdown).
+with the best engine of each profile marked (highest Sharpe, ties to the lower drawdown; a contender
+that fell back to another profile only wins when every engine did).
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def scoreboard(returns: pd.DataFrame, weights: pd.DataFrame, annualisation: int 
     if board.empty:
         return board.assign(best_engine=pd.Series(dtype=bool))
     # Rounded so that engines with the same weights (to solver noise) tie, and ties go to the engine name.
-    ranked = board.assign(_s=board["sharpe"].round(9).fillna(-np.inf), _d=board["max_drawdown"].round(9).fillna(-np.inf))
-    best = ranked.sort_values(["profile", "_s", "_d", "engine"], ascending=[True, False, False, True]) \
+    # A contender that fell back never ran the profile it stands for: it can only win when all did.
+    ranked = board.assign(_s=board["sharpe"].round(9).fillna(-np.inf), _d=board["max_drawdown"].round(9).fillna(-np.inf),
+                          _f=board["fallback_share"].fillna(0.0) > 0)
+    best = ranked.sort_values(["profile", "_f", "_s", "_d", "engine"], ascending=[True, True, False, False, True]) \
                  .groupby("profile").head(1).index
     board["best_engine"] = board.index.isin(best)
     return board.sort_values(["profile", "engine"]).reset_index(drop=True)

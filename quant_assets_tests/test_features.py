@@ -426,3 +426,18 @@ def test_compute_features_rejects_nan_and_bad_volume():
         compute_features(_frame(X))
     with pytest.raises(TypeError):
         compute_features(_frame(np.zeros((30, 1))), value_traded={"S0": 1.0})
+
+
+def test_antifragility_of_a_short_atom_is_the_stocks_left_tail():
+    from quant_assets.features import antifragility_matrix
+    from quant_assets.selection import synthetic_long
+
+    rng = np.random.default_rng(3)
+    calm = rng.normal(0, 0.01, 500)
+    jumpy = np.where(rng.random(500) < 0.03, 0.08, 0.0) + rng.normal(0, 0.01, 500)  # rare big up days
+    r = pd.DataFrame({"CALM": calm, "JUMPY": jumpy})
+    longs = antifragility_matrix(r)
+    shorts = antifragility_matrix(synthetic_long(r, "short"))
+    assert longs[1] > longs[0]  # long the jumpy name: right skew, big good days
+    assert shorts[1] < shorts[0]  # short it: those days are the short's worst
+    assert np.all((0 <= longs) & (longs <= 2)) and np.all((0 <= shorts) & (shorts <= 2))

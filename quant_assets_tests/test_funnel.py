@@ -206,11 +206,11 @@ def test_min_winners_above_universe_selects_every_scored_name(rets):
 # --- filters in the chain, benchmarks, clusters -----------------------------------------------------
 
 
-def test_benchmark_never_vetoed(rets):
+def test_benchmark_never_vetoed_never_recruited(rets):
     f = feats(kurtosis={"B1": 30.0, "A1": 30.0})
     res = run(f, rets, settings(top_n_per_cluster=1), benchmarks=["B1"])
     assert res.vetoes["symbol"].tolist() == ["A1"]
-    assert winners(res) == {"A2": "strict", "B1": "strict"}
+    assert winners(res) == {"A2": "strict", "B2": "strict"}  # B1 is a reference: its cluster sends B2
 
 
 def test_friction_and_trend_regime_in_the_chain(rets):

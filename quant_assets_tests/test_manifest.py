@@ -128,3 +128,11 @@ def test_meta_allocation_engine_is_validated_at_load(base):
     data["metas"]["us_stocks"]["allocation"]["engine"] = "cvxportfolio"
     with pytest.raises(ManifestError, match=r"metas\.us_stocks\.allocation\.engine: unknown engine 'cvxportfolio'"):
         parse_manifest(data)
+
+
+def test_market_profile_needs_benchmarks():
+    data = load_manifest().model_dump(mode="json")
+    data["universes"]["us_large_caps"]["benchmarks"] = []
+    data["sleeves"]["trend_long"]["risk_profiles"] = ["hrp", "market"]
+    with pytest.raises(ManifestError, match=r"`market` holds the universe's benchmarks"):
+        parse_manifest(data)

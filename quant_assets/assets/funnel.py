@@ -1,8 +1,9 @@
 """The selection funnel as assets: one asset per stage, so every stage's output is a partition
 you can open, query and trace in lineage.
 
-  features_<u> -> regime_<u> -> clusters_<u> (+ cluster_sensitivity_<u>)      per universe
-  features_<u> -> rankings_<s> (inference) -> vetoes_<s> (policy) -> selection_<s>
+  returns_<u> -> regime_<u>                                                   per universe
+  returns_<u> + regime_<u> -> clusters_<s> (+ cluster_sensitivity_<s>)         per sleeve
+  features_<u> -> rankings_<s> (inference), vetoes_<s> (policy) -> selection_<s>
                   (recruitment with relaxation + synthesis into strategy atoms)   per sleeve
 
 Benchmarks (universe `benchmarks:`) are priced and featured with the universe but are references:
@@ -139,7 +140,7 @@ def sleeve_funnel_assets(ctx: GraphContext, sleeve: str) -> list:
                        f"at most {s.clustering.max_clusters} clusters.", **common)
     def clusters(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         lh, dates = lakehouse.get(), run_dates(context)
-        counts = []
+        counts, rows = [], 0
         for d in dates:
             rets = _member_returns(lh, universe, d)
             regime = regime_label(lh, universe, d)
@@ -149,8 +150,9 @@ def sleeve_funnel_assets(ctx: GraphContext, sleeve: str) -> list:
                                   "recut": res.recut, "lookbacks": ",".join(map(str, res.lookbacks))})
             lh.write_partition("clusters", n_clu, d, with_keys(frame, d, sleeve=sleeve))
             counts.append(res.n_clusters)
+            rows += len(frame)
         return MaterializeResult(metadata=table_metadata(
-            lh, "clusters", n_clu, dates, len(dates), None, n_clusters_last_date=counts[-1],
+            lh, "clusters", n_clu, dates, rows, None, n_clusters_last_date=counts[-1],
             n_clusters_mean=float(pd.Series(counts).mean())))
 
     @asset(name=n_sens, kinds={"scipy", "parquet"}, deps=[n_rets, n_cand],
@@ -212,7 +214,7 @@ def sleeve_funnel_assets(ctx: GraphContext, sleeve: str) -> list:
             vetoes_per_filter=MetadataValue.json({f: per_filter.get(f, 0) for f in s.filters}),
             vetoes_per_date=float(rows / len(dates))))
 
-    @asset(name=n_sel, kinds={"scipy", "parquet"}, deps=[n_rank, n_veto, n_clu, n_feats, n_rets, n_reg],
+    @asset(name=n_sel, kinds={"scipy", "parquet"}, deps=[n_rank, n_veto, n_clu, n_feats, n_rets, n_reg, n_cand],
            check_specs=[AssetCheckSpec("stages_consistent", asset=n_sel, blocking=True,
                                        description="Recruitment saw exactly the stored rankings, vetoes and clusters")],
            description=f"Recruitment and synthesis for `{sleeve}`: the best {s.top_n_per_cluster} non-vetoed names "

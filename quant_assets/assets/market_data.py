@@ -28,7 +28,7 @@ from quant_assets.assets.common import (
 )
 from quant_assets.calendar import calendar_days_covering
 from quant_assets.checks import coverage_problem
-from quant_assets.assets.funnel import regime_asset
+from quant_assets.assets.funnel import benchmark_symbols, regime_asset
 from quant_assets.features import FEATURE_COLUMNS, compute_features
 from quant_assets.health import apply_health_policy
 from quant_assets.lakehouse import LakehouseResource
@@ -122,7 +122,7 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
         return MaterializeResult(metadata=md, check_results=[
             check_result("health_coverage", failures, len(dates), threshold=m.health.min_coverage)])
 
-    @asset(name=n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets],
+    @asset(name=n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand],
            description=f"Per-symbol features of `{universe}` over the trailing {lb.features_days} sessions "
                        f"for path features (momentum, volatility, entropy, efficiency, ADF, wavelet turbulence) and "
                        f"the whole snapshot for sample-hungry ones (Hurst, skew, kurtosis, CVaR, antifragility, "
@@ -132,8 +132,12 @@ def universe_assets(ctx: GraphContext, universe: str) -> list:
         rows, last = 0, None
         for d in dates:
             rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d)
-            feats = compute_features(rets, window=lb.features_days) if rets.shape[1] else \
-                pd.DataFrame(columns=FEATURE_COLUMNS).rename_axis("symbol")
+            bench = benchmark_symbols(lh, universe, d)
+            # Cross-sectional features (antifragility) are scaled among members only: a benchmark
+            # is a reference, it must not move the members' scores.
+            groups = [[c for c in rets.columns if c not in bench], [c for c in rets.columns if c in bench]]
+            feats = pd.concat([compute_features(rets[g], window=lb.features_days) for g in groups if g]) \
+                if rets.shape[1] else pd.DataFrame(columns=FEATURE_COLUMNS).rename_axis("symbol")
             last = with_keys(feats.reset_index(), d, universe=universe)
             lh.write_partition("features", n_feats, d, last)
             rows += len(last)

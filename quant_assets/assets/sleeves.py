@@ -45,6 +45,7 @@ from quant_assets.checks import returns_problem, sleeve_weights_problem, synthet
 from quant_assets.audit import frame_hash, weights_hash
 from quant_assets.optimise import FALLBACK_CHAINS, optimise
 from quant_assets.assets.funnel import regime_label, benchmark_symbols, sleeve_funnel_assets
+from quant_assets.features import antifragility_matrix
 from quant_assets.selection import atom_id, synthetic_long
 from quant_assets.simulate import DAILY_COLUMNS, rebalance_period
 
@@ -76,6 +77,15 @@ def sleeve_pool(risk: str, selection: pd.DataFrame, returns: pd.DataFrame, bench
         pool = selection[selection["selected"] & selection["symbol"].isin(returns.columns)]
     return pd.DataFrame({"symbol": pool["symbol"].to_numpy(), "atom_id": pool["atom_id"].to_numpy(),
                          "cluster": pool["cluster"].to_numpy(int)})
+
+
+def atom_scores(streams: pd.DataFrame, feats: pd.DataFrame, symbols: list[str], sign: float) -> dict:
+    """What barbell and hybrid weighting need per atom, oriented like the atom's own stream:
+    antifragility of the synthetic-long stream (a short's upside is the stock's downside) and the
+    stock's momentum times the sleeve's sign."""
+    ids = list(streams.columns)
+    return {"antifragility": pd.Series(antifragility_matrix(streams.fillna(0.0)), index=ids),
+            "momentum": pd.Series(sign * feats["momentum"].reindex(symbols).to_numpy(float), index=ids)}
 
 
 def sleeve_assets(ctx: GraphContext, sleeve: str) -> list:
@@ -129,7 +139,6 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
             clusters = pd.Series(pool["cluster"].to_numpy(int), index=ids)
             feats = require(lh.read_partition("features", n_feats, d), n_feats, d).to_pandas().set_index("symbol")
             sign = -1.0 if cfg.direction == "short" else 1.0
-            by_atom = feats.reindex(symbols).set_axis(ids)
             regime = regime_label(lh, universe, d)
             intent = ledger.intent(step="sleeve_optimise", asset=n_w, partition=d.isoformat(), run_id=context.run.run_id,
                                    params={"engine": cfg.engine, "profile": risk, "chain": list(FALLBACK_CHAINS[risk]),
@@ -139,8 +148,7 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                                                  "selection": frame_hash(pool[["symbol", "cluster"]])})
             try:
                 result = optimise(streams, risk, engine=cfg.engine, clusters=clusters, config=cfg.risk, regime=regime,
-                                  antifragility=by_atom["antifragility"],
-                                  momentum=sign * by_atom["momentum"])  # the synthetic stream's own momentum
+                                  **atom_scores(streams, feats, symbols, sign))
             except Exception as err:
                 ledger.outcome(intent, status="error", output_hash=None, detail={"error": repr(err)[:300]})
                 raise

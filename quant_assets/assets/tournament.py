@@ -30,7 +30,7 @@ from quant_assets.assets.common import (
     with_keys,
 )
 from quant_assets.assets.funnel import benchmark_symbols, regime_label
-from quant_assets.assets.sleeves import BANKRUPTCY_FLOOR, sleeve_pool
+from quant_assets.assets.sleeves import BANKRUPTCY_FLOOR, atom_scores, sleeve_pool
 from quant_assets.calendar import previous_dates
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.optimise import PLATFORM_PROFILES, optimise
@@ -91,11 +91,11 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
             for profile, engine in contenders:
                 pool = sleeve_pool(profile, sel, rets, bench, cfg.logic, cfg.direction)
                 ids = pool["atom_id"].tolist()
-                streams = synthetic_long(rets[pool["symbol"].tolist()], cfg.direction).set_axis(ids, axis=1)
-                by_atom = feats.reindex(pool["symbol"]).set_axis(ids)
+                symbols = pool["symbol"].tolist()
+                streams = synthetic_long(rets[symbols], cfg.direction).set_axis(ids, axis=1)
                 res = optimise(streams, profile, engine="custom" if engine == "platform" else engine,
                                clusters=pd.Series(pool["cluster"].to_numpy(int), index=ids), config=cfg.risk,
-                               regime=regime, antifragility=by_atom["antifragility"], momentum=sign * by_atom["momentum"])
+                               regime=regime, **atom_scores(streams, feats, symbols, sign))
                 w = res.weights.reindex(ids).to_numpy(float)
                 rows.append(pd.DataFrame({"engine": engine, "profile": profile, "atom_id": ids,
                                           "symbol": pool["symbol"].to_numpy(), "weight": w,
@@ -107,13 +107,12 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
             # 2. the returns the previous date's weights earned over (previous date, d]
             w1 = weights_at(prev[-1]) if prev else None
             out = []
-            if w1 is not None and len(w1):
+            if w1 is not None:  # every contender every date: an empty book is cash (liquidated if it held any)
                 w2 = weights_at(prev[0]) if len(prev) == 2 else None
                 raw = require(lh.read_wide("prices", n_prices, d, "close"), n_prices, d).pct_change(fill_method=None)
-                for (profile, engine), target in w1.groupby(["profile", "engine"]):
-                    before = None
-                    if w2 is not None:
-                        before = w2[(w2["profile"] == profile) & (w2["engine"] == engine)]
+                for profile, engine in contenders:
+                    target = w1[(w1["profile"] == profile) & (w1["engine"] == engine)]
+                    before = None if w2 is None else w2[(w2["profile"] == profile) & (w2["engine"] == engine)]
                     wealth, bankrupt = state.get((profile, engine), (1.0, False))
                     period = rebalance_period(raw, target, before if before is not None and len(before) else None,
                                               (prev[0] if w2 is not None else None, prev[-1], d), cfg.direction,
