@@ -30,8 +30,8 @@ warnings.filterwarnings("ignore")
 
 ASSET_BODIES = ("candidates", "prices", "returns", "features", "regime", "clusters", "cluster_sensitivity",
                 "rankings", "vetoes", "selection", "sleeve_weights", "sleeve_returns", "tournament",
-                "meta_returns", "optimise_meta", "meta_portfolio_returns", "flattened_weights", "meta_report",
-                "rebalance_orders")
+                "meta_returns", "meta_weights", "meta_cluster_tree", "meta_portfolio_returns", "flattened_weights",
+                "meta_report", "orders")
 
 
 def _body_seconds(profile: cProfile.Profile) -> dict[str, float]:
