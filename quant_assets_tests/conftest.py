@@ -10,3 +10,16 @@ def _quiet_dagster_logs():
     import logging
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def block_returns():
+    """Two blocks of perfectly correlated assets (clusters A and B); across blocks rho is exactly 0."""
+    import numpy as np
+    import pandas as pd
+
+    n = 120
+    f1 = 0.01 * np.tile([1.0, -1.0, 1.0, -1.0], n // 4)
+    f2 = 0.01 * np.tile([1.0, 1.0, -1.0, -1.0], n // 4)
+    idx = pd.bdate_range("2024-01-01", periods=n)
+    return pd.DataFrame({"A1": f1, "A2": 2 * f1, "A3": 3 * f1, "B1": f2, "B2": 0.5 * f2, "B3": 1.5 * f2}, index=idx)

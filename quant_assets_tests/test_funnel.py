@@ -25,12 +25,9 @@ SYMBOLS = ["A1", "A2", "A3", "B1", "B2", "B3"]
 
 
 @pytest.fixture(scope="module")
-def rets() -> pd.DataFrame:
-    """Two blocks of perfectly correlated assets (clusters A and B); across blocks rho = 0."""
-    f1 = 0.01 * np.tile([1.0, -1.0, 1.0, -1.0], N // 4)
-    f2 = 0.01 * np.tile([1.0, 1.0, -1.0, -1.0], N // 4)
-    idx = pd.bdate_range("2024-01-01", periods=N)
-    return pd.DataFrame({"A1": f1, "A2": 2 * f1, "A3": 3 * f1, "B1": f2, "B2": 0.5 * f2, "B3": 1.5 * f2}, index=idx)
+def rets(block_returns) -> pd.DataFrame:
+    """Two blocks of perfectly correlated assets (clusters A and B), from conftest."""
+    return block_returns
 
 
 def feats(**overrides) -> pd.DataFrame:

@@ -55,13 +55,6 @@ N = 120
 SYMBOLS = ["A1", "A2", "A3", "B1", "B2", "B3"]
 
 
-@pytest.fixture(scope="module")
-def block_returns() -> pd.DataFrame:
-    """Two blocks of perfectly correlated assets; the blocks have sample correlation exactly 0."""
-    f1 = 0.01 * np.tile([1.0, -1.0, 1.0, -1.0], N // 4)
-    f2 = 0.01 * np.tile([1.0, 1.0, -1.0, -1.0], N // 4)
-    idx = pd.bdate_range("2024-01-01", periods=N)
-    return pd.DataFrame({"A1": f1, "A2": 2 * f1, "A3": 3 * f1, "B1": f2, "B2": 0.5 * f2, "B3": 1.5 * f2}, index=idx)
 
 
 @pytest.fixture(scope="module")
