@@ -86,8 +86,15 @@ def _append_many(path: str, worker: int, n: int) -> None:
 
 def test_two_processes_append_without_breaking_the_chain(tmp_path):
     path = str(tmp_path / "ledger.jsonl")
-    with mp.get_context("spawn").Pool(2) as pool:
-        pool.starmap(_append_many, [(path, 0, 100), (path, 1, 100)])
+    ctx = mp.get_context("spawn")
+    # Two plain processes rather than a Pool: a Pool waits forever for a task whose worker vanished,
+    # which would hang CI instead of failing the test.
+    workers = [ctx.Process(target=_append_many, args=(path, w, 100)) for w in (0, 1)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=120)
+    assert [p.exitcode for p in workers] == [0, 0]
     ledger = AuditLedger(path)
     result = ledger.verify()
     assert result.ok and result.records == 400
