@@ -66,7 +66,8 @@ def _writer(root: str, worker: int, n: int) -> int:
 def test_two_processes_write_at_once_without_errors(tmp_path):
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
-        errors = pool.starmap(_writer, [(str(tmp_path), 0, 40), (str(tmp_path), 1, 40)])
+        # with a timeout: a Pool waits forever for a task whose worker vanished (fail, never hang CI)
+        errors = pool.starmap_async(_writer, [(str(tmp_path), 0, 40), (str(tmp_path), 1, 40)]).get(timeout=120)
     assert errors == [0, 0]
     lh = Lakehouse(tmp_path)
     assert len(lh.partitions("prices", "prices_u")) == 40
