@@ -55,6 +55,7 @@ bench: env
 	$(PY) benchmarks/storage.py
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.walk_forward
+	$(PY) -m benchmarks.regime_calibration
 	$(PY) benchmarks/backfill.py
 
 clean-data:

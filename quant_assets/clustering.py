@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-REGIMES = ("QUIET", "NORMAL", "TURBULENT", "CRISIS")
+from quant_assets.regime import REGIME_LABELS as REGIMES  # the detector owns the labels
 
 
 def check_regime(regime: str) -> str:

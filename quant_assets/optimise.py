@@ -63,12 +63,12 @@ from quant_assets.engines.custom import CustomEngine
 from quant_assets.engines.pyportfolioopt import PyPortfolioOptEngine
 from quant_assets.engines.riskfolio import RiskfolioEngine
 from quant_assets.engines.skfolio import SkfolioEngine
+from quant_assets.regime import REGIME_LABELS as REGIMES  # the detector owns the labels
 
 __all__ = ["Attempt", "DEFAULT_CONFIG", "ENGINES", "Engine", "EngineOutput", "EngineRequest", "FALLBACK_CHAINS",
            "OptimisationResult", "PROFILES", "REGIMES", "RiskConfig", "UnsupportedProfile", "cap_cluster_weights",
            "capped_simplex", "hierarchical_equal_weight", "optimise", "project_bounded_simplex", "register_engine"]
 
-REGIMES = ("QUIET", "NORMAL", "TURBULENT", "CRISIS")
 Regime = Literal["QUIET", "NORMAL", "TURBULENT", "CRISIS"]
 PLAIN_EW_PROFILES = ("market", "benchmark", "raw_pool_ew")
 PLATFORM_PROFILES = (*PLAIN_EW_PROFILES, "equal_weight")

@@ -47,9 +47,8 @@ from quant_assets.optimise import FALLBACK_CHAINS, optimise
 from quant_assets.assets.funnel import regime_label, benchmark_symbols, sleeve_funnel_assets
 from quant_assets.features import antifragility_matrix
 from quant_assets.selection import atom_id, synthetic_long
-from quant_assets.simulate import DAILY_COLUMNS, rebalance_period
+from quant_assets.simulate import BANKRUPTCY_FLOOR, DAILY_COLUMNS, rebalance_period
 
-BANKRUPTCY_FLOOR = 0.01  # of the starting wealth 1.0 (domain-spec §5, CR-660)
 
 
 
@@ -229,7 +228,7 @@ def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list
                 w2 = weights_at(prev[0]) if len(prev) == 2 else None
                 period = rebalance_period(closes.pct_change(fill_method=None), w1, w2,
                                           (prev[0] if w2 is not None else None, d1, d), cfg.direction, rate,
-                                          start_wealth=state[0], bankrupt=state[1], floor=BANKRUPTCY_FLOOR)
+                                          start_wealth=state[0], bankrupt=state[1])
                 state = (period.end_wealth, period.bankrupt)
                 frame = period.daily.rename_axis("date").reset_index()
                 frame["date"] = frame["date"].dt.date

@@ -30,7 +30,7 @@ from quant_assets.assets.common import (
     with_keys,
 )
 from quant_assets.assets.funnel import benchmark_symbols, regime_label
-from quant_assets.assets.sleeves import BANKRUPTCY_FLOOR, atom_scores, sleeve_pool
+from quant_assets.assets.sleeves import atom_scores, sleeve_pool
 from quant_assets.calendar import previous_dates
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.optimise import PLATFORM_PROFILES, optimise
@@ -116,7 +116,7 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
                     wealth, bankrupt = state.get((profile, engine), (1.0, False))
                     period = rebalance_period(raw, target, before if before is not None and len(before) else None,
                                               (prev[0] if w2 is not None else None, prev[-1], d), cfg.direction,
-                                              rate, start_wealth=wealth, bankrupt=bankrupt, floor=BANKRUPTCY_FLOOR)
+                                              rate, start_wealth=wealth, bankrupt=bankrupt)
                     state[(profile, engine)] = (period.end_wealth, period.bankrupt)
                     daily = period.daily.rename_axis("date").reset_index()
                     out.append(daily.assign(engine=engine, profile=profile, date=daily["date"].dt.date))
