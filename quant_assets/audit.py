@@ -1,13 +1,18 @@
-"""Append-only, hash-chained audit ledger of every optimisation (domain-spec §7).
+"""Append-only, hash-chained audit ledger of every optimisation.
 
-Each optimisation writes an *intent* (inputs' hashes, parameters) before it runs and an
-*outcome* (success / fallback / error, output hash) after. Every record carries the previous
-record's hash and its own: ``hash = sha256(canonical JSON of the record without "hash")``, so
-editing, deleting or reordering any record breaks the chain at that point, and `verify` names the
-first broken link. Records carry Dagster's run id, asset key and partition: the join keys to
-lineage. Re-materialising a partition appends new linked records; history is never rewritten.
+Each materialised asset partition that optimises (a sleeve lens, a meta lens) records an *intent*
+(parameters, and per rebalance date the hashes of the inputs) and an *outcome* (overall status and
+per rebalance date: status, hash of the weights, how they were produced). Every record carries
+the previous record's hash and its own: ``hash = sha256(canonical JSON of the record without
+"hash")``, so editing, deleting or reordering any record breaks the chain at that point, and
+`verify` names the first broken link. Records carry Dagster's run id, asset key and partition: the
+join keys to lineage. Re-materialising a partition appends new linked records; history is never
+rewritten.
 
-Appends from concurrent processes are serialised with an exclusive ``flock`` on the ledger file.
+A step appends its records in one batch (`append_pairs`) once its computation is done: one lock,
+one write, so a killed step leaves no half-written ledger and a backfill pays one append per
+asset partition rather than two per rebalance date. Appends from concurrent processes are
+serialised with an exclusive ``flock`` on the ledger file.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,32 +54,58 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _index_strings(index: pd.Index) -> list[str]:
+    """`_fmt` of every index label, vectorised for the common index kinds."""
+    if isinstance(index, pd.DatetimeIndex) and index.tz is None:
+        values = index.values
+        if (values.astype("datetime64[s]") == values).all():
+            return np.datetime_as_string(values, unit="s").tolist()
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return [str(v) for v in index.tolist()]
+    return [_fmt(v) for v in index]
+
+
+def _column_strings(col: pd.Series) -> list[str]:
+    """`_fmt` of every cell of a column, vectorised by dtype."""
+    if pd.api.types.is_float_dtype(col.dtype):
+        return ["nan" if v != v else f"{v:.8f}" for v in col.tolist()]
+    if pd.api.types.is_integer_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        return [str(v) for v in col.to_numpy()]
+    return [_fmt(v) for v in col.tolist()]
+
+
 def frame_hash(frame: pd.DataFrame | pd.Series) -> str:
     """Deterministic hash of a frame's content: columns and rows sorted, floats to 8 decimals.
 
     Independent of column order, row order and dtype details, so the same numbers always hash the
-    same (domain-spec §7).
+    same. (Computed column by column: a few microseconds per frame, as it runs once per optimisation.)
     """
     if isinstance(frame, pd.Series):
         frame = frame.to_frame(name=str(frame.name))
     if frame.empty:
         return hashlib.sha256(b"empty").hexdigest()
-    df = frame.copy()
-    df.columns = [str(c) for c in df.columns]
-    df = df[sorted(df.columns)]
-    df.index = [_fmt(i) for i in df.index]
-    if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in df.dtypes):
+    names = [str(c) for c in frame.columns]
+    positions = sorted(range(len(names)), key=names.__getitem__)
+    columns = [names[i] for i in positions]
+    index = _index_strings(frame.index)
+    dtypes = frame.dtypes.tolist()
+    if all(t.kind in "fiuc" for t in dtypes):
         # Fast path (optimiser inputs): rows ordered by index then values, floats rounded to 8
         # decimals as IEEE bytes (-0.0 folded into 0.0, one canonical NaN).
-        values = np.round(df.to_numpy(dtype=float), 8) + 0.0
+        values = np.round(frame.to_numpy(dtype=float)[:, positions], 8) + 0.0
         values[np.isnan(values)] = np.nan
-        order = np.lexsort([*values.T[::-1], np.asarray(df.index, dtype=object).astype(str)])
-        text = f"idx:{','.join(np.asarray(df.index)[order])};cols:{','.join(df.columns)};data:"
-        return hashlib.sha256(text.encode() + np.ascontiguousarray(values[order]).tobytes()).hexdigest()
-    cells = df.map(_fmt)
-    cells = cells.assign(__idx=cells.index).sort_values(["__idx", *df.columns])
-    body = ";".join("|".join(row) for row in cells.drop(columns="__idx").itertuples(index=False, name=None))
-    text = f"idx:{','.join(cells['__idx'])};cols:{','.join(df.columns)};data:{body}"
+        if all(a < b for a, b in zip(index, index[1:])):  # unique, already in order (dates): nothing to sort
+            ordered, data = index, values
+        else:
+            idx = np.array(index, dtype=object)
+            order = np.lexsort([*values.T[::-1], idx.astype(str)])
+            ordered, data = list(idx[order]), values[order]
+        text = f"idx:{','.join(ordered)};cols:{','.join(columns)};data:"
+        return hashlib.sha256(text.encode() + np.ascontiguousarray(data).tobytes()).hexdigest()
+    cells = [_column_strings(frame.iloc[:, i]) for i in positions]
+    rows = sorted(zip(index, *cells))
+    body = ";".join("|".join(row[1:]) for row in rows)
+    text = f"idx:{','.join(r[0] for r in rows)};cols:{','.join(columns)};data:{body}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -141,6 +172,55 @@ class AuditLedger:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return full
 
+    def append_pairs(self, pairs: list[tuple[dict, dict]]) -> tuple[int, list[dict]]:
+        """Append (intent, outcome) pairs in one locked write, each outcome linked to its intent.
+
+        Returns the byte offset where the batch starts and the records as written (for `verify_batch`).
+        """
+        if not pairs:
+            return -1, []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                prev = self._tail_hash(f)
+                f.seek(0, os.SEEK_END)
+                offset = f.tell()
+                ts = dt.datetime.now(dt.timezone.utc).isoformat()
+                written, lines = [], []
+                for intent, outcome in pairs:
+                    for record in (intent, outcome):
+                        full = {**record, "ts": ts, "prev_hash": prev}
+                        if record is outcome:
+                            full["intent_hash"] = written[-1]["hash"]
+                        full["hash"] = record_hash(full)
+                        prev = full["hash"]
+                        written.append(full)
+                        lines.append(_canonical(full))
+                f.write(("\n".join(lines) + "\n").encode())
+                f.flush()
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return offset, written
+
+    def verify_batch(self, offset: int, written: list[dict]) -> VerifyResult:
+        """Re-read a batch from disk: every record as written, hashes recomputed, linked in order."""
+        if not written:
+            return VerifyResult(True, 0)
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            lines = [line for line in (f.readline() for _ in written)]
+        for i, (line, expected) in enumerate(zip(lines, written)):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} is not JSON: {err}")
+            if rec != json.loads(_canonical(expected)) or record_hash(rec) != rec.get("hash"):
+                return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} differs from what was appended")
+            if i and rec.get("prev_hash") != written[i - 1]["hash"]:
+                return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} is not linked to the one before")
+        return VerifyResult(True, len(written))
+
     def intent(self, *, step: str, asset: str, partition: str, run_id: str, params: dict,
                input_hashes: dict[str, str]) -> dict:
         return self.append({"type": "intent", "step": step, "asset": asset, "partition": partition,
@@ -199,3 +279,44 @@ class AuditLedger:
             elif rec["type"] == "outcome":
                 done.add(rec["intent_hash"])
         return [r for r in latest.values() if r["hash"] not in done]
+
+
+@dataclass
+class OptimisationLog:
+    """The ledger entry of one asset partition: every optimisation of its rebalance dates.
+
+    `add` one entry per date as the step computes; `pair` builds the intent (parameters, input
+    hashes per date) and the outcome (status per date, weights hash, how they were produced) that
+    `AuditLedger.append_pairs` links and writes.
+    """
+
+    step: str
+    asset: str
+    partition: str
+    run_id: str
+    params: dict
+    inputs: dict = field(default_factory=dict)
+    entries: list = field(default_factory=list)
+
+    def add(self, date: dt.date, input_hashes: dict[str, str], status: str, output_hash: str | None,
+            **detail) -> None:
+        self.inputs[date.isoformat()] = input_hashes
+        self.entries.append({"rebalance_date": date.isoformat(), "status": status, "output_hash": output_hash,
+                             **detail})
+
+    @property
+    def status(self) -> str:
+        """error if any date failed, fallback if any did not get what it asked for, else success."""
+        statuses = {e["status"] for e in self.entries}
+        if "error" in statuses:
+            return "error"
+        return "success" if statuses <= {"success"} else "fallback"
+
+    def pair(self) -> tuple[dict, dict]:
+        keys = {"step": self.step, "asset": self.asset, "partition": self.partition, "run_id": self.run_id}
+        intent = {"type": "intent", **keys, "params": self.params, "input_hashes": self.inputs}
+        joined = "|".join(f"{e['rebalance_date']}:{e['output_hash']}" for e in self.entries)
+        outcome = {"type": "outcome", **keys, "status": self.status,
+                   "output_hash": hashlib.sha256(joined.encode()).hexdigest(),
+                   "detail": {"optimisations": self.entries}}
+        return intent, outcome

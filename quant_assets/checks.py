@@ -18,19 +18,27 @@ def sleeve_weights_problem(w: pd.DataFrame) -> str | None:
     net weights signed by direction, so gross sum |net| equals sum weight."""
     if w.empty:
         return None
-    weight = w["weight"].to_numpy(dtype=float)
-    net = w["net_weight"].to_numpy(dtype=float)
+    return sleeve_weight_arrays_problem(w["weight"].to_numpy(dtype=float), w["net_weight"].to_numpy(dtype=float),
+                                        w["direction"].astype(str).tolist(), w["symbol"].tolist())
+
+
+def sleeve_weight_arrays_problem(weight: np.ndarray, net: np.ndarray, directions: list[str],
+                                 symbols: list[str]) -> str | None:
+    """`sleeve_weights_problem` on the columns of one date's weights."""
+    if len(weight) == 0:
+        return None
     if not (np.isfinite(weight).all() and np.isfinite(net).all()):
         return "non-finite weights"
     if (weight < -TOL).any():
         return f"negative atom weight {weight.min():.6g}"
     if abs(weight.sum() - 1.0) > TOL:
         return f"atom weights sum to {weight.sum():.8f}, not 1"
-    unknown = sorted(set(w["direction"].str.upper()) - {"LONG", "SHORT"})
+    upper = [d.upper() for d in directions]
+    unknown = sorted(set(upper) - {"LONG", "SHORT"})
     if unknown:
         return f"unknown directions {unknown}"
-    sign = np.where(w["direction"].str.upper() == "SHORT", -1.0, 1.0)
-    wrong = w.loc[np.abs(net - sign * weight) > TOL, "symbol"].tolist()
+    sign = np.where(np.array(upper) == "SHORT", -1.0, 1.0)
+    wrong = [s for s, bad in zip(symbols, np.abs(net - sign * weight) > TOL) if bad]
     if wrong:
         return f"net weight sign/size disagrees with direction for {wrong[:5]}"
     return None
@@ -40,22 +48,23 @@ def meta_weights_problem(weights: pd.Series, lower: float, upper: float,
                          vetoed: frozenset[str] | set[str] = frozenset()) -> str | None:
     """Finite, summing to 1, vetoed children at exactly 0, the others within the bounds (the cap
     relaxed to 1/n when vetoes leave too few children to reach 1 under it)."""
+    names = list(weights.index)
     w = weights.to_numpy(dtype=float)
     if not np.isfinite(w).all():
         return "non-finite meta weights"
     if abs(w.sum() - 1.0) > TOL:
         return f"meta weights sum to {w.sum():.8f}, not 1"
-    live = weights.drop(index=[c for c in vetoed if c in weights.index])
-    if len(live) == 0:
+    is_vetoed = np.array([c in vetoed for c in names], dtype=bool)
+    if not (~is_vetoed).any():
         return None  # every child vetoed: equal-weight fallback, flagged in the status
-    leaked = weights[[c for c in vetoed if c in weights.index]]
-    if (leaked.abs() > TOL).any():
-        return "vetoed children hold weight: " + ", ".join(f"{k}={v:.4f}" for k, v in leaked.items())
-    upper = max(upper, 1.0 / len(live))
-    low = live[live < lower - TOL]
-    high = live[live > upper + TOL]
-    if len(low) or len(high):
-        return f"outside [{lower}, {upper}]: " + ", ".join(f"{k}={v:.4f}" for k, v in pd.concat([low, high]).items())
+    leaked = [(c, x) for c, x, v in zip(names, w, is_vetoed) if v and abs(x) > TOL]
+    if leaked:
+        return "vetoed children hold weight: " + ", ".join(f"{k}={x:.4f}" for k, x in leaked)
+    upper = max(upper, 1.0 / int((~is_vetoed).sum()))
+    low = [(c, x) for c, x, v in zip(names, w, is_vetoed) if not v and x < lower - TOL]
+    high = [(c, x) for c, x, v in zip(names, w, is_vetoed) if not v and x > upper + TOL]
+    if low or high:
+        return f"outside [{lower}, {upper}]: " + ", ".join(f"{k}={x:.4f}" for k, x in low + high)
     return None
 
 
@@ -70,52 +79,61 @@ def returns_problem(values: pd.Series | np.ndarray, label: str = "return") -> st
     return None
 
 
-def flattened_problem(flat: pd.DataFrame, contributions: pd.DataFrame, physical: set[str]) -> str | None:
-    """Physical symbols only (present in the prices snapshot), finite, and contributions conserved."""
-    if flat.empty:
-        leaked = float(contributions["contribution"].abs().sum()) if len(contributions) else 0.0
+def _column(rows, name: str) -> np.ndarray:
+    """A column of a frame or of a dict of lists, as an array."""
+    return np.asarray(rows[name])
+
+
+def flattened_problem(flat, contributions, physical: set[str]) -> str | None:
+    """Physical symbols only (listed on the date), finite, and contributions conserved.
+
+    `flat` and `contributions`: frames or dicts of column lists."""
+    contrib = _column(contributions, "contribution").astype(float)
+    if len(flat["symbol"]) == 0:
+        leaked = float(np.abs(contrib).sum())
         return f"no flattened weights but path contributions total {leaked:.3g}" if leaked > 1e-9 else None
     unknown = sorted(set(flat["symbol"]) - physical)
     if unknown:
         return f"symbols not in prices: {unknown[:5]}"
-    if not np.isfinite(flat[["net_weight", "long_weight", "short_weight"]].to_numpy(dtype=float)).all():
+    net, long_, short = (_column(flat, c).astype(float) for c in ("net_weight", "long_weight", "short_weight"))
+    if not (np.isfinite(net).all() and np.isfinite(long_).all() and np.isfinite(short).all()):
         return "non-finite flattened weights"
-    gap = (flat["long_weight"] - flat["short_weight"] - flat["net_weight"]).abs().max()
+    gap = np.abs(long_ - short - net).max()
     if gap > 1e-9:
         return f"net != long - short by {gap:.3g}"
-    total = contributions["contribution"].sum() - flat["net_weight"].sum()
+    total = contrib.sum() - net.sum()
     if abs(total) > 1e-9:
         return f"sum of path contributions differs from sum of net weights by {total:.3g}"
     # Conservation: gross of the paths = gross of the net view + what long/short netting cancelled.
-    netted_away = 2.0 * np.minimum(flat["long_weight"], flat["short_weight"]).sum()
-    gap = contributions["contribution"].abs().sum() - (flat["net_weight"].abs().sum() + netted_away)
+    netted_away = 2.0 * np.minimum(long_, short).sum()
+    gap = np.abs(contrib).sum() - (np.abs(net).sum() + netted_away)
     if abs(gap) > 1e-9:
         return f"path gross != net gross + netted-away gross (gap {gap:.3g})"
     return None
 
 
-def sign_problem(contributions: pd.DataFrame, sleeve_directions: dict[str, str]) -> str | None:
+def sign_problem(contributions, sleeve_directions: dict[str, str]) -> str | None:
     """Directional sign test: every path keeps its sleeve's direction, and its sign follows it
-    (a short sleeve that emits a long physical weight lost its direction on the way: §10.9)."""
-    if contributions.empty:
-        return None
-    expected = contributions["sleeve"].map(lambda s: sleeve_directions.get(s, "?").upper())
-    lost = contributions[contributions["direction"] != expected]
-    if len(lost):
-        r = lost.iloc[0]
-        return f"{r['path']}: atom {r['atom_id']} is {r['direction']} but sleeve {r['sleeve']} is {expected[lost.index[0]]}"
-    flipped = contributions[((contributions["direction"] == "SHORT") & (contributions["contribution"] > 0)) |
-                            ((contributions["direction"] == "LONG") & (contributions["contribution"] < 0))]
-    if len(flipped):
-        r = flipped.iloc[0]
-        return f"{r['path']}: {r['direction']} atom {r['atom_id']} has contribution {r['contribution']:+.6f}"
+    (a short sleeve that emits a long physical weight lost its direction on the way)."""
+    for path, atom, direction, sleeve, c in zip(contributions["path"], contributions["atom_id"],
+                                                contributions["direction"], contributions["sleeve"],
+                                                contributions["contribution"]):
+        expected = sleeve_directions.get(sleeve, "?").upper()
+        if direction != expected:
+            return f"{path}: atom {atom} is {direction} but sleeve {sleeve} is {expected}"
+    for path, atom, direction, c in zip(contributions["path"], contributions["atom_id"], contributions["direction"],
+                                        contributions["contribution"]):
+        if (direction == "SHORT" and c > 0) or (direction == "LONG" and c < 0):
+            return f"{path}: {direction} atom {atom} has contribution {c:+.6f}"
     return None
 
 
 def synthetic_stream_problem(streams: pd.DataFrame, raw: pd.DataFrame, direction: str) -> str | None:
     """Short atoms must see exactly -min(r, 1) of the raw returns, long atoms exactly r (atol 0)."""
-    expected = raw.to_numpy() if direction.lower() == "long" else -np.minimum(raw.to_numpy(), 1.0)
-    if streams.shape != expected.shape or not np.array_equal(streams.to_numpy(), expected, equal_nan=True):
+    raw = np.asarray(raw, dtype=float)
+    expected = raw if direction.lower() == "long" else -np.minimum(raw, 1.0)
+    streams = np.asarray(streams, dtype=float)
+    if streams.shape != expected.shape or not np.array_equal(streams, expected, equal_nan=True):
         return f"{direction} synthetic streams are not {'r' if direction.lower() == 'long' else '-min(r, 1)'}"
     return None
 

@@ -65,13 +65,24 @@ class ClusterResult:
     recut: bool = False  # True when the max_clusters ceiling forced a maxclust cut
 
 
-def correlation_distance(returns: pd.DataFrame, lookbacks: tuple[int, ...] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Mean of sqrt(0.5 (1 - rho)) over the lookbacks that fit; symmetric, zero diagonal, NaN rho -> 0."""
-    n_rows = len(returns)
+def pearson(X: np.ndarray) -> np.ndarray:
+    """Pearson correlation of the columns of a dense (rows x columns) array; NaN where a column is flat."""
+    X = np.asarray(X, dtype=float)
+    Xc = X - X.mean(axis=0)
+    ss = (Xc * Xc).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (Xc.T @ Xc) / np.sqrt(np.outer(ss, ss))
+    return corr
+
+
+def distance_matrix(X: np.ndarray, lookbacks: tuple[int, ...] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Mean of sqrt(0.5 (1 - rho)) over the lookbacks that fit the rows of a dense (dates x symbols) array;
+    symmetric, zero diagonal, undefined rho (a flat column, fewer than 2 rows) -> 0 (unrelated)."""
+    n_rows = X.shape[0]
     used = tuple(lb for lb in (lookbacks or ()) if lb <= n_rows) or (n_rows,)
     dists = []
     for lb in used:
-        corr = returns.tail(lb).corr(min_periods=2).to_numpy(dtype=float)
+        corr = pearson(X[n_rows - lb:]) if lb >= 2 else np.full((X.shape[1], X.shape[1]), np.nan)
         corr = np.nan_to_num(corr, nan=0.0)
         dists.append(np.sqrt(np.clip(0.5 * (1.0 - corr), 0.0, 1.0)))
     dist = np.mean(dists, axis=0)
@@ -80,50 +91,77 @@ def correlation_distance(returns: pd.DataFrame, lookbacks: tuple[int, ...] | Non
     return dist, used
 
 
+def correlation_distance(returns: pd.DataFrame, lookbacks: tuple[int, ...] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """`distance_matrix` of a returns frame (columns = symbols)."""
+    return distance_matrix(returns.to_numpy(dtype=float), lookbacks)
+
+
 def _renumber(raw: np.ndarray) -> np.ndarray:
     """1-based labels in order of first appearance, so equal partitions always get equal labels."""
     seen: dict[int, int] = {}
     return np.array([seen.setdefault(int(v), len(seen) + 1) for v in raw], dtype=int)
 
 
-def _linkage(returns: pd.DataFrame, lookbacks) -> tuple[np.ndarray, tuple[int, ...]]:
-    dist, used = correlation_distance(returns, lookbacks)
-    return linkage(squareform(dist, checks=False), method="ward"), used
+@dataclass(frozen=True)
+class Dendrogram:
+    """The Ward tree of one window: cut it at any threshold without re-linking."""
+
+    link: np.ndarray | None  # scipy linkage (None with fewer than 2 columns)
+    n: int
+    lookbacks: tuple[int, ...]
+
+    @classmethod
+    def of(cls, X: np.ndarray, lookbacks: tuple[int, ...] | None = None) -> Dendrogram:
+        n = X.shape[1]
+        if n < 2:
+            return cls(None, n, tuple(lookbacks or ()))
+        dist, used = distance_matrix(X, lookbacks)
+        return cls(linkage(squareform(dist, checks=False), method="ward"), n, used)
+
+    def labels(self, threshold: float, max_clusters: int | None = None) -> tuple[np.ndarray, bool]:
+        """1-based labels by first appearance, and whether the max_clusters ceiling forced a re-cut."""
+        if self.link is None:
+            return np.ones(self.n, dtype=int), False
+        raw = fcluster(self.link, t=threshold, criterion="distance")
+        recut = max_clusters is not None and len(set(raw)) > max_clusters
+        if recut:
+            raw = fcluster(self.link, t=max_clusters, criterion="maxclust")
+        return _renumber(raw), bool(recut)
+
+    def counts(self, thresholds) -> np.ndarray:
+        """Clusters at each distance cut: n minus the merges at or below it (Ward heights are monotone)."""
+        t = np.asarray(thresholds, dtype=float)
+        if self.link is None:
+            return np.full(len(t), self.n, dtype=int)
+        heights = np.sort(self.link[:, 2])
+        return self.n - np.searchsorted(heights, t, side="right")
 
 
 def cut(returns: pd.DataFrame, threshold: float, lookbacks: tuple[int, ...] | None = None,
         max_clusters: int | None = None) -> ClusterResult:
     """Ward clusters of the columns cut at `threshold`; re-cut with maxclust above `max_clusters`."""
     cols = list(returns.columns)
-    if len(cols) < 2:
-        return ClusterResult(pd.Series(np.ones(len(cols), dtype=int), index=cols), threshold, len(cols),
-                             tuple(lookbacks or ()))
-    link, used = _linkage(returns, lookbacks)
-    raw = fcluster(link, t=threshold, criterion="distance")
-    recut = max_clusters is not None and len(set(raw)) > max_clusters
-    if recut:
-        raw = fcluster(link, t=max_clusters, criterion="maxclust")
-    labels = pd.Series(_renumber(raw), index=cols)
-    return ClusterResult(labels, float(threshold), int(labels.nunique()), used, bool(recut))
+    tree = Dendrogram.of(returns.to_numpy(dtype=float), lookbacks)
+    labels, recut = tree.labels(threshold, max_clusters)
+    series = pd.Series(labels, index=cols)
+    return ClusterResult(series, float(threshold), int(series.nunique()), tree.lookbacks, recut)
 
 
 def cluster(returns: pd.DataFrame, settings: ClusteringSettings, regime: str) -> ClusterResult:
-    """The regime's Ward partition of the returns' columns (domain-spec §3.4)."""
+    """The regime's Ward partition of the returns' columns."""
     threshold = settings.thresholds[check_regime(regime)]
     return cut(returns, threshold, settings.lookbacks, settings.max_clusters)
+
+
+SENSITIVITY_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.10, 0.9001, 0.05), 2))
 
 
 def threshold_sensitivity(returns: pd.DataFrame, settings: ClusteringSettings,
                           thresholds=None) -> pd.DataFrame:
     """How many clusters each distance cut gives (no max_clusters ceiling): to choose thresholds."""
-    if thresholds is None:
-        thresholds = np.round(np.arange(0.10, 0.9001, 0.05), 2)
-    thresholds = [float(t) for t in thresholds]
-    if returns.shape[1] < 2:
-        return pd.DataFrame({"threshold": thresholds, "n_clusters": [returns.shape[1]] * len(thresholds)})
-    link, _ = _linkage(returns, settings.lookbacks)
-    counts = [len(set(fcluster(link, t=t, criterion="distance"))) for t in thresholds]
-    return pd.DataFrame({"threshold": thresholds, "n_clusters": counts})
+    thresholds = [float(t) for t in (SENSITIVITY_THRESHOLDS if thresholds is None else thresholds)]
+    tree = Dendrogram.of(returns.to_numpy(dtype=float), settings.lookbacks)
+    return pd.DataFrame({"threshold": thresholds, "n_clusters": tree.counts(thresholds)})
 
 
 def correlation_clusters(returns: pd.DataFrame, threshold: float) -> pd.Series:

@@ -465,9 +465,23 @@ def adf_pvalue_matrix(X, lags: int = 1) -> np.ndarray:
     return _adf_pvalue_rows(XT, int(lags))
 
 
-def _adf_pvalue_rows(XT: np.ndarray, lags: int) -> np.ndarray:
-    from statsmodels.tsa.adfvalues import mackinnonp
+def mackinnon_pvalues(t: np.ndarray) -> np.ndarray:
+    """statsmodels' `mackinnonp(t, regression="c", N=1)` for an array of ADF statistics (NaN -> 0.5).
 
+    The same tables and the same polynomial and normal-CDF evaluation, element-wise instead of one
+    Python call per statistic (tested equal to statsmodels bit for bit)."""
+    from scipy.stats import norm
+    from statsmodels.tsa.adfvalues import _tau_largeps, _tau_maxs, _tau_mins, _tau_smallps, _tau_stars
+
+    t = np.asarray(t, dtype=float)
+    small = np.polyval(np.asarray(_tau_smallps["c"][0])[::-1], t)
+    large = np.polyval(np.asarray(_tau_largeps["c"][0])[::-1], t)
+    p = norm.cdf(np.where(t <= _tau_stars["c"][0], small, large))
+    p = np.where(t > _tau_maxs["c"][0], 1.0, np.where(t < _tau_mins["c"][0], 0.0, p))
+    return np.where(np.isnan(t), 0.5, p)
+
+
+def _adf_pvalue_rows(XT: np.ndarray, lags: int) -> np.ndarray:
     m, n = XT.shape
     out = np.full(m, 0.5)
     if m == 0 or n < max(_ADF_MIN_OBS, lags + 5):
@@ -476,8 +490,7 @@ def _adf_pvalue_rows(XT: np.ndarray, lags: int) -> np.ndarray:
     if not live.any():
         return out
     t = _adf_tstat_rows(XT[live], lags)
-    p = np.array([0.5 if np.isnan(v) else mackinnonp(v, regression="c", N=1) for v in t])
-    out[live] = p
+    out[live] = mackinnon_pvalues(t)
     return out
 
 
@@ -685,10 +698,34 @@ def compute_features(
     XT = np.ascontiguousarray(returns.to_numpy(dtype=float).T)  # (symbols, dates)
     if np.isnan(XT).any():
         raise ValueError("returns must be dense (no NaN)")
-    n = XT.shape[1]
-    tail = XT[:, max(n - int(window), 0):]
-    nt = tail.shape[1]
+    data = feature_rows(XT, window, pe_order, pe_delay, annualisation)
+    data["antifragility"] = antifragility_scores(data.pop("_skew_for_af"), data.pop("_tail_gain"), XT.shape[1])
+    if value_traded is None:
+        adv = np.full(m, np.nan)
+    else:
+        adv = pd.to_numeric(value_traded.reindex(symbols), errors="coerce").to_numpy(dtype=float)
+        adv = np.where(np.isfinite(adv) & (adv > 0), adv, np.nan)
+    data["adv"] = adv
+    data["liquidity"] = np.minimum(1.0, adv / _LIQUIDITY_BASELINE)
+    return pd.DataFrame(
+        {c: np.asarray(data[c], dtype=float) for c in FEATURE_COLUMNS}, index=symbols
+    )
+
+
+def feature_rows(XT: np.ndarray, window: int = 120, pe_order: int = 5, pe_delay: int = 1,
+                 annualisation: int = 252) -> dict[str, np.ndarray]:
+    """Every per-row feature of a dense (rows x dates) matrix, one row per (symbol, as-of date).
+
+    The kernel of `compute_features`, without the cross-sectional antifragility (it returns the
+    `_skew_for_af` and `_tail_gain` inputs instead) and without value traded. Rows are independent,
+    so the rows of many rebalance dates (windows of equal length) can be stacked and computed in one
+    call: `features_of_windows` does that, and each row's numbers are those of a one-date call.
+    """
+    XT = np.ascontiguousarray(XT, dtype=float)
+    m, n = XT.shape
     nan_col = np.full(m, np.nan)
+    tail = np.ascontiguousarray(XT[:, max(n - int(window), 0):])
+    nt = tail.shape[1]
 
     momentum = tail.mean(axis=1) * annualisation if nt >= 1 else nan_col.copy()
     if nt >= 2:
@@ -710,18 +747,8 @@ def compute_features(
     else:
         cvar = np.full(m, _CVAR_DEFAULT)
     tail_gain = _tail_mean_rows(XT, 0.95, upper=True) if n else np.zeros(m)
-    antifragility = antifragility_scores(skew, tail_gain, n)
-
-    if value_traded is None:
-        adv = nan_col.copy()
-    else:
-        adv = pd.to_numeric(value_traded.reindex(symbols), errors="coerce").to_numpy(dtype=float)
-        adv = np.where(np.isfinite(adv) & (adv > 0), adv, np.nan)
-    liquidity = np.minimum(1.0, adv / _LIQUIDITY_BASELINE)
-
     rating_ma, rating_osc, rating_all = technical_ratings_matrix(XT.T)
-
-    data = {
+    return {
         "momentum": momentum,
         "volatility": volatility,
         "stability": stability,
@@ -732,11 +759,8 @@ def compute_features(
         "skew": skew,
         "kurtosis": kurtosis,
         "cvar": cvar,
-        "liquidity": liquidity,
-        "adv": adv,
         "adf_pvalue": _adf_pvalue_rows(tail, _ADF_LAGS),
         "turbulence": _haar_turbulence_rows(tail),
-        "antifragility": antifragility,
         "vol_clustering": _lag1_autocorr_rows(np.abs(tail)),
         "return_20d": _compounded(XT, 20),
         "return_60d": _compounded(XT, 60),
@@ -744,7 +768,36 @@ def compute_features(
         "rating_osc": rating_osc,
         "rating_all": rating_all,
         "n_obs": np.full(m, float(n)),
+        "_skew_for_af": skew,
+        "_tail_gain": tail_gain,
     }
-    return pd.DataFrame(
-        {c: np.asarray(data[c], dtype=float) for c in FEATURE_COLUMNS}, index=symbols
-    )
+
+
+def features_of_windows(windows: list[np.ndarray], window: int = 120, pe_order: int = 5, pe_delay: int = 1,
+                        annualisation: int = 252) -> list[np.ndarray]:
+    """Features of many dense (symbols x dates) blocks, e.g. one per rebalance date and symbol group.
+
+    Blocks of equal length are stacked and computed in one kernel call; antifragility is scaled
+    within each block (its cross-section). Returns one (symbols x FEATURE_COLUMNS) array per block,
+    liquidity and adv NaN (no value traded), equal to `compute_features` on each block.
+    """
+    out: list[np.ndarray | None] = [None] * len(windows)
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        by_length.setdefault(w.shape[1], []).append(i)
+    for n, members in by_length.items():
+        sizes = [windows[i].shape[0] for i in members]
+        stacked = np.concatenate([windows[i] for i in members], axis=0) if members else np.zeros((0, n))
+        rows = feature_rows(stacked, window, pe_order, pe_delay, annualisation) if len(stacked) else None
+        offset = 0
+        for i, size in zip(members, sizes):
+            block = np.full((size, len(FEATURE_COLUMNS)), np.nan)
+            if size:
+                part = {k: v[offset:offset + size] for k, v in rows.items()}
+                part["antifragility"] = antifragility_scores(part["_skew_for_af"], part["_tail_gain"], n)
+                for j, c in enumerate(FEATURE_COLUMNS):
+                    if c in part:
+                        block[:, j] = part[c]
+            out[i] = block
+            offset += size
+    return out  # type: ignore[return-value]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quant_assets.rankers import survival
+from quant_assets.rankers import SURVIVAL_DAYS, FeatureView
 
 VETO_COLUMNS = ["symbol", "filter", "reason", "value", "threshold"]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -97,9 +97,21 @@ class TrendRegimeSettings(BaseModel):
 
 # --- filters ---------------------------------------------------------------------------------------
 
+Veto = tuple  # (symbol, filter, reason, value, threshold)
+
+
+def _hits(name: str, view: FeatureView, mask: np.ndarray, reason: str, values, threshold: float) -> list[Veto]:
+    idx = np.flatnonzero(mask)
+    vals = np.broadcast_to(np.asarray(values, dtype=float), mask.shape)
+    return [(view.symbols[i], name, reason, float(vals[i]), float(threshold)) for i in idx]
+
 
 class Filter:
-    """A named veto rule with its own settings."""
+    """A named veto rule with its own settings.
+
+    Implement `vetoes(features DataFrame, direction, required)` returning one dict per veto; the
+    built-in filters implement `veto_rows` on arrays (the funnel's hot path) and derive `vetoes`.
+    """
 
     name: ClassVar[str] = ""
     settings_model: ClassVar[type[BaseModel]] = BaseModel
@@ -119,7 +131,13 @@ class Filter:
         return []
 
     def vetoes(self, features: pd.DataFrame, direction: str, required: Sequence[str] = ()) -> list[dict]:
-        raise NotImplementedError
+        rows = self.veto_rows(FeatureView.from_frame(features), direction, required)
+        return [dict(zip(VETO_COLUMNS, r)) for r in rows]
+
+    def veto_rows(self, view: FeatureView, direction: str, required: Sequence[str] = ()) -> list[Veto]:
+        if type(self).vetoes is Filter.vetoes:
+            raise NotImplementedError(f"filter {self.name!r} implements neither vetoes nor veto_rows")
+        return [tuple(r[c] for c in VETO_COLUMNS) for r in self.vetoes(view.frame(), direction, required)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
@@ -138,22 +156,21 @@ class DarwinianFilter(Filter):
     def required_columns(self, direction):
         return ["n_obs", *self.settings.required_features]
 
-    def vetoes(self, features, direction, required=()):
+    def veto_rows(self, view, direction, required=()):
         s: DarwinianSettings = self.settings
         cols = list(dict.fromkeys([*required, *self.required_columns(direction)]))
-        absent = [c for c in cols if c not in features.columns]
+        absent = [c for c in cols if c not in view]
         if absent:
             raise KeyError(f"features lack required columns {absent}")
-        rows: list[dict] = []
+        rows: list[Veto] = []
         for c in cols:
-            miss = features.index[features[c].isna().to_numpy()]
-            rows += _rows(self.name, miss, f"missing_{c}", [np.nan] * len(miss), np.nan)
-        if s.health_column in features.columns:
-            bad = features.index[~features[s.health_column].fillna(False).astype(bool).to_numpy()]
-            rows += _rows(self.name, bad, "failed_health", [0.0] * len(bad), 1.0)
-        surv = survival(features["n_obs"])
-        low = surv < s.survival_min
-        rows += _rows(self.name, features.index[low], "survival_below_min", surv[low], s.survival_min)
+            rows += _hits(self.name, view, pd.isna(view.columns[c]), f"missing_{c}", np.nan, np.nan)
+        if s.health_column in view:
+            healthy = pd.Series(view.columns[s.health_column]).fillna(False).astype(bool).to_numpy()
+            rows += _hits(self.name, view, ~healthy, "failed_health", 0.0, 1.0)
+        surv = np.minimum(view.col("n_obs") / SURVIVAL_DAYS, 1.0)
+        with np.errstate(invalid="ignore"):
+            rows += _hits(self.name, view, surv < s.survival_min, "survival_below_min", surv, s.survival_min)
         return rows
 
 
@@ -169,37 +186,42 @@ class PredictabilityFilter(Filter):
                                 ("hurst", s.hurst_band), ("kurtosis", s.kurtosis_max),
                                 ("volatility", s.vol_max)) if on is not None]
 
-    def vetoes(self, features, direction, required=()):
+    def veto_rows(self, view, direction, required=()):
         s: PredictabilitySettings = self.settings
-        rows: list[dict] = []
-
-        def check(col: str, mask: pd.Series, reason: str, threshold: float) -> None:
-            nonlocal rows
-            hit = features.index[mask.fillna(False).to_numpy(dtype=bool)]
-            rows += _rows(self.name, hit, reason, features.loc[hit, col], threshold)
-
-        if s.entropy_max is not None:
-            check("entropy", features["entropy"] > s.entropy_max, "entropy_above_max", s.entropy_max)
-        if s.efficiency_min is not None:
-            check("efficiency", features["efficiency"] < s.efficiency_min, "efficiency_below_min", s.efficiency_min)
-        if s.hurst_band is not None:
-            lo, hi = s.hurst_band
-            h = features["hurst"]
-            check("hurst", (h > lo) & (h < hi), "hurst_random_walk", lo)  # threshold = the band's lower edge
-        if s.kurtosis_max is not None:
-            check("kurtosis", features["kurtosis"] > s.kurtosis_max, "kurtosis_above_max", s.kurtosis_max)
-        if s.vol_max is not None:
-            check("volatility", features["volatility"] > s.vol_max, "volatility_above_max", s.vol_max)
+        rows: list[Veto] = []
+        with np.errstate(invalid="ignore"):
+            if s.entropy_max is not None:
+                x = view.col("entropy")
+                rows += _hits(self.name, view, x > s.entropy_max, "entropy_above_max", x, s.entropy_max)
+            if s.efficiency_min is not None:
+                x = view.col("efficiency")
+                rows += _hits(self.name, view, x < s.efficiency_min, "efficiency_below_min", x, s.efficiency_min)
+            if s.hurst_band is not None:
+                lo, hi = s.hurst_band
+                x = view.col("hurst")  # threshold = the band's lower edge
+                rows += _hits(self.name, view, (x > lo) & (x < hi), "hurst_random_walk", x, lo)
+            if s.kurtosis_max is not None:
+                x = view.col("kurtosis")
+                rows += _hits(self.name, view, x > s.kurtosis_max, "kurtosis_above_max", x, s.kurtosis_max)
+            if s.vol_max is not None:
+                x = view.col("volatility")
+                rows += _hits(self.name, view, x > s.vol_max, "volatility_above_max", x, s.vol_max)
         return rows
 
 
 def execution_cost_index(volatility: pd.Series, adv: pd.Series | None, notional: float = 1e6,
                          fallback: float = 1e8) -> pd.Series:
-    """ECI = annualised vol x sqrt(notional / ADV); ADV missing or <= 0 -> `fallback` (§2)."""
+    """ECI = annualised vol x sqrt(notional / ADV); ADV missing or <= 0 -> `fallback`."""
+    adv_arr = None if adv is None else adv.to_numpy(dtype=float)
+    return pd.Series(_eci(volatility.to_numpy(dtype=float), adv_arr, notional, fallback), index=volatility.index)
+
+
+def _eci(vol: np.ndarray, adv: np.ndarray | None, notional: float, fallback: float) -> np.ndarray:
     if adv is None:
-        adv = pd.Series(np.nan, index=volatility.index)
-    adv = adv.astype(float).where(adv.astype(float) > 0, fallback).fillna(fallback)
-    return volatility.astype(float) * np.sqrt(notional / adv)
+        adv = np.full(len(vol), np.nan)
+    with np.errstate(invalid="ignore"):
+        adv = np.where(adv > 0, adv, fallback)
+    return vol * np.sqrt(notional / adv)
 
 
 class FrictionFilter(Filter):
@@ -216,16 +238,15 @@ class FrictionFilter(Filter):
     def required_columns(self, direction):
         return ["momentum", "volatility"]
 
-    def vetoes(self, features, direction, required=()):
+    def veto_rows(self, view, direction, required=()):
         s: FrictionSettings = self.settings
-        mom = features["momentum"].astype(float) * (1 if _direction(direction) == "long" else -1)
-        eci = execution_cost_index(features["volatility"], features["adv"] if "adv" in features.columns else None,
-                                   s.notional, s.adv_fallback)
+        mom = view.col("momentum") * (1 if _direction(direction) == "long" else -1)
+        eci = _eci(view.col("volatility"), view.col("adv") if "adv" in view else None, s.notional, s.adv_fallback)
         net = mom - eci
-        waived = (mom > s.waiver_momentum) & (net >= s.waiver_factor * s.hurdle)
-        hit = (net < s.hurdle) & ~waived
-        return _rows(self.name, features.index[hit.fillna(False)], "net_alpha_below_hurdle", net[hit.fillna(False)],
-                     s.hurdle)
+        with np.errstate(invalid="ignore"):
+            waived = (mom > s.waiver_momentum) & (net >= s.waiver_factor * s.hurdle)
+            hit = (net < s.hurdle) & ~waived
+        return _hits(self.name, view, hit, "net_alpha_below_hurdle", net, s.hurdle)
 
 
 class TrendRegimeFilter(Filter):
@@ -234,22 +255,20 @@ class TrendRegimeFilter(Filter):
     name = "trend_regime"
     settings_model = TrendRegimeSettings
 
-    def vetoes(self, features, direction, required=()):
+    def veto_rows(self, view, direction, required=()):
         s: TrendRegimeSettings = self.settings
-        present = [c for c in (s.column, s.fallback_column) if c in features.columns]
+        present = [c for c in (s.column, s.fallback_column) if c in view]
         if not present:
             raise KeyError(f"trend_regime needs {s.column!r} or {s.fallback_column!r}")
-        proxy = features[present[0]].astype(float)
+        proxy = view.col(present[0]).copy()
         for c in present[1:]:
-            proxy = proxy.fillna(features[c].astype(float))
-        rows = _rows(self.name, features.index[proxy.isna()], "trend_unknown", [np.nan] * int(proxy.isna().sum()),
-                     np.nan)
-        if _direction(direction) == "long":
-            bad = proxy <= s.threshold
-            rows += _rows(self.name, features.index[bad], "below_long_ma", proxy[bad], s.threshold)
-        else:
-            bad = proxy >= -s.threshold
-            rows += _rows(self.name, features.index[bad], "above_long_ma", proxy[bad], -s.threshold)
+            proxy = np.where(np.isnan(proxy), view.col(c), proxy)
+        rows = _hits(self.name, view, np.isnan(proxy), "trend_unknown", np.nan, np.nan)
+        with np.errstate(invalid="ignore"):
+            if _direction(direction) == "long":
+                rows += _hits(self.name, view, proxy <= s.threshold, "below_long_ma", proxy, s.threshold)
+            else:
+                rows += _hits(self.name, view, proxy >= -s.threshold, "above_long_ma", proxy, -s.threshold)
         return rows
 
 
@@ -276,10 +295,10 @@ def make_filter(name: str, settings: BaseModel | None = None) -> Filter:
     return cls(settings)
 
 
-def apply_filters(features: pd.DataFrame, filters: Sequence[Filter | str], direction: str,
-                  benchmarks: Iterable[str] = (), overrides: Mapping[str, Mapping] | None = None,
-                  required: Sequence[str] = ()) -> pd.DataFrame:
-    """Run the filters in order; one row per veto (symbol, filter, reason, value, threshold).
+def run_filters(view: FeatureView, filters: Sequence[Filter | str], direction: str,
+                benchmarks: Iterable[str] = (), overrides: Mapping[str, Mapping] | None = None,
+                required: Sequence[str] = ()) -> list[Veto]:
+    """Run the filters in order on a FeatureView: one (symbol, filter, reason, value, threshold) per veto.
 
     `overrides` maps a filter name to threshold updates (e.g. {"predictability": {"entropy_max": 0.99}}).
     The darwinian filter checks `required` (the ranker's columns) plus every other filter's columns.
@@ -293,14 +312,24 @@ def apply_filters(features: pd.DataFrame, filters: Sequence[Filter | str], direc
         raise ValueError(f"overrides for filters not in the chain: {sorted(unknown)}")
     chain = [f.with_overrides(overrides.get(f.name)) for f in chain]
     needed = list(dict.fromkeys([*required, *(c for f in chain for c in f.required_columns(direction))]))
-    missing_cols = [c for c in needed if c not in features.columns]
+    missing_cols = [c for c in needed if c not in view]
     if missing_cols:
         raise KeyError(f"features lack columns the funnel needs: {missing_cols}")
-    feats = features.copy()
-    feats.index = feats.index.astype(str)
-    rows: list[dict] = []
+    rows: list[Veto] = []
     for f in chain:
-        rows += f.vetoes(feats, direction, needed)
+        rows += f.veto_rows(view, direction, needed)
+    skip = {str(b) for b in benchmarks}
+    return [r for r in rows if r[0] not in skip] if skip else rows
+
+
+def apply_filters(features: pd.DataFrame, filters: Sequence[Filter | str], direction: str,
+                  benchmarks: Iterable[str] = (), overrides: Mapping[str, Mapping] | None = None,
+                  required: Sequence[str] = ()) -> pd.DataFrame:
+    """`run_filters` on a features frame: one row per veto (symbol, filter, reason, value, threshold)."""
+    rows = run_filters(FeatureView.from_frame(features), filters, direction, benchmarks, overrides, required)
+    return veto_frame(rows)
+
+
+def veto_frame(rows: list[Veto]) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=VETO_COLUMNS)
-    out = out[~out["symbol"].isin({str(b) for b in benchmarks})].reset_index(drop=True)
     return out.astype({"value": float, "threshold": float})

@@ -1,14 +1,17 @@
-"""The lakehouse: one Parquet file per (asset, rebalance date), DuckDB views on top.
+"""The lakehouse: one Parquet file per (asset, partition), DuckDB views on top.
 
-Layout: ``<root>/<table>/<asset_name>/<YYYY-MM-DD>.parquet``. A table groups every asset of one
-concept (all sleeves' weights live under ``sleeve_weights/``) so one SQL view answers questions
-across sleeves; the asset directory keeps each asset's partitions independent.
+Layout: ``<root>/<table>/<asset_name>/<partition>.parquet``, where a partition is a calendar period
+("2019"). A table groups every asset of one concept (all sleeves' weights live under
+``sleeve_weights/``) so one SQL view answers questions across sleeves; rows carry their
+``rebalance_date`` (decisions) or ``date`` (daily data), so a view filters by date like any relation.
+Daily data is stored once, in the partition of the period it falls in: a trailing window that
+reaches into earlier periods reads their files.
 
 Why files and not one DuckDB database: DuckDB allows a single writer process, and Dagster's
 multiprocess executor runs two steps at once. A partition write here is "write a temp file, then
-``os.replace``", which is atomic, idempotent (re-materialising replaces, never duplicates) and
-needs no lock. Readers get DuckDB views built in memory (see ``Lakehouse.connect``); measured in
-``benchmarks/storage.py`` and explained in ``docs/architecture.md``.
+``os.replace``", which is atomic, idempotent (re-materialising replaces exactly that partition's
+rows) and needs no lock. Readers get DuckDB views built in memory (see ``Lakehouse.connect``);
+measured in ``benchmarks/storage.py`` and explained in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ class LakehouseError(RuntimeError):
     """A read or write that cannot proceed; the message names the table, asset and partition."""
 
 
-def _date_str(d: dt.date | str) -> str:
-    return d if isinstance(d, str) else d.isoformat()
+def _key_str(key: dt.date | str) -> str:
+    return key if isinstance(key, str) else key.isoformat()
 
 
 def pivot_wide(frame: pl.DataFrame, value: str, index: str = "date", columns: str = "symbol") -> pd.DataFrame:
@@ -89,10 +92,10 @@ class Lakehouse:
 
     # ---- paths ---------------------------------------------------------------------------
 
-    def path(self, table: str, asset: str, date: dt.date | str) -> Path:
+    def path(self, table: str, asset: str, key: dt.date | str) -> Path:
         if table not in TABLES:
             raise LakehouseError(f"unknown lakehouse table {table!r}; known: {sorted(TABLES)}")
-        return self.root / table / asset / f"{_date_str(date)}.parquet"
+        return self.root / table / asset / f"{_key_str(key)}.parquet"
 
     def partitions(self, table: str, asset: str) -> list[str]:
         folder = self.root / table / asset
@@ -115,10 +118,10 @@ class Lakehouse:
         return frame.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
 
     def write_partition(
-        self, table: str, asset: str, date: dt.date | str, frame: pl.DataFrame | pd.DataFrame
+        self, table: str, asset: str, key: dt.date | str, frame: pl.DataFrame | pd.DataFrame
     ) -> Path:
         """Replace one partition atomically (delete-then-insert without a window in between)."""
-        target = self.path(table, asset, date)
+        target = self.path(table, asset, key)
         out = self.conform(table, frame)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -132,38 +135,18 @@ class Lakehouse:
 
     # ---- reads ---------------------------------------------------------------------------
 
-    def files(self, table: str, asset: str, start: dt.date | str | None = None,
-              end: dt.date | str | None = None, dates: Iterable[dt.date | str] | None = None) -> list[Path]:
-        """Partition files of an asset with start <= date <= end (ISO strings sort as dates)."""
-        keys = self.partitions(table, asset)
-        if dates is not None:
-            wanted = {_date_str(d) for d in dates}
-            keys = [k for k in keys if k in wanted]
-        if start is not None:
-            keys = [k for k in keys if k >= _date_str(start)]
-        if end is not None:
-            keys = [k for k in keys if k <= _date_str(end)]
-        return [self.path(table, asset, k) for k in keys]
-
-    def read(self, table: str, asset: str, start: dt.date | str | None = None,
-             end: dt.date | str | None = None, dates: Iterable[dt.date | str] | None = None) -> pl.DataFrame:
-        files = self.files(table, asset, start, end, dates)
-        if not files:
+    def read(self, table: str, asset: str, keys: Iterable[str] | None = None) -> pl.DataFrame:
+        """The rows of the given partitions (all stored ones when `keys` is None), concatenated."""
+        stored = self.partitions(table, asset)
+        wanted = stored if keys is None else [k for k in keys if k in set(stored)]
+        frames = [f for k in wanted if (f := self.read_partition(table, asset, k)) is not None]
+        if not frames:
             return pl.DataFrame(schema=TABLES[table].schema)
-        return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+        return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
-    def read_partition(self, table: str, asset: str, date: dt.date | str) -> pl.DataFrame | None:
-        return _CACHE.get(self.path(table, asset, date), "frame", pl.read_parquet)
-
-    def read_wide(self, table: str, asset: str, date: dt.date | str, value: str,
-                  columns: str = "symbol", index: str = "date") -> pd.DataFrame | None:
-        """One partition pivoted to dates x `columns` (a fresh copy: callers may modify it)."""
-
-        def load(path: Path) -> pd.DataFrame:
-            return pivot_wide(pl.read_parquet(path, columns=[index, columns, value]), value, index, columns)
-
-        wide = _CACHE.get(self.path(table, asset, date), f"wide:{index}:{columns}:{value}", load)
-        return None if wide is None else wide.copy()
+    def read_partition(self, table: str, asset: str, key: dt.date | str) -> pl.DataFrame | None:
+        """One stored partition (None when it was never materialised)."""
+        return _CACHE.get(self.path(table, asset, key), "frame", pl.read_parquet)
 
     # ---- SQL -----------------------------------------------------------------------------
 

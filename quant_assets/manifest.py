@@ -48,13 +48,15 @@ class _Strict(BaseModel):
 
 
 class Calendar(_Strict):
-    """Rebalance dates: the one and only partition dimension of the graph."""
+    """Rebalance dates (`frequency`) and the partitions that hold them (`partition`: one per period)."""
 
     frequency: Literal["daily", "weekly", "monthly"] = "weekly"
     weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = "friday"
+    partition: Literal["year", "quarter", "month"] = Field(
+        "year", description="Dagster partition = one calendar period holding its rebalance dates as rows")
     start: dt.date
     end: dt.date | None = Field(default=None, description="exclusive; None = open-ended")
-    demo_start: dt.date | None = None
+    demo_start: dt.date | None = Field(default=None, description="`make demo` range; default: the whole calendar")
     demo_end: dt.date | None = None
 
     @model_validator(mode="after")
@@ -241,7 +243,10 @@ class Tournament(_Strict):
     engines: list[str] = Field(default_factory=lambda: ["custom", "skfolio", "pyportfolioopt"],
                                description="riskfolio is the slowest (~50 ms a fit): opt in here")
     profiles: list[str] = Field(default_factory=lambda: list(PROFILES))
-    sleeves: list[str] | None = Field(default=None, description="None = every sleeve; [] = no tournament assets")
+    sleeves: list[str] | None = Field(
+        default_factory=list,
+        description="sleeves scored by the tournament ([] = none, the default: it costs ~19 optimisations per "
+                    "sleeve and date; None = every sleeve)")
 
     @field_validator("engines")
     @classmethod

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from quant_assets.optimise import optimise, project_bounded_simplex
-from quant_assets.selection import correlation_clusters
+from quant_assets.clustering import Dendrogram
 
 FLAT_STD = 1e-12
 
@@ -110,12 +110,15 @@ def net_by_symbol(contributions: pd.DataFrame, min_abs: float = 0.0) -> pd.DataF
 
 def child_clusters(weights: pd.Series, returns: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
     """Correlation cluster (1-based) of each child; children without enough data get their own."""
-    usable = [c for c in weights.index if c in returns.columns]
-    clean = returns[usable].dropna() if usable else returns.iloc[0:0]
-    if len(usable) >= 2 and len(clean) >= 3:
-        labels = correlation_clusters(clean, threshold).reindex(weights.index)
-        free = iter(range(int(labels.max()) + 1, int(labels.max()) + 1 + len(weights)))
-        return labels.apply(lambda v: int(v) if pd.notna(v) else next(free)).astype(int)
+    names = list(weights.index)
+    usable = [c for c in names if c in returns.columns]
+    if len(usable) >= 2:
+        X = returns[usable].to_numpy(dtype=float)
+        clean = X[~np.isnan(X).any(axis=1)]
+        if len(clean) >= 3:
+            found = dict(zip(usable, Dendrogram.of(clean).labels(threshold)[0].tolist()))
+            free = iter(range(max(found.values()) + 1, max(found.values()) + 1 + len(names)))
+            return pd.Series([found[c] if c in found else next(free) for c in names], index=weights.index, dtype=int)
     return pd.Series(np.arange(1, len(weights) + 1), index=weights.index)
 
 
@@ -149,18 +152,20 @@ def success_share(outcomes: list[bool]) -> float:
 
 
 def health_vetoes(matrix: pd.DataFrame, shares: dict[str, float], threshold: float) -> dict[str, str]:
-    """Children to veto at this date, with the reason (domain-spec §6.3).
+    """Children to veto at this date, with the reason.
 
     A child is vetoed when its share of successful optimisations over the window is below
     `threshold`, when its stream is flat (no investable data: a sleeve sitting in cash), or when it
     has no stream in the window while other children do.
     """
     vetoed: dict[str, str] = {}
-    has_data = [c for c in matrix.columns if matrix[c].notna().any()]
-    for child in matrix.columns:
-        col = matrix[child].dropna()
+    values = matrix.to_numpy(dtype=float)
+    present = ~np.isnan(values)
+    has_data = bool(present.any())
+    for j, child in enumerate(matrix.columns):
+        col = values[present[:, j], j]
         share = shares.get(child, float("nan"))
-        if col.empty and has_data:  # nobody has data yet is a history question, not a health one
+        if len(col) == 0 and has_data:  # nobody has data yet is a history question, not a health one
             vetoed[child] = "no stream in the window"
         elif len(col) >= 2 and col.std(ddof=0) <= FLAT_STD:
             vetoed[child] = "flat stream: no investable data in the window"
@@ -211,3 +216,176 @@ def allocate(matrix: pd.DataFrame, *, profile: str, engine: str, chain: tuple[st
     weights[live] = project_bounded_simplex(raw.to_numpy(), lo, hi)
     full_raw = raw.reindex(names).fillna(0.0)
     return MetaAllocation(weights, full_raw, eng, used, "; ".join([status, *notes]), dict(vetoed), (lo, hi))
+
+
+# ---- the same maths on arrays, for every rebalance date of a backtest --------------------------
+
+
+class ChildStream:
+    """A child's daily stream as arrays sorted by holding period, so any window of periods is a slice.
+
+    `periods[i]` is the rebalance date whose holding period (previous date, periods[i]] day
+    `dates[i]` belongs to; a meta's window is a range of periods, as its children's streams are
+    stored by period.
+    """
+
+    def __init__(self, periods: np.ndarray, dates: np.ndarray, values: np.ndarray):
+        order = np.lexsort((dates, periods))
+        self.periods, self.dates, self.values = periods[order], dates[order], values[order]
+
+    @classmethod
+    def empty(cls) -> ChildStream:
+        e = np.array([], dtype="datetime64[D]")
+        return cls(e, e, np.zeros(0))
+
+    def rows(self, after, until) -> slice:
+        """Rows of the periods with rebalance date in (after, until] (after None: from the start)."""
+        lo = 0 if after is None else int(np.searchsorted(self.periods, np.datetime64(after, "D"), side="right"))
+        return slice(lo, int(np.searchsorted(self.periods, np.datetime64(until, "D"), side="right")))
+
+    def series(self, after, until) -> pd.Series:
+        sel = self.rows(after, until)
+        return pd.Series(self.values[sel], index=pd.DatetimeIndex(self.dates[sel])).sort_index()
+
+
+def window_matrix(streams: dict[str, ChildStream], names: list[str], after, until,
+                  tail: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The children's streams over the periods in (after, until], inner-joined on dates, last `tail` days.
+
+    A child with no row in the window is left out of the join (all NaN in its column): it would
+    empty the join for everyone, and the health gate vetoes it. Returns (dates, matrix with one
+    column per name, info {"union_days", "kept_days", "lost_share"}).
+    """
+    parts = {c: streams[c].rows(after, until) for c in names}
+    present = [c for c in names if parts[c].stop > parts[c].start]
+    joined = present or names
+    dates_by = {c: streams[c].dates[parts[c]] for c in joined}
+    for c, ds in dates_by.items():
+        if len(ds) > 1 and (np.diff(ds) == np.timedelta64(0, "D")).any():
+            dup = ds[1:][np.diff(ds) == np.timedelta64(0, "D")]
+            raise ValueError(f"stream {c!r} has duplicated dates: {dup[:3].tolist()}")
+    union = np.unique(np.concatenate([dates_by[c] for c in joined])) if joined else np.array([], dtype="datetime64[D]")
+    common = union
+    for c in joined:
+        common = np.intersect1d(common, dates_by[c], assume_unique=True)
+    info = {"union_days": len(union), "kept_days": len(common),
+            "lost_share": (1 - len(common) / len(union)) if len(union) else 0.0}
+    common = common[-tail:] if tail else common
+    matrix = np.full((len(common), len(names)), np.nan)
+    for j, c in enumerate(names):
+        if c in joined and len(common):
+            sel = parts[c]
+            pos = np.searchsorted(dates_by[c], common)
+            matrix[:, j] = streams[c].values[sel][pos]
+    return common, matrix, info
+
+
+def outer_matrix(streams: dict[str, ChildStream], names: list[str], after, until) -> tuple[np.ndarray, np.ndarray]:
+    """Every day any child has in the periods (after, until], NaN where a child has none (earns 0)."""
+    parts = {c: streams[c].rows(after, until) for c in names}
+    dates = np.unique(np.concatenate([streams[c].dates[parts[c]] for c in names])) if names else \
+        np.array([], dtype="datetime64[D]")
+    matrix = np.full((len(dates), len(names)), np.nan)
+    for j, c in enumerate(names):
+        ds = streams[c].dates[parts[c]]
+        if len(ds):
+            matrix[np.searchsorted(dates, ds), j] = streams[c].values[parts[c]]
+    return dates, matrix
+
+
+class SuccessHistory:
+    """A child's optimisation outcomes by date: the share of successes in any window, in O(log n)."""
+
+    def __init__(self, outcomes: list[tuple]):
+        outcomes = sorted(outcomes)
+        self.days = np.array([np.datetime64(d, "D") for d, _ in outcomes], dtype="datetime64[D]")
+        self.cum = np.concatenate([[0], np.cumsum([1 if ok else 0 for _, ok in outcomes])])
+
+    def share(self, after, until) -> float:
+        """Share of successful optimisations dated in (after, until]; NaN when there is none."""
+        lo = int(np.searchsorted(self.days, np.datetime64(after, "D"), side="right"))
+        hi = int(np.searchsorted(self.days, np.datetime64(until, "D"), side="right"))
+        return float((self.cum[hi] - self.cum[lo]) / (hi - lo)) if hi > lo else float("nan")
+
+
+def flatten_rows(meta: str, child_weights: list[tuple[str, float]],
+                 child_rows: dict[str, dict[str, list]]) -> dict[str, list]:
+    """`flatten` on column lists (CONTRIBUTION_COLUMNS): each child's rows scaled by its weight, path prefixed."""
+    out: dict[str, list] = {c: [] for c in CONTRIBUTION_COLUMNS}
+    for child, w in child_weights:
+        rows = child_rows.get(child)
+        if not rows or not rows["symbol"] or w == 0:
+            continue
+        out["symbol"] += rows["symbol"]
+        out["path"] += [f"{meta}/{p}" for p in rows["path"]]
+        out["sleeve"] += rows["sleeve"]
+        out["atom_id"] += rows["atom_id"]
+        out["direction"] += rows["direction"]
+        out["path_weight"] += [p * w for p in rows["path_weight"]]
+        out["sleeve_weight"] += rows["sleeve_weight"]
+        out["contribution"] += [c * w for c in rows["contribution"]]
+    return out
+
+
+def sleeve_rows(sleeve: str, atom_ids: list[str], symbols: list[str], direction: str,
+                weights: np.ndarray) -> dict[str, list]:
+    """`sleeve_contributions` on column lists: path = sleeve, path weight 1, signed by direction."""
+    d = direction.upper()
+    sign = -1.0 if d == "SHORT" else 1.0
+    n = len(atom_ids)
+    return {"symbol": list(symbols), "path": [sleeve] * n, "sleeve": [sleeve] * n, "atom_id": list(atom_ids),
+            "direction": [d] * n, "path_weight": [1.0] * n, "sleeve_weight": [float(w) for w in weights],
+            "contribution": [sign * float(w) for w in weights]}
+
+
+NET_COLUMNS = ["symbol", "net_weight", "long_weight", "short_weight", "n_paths", "contributors"]
+
+
+def net_rows(contributions: dict[str, list]) -> dict[str, list]:
+    """`net_by_symbol` on column lists: signed net per symbol, long and short gross apart, the paths
+    behind it (largest first), ordered by |net| descending."""
+    acc: dict[str, list] = {}
+    for sym, path, c in zip(contributions["symbol"], contributions["path"], contributions["contribution"]):
+        a = acc.get(sym)
+        if a is None:
+            a = acc[sym] = [0.0, 0.0, 0.0, []]
+        a[0] += c
+        if c > 0:
+            a[1] += c
+        elif c < 0:
+            a[2] -= c
+        a[3].append((path, c))
+    symbols = list(acc)
+    net = np.array([acc[s][0] for s in symbols])
+    order = np.argsort(-np.abs(net), kind="stable")
+    out: dict[str, list] = {c: [] for c in NET_COLUMNS}
+    for i in order:
+        s = symbols[i]
+        a = acc[s]
+        out["symbol"].append(s)
+        out["net_weight"].append(a[0])
+        out["long_weight"].append(a[1])
+        out["short_weight"].append(a[2])
+        out["n_paths"].append(len(a[3]))
+        out["contributors"].append("; ".join(f"{p} {v:+.4f}" for p, v in sorted(a[3], key=lambda t: -abs(t[1]))))
+    return out
+
+
+def tree_rows(meta: str, names: list[str], weights: np.ndarray, labels: np.ndarray,
+              refs: dict[str, str]) -> dict[str, list]:
+    """`cluster_tree` on column lists: meta -> correlation clusters of children -> children."""
+    out = {"node": [meta], "parent": [""], "level": [0], "kind": ["meta"], "weight": [float(weights.sum())],
+           "intra_weight": [1.0], "ref": [""]}
+    for label in sorted(set(labels.tolist())):
+        members = [i for i, lab in enumerate(labels) if lab == label]
+        cw = float(weights[members].sum())
+        node = f"{meta}/cluster_{label}"
+        for k, v in (("node", node), ("parent", meta), ("level", 1), ("kind", "cluster"), ("weight", cw),
+                     ("intra_weight", 1.0), ("ref", "")):
+            out[k].append(v)
+        for i in members:
+            for k, v in (("node", names[i]), ("parent", node), ("level", 2), ("kind", "child"),
+                         ("weight", float(weights[i])),
+                         ("intra_weight", float(weights[i] / cw) if cw > 0 else 0.0), ("ref", refs.get(names[i], ""))):
+                out[k].append(v)
+    return out

@@ -8,6 +8,7 @@ shrinking it BUY_TO_COVER, and crossing zero is two legs (close, then open the o
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 NOISE = 1e-4
@@ -26,23 +27,32 @@ def _legs(implemented: float, target: float) -> list[tuple[str, float]]:
 
 def rebalance_orders(implemented: pd.Series, target: pd.Series, min_trade: float = 0.01) -> pd.DataFrame:
     """One row per order leg: EXECUTE when the symbol's |drift| >= min_trade, else SKIP (dust)."""
-    symbols = implemented.index.union(target.index)
-    cur = implemented.reindex(symbols, fill_value=0.0)
-    tgt = target.reindex(symbols, fill_value=0.0)
+    return pd.DataFrame(order_rows(dict(zip(implemented.index, implemented.to_numpy(float))),
+                                   dict(zip(target.index, target.to_numpy(float))), min_trade),
+                        columns=ORDER_COLUMNS)
+
+
+def order_rows(implemented: dict[str, float], target: dict[str, float], min_trade: float = 0.01) -> list[dict]:
+    """`rebalance_orders` on plain mappings: the legs, EXECUTE before SKIP, larger legs first."""
     rows = []
-    for sym in symbols:
-        drift = float(tgt[sym] - cur[sym])
+    for sym in sorted(set(implemented) | set(target)):
+        cur, tgt = implemented.get(sym, 0.0), target.get(sym, 0.0)
+        drift = float(tgt - cur)
         if abs(drift) < NOISE:
             continue
         status = "EXECUTE" if abs(drift) >= min_trade else "SKIP"
-        for action, size in _legs(float(cur[sym]), float(tgt[sym])):
-            rows.append({"symbol": sym, "implemented": float(cur[sym]), "target": float(tgt[sym]), "drift": drift,
+        for action, size in _legs(float(cur), float(tgt)):
+            rows.append({"symbol": sym, "implemented": float(cur), "target": float(tgt), "drift": drift,
                          "action": action, "size": size, "status": status})
-    out = pd.DataFrame(rows, columns=ORDER_COLUMNS)
-    return out.sort_values(["status", "size"], ascending=[True, False]).reset_index(drop=True)
+    return sorted(rows, key=lambda r: (r["status"], -r["size"]))
 
 
 def required_turnover(implemented: pd.Series, target: pd.Series) -> float:
     """One-way turnover to reach the target: sum |drift| / 2."""
-    symbols = implemented.index.union(target.index)
-    return float((target.reindex(symbols, fill_value=0.0) - implemented.reindex(symbols, fill_value=0.0)).abs().sum() / 2)
+    return turnover_of(dict(zip(implemented.index, implemented.to_numpy(float))),
+                       dict(zip(target.index, target.to_numpy(float))))
+
+
+def turnover_of(implemented: dict[str, float], target: dict[str, float]) -> float:
+    symbols = sorted(set(implemented) | set(target))
+    return float(np.abs(np.array([target.get(s, 0.0) - implemented.get(s, 0.0) for s in symbols])).sum() / 2)

@@ -43,6 +43,7 @@ __all__ = [
     "RegimeReading",
     "RegimeSettings",
     "detect_regime",
+    "detect_regimes",
     "regime_timeline",
 ]
 
@@ -188,6 +189,32 @@ def detect_regime(mean_returns: pd.Series | np.ndarray, settings: RegimeSettings
     comp = {k: float(v[0]) for k, v in _score_rows(x[None, :], s).items()}
     label = str(_labels(np.array([comp["score"]]), s)[0])
     return RegimeReading(label=label, n_obs=n, **comp)
+
+
+def detect_regimes(mean_returns: list[np.ndarray], settings: RegimeSettings | None = None) -> list[RegimeReading]:
+    """`detect_regime` of many series (one per rebalance date) in one vectorised pass.
+
+    Each series is cut to its trailing `lookback_days` non-NaN values as `detect_regime` does; the
+    windows of full length are scored together (rows are independent, so each reading equals a
+    one-series call), shorter ones one by one.
+    """
+    s = settings or RegimeSettings()
+    cut = []
+    for x in mean_returns:
+        x = np.asarray(x, dtype=float).ravel()
+        cut.append(x[~np.isnan(x)][-s.lookback_days:])
+    out: list[RegimeReading | None] = [None] * len(cut)
+    full = [i for i, x in enumerate(cut) if len(x) == s.lookback_days and len(x) >= s.min_obs]
+    if full:
+        comp = _score_rows(np.stack([cut[i] for i in full]), s)
+        labels = _labels(comp["score"], s)
+        for j, i in enumerate(full):
+            out[i] = RegimeReading(label=str(labels[j]), n_obs=s.lookback_days,
+                                   **{k: float(v[j]) for k, v in comp.items()})
+    for i, x in enumerate(cut):
+        if out[i] is None:
+            out[i] = detect_regime(x, s)
+    return out  # type: ignore[return-value]
 
 
 def regime_timeline(

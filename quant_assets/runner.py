@@ -1,8 +1,8 @@
-"""Run a date range of the graph in one process: the headless backfill used by the CLI and tests.
+"""Run a range of the graph in one process: the headless backfill used by the CLI and tests.
 
-One run covers the whole range and every selected asset executes once over all its dates
-(`BackfillPolicy.single_run()`), in dependency order, so a walk-forward of N dates costs one step
-per asset rather than N runs per asset.
+One run covers every partition (period) holding a rebalance date of the range, and every selected
+step executes once over all their dates (`BackfillPolicy.single_run()`), in dependency order, so a
+walk-forward of N periods costs one step execution per asset group, not N.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import datetime as dt
 from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from quant_assets.calendar import rebalance_dates
+from quant_assets.calendar import Periods
 from quant_assets.manifest import Manifest
 
 
 def partition_range(manifest: Manifest, start: dt.date, end: dt.date) -> tuple[str, str]:
-    """First and last rebalance dates inside [start, end]; an empty range is an error naming it."""
-    dates = [d for d in rebalance_dates(manifest.calendar, end) if d >= start]
-    if not dates:
+    """First and last partitions (periods) holding a rebalance date in [start, end]; none is an error."""
+    keys = Periods(manifest.calendar).keys_between(start, end)
+    if not keys:
         raise ValueError(f"no rebalance date between {start} and {end} "
                          f"(calendar {manifest.calendar.frequency} from {manifest.calendar.start})")
-    return dates[0].isoformat(), dates[-1].isoformat()
+    return keys[0], keys[-1]
 
 
 def materialize_range(defs: Definitions, manifest: Manifest, start: dt.date, end: dt.date,

@@ -1,8 +1,13 @@
 """Lakehouse table schemas: one declaration per table, used to write, to read and to show in the UI.
 
-Every row carries ``rebalance_date`` (the partition it belongs to) plus the identifying columns of
-the asset that wrote it (universe / sleeve / meta / risk), so a view over a whole table can be
-filtered like any other relation.
+Two kinds of rows, both carrying the identifying columns of the asset that wrote them (universe /
+sleeve / meta / risk), so a view over a whole table can be filtered like any other relation:
+
+* decisions and their inputs per rebalance date carry ``rebalance_date`` (weights, selections,
+  features, health verdicts, ...);
+* daily data carries ``date`` only and is stored once per day (prices, returns, the children's
+  streams of a meta); a stream that belongs to a holding period also says which rebalance date it
+  belongs to (``rebalance_date``: the period (previous date, rebalance_date]).
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ TABLES: dict[str, Table] = {
          "sector": S, "direction": S, "first_date": D, "metadata": S, "is_benchmark": B},
     ),
     "prices": Table(
-        "Point-in-time snapshot of daily closes over the lookback, as known on the rebalance date.",
-        {"rebalance_date": D, "universe": S, "date": D, "symbol": S, "close": F},
+        "Daily closes, one row per symbol and session, stored once in the partition of its date "
+        "(the calendar's first partition also holds the warm-up history its first window needs).",
+        {"universe": S, "date": D, "symbol": S, "close": F},
     ),
     "returns": Table(
-        "Health-checked dense matrix of simple daily returns (long format), no forward fill.",
-        {"rebalance_date": D, "universe": S, "date": D, "symbol": S, "ret": F},
+        "Simple close-to-close daily returns (no forward fill: a missing close voids two returns), one row "
+        "per symbol and session. What an optimiser saw on D: these rows over the window, for the symbols "
+        "`returns_health` kept on D, on the dates every kept symbol traded.",
+        {"universe": S, "date": D, "symbol": S, "ret": F},
     ),
     "returns_health": Table(
         "One row per candidate: kept or excluded by the health policy, with the reason and the value.",
@@ -100,7 +108,9 @@ TABLES: dict[str, Table] = {
          "net_return": F, "turnover": F, "wealth": F, "bankrupt": B, "weights_date": D},
     ),
     "meta_returns": Table(
-        "Children's daily return streams over the trailing window, inner-joined on dates (long format).",
+        "Each child's daily out-of-sample stream, side by side, one row per child and day (stored once, with the "
+        "rebalance date whose holding period the day belongs to). The matrix a meta optimises on D is the rows "
+        "of the periods in its trailing window, inner-joined on dates.",
         {"rebalance_date": D, "meta": S, "risk": S, "date": D, "child": S, "ret": F},
     ),
     "meta_weights": Table(
@@ -134,7 +144,8 @@ TABLES: dict[str, Table] = {
          "action": S, "size": F, "status": S, "implemented_as_of": D},
     ),
     "meta_report": Table(
-        "The markdown report of a meta lens at a rebalance date.",
+        "The markdown report of a meta lens as of the last rebalance date of each partition (any other "
+        "date: `quant-assets report META RISK DATE`).",
         {"rebalance_date": D, "meta": S, "risk": S, "markdown": S},
     ),
 }

@@ -11,7 +11,7 @@ becomes a strategy atom whose id is never parsed back into a symbol (§10.27).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -33,10 +33,11 @@ from quant_assets.filters import (
     FrictionSettings,
     PredictabilitySettings,
     TrendRegimeSettings,
-    apply_filters,
     make_filter,
+    run_filters,
+    veto_frame,
 )
-from quant_assets.rankers import RankerSettings, get_ranker, rank_candidates, sleeve_sign
+from quant_assets.rankers import FeatureView, RankerSettings, Ranking, get_ranker, sleeve_sign
 
 __all__ = [
     "FUNNEL_VETO_COLUMNS", "SELECTION_COLUMNS", "STAGES", "FunnelResult",
@@ -117,19 +118,63 @@ class SelectionSettings(BaseModel):
                 for name in self.filters]
 
 
-@dataclass(frozen=True)
 class FunnelResult:
-    rankings: pd.DataFrame  # symbol, score, rank (+ the ranker's own columns, e.g. <feature>_prob)
-    vetoes: pd.DataFrame  # FUNNEL_VETO_COLUMNS: strict vetoes; lifted_by names the stage that lifted one
-    selection: pd.DataFrame  # SELECTION_COLUMNS, one row per candidate, by rank
-    stage_counts: pd.DataFrame  # stage, winners: for every stage in STAGES
-    composition: pd.DataFrame  # COMPOSITION_COLUMNS: one row per winner's atom
-    streams: pd.DataFrame  # the winners' synthetic-long returns, columns = atom ids
-    clusters: ClusterResult
+    """One date's funnel: what recruitment decided, with every stage's output as a frame on demand.
+
+    The arrays are what a backtest keeps (one per rebalance date); the frames (`rankings`, `vetoes`,
+    `selection`, `stage_counts`, `composition`, `streams`) are built when asked for.
+    """
+
+    def __init__(self, ranking: Ranking, strict: list, lifted: list[str], cluster_of: dict[str, int],
+                 picked: dict[str, str], first_reason: dict[str, str], logic: str, direction: str,
+                 returns: pd.DataFrame | None, clusters: ClusterResult):
+        self.ranking, self.strict, self.lifted, self.cluster_of = ranking, strict, lifted, cluster_of
+        self.picked, self.first_reason, self.logic, self.direction = picked, first_reason, logic, direction
+        self.returns, self.clusters = returns, clusters
 
     @property
     def winners(self) -> list[str]:
-        return self.selection.loc[self.selection["selected"], "symbol"].tolist()
+        return [s for s in self.ranking.symbols if s in self.picked]
+
+    def selection_columns(self) -> dict[str, list]:
+        """The selection table's columns (SELECTION_COLUMNS), one entry per candidate in rank order."""
+        order, d = self.ranking.symbols, self.direction
+        return {
+            "symbol": list(order), "direction": [d.upper()] * len(order), "score": list(self.ranking.scores),
+            "rank": list(range(1, len(order) + 1)), "cluster": [self.cluster_of[s] for s in order],
+            "vetoed": [s in self.first_reason for s in order],
+            "veto_reason": [self.first_reason.get(s, "") for s in order],
+            "selected": [s in self.picked for s in order], "selected_by": [self.picked.get(s, "") for s in order],
+            "atom_id": [atom_id(s, self.logic, d) for s in order], "sign": [1 if d == "long" else -1] * len(order),
+        }
+
+    @cached_property
+    def rankings(self) -> pd.DataFrame:
+        return self.ranking.frame()
+
+    @cached_property
+    def vetoes(self) -> pd.DataFrame:
+        frame = veto_frame(self.strict).assign(lifted_by=self.lifted)
+        return frame[FUNNEL_VETO_COLUMNS].reset_index(drop=True)
+
+    @cached_property
+    def selection(self) -> pd.DataFrame:
+        return pd.DataFrame(self.selection_columns(), columns=SELECTION_COLUMNS).astype(
+            {"score": float, "rank": int, "cluster": int, "vetoed": bool, "selected": bool, "sign": int})
+
+    @cached_property
+    def stage_counts(self) -> pd.DataFrame:
+        return pd.DataFrame({"stage": list(STAGES),
+                             "winners": [sum(v == st for v in self.picked.values()) for st in STAGES]})
+
+    @cached_property
+    def composition(self) -> pd.DataFrame:
+        return composition_map(self.winners, self.logic, self.direction)
+
+    @cached_property
+    def streams(self) -> pd.DataFrame:
+        return synthetic_long(self.returns[self.winners], self.direction).set_axis(
+            self.composition["atom_id"].tolist(), axis=1)
 
 
 # --- synthesis (stage 6) ---------------------------------------------------------------------------
@@ -192,13 +237,14 @@ class _Recruiter:
                 self.picked[s] = stage
 
 
-def _vetoed(vetoes: pd.DataFrame) -> set[str]:
-    return set(vetoes["symbol"])
+def _vetoed(vetoes: list) -> set[str]:
+    return {row[0] for row in vetoes}
 
 
 def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterResult | None, regime: str,
                settings: SelectionSettings, logic: str, direction: str,
-               benchmarks: Iterable[str] = ()) -> FunnelResult:
+               benchmarks: Iterable[str] = (), rankings: pd.DataFrame | None = None,
+               strict: pd.DataFrame | None = None) -> FunnelResult:
     """Stages 3-6 for one sleeve on one date.
 
     Candidates are the symbols with a feature row, a returns column and a cluster label (`clusters`
@@ -210,7 +256,8 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
     that passed the darwinian filter and has entropy <= 0.999), global_topup (best remaining
     non-vetoed names) and scarcity (best remaining names, vetoes ignored). A name without a score is
     never picked. `vetoed`/`veto_reason` in the selection frame report the strict chain; the vetoes
-    frame marks what relaxation lifted. Ties are broken by symbol name.
+    frame marks what relaxation lifted. Ties are broken by symbol name. `rankings` and `strict`
+    (the stage outputs, when the caller has computed them already) are used as given.
     """
     check_regime(regime)
     d = direction.lower()
@@ -227,21 +274,33 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
     labels = clusters.labels.copy()
     labels.index = labels.index.astype(str)
     symbols = [s for s in in_returns if s in labels.index]
-    feats, benchmarks = feats.loc[symbols], {str(b) for b in benchmarks}
+    view = FeatureView.from_frame(feats.loc[symbols])
+    ranking = None if rankings is None else Ranking(
+        [str(x) for x in rankings["symbol"]], rankings["score"].to_numpy(dtype=float),
+        {c: rankings[c].to_numpy() for c in rankings.columns if c not in ("symbol", "score", "rank")})
+    strict_rows = None if strict is None else [tuple(r) for r in strict[VETO_COLUMNS].itertuples(index=False)]
+    return funnel_view(view, {s: int(labels[s]) for s in symbols}, regime, settings, logic, d, benchmarks,
+                       ranking, strict_rows, rets, clusters)
 
+
+def funnel_view(view: FeatureView, cluster_of: dict[str, int], regime: str, settings: SelectionSettings, logic: str,
+                direction: str, benchmarks: Iterable[str] = (), ranking: Ranking | None = None,
+                strict: list | None = None, returns: pd.DataFrame | None = None,
+                clusters: ClusterResult | None = None) -> FunnelResult:
+    """`run_funnel` on arrays: the candidates of `view`, each with its cluster label (the hot path)."""
+    d = direction.lower()
+    benchmarks = {str(b) for b in benchmarks}
     ranker = get_ranker(settings.ranker.name)
-    rankings = rank_candidates(feats, settings.ranker, logic, d, regime) if symbols else \
-        pd.DataFrame(columns=["symbol", "score", "rank"])
+    if ranking is None:
+        ranking = ranker.rank_view(view, settings.ranker, logic, d, regime) if len(view) else Ranking([], np.zeros(0))
     chain = settings.build_filters()
     required = ranker.required_columns(settings.ranker, logic)
-    strict = apply_filters(feats, chain, d, benchmarks, required=required) if symbols else \
-        pd.DataFrame(columns=VETO_COLUMNS)
-    vetoes = strict.assign(lifted_by="")
+    if strict is None:
+        strict = run_filters(view, chain, d, benchmarks, required=required) if len(view) else []
+    lifted = [""] * len(strict)
 
-    order = rankings["symbol"].tolist()
-    score = rankings.set_index("symbol")["score"] if symbols else pd.Series(dtype=float)
-    rankable = {s for s in order if np.isfinite(score[s]) and s not in benchmarks}  # references: never recruited
-    cluster_of = {s: int(labels[s]) for s in symbols}
+    order = ranking.symbols
+    rankable = {s for s, sc in zip(order, ranking.scores) if np.isfinite(sc) and s not in benchmarks}
     rec = _Recruiter(order, cluster_of, rankable, settings.top_n_per_cluster, settings.max_winners)
     floor = settings.min_winners
     enabled = set(settings.relaxation.stages)
@@ -255,15 +314,15 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
             loose["entropy_max"] = max(p.entropy_max, min(r.entropy_cap, p.entropy_max * r.entropy_factor))
         if p.efficiency_min is not None:
             loose["efficiency_min"] = p.efficiency_min * r.efficiency_factor
-        current = apply_filters(feats, chain, d, benchmarks, overrides={"predictability": loose}, required=required)
-        still = set(map(tuple, current[["symbol", "filter", "reason"]].to_numpy()))
-        gone = [tuple(k) not in still for k in strict[["symbol", "filter", "reason"]].to_numpy()]
-        vetoes.loc[gone, "lifted_by"] = "relaxed_thresholds"
+        current = run_filters(view, chain, d, benchmarks, overrides={"predictability": loose}, required=required)
+        still = {row[:3] for row in current}
+        lifted = ["relaxed_thresholds" if row[:3] not in still else "" for row in strict]
         rec.per_cluster(_vetoed(current), "relaxed_thresholds")
     vetoed_now = _vetoed(current)
     if len(rec.picked) < floor and "cluster_representative" in enabled:
-        hard = set(current.loc[current["filter"] == "darwinian", "symbol"])
+        hard = {row[0] for row in current if row[1] == "darwinian"}
         ent_max = settings.relaxation.representative_entropy_max
+        entropy = dict(zip(view.symbols, view.col("entropy"))) if "entropy" in view else None
         members: dict[int, list[str]] = {}
         for s in order:
             members.setdefault(cluster_of[s], []).append(s)
@@ -272,7 +331,7 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
             if any(s in rec.picked for s in syms) or not all(s in vetoed_now for s in syms):
                 continue
             for s in syms:  # rank order
-                ok_entropy = ent_max is None or "entropy" not in feats.columns or feats.at[s, "entropy"] <= ent_max
+                ok_entropy = ent_max is None or entropy is None or entropy[s] <= ent_max
                 if s in rankable and s not in hard and ok_entropy:
                     reps.append(s)
                     break
@@ -283,29 +342,10 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
         rec.top_up(order, floor, "scarcity")
     for s, stage in rec.picked.items():
         if stage in ("cluster_representative", "scarcity"):
-            vetoes.loc[(vetoes["symbol"] == s) & (vetoes["lifted_by"] == ""), "lifted_by"] = stage
-
-    sign = 1 if d == "long" else -1
-    first_reason = strict.drop_duplicates("symbol").set_index("symbol")["reason"]
-    selection = pd.DataFrame({
-        "symbol": order,
-        "direction": d.upper(),
-        "score": rankings["score"].to_numpy(dtype=float),
-        "rank": rankings["rank"].to_numpy(dtype=int),
-        "cluster": [cluster_of[s] for s in order],
-        "vetoed": [s in first_reason.index for s in order],
-        "veto_reason": [first_reason.get(s, "") for s in order],
-        "selected": [s in rec.picked for s in order],
-        "selected_by": [rec.picked.get(s, "") for s in order],
-        "atom_id": [atom_id(s, logic, d) for s in order],
-        "sign": sign,
-    }, columns=SELECTION_COLUMNS).astype({"rank": int, "cluster": int, "vetoed": bool, "selected": bool,
-                                         "sign": int})
-    winners = selection.loc[selection["selected"], "symbol"].tolist()
-    stage_counts = pd.DataFrame({"stage": list(STAGES),
-                                 "winners": [sum(v == st for v in rec.picked.values()) for st in STAGES]})
-    composition = composition_map(winners, logic, d)
-    streams = synthetic_long(rets[winners], d).set_axis(composition["atom_id"].tolist(), axis=1)
-    return FunnelResult(rankings=rankings, vetoes=vetoes[FUNNEL_VETO_COLUMNS].reset_index(drop=True),
-                        selection=selection, stage_counts=stage_counts, composition=composition,
-                        streams=streams, clusters=clusters)
+            lifted = [stage if row[0] == s and lift == "" else lift for row, lift in zip(strict, lifted)]
+    first_reason: dict[str, str] = {}
+    for row in strict:
+        first_reason.setdefault(row[0], row[2])
+    if clusters is None:
+        clusters = ClusterResult(pd.Series(cluster_of, dtype=int), float("nan"), len(set(cluster_of.values())), ())
+    return FunnelResult(ranking, strict, lifted, cluster_of, rec.picked, first_reason, logic, d, returns, clusters)

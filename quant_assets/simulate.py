@@ -31,12 +31,43 @@ class PeriodResult:
 
 
 def _check_weights(weights: pd.Series) -> pd.Series:
-    """Weights must be synthetic-long (>= 0): a signed book makes drift divide by a signed sum (§10.18)."""
+    """Weights must be synthetic-long (>= 0): a signed book makes drift divide by a signed sum."""
     w = pd.Series(weights, dtype=float)
-    if (w < -1e-12).any():
-        raise ValueError(f"negative weights {w[w < -1e-12].to_dict()}: pass shorts as synthetic-long streams "
-                         "(-min(r, 1)) with weight >= 0")
+    _check_array(w.to_numpy(), w.index)
     return w.clip(lower=0.0)
+
+
+def _check_array(w: np.ndarray, labels=None) -> np.ndarray:
+    bad = w < -1e-12
+    if bad.any():
+        names = list(labels) if labels is not None else list(range(len(w)))
+        raise ValueError(f"negative weights {dict((names[i], float(w[i])) for i in np.flatnonzero(bad))}: pass shorts as "
+                         "synthetic-long streams (-min(r, 1)) with weight >= 0")
+    return np.clip(w, 0.0, None)
+
+
+def drift_array(w: np.ndarray, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`drift` on arrays: w (atoms,), streams (days x atoms, NaN = price missing: holds its value).
+
+    Returns the book's daily returns and its end weights (shares of the end book).
+    """
+    n_days = streams.shape[0]
+    if len(w) == 0 or w.sum() <= 0 or n_days == 0:
+        return np.zeros(n_days), w
+    w = _check_array(np.asarray(w, dtype=float))
+    gross = float(w.sum())
+    cash = 1.0 - gross if gross < 1.0 - _CASH_TOL else 0.0
+    if gross > 1.0 + _CASH_TOL:
+        w = w / gross
+    s = np.where(np.isnan(streams), 0.0, streams)
+    values = w * np.cumprod(1.0 + s, axis=0)
+    total = values.sum(axis=1) + cash
+    prev = np.concatenate([[float(w.sum()) + cash], total[:-1]])
+    # Once everything is wiped out (a short at -100%), the book is worth 0 and earns 0: not 0/0.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        port = np.where(prev > 0, total / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
+    end = values[-1] / total[-1] if total[-1] > 0 else w * 0.0
+    return port, end
 
 
 def drift(weights: pd.Series, streams: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -49,19 +80,8 @@ def drift(weights: pd.Series, streams: pd.DataFrame) -> tuple[pd.Series, pd.Seri
     if weights.empty or weights.sum() <= 0 or streams.empty:
         return pd.Series(0.0, index=streams.index), weights
     w = _check_weights(weights)
-    gross = float(w.sum())
-    cash = 1.0 - gross if gross < 1.0 - _CASH_TOL else 0.0
-    if gross > 1.0 + _CASH_TOL:
-        w = w / gross
-    s = streams[w.index].fillna(0.0).to_numpy()  # a missing price holds its value for P&L
-    values = w.to_numpy() * np.cumprod(1.0 + s, axis=0)
-    total = values.sum(axis=1) + cash
-    prev = np.concatenate([[float(w.sum()) + cash], total[:-1]])
-    # Once everything is wiped out (a short at -100%), the book is worth 0 and earns 0: not 0/0.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        port = pd.Series(np.where(prev > 0, total / np.where(prev > 0, prev, 1.0) - 1.0, 0.0), index=streams.index)
-    end = pd.Series(values[-1] / total[-1], index=w.index) if total[-1] > 0 else w * 0.0
-    return port, end
+    port, end = drift_array(w.to_numpy(), streams[w.index].to_numpy(dtype=float))
+    return pd.Series(port, index=streams.index), pd.Series(end, index=w.index)
 
 
 def turnover(target: pd.Series, current: pd.Series | None) -> float:
@@ -73,13 +93,57 @@ def turnover(target: pd.Series, current: pd.Series | None) -> float:
 
 
 def one_way_turnover(target: pd.Series, current: pd.Series | None) -> float:
-    """Reported turnover (§5): sum |w1 - w0| / 2 including the implicit cash leg 1 - sum w.
+    """Reported turnover: sum |w1 - w0| / 2 including the implicit cash leg 1 - sum w.
 
     From cash, (0.6, 0.4) -> 1.0; (0.5, 0.5) -> (0.6, 0.4) -> 0.1.
     """
     cur_cash = 1.0 if current is None or current.empty else 1.0 - float(current.sum())
     tgt_cash = 1.0 - float(target.sum())
     return (turnover(target, current) + abs(tgt_cash - cur_cash)) / 2.0
+
+
+@dataclass
+class PeriodArrays:
+    """One holding period on arrays: the daily columns of DAILY_COLUMNS and the carry."""
+
+    gross: np.ndarray
+    cost: np.ndarray
+    net: np.ndarray
+    turnover: np.ndarray
+    wealth: np.ndarray
+    bankrupt_flags: np.ndarray
+    end_weights: np.ndarray
+    end_wealth: float
+    bankrupt: bool
+
+
+def holding_period_array(w: np.ndarray, streams: np.ndarray, traded: float, rate: float, start_wealth: float = 1.0,
+                         bankrupt: bool = False, floor: float = BANKRUPTCY_FLOOR) -> PeriodArrays:
+    """`holding_period` on arrays (w: atoms; streams: days x atoms, already restricted to the period)."""
+    n = streams.shape[0]
+    if bankrupt or start_wealth < floor:
+        return PeriodArrays(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, float(start_wealth)),
+                            np.ones(n, dtype=bool), np.zeros(0), float(start_wealth), True)
+    gross, end = drift_array(w, streams)
+    gross = np.asarray(gross, dtype=float).copy()
+    cost = np.zeros(n)
+    turn = np.zeros(n)
+    if n:
+        cost[0] = rate * traded
+        turn[0] = traded
+    net = (1.0 + gross) * (1.0 - cost) - 1.0
+    wealth = start_wealth * np.cumprod(1.0 + net)
+    broke = np.flatnonzero(wealth < floor)
+    flag = np.zeros(n, dtype=bool)
+    if len(broke):
+        k = int(broke[0])  # liquidated at the close of day k: from k+1 on the book is cash
+        gross[k + 1:] = 0.0
+        net[k + 1:] = 0.0
+        wealth[k + 1:] = wealth[k]
+        flag[k:] = True
+        end = np.zeros(0)
+    end_wealth = float(wealth[-1]) if n else float(start_wealth)
+    return PeriodArrays(gross, cost, net, turn, wealth, flag, end, end_wealth, bool(len(broke)))
 
 
 def _in_cash(index: pd.Index, wealth: float) -> PeriodResult:
@@ -101,27 +165,19 @@ def holding_period(weights: pd.Series, streams: pd.DataFrame, traded: float, rat
     """
     if bankrupt or start_wealth < floor:
         return _in_cash(streams.index, start_wealth)
-    gross, end = drift(weights, streams)
-    cost = pd.Series(0.0, index=streams.index)
-    turn = pd.Series(0.0, index=streams.index)
-    if len(streams):
-        cost.iloc[0] = rate * traded
-        turn.iloc[0] = traded
-    net = (1.0 + gross) * (1.0 - cost) - 1.0
-    wealth = start_wealth * np.cumprod(1.0 + net.to_numpy())
-    broke = np.flatnonzero(wealth < floor)
-    flag = np.zeros(len(streams), dtype=bool)
-    if len(broke):
-        k = int(broke[0])  # liquidated at the close of day k: from k+1 on the book is cash
-        gross.iloc[k + 1:] = 0.0
-        net.iloc[k + 1:] = 0.0
-        wealth[k + 1:] = wealth[k]
-        flag[k:] = True
-        end = pd.Series(dtype=float)
-    daily = pd.DataFrame({"gross_return": gross, "cost": cost, "net_return": net, "turnover": turn,
-                          "wealth": wealth, "bankrupt": flag}, index=streams.index, columns=DAILY_COLUMNS)
-    end_wealth = float(wealth[-1]) if len(wealth) else float(start_wealth)
-    return PeriodResult(daily, end, end_wealth, bool(len(broke)))
+    if weights.empty or weights.sum() <= 0 or streams.empty:
+        w_arr, s_arr = np.zeros(0), np.zeros((len(streams), 0))
+    else:
+        w = _check_weights(weights)
+        w_arr, s_arr = w.to_numpy(), streams[w.index].to_numpy(dtype=float)
+    p = holding_period_array(w_arr, s_arr, traded, rate, start_wealth, bankrupt, floor)
+    daily = pd.DataFrame({"gross_return": p.gross, "cost": p.cost, "net_return": p.net, "turnover": p.turnover,
+                          "wealth": p.wealth, "bankrupt": p.bankrupt_flags}, index=streams.index, columns=DAILY_COLUMNS)
+    end = pd.Series(p.end_weights, index=weights.index if len(p.end_weights) == len(weights) else None, dtype=float) \
+        if len(p.end_weights) else pd.Series(dtype=float)
+    if weights.empty or weights.sum() <= 0:
+        end = weights
+    return PeriodResult(daily, end, p.end_wealth, p.bankrupt)
 
 
 def _weights_series(frame: pd.DataFrame) -> pd.Series:
@@ -143,21 +199,65 @@ def rebalance_period(raw: pd.DataFrame, target: pd.DataFrame, previous: pd.DataF
     decided at d1 / d2 (columns atom_id, symbol, weight). dates = (d2 or None, d1, d). The book
     trades from where `previous` had drifted to by d1 into `target`, then drifts over (d1, d].
     """
-    from quant_assets.selection import synthetic_long
-
     d2, d1, d = dates
-    atoms = dict(zip(target["atom_id"], target["symbol"]))
-    if previous is not None:
-        atoms.update(zip(previous["atom_id"], previous["symbol"]))
-    symbols = sorted(set(atoms.values()))
-    where = {s: i for i, s in enumerate(symbols)}
-    window = _between(raw, d2 if d2 is not None else d1, d).reindex(columns=symbols)  # (d2, d] only
-    streams = synthetic_long(window, direction).to_numpy()
-    atom_streams = pd.DataFrame(streams[:, [where[s] for s in atoms.values()]], index=window.index,
-                                columns=list(atoms))
-    current = None
-    if previous is not None and d2 is not None:  # where the previous period's weights had drifted to by d1
-        _, current = drift(_weights_series(previous), _between(atom_streams, d2, d1))
-    w = _weights_series(target)
-    return holding_period(w, _between(atom_streams, d1, d), turnover(w, current), rate,
-                          start_wealth=start_wealth, bankrupt=bankrupt, floor=floor)
+    window = _between(raw, d2 if d2 is not None else d1, d)
+    book = Book(direction, rate, floor)
+    t = (target["atom_id"].to_numpy(), target["symbol"].to_numpy(), target["weight"].to_numpy(float))
+    p = (previous["atom_id"].to_numpy(), previous["symbol"].to_numpy(), previous["weight"].to_numpy(float)) \
+        if previous is not None else None
+    symbols = sorted(set(t[1]) | (set(p[1]) if p is not None else set()))
+    returns = window.reindex(columns=symbols).to_numpy(dtype=float)
+    days = window.index
+    split = int(np.searchsorted(days.values, np.datetime64(pd.Timestamp(d1)), side="right")) if d2 is not None else 0
+    arrays = book.period(returns, symbols, t, p if d2 is not None else None, split, start_wealth, bankrupt)
+    held = days[split:]
+    daily = pd.DataFrame({"gross_return": arrays.gross, "cost": arrays.cost, "net_return": arrays.net,
+                          "turnover": arrays.turnover, "wealth": arrays.wealth, "bankrupt": arrays.bankrupt_flags},
+                         index=held, columns=DAILY_COLUMNS)
+    ids = list(dict.fromkeys(t[0]))
+    end = pd.Series(arrays.end_weights, index=ids) if len(arrays.end_weights) == len(ids) and len(ids) else \
+        pd.Series(dtype=float)
+    return PeriodResult(daily, end, arrays.end_wealth, arrays.bankrupt)
+
+
+@dataclass
+class Book:
+    """A rebalanced book of synthetic-long atoms, walked forward one holding period at a time on arrays.
+
+    Each period: the previous weights drift over (d2, d1] to where they stood at d1, the book trades
+    into the target (friction on the traded notional, first day), then drifts over (d1, d].
+    """
+
+    direction: str
+    rate: float
+    floor: float = BANKRUPTCY_FLOOR
+
+    def period(self, returns: np.ndarray, symbols: list[str], target, previous, split: int, start_wealth: float,
+               bankrupt: bool) -> PeriodArrays:
+        """returns: (days of (d2, d] x symbols) physical returns; target/previous: (atom ids, symbols,
+        weights) decided at d1/d2 (previous None: from cash); split: the first day after d1."""
+        col = {s: i for i, s in enumerate(symbols)}
+        streams = -np.minimum(returns, 1.0) if self.direction.lower() == "short" else returns
+        t_ids, t_syms, t_w = target
+        current_ids, current_w = None, None
+        if previous is not None:
+            p_ids, p_syms, p_w = previous
+            if len(p_w):
+                _, current_w = drift_array(p_w, streams[:split][:, [col[s] for s in p_syms]])
+                current_ids = p_ids
+        traded = _traded(t_ids, t_w, current_ids, current_w)
+        held = streams[split:][:, [col[s] for s in t_syms]] if len(t_syms) else np.zeros((len(streams) - split, 0))
+        return holding_period_array(np.asarray(t_w, dtype=float), held, traded, self.rate, start_wealth, bankrupt,
+                                    self.floor)
+
+
+def _traded(t_ids, t_w, c_ids, c_w) -> float:
+    """sum |target - current| over the union of atoms (current None: from cash, sum of the target)."""
+    if c_ids is None or c_w is None or len(c_w) == 0:
+        return float(np.abs(t_w).sum())
+    merged: dict = {}
+    for a, w in zip(t_ids, t_w):
+        merged[a] = merged.get(a, 0.0) + float(w)
+    for a, w in zip(c_ids, c_w):
+        merged[a] = merged.get(a, 0.0) - float(w)
+    return float(np.abs(np.array([merged[k] for k in sorted(merged)])).sum())

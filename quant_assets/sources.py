@@ -72,9 +72,10 @@ class _SkfolioFrameSource(PriceSource):
         unknown = [t for t in tickers if t not in frame.columns]
         if unknown:
             raise KeyError(f"source {self.name!r} has no symbols {unknown}; it has {list(frame.columns)}")
+        listed = _first_dates(type(self))
         out = []
         for ticker in tickers:
-            first = frame[ticker].first_valid_index()
+            first = listed[ticker]
             if first is None or first.date() > as_of:
                 continue  # not listed yet: invisible to a point-in-time discovery
             exchange, asset_type, sector = self.reference[ticker]
@@ -92,6 +93,13 @@ class _SkfolioFrameSource(PriceSource):
         window = frame.loc[pd.Timestamp(start): pd.Timestamp(end), [by_symbol[s] for s in symbols]]
         window.columns = list(symbols)
         return window
+
+
+@lru_cache(maxsize=None)
+def _first_dates(cls: type[_SkfolioFrameSource]) -> dict[str, pd.Timestamp | None]:
+    """Each symbol's first close: when it became listed (the frame never changes within a process)."""
+    frame = _cached_frame(cls)
+    return {t: frame[t].first_valid_index() for t in frame.columns}
 
 
 @lru_cache(maxsize=None)

@@ -1,15 +1,19 @@
-"""Plumbing shared by every asset factory: asset names, partition dates of a run, metadata.
+"""Plumbing shared by every asset step: asset names, the run's partitions, writes, metadata, checks.
 
-Every asset follows one pattern: read its inputs from the lakehouse once for the whole range of
-the run, loop over the rebalance dates in order, write one Parquet partition per date, and
-return metadata that summarises the range and details its last date. That is what lets a
-backfill of N dates run as one run per asset (`BackfillPolicy.single_run()`).
+An asset *step* is one subsettable multi-asset: the keys that are always computed together (a
+universe's market data, a sleeve's funnel, a sleeve's lenses, a meta lens). Every step follows one
+pattern (`Run`): take the run's partitions (one period, or a range in a single-run backfill), read
+each input once for the whole span (plus the earlier periods a trailing window reaches into),
+compute every rebalance date in one pass, write one Parquet file per table and partition, and
+describe each partition in its own metadata. Keys of the step that are not selected are read from
+the lakehouse instead of being recomputed, so a UI subset materialises exactly what it selected.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import pandas as pd
 import polars as pl
@@ -17,14 +21,16 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetKey,
     BackfillPolicy,
+    MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
     TimeWindowPartitionsDefinition,
 )
 
+from quant_assets.calendar import Periods
 from quant_assets.lakehouse import Lakehouse
-from quant_assets.lakehouse import pivot_wide as wide  # noqa: F401 - the factories' name for it
 from quant_assets.manifest import Manifest
 from quant_assets.schemas import TABLES
 
@@ -38,20 +44,26 @@ class UpstreamMissingError(RuntimeError):
 
 @dataclass(frozen=True)
 class GraphContext:
-    """What every factory needs: the manifest and the shared partitions definition."""
+    """What every factory needs: the manifest, its partition scheme and Dagster's partitions definition."""
 
     manifest: Manifest
+    periods: Periods
     partitions: TimeWindowPartitionsDefinition
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> GraphContext:
+        periods = Periods(manifest.calendar)
+        return cls(manifest, periods, periods.partitions_def())
 
 
 # ---- partition dependencies ------------------------------------------------------------
-# SAME_DATE_DEPS: a dependency on another asset is declared same-date even when the body reads a
-# window of it (the meta window, the previous dates' weights): the body reads the lakehouse itself.
-# Declaring the window as a TimeWindowPartitionMapping draws it in lineage, but Dagster's UI
-# backfill derives each asset's target partitions from its parents' through those mappings, so a
-# backfill of March for the meta group targeted meta_returns through April of the next year and
-# ran meta weights before their returns. Only an asset's dependency on *itself* (wealth carried
-# from the previous date) is declared with an offset: it never widens a backfill.
+# SAME_PERIOD_DEPS: a dependency on another asset is declared same-period even when the body reads
+# a trailing window of it that reaches into earlier periods (the 500-session price window, the meta
+# window, the previous dates' weights): the body reads the lakehouse itself and says which window.
+# Declaring windows as TimeWindowPartitionMappings draws them in lineage, but Dagster's UI backfill
+# derives each asset's target partitions from its parents' through those mappings and widened a
+# backfill of March to the next April. Only an asset's dependency on *itself* (wealth carried from
+# the previous period) is declared with an offset: it never widens a backfill.
 PREVIOUS_PARTITION = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
@@ -62,8 +74,8 @@ def prices_name(universe: str) -> str: return f"prices_{universe}"
 def returns_name(universe: str) -> str: return f"returns_{universe}"
 def features_name(universe: str) -> str: return f"features_{universe}"
 def regime_name(universe: str) -> str: return f"regime_{universe}"
-def clusters_name(universe: str) -> str: return f"clusters_{universe}"
-def cluster_sensitivity_name(universe: str) -> str: return f"cluster_sensitivity_{universe}"
+def clusters_name(sleeve: str) -> str: return f"clusters_{sleeve}"
+def cluster_sensitivity_name(sleeve: str) -> str: return f"cluster_sensitivity_{sleeve}"
 def rankings_name(sleeve: str) -> str: return f"rankings_{sleeve}"
 def vetoes_name(sleeve: str) -> str: return f"vetoes_{sleeve}"
 def selection_name(sleeve: str) -> str: return f"selection_{sleeve}"
@@ -80,28 +92,134 @@ def orders_name(meta: str, risk: str) -> str: return f"rebalance_orders_{meta}_{
 def implemented_name(meta: str, risk: str) -> str: return f"implemented_weights_{meta}_{risk}"
 
 
-# ---- runs -------------------------------------------------------------------------------
+# ---- a run of a step ---------------------------------------------------------------------
 
-def run_dates(context: AssetExecutionContext) -> list[dt.date]:
-    """The rebalance dates this run covers (one, or a range in a single-run backfill), ascending."""
-    return sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
+@dataclass
+class Run:
+    """One execution of a step: its partitions, their rebalance dates and the lakehouse."""
+
+    context: AssetExecutionContext
+    graph: GraphContext
+    lh: Lakehouse
+    keys: list[str]  # the partitions of this run, ascending
+    selected: set[str] = field(default_factory=set)
+    _results: dict[str, tuple[dict, list]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, context: AssetExecutionContext, graph: GraphContext, lh: Lakehouse) -> Run:
+        keys = sorted(context.partition_keys)
+        return cls(context, graph, lh, keys, {k.to_user_string() for k in context.selected_asset_keys})
+
+    @property
+    def periods(self) -> Periods:
+        return self.graph.periods
+
+    @property
+    def dates(self) -> list[dt.date]:
+        """Every rebalance date of the run's partitions, ascending."""
+        return [d for k in self.keys for d in self.periods.dates(k)]
+
+    @property
+    def first_key(self) -> str:
+        return self.keys[0]
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run.run_id
+
+    def is_selected(self, asset: str) -> bool:
+        return asset in self.selected
+
+    def key_of(self, d: dt.date) -> str:
+        """The partition a row dated `d` belongs to (warm-up rows before the calendar: its first)."""
+        return max(self.periods.key(d), self.periods.keys[0])
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def read(self, table: str, asset: str, keys: Iterable[str] | None = None, required: bool = True) -> pl.DataFrame:
+        """Stored rows of `keys` (default: the run's). A missing partition is an error when `required`."""
+        keys = list(self.keys if keys is None else keys)
+        stored = set(self.lh.partitions(table, asset))
+        missing = [k for k in keys if k not in stored]
+        if missing and required:
+            raise UpstreamMissingError(
+                f"{asset}[{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}] is not materialised "
+                f"(table {table}); materialise it first, e.g. select the asset with its upstream or backfill "
+                f"those periods")
+        return self.lh.read(table, asset, [k for k in keys if k in stored])
+
+    def earlier_keys(self, start: dt.date) -> list[str]:
+        """Periods before the run's first one that hold dates >= `start` (what a trailing window reaches)."""
+        first = self.periods.keys[0]
+        key = max(self.periods.key(start), first)
+        out = []
+        while key is not None and key < self.first_key:
+            out.append(key)
+            key = self.periods.next(key)
+        return out
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def write(self, table: str, asset: str, frame: pl.DataFrame | pd.DataFrame, column: str = "rebalance_date",
+              **identity: str) -> dict[str, pl.DataFrame]:
+        """Write the rows of every run partition (an empty file where a partition has none), atomically
+        per file. Rows are assigned by their `column` date; identity columns are added in front."""
+        if isinstance(frame, pd.DataFrame):
+            frame = pl.from_pandas(frame, include_index=False) if len(frame.columns) else pl.DataFrame()
+        if frame.height:
+            frame = frame.with_columns(*[pl.lit(v, dtype=pl.Utf8).alias(k) for k, v in identity.items()])
+            frame = self.lh.conform(table, frame)
+            dates = frame[column].unique().to_list()
+            mapping = {d: self.key_of(d) for d in dates}
+            outside = sorted({k for k in mapping.values() if k not in self.keys})
+            if outside:
+                raise RuntimeError(f"{asset}: rows dated in partitions {outside} outside the run's {self.keys}")
+            frame = frame.with_columns(pl.col(column).replace_strict(mapping, return_dtype=pl.Utf8).alias("__key"))
+            parts = {k[0]: g.drop("__key") for k, g in frame.group_by("__key")}
+        else:
+            parts = {}
+        out = {}
+        for key in self.keys:
+            part = parts.get(key, pl.DataFrame(schema=TABLES[table].schema))
+            self.lh.write_partition(table, asset, key, part)
+            out[key] = part
+        return out
+
+    # ---- results -------------------------------------------------------------------------
+
+    def describe(self, asset: str, table: str, parts: dict[str, pl.DataFrame], column: str = "rebalance_date",
+                 per_partition: dict[str, dict] | None = None, **common) -> None:
+        """Metadata of every partition (rows, dates, location, its own facts) and of the step."""
+        for key, part in parts.items():
+            md = {"dagster/row_count": part.height, "dagster/uri": MetadataValue.path(str(self.lh.path(table, asset, key)))}
+            if part.height and column in part.columns:
+                dates = part[column]
+                md.update({"first_date": str(dates.min()), "last_date": str(dates.max()),
+                           f"{'rebalance_dates' if column == 'rebalance_date' else 'days'}": dates.n_unique()})
+            md.update((per_partition or {}).get(key, {}))
+            self.context.add_asset_metadata(md, asset_key=asset, partition_key=key)
+        self._results[asset] = ({"dagster/column_schema": TABLES[table].dagster_schema(), "lakehouse_table": table,
+                                 "partitions_in_run": len(self.keys), **common}, self._results.get(asset, ({}, []))[1])
+
+    def check(self, asset: str, result: AssetCheckResult) -> None:
+        md, checks = self._results.get(asset, ({}, []))
+        self._results[asset] = (md, [*checks, result])
+
+    def results(self):
+        """One MaterializeResult per selected key (metadata common to the run + its checks), in the
+        order the step described them: its computation order, which is topological."""
+        for asset in [*[a for a in self._results if a in self.selected], *sorted(self.selected - set(self._results))]:
+            md, checks = self._results.get(asset, ({}, []))
+            yield MaterializeResult(asset_key=AssetKey(asset), metadata=md, check_results=checks)
 
 
-def require(frame: pl.DataFrame | None, asset: str, date: dt.date) -> pl.DataFrame:
-    if frame is None:
-        raise UpstreamMissingError(
-            f"upstream partition {asset}[{date.isoformat()}] is not materialised; "
-            f"materialise it first (e.g. select the asset with its upstream)"
-        )
-    return frame
-
-
-def with_keys(df: pd.DataFrame, date: dt.date, **keys: str) -> pd.DataFrame:
-    """Prefix the partition and asset identity columns every lakehouse row carries."""
-    out = df.copy()
-    for i, (k, v) in enumerate({"rebalance_date": date, **keys}.items()):
-        out.insert(i, k, v)
-    return out
+def check_result(name: str, asset: str, failures: dict[str, str], checked: int, **metadata) -> AssetCheckResult:
+    """A check over every rebalance date of the run: fails if any date fails, naming the dates and why."""
+    shown = dict(list(failures.items())[:20])
+    return AssetCheckResult(
+        check_name=name, asset_key=AssetKey(asset), passed=not failures, severity=AssetCheckSeverity.ERROR,
+        metadata={"dates_checked": checked, "dates_failed": len(failures), "failures": MetadataValue.json(shown),
+                  **metadata})
 
 
 def markdown_table(df: pd.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") -> str:
@@ -120,67 +238,21 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") 
     return "\n".join(lines)
 
 
-def table_metadata(lakehouse: Lakehouse, table: str, asset: str, dates: list[dt.date],
-                   rows: int, last: pd.DataFrame | pl.DataFrame | None, **extra) -> dict:
-    """Row count, schema, location and (single-date runs) a preview: what a person checks first.
-
-    The same dict lands on every partition of a range run, so per-date detail belongs in the
-    lakehouse; keys that describe one date say so (`..._last_date`).
-    """
-    if isinstance(last, pl.DataFrame):
-        last = last.to_pandas()
-    meta = {
-        "dagster/row_count": rows,
-        "dagster/column_schema": TABLES[table].dagster_schema(),
-        "dagster/uri": MetadataValue.path(str(lakehouse.path(table, asset, dates[-1]))),
-        "lakehouse_table": table,
-        "dates_in_run": len(dates),
-        "first_date": dates[0].isoformat(),
-        "last_date": dates[-1].isoformat(),
-    }
-    if last is not None and len(dates) == 1:
-        # Only for single-date runs: a range run stamps its metadata on every partition of the
-        # range, and a preview of the last date would then mislabel all the others.
-        shown = last.drop(columns=[c for c in ("rebalance_date",) if c in last.columns])
-        meta["preview"] = MetadataValue.md(markdown_table(shown))
-    meta.update(extra)
-    return meta
+def preview(frame: pl.DataFrame, rows: int = 10) -> MetadataValue:
+    """The first rows of a partition's last rebalance date, as markdown (what a person checks first)."""
+    if frame.height and "rebalance_date" in frame.columns:
+        frame = frame.filter(pl.col("rebalance_date") == frame["rebalance_date"].max())
+    shown = frame.drop([c for c in ("rebalance_date",) if c in frame.columns]).head(rows).to_pandas()
+    return MetadataValue.md(markdown_table(shown))
 
 
-def audit_check(lakehouse: Lakehouse, asset: str, dates: list[dt.date]) -> AssetCheckResult:
-    """Every optimisation intent of this asset's partitions has an outcome, and the chain verifies."""
-    ledger = lakehouse.ledger()
-    chain = ledger.verify()
-    dangling = ledger.dangling_intents(asset, {d.isoformat() for d in dates})
-    failures = {r["partition"]: f"intent {r['hash'][:12]} (run {r['run_id'][:8]}) has no outcome" for r in dangling}
-    if not chain.ok:
-        failures["ledger"] = chain.reason
-    return check_result("audit_complete", failures, len(dates), ledger_records=chain.records,
-                        ledger=MetadataValue.path(str(ledger.path)))
-
-
-def check_result(name: str, failures: dict[str, str], checked: int, **metadata) -> AssetCheckResult:
-    """A check over every date of the run: fails if any date fails, naming the dates and why."""
-    shown = dict(list(failures.items())[:20])
-    return AssetCheckResult(
-        check_name=name,
-        passed=not failures,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"dates_checked": checked, "dates_failed": len(failures),
-                  "failures": MetadataValue.json(shown), **metadata},
-    )
-
-
-def performance_metadata(stitched: pd.DataFrame, value: str = "net_return") -> dict:
-    """Headline metrics of the run's stitched daily series (dates de-duplicated, ascending)."""
+def performance_metadata(daily: pd.Series, turnover: pd.Series | None = None) -> dict:
+    """Headline metrics of a stitched daily net return series (dates ascending, unique)."""
     from quant_assets.metrics import performance
 
-    if stitched is None or stitched.empty:
+    if daily is None or daily.empty:
         return {"oos_days": 0}
-    daily = stitched.drop_duplicates("date")
-    daily = daily.set_index(pd.DatetimeIndex(daily["date"]))
-    perf = performance(daily[value].astype(float).sort_index(),
-                       turnover=daily.loc[daily["turnover"] > 0, "turnover"] if "turnover" in daily else None)
+    perf = performance(daily.astype(float).sort_index(), turnover=turnover)
     keys = ("total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar", "cvar95", "turnover")
     return {"oos_days": int(perf["days"]),
             **{f"oos_{k}": round(float(perf[k]), 6) for k in keys if k in perf and pd.notna(perf[k])}}

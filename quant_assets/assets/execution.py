@@ -14,22 +14,21 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
+import polars as pl
+from dagster import AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
     OWNER,
     SINGLE_RUN,
     GraphContext,
+    Run,
     flattened_name,
     implemented_name,
     orders_name,
-    require,
-    run_dates,
-    table_metadata,
-    with_keys,
+    preview,
 )
 from quant_assets.lakehouse import Lakehouse, LakehouseResource
-from quant_assets.orders import rebalance_orders, required_turnover
+from quant_assets.orders import order_rows, turnover_of
 
 
 def state_path(lh: Lakehouse, meta: str, risk: str) -> Path:
@@ -65,45 +64,71 @@ def record_implemented(path: Path, date: dt.date, weights: pd.Series) -> None:
         os.replace(tmp, path)
 
 
-def execution_assets(ctx: GraphContext, meta: str, risk: str) -> list:
+def orders_step(ctx: GraphContext, meta: str) -> list:
+    """The external state assets of a root meta and one step writing every lens's orders."""
     cfg = ctx.manifest.metas[meta]
-    n_flat, n_orders, n_state = flattened_name(meta, risk), orders_name(meta, risk), implemented_name(meta, risk)
-    state_spec = AssetSpec(n_state, group_name="execution", owners=[OWNER], kinds={"csv"},
-                           description=f"The weights of `{meta}` / `{risk}` you last implemented (you provide it): "
-                                       f"lakehouse/state/{n_state}.csv with columns as_of,symbol,weight.")
+    lenses = ctx.manifest.meta_risks(meta)
+    specs, states = [], []
+    for risk in lenses:
+        n_flat, n_orders, n_state = flattened_name(meta, risk), orders_name(meta, risk), implemented_name(meta, risk)
+        states.append(AssetSpec(n_state, group_name="execution", owners=[OWNER], kinds={"csv"},
+                                description=f"The weights of `{meta}` / `{risk}` you last implemented (you provide it): "
+                                            f"lakehouse/state/{n_state}.csv with columns as_of,symbol,weight."))
+        specs.append(AssetSpec(n_orders, group_name="execution", kinds={"pandas", "parquet"}, deps=[n_flat, n_state],
+                               partitions_def=ctx.partitions, owners=[OWNER],
+                               description=f"Orders taking `{meta}` / `{risk}` from the last implemented weights (as "
+                                           f"of the rebalance date) to its flattened target: side-aware legs, drifts "
+                                           f"below {cfg.min_trade:.0%} skipped as dust, required one-way turnover in "
+                                           f"the metadata."))
 
-    @asset(name=n_orders, group_name="execution", kinds={"pandas", "parquet"}, deps=[n_flat, n_state],
-           partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER],
-           description=f"Orders taking `{meta}` / `{risk}` from the last implemented weights (as of the rebalance "
-                       f"date) to its flattened target: side-aware legs, drifts below {cfg.min_trade:.0%} skipped "
-                       f"as dust, required one-way turnover in the metadata.")
-    def orders(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        path = state_path(lh, meta, risk)
-        state = read_state(path)  # read once: the whole run sees one consistent state
-        rows, last, turnover, status = 0, None, 0.0, ""
-        for d in dates:
-            flat = require(lh.read_partition("flattened_weights", n_flat, d), n_flat, d).to_pandas()
-            target = pd.Series(flat["net_weight"].to_numpy(), index=flat["symbol"].to_numpy())
-            known = state[state["as_of"] <= d]
-            if known.empty:
-                as_of, current = None, pd.Series(dtype=float)
-                status = f"no implemented weights as of {d}: orders from cash (record them with quant-assets accept)"
-            else:
-                as_of = max(known["as_of"])
-                current = known[known["as_of"] == as_of].set_index("symbol")["weight"]
-                status = f"drift vs weights implemented on {as_of}"
-            frame = rebalance_orders(current, target, cfg.min_trade)
-            turnover = required_turnover(current, target)
-            frame["implemented_as_of"] = as_of
-            last = with_keys(frame, d, meta=meta, risk=risk)
-            lh.write_partition("rebalance_orders", n_orders, d, last)
-            rows += len(last)
-        execute = last[last["status"] == "EXECUTE"] if len(last) else last
-        return MaterializeResult(metadata=table_metadata(
-            lh, "rebalance_orders", n_orders, dates, rows, last, status_last_date=status,
-            required_turnover_last_date=turnover, orders_to_execute_last_date=len(execute),
-            dust_skipped_last_date=int((last["status"] == "SKIP").sum()) if len(last) else 0,
-            state_file=MetadataValue.path(str(path))))
+    @multi_asset(name=f"orders_{meta}", specs=specs, can_subset=True, partitions_def=ctx.partitions,
+                 backfill_policy=SINGLE_RUN)
+    def orders(context: AssetExecutionContext, lakehouse: LakehouseResource):
+        run = Run.of(context, ctx, lakehouse.get())
+        for risk in lenses:
+            n_flat, n_orders = flattened_name(meta, risk), orders_name(meta, risk)
+            if not run.is_selected(n_orders):
+                continue
+            path = state_path(run.lh, meta, risk)
+            state = read_state(path)  # read once: the whole run sees one consistent state
+            implemented = {d: dict(zip(g["symbol"], g["weight"].astype(float))) for d, g in state.groupby("as_of")}
+            as_of_dates = sorted(implemented)
+            flat = run.read("flattened_weights", n_flat)
+            targets = {g["rebalance_date"][0]: dict(zip(g["symbol"].to_list(), g["net_weight"].to_list()))
+                       for g in flat.partition_by("rebalance_date", maintain_order=True)}
+            columns: dict[str, list] = {}
+            status, per_date = {}, {}
+            for d in run.dates:
+                target = targets.get(d, {})
+                known = [a for a in as_of_dates if a <= d]
+                if not known:
+                    as_of, current = None, {}
+                    status[d] = f"no implemented weights as of {d}: orders from cash (record them with quant-assets accept)"
+                else:
+                    as_of = known[-1]
+                    current = implemented[as_of]
+                    status[d] = f"drift vs weights implemented on {as_of}"
+                rows = order_rows(current, target, cfg.min_trade)
+                per_date[d] = (turnover_of(current, target), sum(r["status"] == "EXECUTE" for r in rows),
+                               sum(r["status"] == "SKIP" for r in rows))
+                for r in rows:
+                    for k, v in r.items():
+                        columns.setdefault(k, []).append(v)
+                    columns.setdefault("implemented_as_of", []).append(as_of)
+                    columns.setdefault("rebalance_date", []).append(d)
+            parts = run.write("rebalance_orders", n_orders, pl.DataFrame(columns, schema_overrides={
+                "implemented_as_of": pl.Date, "rebalance_date": pl.Date}) if columns else pl.DataFrame(),
+                meta=meta, risk=risk)
+            per_key = {}
+            for k in run.keys:
+                key_dates = [d for d in run.periods.dates(k) if d in per_date]
+                if key_dates:
+                    turnover, execute, dust = per_date[key_dates[-1]]
+                    per_key[k] = {"preview": preview(parts[k]), "status_last_date": status[key_dates[-1]],
+                                  "required_turnover_last_date": turnover, "orders_to_execute_last_date": execute,
+                                  "dust_skipped_last_date": dust}
+            run.describe(n_orders, "rebalance_orders", parts, per_partition=per_key,
+                         state_file=MetadataValue.path(str(path)))
+        yield from run.results()
 
-    return [state_spec, orders]
+    return [*states, orders]

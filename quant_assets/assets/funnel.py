@@ -1,270 +1,234 @@
-"""The selection funnel as assets: one asset per stage, so every stage's output is a partition
-you can open, query and trace in lineage.
+"""The selection funnel of one sleeve as one step: one asset per stage output, so every stage is a
+partition you can open, query and trace in lineage.
 
-  returns_<u> -> regime_<u>                                                   per universe
-  returns_<u> + regime_<u> -> clusters_<s> (+ cluster_sensitivity_<s>)         per sleeve
-  features_<u> -> rankings_<s> (inference), vetoes_<s> (policy) -> selection_<s>
-                  (recruitment with relaxation + synthesis into strategy atoms)   per sleeve
+  returns_<u> + regime_<u> -> clusters_<s> (+ cluster_sensitivity_<s>)      partitioning
+  features_<u> -> rankings_<s> (inference), vetoes_<s> (policy)             per sleeve
+  rankings + vetoes + clusters -> selection_<s>  (recruitment with relaxation + synthesis into atoms)
 
 Benchmarks (universe `benchmarks:`) are priced and featured with the universe but are references:
-they never enter the regime mean, the clusters, the vetoes or the winners.
+they never enter the clusters, the rankings, the vetoes or the winners.
 """
 
 
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
-from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+import polars as pl
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
     OWNER,
     SINGLE_RUN,
     GraphContext,
+    Run,
     candidates_name,
     check_result,
     cluster_sensitivity_name,
     clusters_name,
     features_name,
+    preview,
     rankings_name,
     regime_name,
-    require,
     returns_name,
-    run_dates,
     selection_name,
-    table_metadata,
     vetoes_name,
-    with_keys,
 )
-from quant_assets.clustering import ClusterResult, cluster, threshold_sensitivity
+from quant_assets.assets.market_data import universe_view, window_start
+from quant_assets.clustering import SENSITIVITY_THRESHOLDS, Dendrogram, check_regime
 from quant_assets.features import FEATURE_COLUMNS
-from quant_assets.filters import apply_filters
-from quant_assets.lakehouse import Lakehouse, LakehouseResource
-from quant_assets.plots import line_plot_md, timeline_md
-from quant_assets.rankers import get_ranker, rank_candidates
-from quant_assets.regime import COMPONENTS, detect_regime
-from quant_assets.selection import run_funnel
+from quant_assets.filters import VETO_COLUMNS
+from quant_assets.lakehouse import LakehouseResource
+from quant_assets.market import dense_matrix
+from quant_assets.progress import track
+from quant_assets.filters import run_filters, veto_frame
+from quant_assets.rankers import FeatureView, Ranking, get_ranker
+from quant_assets.selection import funnel_view
 
 
-def benchmark_symbols(lh: Lakehouse, universe: str, d: dt.date) -> set[str]:
-    """The universe's reference series on `d`, as flagged by its candidates partition."""
-    n_cand = candidates_name(universe)
-    cands = require(lh.read_partition("candidates", n_cand, d), n_cand, d)
-    if "is_benchmark" not in cands.columns:
-        return set()
-    return set(cands.filter(cands["is_benchmark"])["symbol"].to_list())
+def features_by_date(frame: pl.DataFrame) -> dict[dt.date, FeatureView]:
+    """Stored feature rows -> one FeatureView per rebalance date (symbols in stored order)."""
+    out = {}
+    for g in frame.partition_by("rebalance_date", maintain_order=True):
+        values = g.select(FEATURE_COLUMNS).to_numpy()
+        out[g["rebalance_date"][0]] = FeatureView(g["symbol"].to_list(),
+                                                  {c: values[:, j] for j, c in enumerate(FEATURE_COLUMNS)})
+    return out
 
 
-def regime_asset(ctx: GraphContext, universe: str):
-    m = ctx.manifest
-    cfg = m.universes[universe]
-    n_reg, n_rets = regime_name(universe), returns_name(universe)
-    s = cfg.regime
-
-    @asset(name=n_reg, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, candidates_name(universe)],
-           partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER],
-           description=f"Regime of `{universe}` on the trailing {s.lookback_days} sessions of its cross-sectional "
-                       f"mean return (benchmarks excluded): QUIET < {s.quiet_below} <= NORMAL < {s.turbulent_at} "
-                       f"<= TURBULENT < {s.crisis_at} <= CRISIS. Drives cluster thresholds, cluster caps and "
-                       f"the barbell's aggressor share.")
-    def regime(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        readings = []
-        for d in dates:
-            rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d)
-            members = [c for c in rets.columns if c not in benchmark_symbols(lh, universe, d)]
-            reading = detect_regime(rets[members].mean(axis=1) if members else pd.Series(dtype=float), s)
-            row = pd.DataFrame([{"score": reading.score, "label": reading.label,
-                                 **{c: getattr(reading, c) for c in COMPONENTS}, "n_obs": reading.n_obs}])
-            lh.write_partition("regime", n_reg, d, with_keys(row, d, universe=universe))
-            readings.append((d, reading.label, reading.score))
-        labels = pd.Series([r[1] for r in readings], index=pd.DatetimeIndex([r[0] for r in readings]))
-        extra = {"label_last_date": readings[-1][1], "score_last_date": float(readings[-1][2]),
-                 "label_counts": MetadataValue.json(labels.value_counts().to_dict())}
-        if len(dates) > 1:
-            extra["timeline"] = MetadataValue.md(timeline_md(labels, f"Regime of {universe}, {dates[0]} .. {dates[-1]}"))
-        return MaterializeResult(metadata=table_metadata(lh, "regime", n_reg, dates, len(dates), None, **extra))
-
-    return regime
+def subset(view: FeatureView | None, symbols: list[str]) -> FeatureView:
+    """The view restricted to `symbols` (in that order)."""
+    if view is None:
+        return FeatureView([], {c: np.zeros(0) for c in FEATURE_COLUMNS})
+    where = {s: i for i, s in enumerate(view.symbols)}
+    idx = np.array([where[s] for s in symbols], dtype=np.intp)
+    return FeatureView(list(symbols), {c: v[idx] for c, v in view.columns.items()})
 
 
-def regime_label(lh: Lakehouse, universe: str, d: dt.date) -> str:
-    n_reg = regime_name(universe)
-    return str(require(lh.read_partition("regime", n_reg, d), n_reg, d)["label"][0])
+def _json(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "null" if value != value else repr(float(value))
+    return json.dumps(value if not isinstance(value, np.generic) else value.item())
 
 
-def _member_returns(lh: Lakehouse, universe: str, d: dt.date) -> pd.DataFrame:
-    """Returns of the universe's recruitable symbols on `d` (benchmarks left out)."""
-    n_rets = returns_name(universe)
-    rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d)
-    bench = benchmark_symbols(lh, universe, d)
-    return rets[[c for c in rets.columns if c not in bench]]
+def detail_json(extra: dict[str, np.ndarray], i: int) -> str:
+    """One ranking row's own columns as JSON (json.dumps' format: NaN -> null)."""
+    return "{" + ", ".join(f'"{k}": {_json(v[i])}' for k, v in extra.items()) + "}" if extra else ""
 
 
-def _members(lh: Lakehouse, universe: str, d: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features and returns of the universe's recruitable symbols on `d`, aligned."""
-    n_feats = features_name(universe)
-    feats = require(lh.read_partition("features", n_feats, d), n_feats, d).to_pandas().set_index("symbol")
-    rets = _member_returns(lh, universe, d)
-    symbols = [s for s in feats.index if s in rets.columns]
-    return feats.loc[symbols, FEATURE_COLUMNS], rets[symbols]
+def regime_by_date(frame: pl.DataFrame) -> dict[dt.date, str]:
+    return dict(zip(frame["rebalance_date"].to_list(), frame["label"].to_list()))
 
 
-def _stored_clusters(lh: Lakehouse, name: str, d: dt.date) -> ClusterResult:
-    frame = require(lh.read_partition("clusters", name, d), name, d).to_pandas()
-    if frame.empty:
-        return ClusterResult(pd.Series(dtype=int), float("nan"), 0, ())
-    return ClusterResult(pd.Series(frame["cluster"].to_numpy(int), index=frame["symbol"].to_numpy()),
-                         float(frame["threshold"].iloc[0]), int(frame["n_clusters"].iloc[0]),
-                         tuple(int(x) for x in str(frame["lookbacks"].iloc[0]).split(",") if x),
-                         bool(frame["recut"].iloc[0]))
-
-
-def sleeve_funnel_assets(ctx: GraphContext, sleeve: str) -> list:
-    """Stages 3-6 for one sleeve: clusters, sensitivity, rankings, vetoes, selection."""
-    m = ctx.manifest
-    cfg = m.sleeves[sleeve]
-    s = cfg.selection
-    universe = cfg.universe
-    n_feats, n_rets, n_reg = features_name(universe), returns_name(universe), regime_name(universe)
-    n_clu, n_sens = clusters_name(sleeve), cluster_sensitivity_name(sleeve)
-    n_rank, n_veto, n_sel = rankings_name(sleeve), vetoes_name(sleeve), selection_name(sleeve)
-    n_cand = candidates_name(universe)
-    common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER], group_name="selection")
-    ranker = get_ranker(s.ranker.name)
-    thresholds = ", ".join(f"{k} {v}" for k, v in s.clustering.thresholds.items())
-
-    @asset(name=n_clu, kinds={"scipy", "parquet"}, deps=[n_rets, n_reg, n_cand],
-           description=f"Partitioning for `{sleeve}`: Ward clusters of `{universe}` on sqrt(0.5 (1 - rho)) averaged "
-                       f"over lookbacks {list(s.clustering.lookbacks)}, cut at the regime's threshold ({thresholds}), "
-                       f"at most {s.clustering.max_clusters} clusters.", **common)
-    def clusters(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        counts, rows = [], 0
-        for d in dates:
-            rets = _member_returns(lh, universe, d)
-            regime = regime_label(lh, universe, d)
-            res = cluster(rets, s.clustering, regime)
-            frame = pd.DataFrame({"symbol": res.labels.index.astype(str), "cluster": res.labels.to_numpy(int),
-                                  "threshold": res.threshold, "n_clusters": res.n_clusters, "regime": regime,
-                                  "recut": res.recut, "lookbacks": ",".join(map(str, res.lookbacks))})
-            lh.write_partition("clusters", n_clu, d, with_keys(frame, d, sleeve=sleeve))
-            counts.append(res.n_clusters)
-            rows += len(frame)
-        return MaterializeResult(metadata=table_metadata(
-            lh, "clusters", n_clu, dates, rows, None, n_clusters_last_date=counts[-1],
-            n_clusters_mean=float(pd.Series(counts).mean())))
-
-    @asset(name=n_sens, kinds={"scipy", "parquet"}, deps=[n_rets, n_cand],
-           description=f"How many clusters `{sleeve}`'s universe splits into as the distance threshold moves "
-                       f"0.10 -> 0.90: the evidence for choosing the regime thresholds ({thresholds}).", **common)
-    def cluster_sensitivity(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        frames = []
-        for d in dates:
-            rets = _member_returns(lh, universe, d)
-            frame = threshold_sensitivity(rets, s.clustering)
-            lh.write_partition("cluster_sensitivity", n_sens, d, with_keys(frame, d, sleeve=sleeve))
-            frames.append(frame.set_index("threshold")["n_clusters"].rename(d.isoformat()))
-        grid = pd.concat(frames, axis=1)
-        ys = {f"last date {dates[-1]}": grid.iloc[:, -1].to_numpy(float)}
-        if len(dates) > 1:
-            ys = {"min over run": grid.min(axis=1).to_numpy(float), "median over run": grid.median(axis=1).to_numpy(float),
-                  "max over run": grid.max(axis=1).to_numpy(float), **ys}
-        plot = line_plot_md(grid.index.to_numpy(float), ys, f"Clusters vs threshold, {sleeve}", "distance threshold",
-                            "clusters")
-        return MaterializeResult(metadata=table_metadata(
-            lh, "cluster_sensitivity", n_sens, dates, len(dates) * len(grid), None,
-            sensitivity=MetadataValue.md(plot)))
-
-    @asset(name=n_rank, kinds={"numpy", "parquet"}, deps=[n_feats, n_reg, n_cand],
-           description=f"Inference for `{sleeve}`: the `{s.ranker.name}` ranker over `{universe}`'s features, "
-                       f"oriented for {cfg.logic}/{cfg.direction} (rank 1 = best for this sleeve; a short ranks "
-                       f"the most bearish first).", **common)
-    def rankings(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last = 0, None
-        for d in dates:
-            feats, _ = _members(lh, universe, d)
-            ranked = rank_candidates(feats, s.ranker, cfg.logic, cfg.direction, regime_label(lh, universe, d))
-            last = with_keys(_ranking_rows(ranked, s.ranker.name), d, sleeve=sleeve)
-            lh.write_partition("rankings", n_rank, d, last)
-            rows += len(last)
-        return MaterializeResult(metadata=table_metadata(lh, "rankings", n_rank, dates, rows, last,
-                                                         ranker=s.ranker.name))
-
-    @asset(name=n_veto, kinds={"numpy", "parquet"}, deps=[n_feats, n_cand],
-           description=f"Policy for `{sleeve}`: the filter chain {list(s.filters)} at strict thresholds, one row "
-                       f"per veto (symbol, filter, reason, value, threshold). Benchmarks are never vetoed.",
-           **common)
-    def vetoes(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, per_filter = 0, None, {}
-        chain, required = s.build_filters(), ranker.required_columns(s.ranker, cfg.logic)
-        for d in dates:
-            feats, _ = _members(lh, universe, d)
-            table = apply_filters(feats, chain, cfg.direction, required=required)
-            last = with_keys(table, d, sleeve=sleeve)
-            lh.write_partition("vetoes", n_veto, d, last)
-            rows += len(last)
-            for name, count in table["filter"].value_counts().items():
-                per_filter[name] = per_filter.get(name, 0) + int(count)
-        return MaterializeResult(metadata=table_metadata(
-            lh, "vetoes", n_veto, dates, rows, last,
-            vetoes_per_filter=MetadataValue.json({f: per_filter.get(f, 0) for f in s.filters}),
-            vetoes_per_date=float(rows / len(dates))))
-
-    @asset(name=n_sel, kinds={"scipy", "parquet"}, deps=[n_rank, n_veto, n_clu, n_feats, n_rets, n_reg, n_cand],
-           check_specs=[AssetCheckSpec("stages_consistent", asset=n_sel, blocking=True,
-                                       description="Recruitment saw exactly the stored rankings, vetoes and clusters")],
-           description=f"Recruitment and synthesis for `{sleeve}`: the best {s.top_n_per_cluster} non-vetoed names "
-                       f"per cluster (at most {s.max_winners}); below {s.min_winners} winners the relaxation "
-                       f"stages {list(s.relaxation.stages)} run in order and each winner records the stage that "
-                       f"picked it. Winners become atoms `SYMBOL|{cfg.logic}|{cfg.direction}` with a sign.",
-           **common)
-    def selection(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, winners, stages, failures = 0, None, [], {}, {}
-        for d in dates:
-            feats, rets = _members(lh, universe, d)
-            stored = _stored_clusters(lh, n_clu, d)
-            res = run_funnel(feats, rets, stored, regime_label(lh, universe, d), s, cfg.logic, cfg.direction)
-            last = with_keys(res.selection, d, sleeve=sleeve)
-            lh.write_partition("selection", n_sel, d, last)
-            rows += len(last)
-            winners.append(int(res.selection["selected"].sum()))
-            for stage, k in zip(res.stage_counts["stage"], res.stage_counts["winners"]):
-                stages[stage] = stages.get(stage, 0) + int(k)
-            problem = _stage_mismatch(lh, n_rank, n_veto, d, res)
-            if problem:
-                failures[d.isoformat()] = problem
-        return MaterializeResult(
-            metadata=table_metadata(lh, "selection", n_sel, dates, rows,
-                                    last[last["selected"]] if last is not None else None,
-                                    winners_mean=float(pd.Series(winners).mean()), winners_min=min(winners),
-                                    winners_last_date=winners[-1], winners_by_stage=MetadataValue.json(stages)),
-            check_results=[check_result("stages_consistent", failures, len(dates))])
-
-    return [clusters, cluster_sensitivity, rankings, vetoes, selection]
-
-
-def _ranking_rows(ranked: pd.DataFrame, ranker: str) -> pd.DataFrame:
-    """symbol, score, rank, ranker + the ranker's own columns folded into one JSON `detail`."""
-    extra = [c for c in ranked.columns if c not in ("symbol", "score", "rank")]
-    detail = [json.dumps({c: (None if pd.isna(v) else v) for c, v in zip(extra, row)}, default=float)
-              for row in ranked[extra].itertuples(index=False)] if extra else [""] * len(ranked)
-    return pd.DataFrame({"symbol": ranked["symbol"].astype(str), "score": ranked["score"].astype(float),
-                         "rank": ranked["rank"].astype(int), "ranker": ranker, "detail": detail})
-
-
-def _stage_mismatch(lh: Lakehouse, n_rank: str, n_veto: str, d: dt.date, res) -> str | None:
-    """Recruitment recomputes ranks and strict vetoes: they must equal the stored stage outputs."""
-    stored_rank = require(lh.read_partition("rankings", n_rank, d), n_rank, d).to_pandas()
+def stage_mismatch(stored_rank: pd.DataFrame, stored_veto: pd.DataFrame, res, d: dt.date, n_rank: str,
+                   n_veto: str) -> str | None:
+    """Recruitment recomputed ranks and strict vetoes from the features: they must equal the stored stages."""
     ours = dict(zip(res.rankings["symbol"].astype(str), res.rankings["rank"].astype(int)))
     if dict(zip(stored_rank["symbol"], stored_rank["rank"].astype(int))) != ours:
         return f"ranks differ from {n_rank}[{d}]: re-materialise the rankings"
-    stored_veto = require(lh.read_partition("vetoes", n_veto, d), n_veto, d).to_pandas()
     key = lambda f: set(zip(f["symbol"].astype(str), f["filter"], f["reason"]))  # noqa: E731
     if key(stored_veto) != key(res.vetoes):
         return f"strict vetoes differ from {n_veto}[{d}]: re-materialise the vetoes"
     return None
+
+
+def by_date(frame: pl.DataFrame) -> dict[dt.date, pd.DataFrame]:
+    return {d: g.to_pandas() for (d,), g in frame.group_by("rebalance_date")} if frame.height else {}
+
+
+def funnel_step(ctx: GraphContext, sleeve: str):
+    m = ctx.manifest
+    cfg = m.sleeves[sleeve]
+    s = cfg.selection
+    universe = cfg.universe
+    lb = m.lookbacks
+    n_feats, n_rets, n_reg, n_cand = features_name(universe), returns_name(universe), regime_name(universe), \
+        candidates_name(universe)
+    n_clu, n_sens = clusters_name(sleeve), cluster_sensitivity_name(sleeve)
+    n_rank, n_veto, n_sel = rankings_name(sleeve), vetoes_name(sleeve), selection_name(sleeve)
+    ranker = get_ranker(s.ranker.name)
+    thresholds = ", ".join(f"{k} {v}" for k, v in s.clustering.thresholds.items())
+    common = dict(partitions_def=ctx.partitions, owners=[OWNER], group_name="selection")
+    specs = [
+        AssetSpec(n_clu, kinds={"scipy", "parquet"}, deps=[n_rets, n_reg, n_cand], **common,
+                  description=f"Partitioning for `{sleeve}`: Ward clusters of `{universe}` on sqrt(0.5 (1 - rho)) "
+                              f"averaged over lookbacks {list(s.clustering.lookbacks)}, cut at the regime's threshold "
+                              f"({thresholds}), at most {s.clustering.max_clusters} clusters."),
+        AssetSpec(n_sens, kinds={"scipy", "parquet"}, deps=[n_rets, n_cand], **common,
+                  description=f"How many clusters `{sleeve}`'s universe splits into as the distance threshold moves "
+                              f"0.10 -> 0.90: the evidence for choosing the regime thresholds ({thresholds})."),
+        AssetSpec(n_rank, kinds={"numpy", "parquet"}, deps=[n_feats, n_reg, n_cand], **common,
+                  description=f"Inference for `{sleeve}`: the `{s.ranker.name}` ranker over `{universe}`'s features, "
+                              f"oriented for {cfg.logic}/{cfg.direction} (rank 1 = best for this sleeve; a short ranks "
+                              f"the most bearish first)."),
+        AssetSpec(n_veto, kinds={"numpy", "parquet"}, deps=[n_feats, n_cand], **common,
+                  description=f"Policy for `{sleeve}`: the filter chain {list(s.filters)} at strict thresholds, one "
+                              f"row per veto (symbol, filter, reason, value, threshold). Benchmarks are never vetoed."),
+        AssetSpec(n_sel, kinds={"scipy", "parquet"}, deps=[n_rank, n_veto, n_clu, n_feats, n_rets, n_reg, n_cand],
+                  **common,
+                  description=f"Recruitment and synthesis for `{sleeve}`: the best {s.top_n_per_cluster} non-vetoed "
+                              f"names per cluster (at most {s.max_winners}); below {s.min_winners} winners the "
+                              f"relaxation stages {list(s.relaxation.stages)} run in order and each winner records the "
+                              f"stage that picked it. Winners become atoms `SYMBOL|{cfg.logic}|{cfg.direction}` with "
+                              f"a sign."),
+    ]
+    checks = [AssetCheckSpec("stages_consistent", asset=n_sel, blocking=True,
+                             description="Recruitment saw exactly the stored rankings, vetoes and clusters")]
+
+    @multi_asset(name=f"funnel_{sleeve}", specs=specs, check_specs=checks, can_subset=True,
+                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    def funnel(context: AssetExecutionContext, lakehouse: LakehouseResource):
+        run = Run.of(context, ctx, lakehouse.get())
+        dates = run.dates
+        panel, u = universe_view(run, universe, window_start(dates[0], lb.prices_days))
+        feats = features_by_date(run.read("features", n_feats))
+        regimes = regime_by_date(run.read("regime", n_reg))
+        computed = {name: run.is_selected(name) for name in (n_clu, n_sens, n_rank, n_veto, n_sel)}
+        stored = {name: by_date(run.read(table, name)) for name, table in
+                  ((n_clu, "clusters"), (n_rank, "rankings"), (n_veto, "vetoes")) if not computed[name]
+                  and computed[n_sel]}
+        out = {n: {} for n in (n_clu, n_sens, n_rank, n_veto, n_sel)}
+
+        def add(name: str, columns: dict[str, list]) -> None:
+            for k, v in columns.items():
+                out[name].setdefault(k, []).extend(v)
+
+        failures, winners, stages = {}, {}, {}
+        required = ranker.required_columns(s.ranker, cfg.logic)
+        chain = s.build_filters()
+        for d in track(dates, f"funnel_{sleeve}"):
+            members = set(u.members[d])
+            stored_view = feats.get(d)
+            symbols = [x for x in (stored_view.symbols if stored_view else []) if x in members]
+            view = subset(stored_view, symbols)
+            X = dense_matrix(panel, u.rows[d], symbols)
+            regime = check_regime(regimes[d])
+            n = len(symbols)
+            tree = Dendrogram.of(X, s.clustering.lookbacks) if (computed[n_clu] or computed[n_sens] or
+                                                                 (computed[n_sel] and n_clu not in stored)) else None
+            if tree is not None and (computed[n_clu] or n_clu not in stored):
+                labels, recut = tree.labels(s.clustering.thresholds[regime], s.clustering.max_clusters)
+                cluster_of = dict(zip(symbols, labels.tolist()))
+                if computed[n_clu]:
+                    add(n_clu, {"rebalance_date": [d] * n, "symbol": symbols, "cluster": labels.tolist(),
+                                "threshold": [float(s.clustering.thresholds[regime])] * n,
+                                "n_clusters": [len(set(labels.tolist()))] * n, "regime": [regime] * n,
+                                "recut": [recut] * n, "lookbacks": [",".join(map(str, tree.lookbacks))] * n})
+            else:
+                frame = stored.get(n_clu, {}).get(d, pd.DataFrame(columns=["symbol", "cluster"]))
+                cluster_of = dict(zip(frame["symbol"], frame["cluster"].astype(int)))
+            if computed[n_sens]:
+                k = len(SENSITIVITY_THRESHOLDS)
+                add(n_sens, {"rebalance_date": [d] * k, "threshold": list(SENSITIVITY_THRESHOLDS),
+                             "n_clusters": tree.counts(SENSITIVITY_THRESHOLDS).tolist()})
+            ranking = ranker.rank_view(view, s.ranker, cfg.logic, cfg.direction, regime) if n else Ranking([], np.zeros(0))
+            strict = run_filters(view, chain, cfg.direction, required=required) if n else []
+            if computed[n_rank]:
+                add(n_rank, {"rebalance_date": [d] * n, "symbol": ranking.symbols, "score": ranking.scores.tolist(),
+                             "rank": list(range(1, n + 1)), "ranker": [s.ranker.name] * n,
+                             "detail": [detail_json(ranking.extra, i) for i in range(n)]})
+            if computed[n_veto]:
+                add(n_veto, {"rebalance_date": [d] * len(strict), **{c: [r[j] for r in strict]
+                                                                      for j, c in enumerate(VETO_COLUMNS)}})
+            if computed[n_sel]:
+                res = funnel_view(view, cluster_of, regime, s, cfg.logic, cfg.direction, ranking=ranking, strict=strict)
+                add(n_sel, {"rebalance_date": [d] * n, **res.selection_columns()})
+                winners[d] = len(res.picked)
+                for stage in res.picked.values():
+                    stages[stage] = stages.get(stage, 0) + 1
+                if stored:  # a stage read from storage must be what this recruitment would have computed
+                    problem = stage_mismatch(
+                        stored[n_rank].get(d, pd.DataFrame(columns=["symbol", "rank"])) if n_rank in stored
+                        else ranking.frame(),
+                        stored[n_veto].get(d, pd.DataFrame(columns=VETO_COLUMNS)) if n_veto in stored
+                        else veto_frame(strict), res, d, n_rank, n_veto)
+                    if problem:
+                        failures[d.isoformat()] = problem
+        for name, table in ((n_clu, "clusters"), (n_sens, "cluster_sensitivity"), (n_rank, "rankings"),
+                            (n_veto, "vetoes"), (n_sel, "selection")):
+            if not computed[name]:
+                continue
+            frame = pl.DataFrame(out[name]) if out[name] else pl.DataFrame()
+            parts = run.write(table, name, frame, sleeve=sleeve)
+            per_key = {k: {"preview": preview(p.filter(pl.col("selected")) if name == n_sel and p.height else p)}
+                       for k, p in parts.items()}
+            if name == n_sel:
+                for k, p in parts.items():
+                    w = [winners[d] for d in run.periods.dates(k) if d in winners]
+                    per_key[k].update(winners_mean=float(np.mean(w)) if w else 0.0, winners_min=min(w, default=0))
+                run.describe(name, table, parts, per_partition=per_key, winners_by_stage=MetadataValue.json(stages))
+                run.check(name, check_result("stages_consistent", name, failures, len(dates),
+                                             inputs="recomputed in this step" if not stored else "read from storage"))
+            elif name == n_veto:
+                for k, p in parts.items():
+                    counts = p.group_by("filter").len() if p.height else None
+                    per_key[k]["vetoes_per_filter"] = MetadataValue.json(
+                        {f_: int(dict(zip(counts["filter"], counts["len"])).get(f_, 0)) if counts is not None else 0
+                         for f_ in s.filters})
+                run.describe(name, table, parts, per_partition=per_key)
+            else:
+                run.describe(name, table, parts, per_partition=per_key)
+        yield from run.results()
+
+    return funnel

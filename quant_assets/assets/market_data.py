@@ -1,146 +1,250 @@
-"""Per-universe assets: candidates -> prices -> returns (health policy) -> features.
+"""Per-universe step: candidates -> prices -> returns (health policy) -> features, regime.
 
-Prices are a point-in-time snapshot of the lookback window as known at the rebalance date, so
-any single partition can be materialised (and audited) on its own, with no hidden dependency on
-other dates.
+Prices and returns are stored once per session, in the partition of their date; everything a
+rebalance date decides (health verdicts, features, regime) is computed on that date's trailing
+window, which reaches into the two previous periods' files. The calendar's first partition also
+stores the warm-up sessions its first window needs, so the history starts self-contained.
 """
 
 
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
-from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, asset
+import polars as pl
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
     OWNER,
     SINGLE_RUN,
     GraphContext,
+    Run,
     candidates_name,
     check_result,
     features_name,
+    preview,
     prices_name,
-    require,
+    regime_name,
     returns_name,
-    run_dates,
-    table_metadata,
-    with_keys,
 )
 from quant_assets.calendar import calendar_days_covering
 from quant_assets.checks import coverage_problem
-from quant_assets.assets.funnel import benchmark_symbols, regime_asset
-from quant_assets.features import FEATURE_COLUMNS, compute_features
-from quant_assets.health import apply_health_policy
 from quant_assets.lakehouse import LakehouseResource
+from quant_assets.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
+from quant_assets.progress import track
+from quant_assets.regime import COMPONENTS, detect_regimes
 from quant_assets.sources import get_source
 
 CANDIDATE_COLUMNS = ["symbol", "ticker", "exchange", "asset_type", "sector", "first_date", "direction",
                      "metadata", "is_benchmark"]
 
 
-def universe_assets(ctx: GraphContext, universe: str) -> list:
+def window_start(d: dt.date, prices_days: int) -> dt.date:
+    """The earliest session date D's price window can reach."""
+    return d - dt.timedelta(days=calendar_days_covering(prices_days + 1))
+
+
+def discover(universe_cfg, d: dt.date) -> list[dict]:
+    """Candidate rows of a universe on `d`: its source's symbols listed by then, and its benchmarks."""
+    found = [c.row() | {"is_benchmark": False} for c in get_source(universe_cfg.source).discover(d, universe_cfg.symbols)]
+    for ref in universe_cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
+        source, _, ticker = ref.partition(":")
+        found += [c.row() | {"is_benchmark": True} for c in get_source(source).discover(d, [ticker])]
+    return found
+
+
+def candidate_sets(cands: pl.DataFrame) -> dict[dt.date, tuple[list[str], list[str]]]:
+    """(members, benchmarks) per rebalance date, each sorted."""
+    out: dict[dt.date, tuple[list[str], list[str]]] = {}
+    for (d,), g in cands.group_by("rebalance_date"):
+        bench = g.filter(pl.col("is_benchmark"))["symbol"].to_list()
+        members = g.filter(~pl.col("is_benchmark"))["symbol"].to_list()
+        out[d] = (sorted(members), sorted(bench))
+    return out
+
+
+def source_closes(by_source: dict[str, list[str]], start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Long (date, symbol, close) rows with start <= date <= end, each symbol from its own source."""
+    frames = [w for name, symbols in by_source.items() if len(w := get_source(name).closes(symbols, start, end))]
+    if not frames:
+        return pl.DataFrame(schema={"date": pl.Date, "symbol": pl.Utf8, "close": pl.Float64})
+    wide = pd.concat(frames, axis=1)
+    if wide.index.max().date() > end:
+        raise RuntimeError(f"a source returned prices after {end}")
+    long = wide.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol", value_name="close").dropna()
+    return pl.from_pandas(long).with_columns(pl.col("date").cast(pl.Date))
+
+
+def by_source(rows: list[dict]) -> dict[str, list[str]]:
+    """Candidate rows grouped by the source that prices them (the candidate's metadata says which)."""
+    out: dict[str, list[str]] = {}
+    for r in sorted(rows, key=lambda r: r["symbol"]):
+        out.setdefault(json.loads(r["metadata"])["source"], []).append(r["symbol"])
+    return out
+
+
+def universe_view(run: Run, universe: str, span_from: dt.date, panel_from: str = "returns") -> tuple[Panel, UniverseDates]:
+    """A downstream step's view of a universe: the panel from `span_from` and the stored health
+    verdicts (kept, members, benchmarks, dense rows) of the run's dates."""
+    m = run.graph.manifest
+    lb = m.lookbacks
+    keys = run.earlier_keys(span_from) + run.keys
+    table, column = ("returns", "ret") if panel_from == "returns" else ("prices", "close")
+    name = returns_name(universe) if table == "returns" else prices_name(universe)
+    panel = Panel.from_closes(run.read(table, name, keys), value=column)
+    health = run.read("returns_health", returns_name(universe))
+    cands = run.read("candidates", candidates_name(universe))
+    bench = set(cands.filter(pl.col("is_benchmark"))["symbol"].to_list())
+    kept, members, benchmarks, rows, coverage = {}, {}, {}, {}, {}
+    for (d,), g in health.filter(pl.col("status") == "kept").group_by("rebalance_date"):
+        k = sorted(g["symbol"].to_list())
+        kept[d] = k
+    for d in run.dates:
+        k = kept.setdefault(d, [])
+        members[d] = [s for s in k if s not in bench]
+        benchmarks[d] = [s for s in k if s in bench]
+        rows[d] = dense_rows(panel, d, k, lb.prices_days)
+    return panel, UniverseDates(health, coverage, kept, members, benchmarks, rows)
+
+
+def universe_step(ctx: GraphContext, universe: str):
     m = ctx.manifest
     cfg = m.universes[universe]
-    source_name = cfg.source
     lb = m.lookbacks
-    n_cand, n_prices, n_rets, n_feats = (candidates_name(universe), prices_name(universe),
-                                         returns_name(universe), features_name(universe))
-    common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
+    n_cand, n_prices, n_rets, n_feats, n_reg = (candidates_name(universe), prices_name(universe),
+                                                returns_name(universe), features_name(universe), regime_name(universe))
+    s = cfg.regime
+    common = dict(partitions_def=ctx.partitions, owners=[OWNER])
+    specs = [
+        AssetSpec(n_cand, group_name="market_data", kinds={"python", "parquet"}, **common,
+                  description=f"Symbols listed in universe `{universe}` (source `{cfg.source}`) on each rebalance "
+                              f"date, in the standard candidate schema; benchmarks flagged."),
+        AssetSpec(n_prices, group_name="market_data", kinds={"python", "parquet"}, deps=[n_cand], **common,
+                  description=f"Daily closes of `{universe}`, one row per symbol and session, stored once in the "
+                              f"partition of its date. A rebalance date's window is its last {lb.prices_days} sessions "
+                              f"and reaches into the two previous periods."),
+        AssetSpec(n_rets, group_name="market_data", kinds={"python", "parquet"}, deps=[n_prices, n_cand], **common,
+                  description=f"Simple daily returns of `{universe}` (stored once per session) and, per rebalance "
+                              f"date, the health verdict of every candidate on its window (floor "
+                              f"{lb.min_history_days} obs, |r| <= {m.health.toxic_abs_return}, no zero variance, "
+                              f"no forward fill) in `returns_health`."),
+        AssetSpec(n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], **common,
+                  description=f"Per-symbol features of `{universe}` on each rebalance date: the trailing "
+                              f"{lb.features_days} sessions for path features (momentum, volatility, entropy, "
+                              f"efficiency, ADF, wavelet turbulence), the whole window for sample-hungry ones (Hurst, "
+                              f"skew, kurtosis, CVaR, antifragility, technical ratings). Closes only: liquidity is NaN "
+                              f"until a source brings volume."),
+        AssetSpec(n_reg, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], **common,
+                  description=f"Regime of `{universe}` on the trailing {s.lookback_days} sessions of its "
+                              f"cross-sectional mean return (benchmarks excluded): QUIET < {s.quiet_below} <= NORMAL "
+                              f"< {s.turbulent_at} <= TURBULENT < {s.crisis_at} <= CRISIS. Drives cluster thresholds, "
+                              f"cluster caps and the barbell's aggressor share."),
+    ]
+    checks = [AssetCheckSpec("health_coverage", asset=n_rets, blocking=True,
+                             description=f"Share of eligible symbols kept >= {m.health.min_coverage}")]
 
-    @asset(name=n_cand, group_name="market_data", kinds={"python", "parquet"},
-           description=f"Symbols listed in universe `{universe}` (source `{source_name}`) as of the "
-                       f"rebalance date, in the standard candidate schema.", **common)
-    def candidates(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, source, dates = lakehouse.get(), get_source(source_name), run_dates(context)
-        rows, last = 0, None
-        for d in dates:
-            found = [c.row() | {"is_benchmark": False} for c in source.discover(d, cfg.symbols)]
-            for ref in cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
-                bench_source, _, ticker = ref.partition(":")
-                found += [c.row() | {"is_benchmark": True} for c in get_source(bench_source).discover(d, [ticker])]
-            df = pd.DataFrame(found, columns=CANDIDATE_COLUMNS)
-            df["first_date"] = pd.to_datetime(df["first_date"]).dt.date
-            last = with_keys(df, d, universe=universe)
-            lh.write_partition("candidates", n_cand, d, last)
-            rows += len(last)
-        return MaterializeResult(metadata=table_metadata(lh, "candidates", n_cand, dates, rows, last,
-                                                         n_candidates_last_date=len(last),
-                                                         benchmarks=", ".join(cfg.benchmarks) or "none"))
+    @multi_asset(name=f"universe_{universe}", specs=specs, check_specs=checks, can_subset=True,
+                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    def universe_data(context: AssetExecutionContext, lakehouse: LakehouseResource):
+        run = Run.of(context, ctx, lakehouse.get())
+        dates = run.dates
+        span_from = window_start(dates[0], lb.prices_days)
+        # 1. candidates
+        if run.is_selected(n_cand):
+            rows = []
+            for d in track(dates, f"{n_cand}"):
+                found = discover(cfg, d)
+                rows += [r | {"rebalance_date": d} for r in found]
+            cands = pd.DataFrame(rows, columns=["rebalance_date", *CANDIDATE_COLUMNS])
+            cands["first_date"] = pd.to_datetime(cands["first_date"]).dt.date
+            parts = run.write("candidates", n_cand, cands, universe=universe)
+            run.describe(n_cand, "candidates", parts, per_partition={
+                k: {"preview": preview(p), "n_candidates_last_date": int(p.filter(
+                    pl.col("rebalance_date") == p["rebalance_date"].max()).height) if p.height else 0}
+                for k, p in parts.items()}, benchmarks=", ".join(cfg.benchmarks) or "none")
+            cands = pl.concat(list(parts.values()))
+        else:
+            cands = run.read("candidates", n_cand)
+        sets = candidate_sets(cands)
+        # 2. prices
+        if run.is_selected(n_prices):
+            frames = []
+            for key in run.keys:
+                start, end = run.periods.window(key)
+                if key == run.periods.keys[0]:
+                    start = window_start(run.periods.dates(key)[0], lb.prices_days)  # the warm-up sessions
+                end = min(end, m.calendar.end) if m.calendar.end else end
+                listed = discover(cfg, end - dt.timedelta(days=1))  # every symbol known by the period's end
+                frames.append(source_closes(by_source(listed), start, end - dt.timedelta(days=1)))
+            prices = pl.concat(frames)
+            parts = run.write("prices", n_prices, prices, column="date", universe=universe)
+            run.describe(n_prices, "prices", parts, column="date", per_partition={
+                k: {"symbols": p["symbol"].n_unique() if p.height else 0} for k, p in parts.items()})
+        if not {n_rets, n_feats, n_reg} & run.selected:
+            yield from run.results()
+            return
+        closes = run.read("prices", n_prices, run.earlier_keys(span_from), required=True) \
+            if run.earlier_keys(span_from) else pl.DataFrame()
+        current = pl.concat(list(parts.values())) if run.is_selected(n_prices) else run.read("prices", n_prices)
+        panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)
+        # 3. returns and health verdicts
+        if run.is_selected(n_rets):
+            first_row = int(np.searchsorted(panel.dates, np.datetime64(run.periods.window(run.first_key)[0], "D")))
+            if run.first_key == run.periods.keys[0]:
+                first_row = 0  # the warm-up sessions are the first partition's
+            elif first_row == 0 and panel.dates.size:
+                raise RuntimeError(f"{n_rets}[{run.first_key}]: the first session's return needs the previous "
+                                   f"period's last close: materialise {n_prices}[{run.periods.previous(run.first_key)}]")
+            have = ~np.isnan(panel.closes[first_row:])
+            r_idx, c_idx = np.nonzero(have)
+            returns = pl.DataFrame({
+                "date": panel.dates[first_row:][r_idx], "symbol": np.array(panel.symbols, dtype=object)[c_idx],
+                "ret": panel.returns[first_row:][r_idx, c_idx]}).with_columns(pl.col("date").cast(pl.Date),
+                                                                              pl.col("ret").fill_nan(None))
+            u = judge_dates(panel, dates, sets, m.health, lb.prices_days, lb.min_history_days)
+            rparts = run.write("returns", n_rets, returns, column="date", universe=universe)
+            hparts = run.write("returns_health", n_rets, u.health, universe=universe)
+            failures, per_key = {}, {}
+            for d in dates:
+                problem = coverage_problem(u.coverage[d], m.health.min_coverage)
+                if problem:
+                    failures[d.isoformat()] = problem
+            for key, h in hparts.items():
+                last = h.filter(pl.col("rebalance_date") == h["rebalance_date"].max()) if h.height else h
+                excluded = h.filter(pl.col("status") == "excluded").group_by("reason").len()
+                per_key[key] = {"symbols_kept_last_date": int((last["status"] == "kept").sum()) if last.height else 0,
+                                "exclusions_by_reason": MetadataValue.json(dict(zip(excluded["reason"].to_list(),
+                                                                                    excluded["len"].to_list())))}
+            run.describe(n_rets, "returns", rparts, column="date", per_partition=per_key)
+            run.check(n_rets, check_result("health_coverage", n_rets, failures, len(dates),
+                                           threshold=m.health.min_coverage))
+        else:
+            _, u = universe_view(run, universe, span_from)
+            panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)
+        # 4. features
+        if run.is_selected(n_feats):
+            feats = features_by_date(panel, u, dates, lb.features_days)
+            parts = run.write("features", n_feats, feats, universe=universe)
+            run.describe(n_feats, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()})
+        # 5. regime
+        if run.is_selected(n_reg):
+            readings = detect_regimes([member_mean(panel, u.rows[d], u.members[d]) for d in dates], s)
+            frame = pd.DataFrame([{"rebalance_date": d, "score": r.score, "label": r.label,
+                                   **{c: getattr(r, c) for c in COMPONENTS}, "n_obs": r.n_obs}
+                                  for d, r in zip(dates, readings)])
+            parts = run.write("regime", n_reg, frame, universe=universe)
+            per_key = {}
+            for key, p in parts.items():
+                labels = p["label"].to_list()
+                per_key[key] = {"label_last_date": labels[-1] if labels else "",
+                                "label_counts": MetadataValue.json(pd.Series(labels).value_counts().to_dict())}
+            run.describe(n_reg, "regime", parts, per_partition=per_key)
+        yield from run.results()
 
-    @asset(name=n_prices, group_name="market_data", kinds={"python", "parquet"}, deps=[n_cand],
-           description=f"Daily closes of `{universe}` over the last {lb.prices_days} sessions up to and "
-                       f"including the rebalance date: a point-in-time snapshot.", **common)
-    def prices(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, source, dates = lakehouse.get(), get_source(source_name), run_dates(context)
-        rows, last = 0, None
-        for d in dates:
-            cands = require(lh.read_partition("candidates", n_cand, d), n_cand, d).to_pandas()
-            start = d - dt.timedelta(days=calendar_days_covering(lb.prices_days + 1))
-            by_source = cands.groupby(cands["metadata"].map(lambda m: json.loads(m)["source"]), sort=False)["symbol"]
-            frames = [(source if name == source_name else get_source(name)).closes(list(symbols), start, d)
-                      for name, symbols in by_source]
-            closes = pd.concat(frames, axis=1).tail(lb.prices_days + 1) if frames else pd.DataFrame()
-            if len(closes) and closes.index.max().date() > d:
-                raise RuntimeError(f"{n_prices}[{d}]: source returned prices after the partition date")
-            long = (closes.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol",
-                                                                   value_name="close").dropna()
-                    if len(closes) else pd.DataFrame(columns=["date", "symbol", "close"]))
-            long["date"] = pd.to_datetime(long["date"]).dt.date
-            last = with_keys(long, d, universe=universe)
-            lh.write_partition("prices", n_prices, d, last)
-            rows += len(last)
-        return MaterializeResult(metadata=table_metadata(lh, "prices", n_prices, dates, rows, last))
+    return universe_data
 
-    @asset(name=n_rets, group_name="market_data", kinds={"python", "parquet"}, deps=[n_prices],
-           check_specs=[AssetCheckSpec("health_coverage", asset=n_rets, blocking=True,
-                                       description=f"Share of eligible symbols kept >= {m.health.min_coverage}")],
-           description=f"Health-checked simple daily returns of `{universe}` (floor {lb.min_history_days} "
-                       f"obs, |r| <= {m.health.toxic_abs_return}, no zero variance, no forward fill); "
-                       f"every exclusion recorded in `returns_health`.", **common)
-    def returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, failures, excluded = 0, None, {}, {}
-        for d in dates:
-            closes = require(lh.read_wide("prices", n_prices, d, "close"), n_prices, d)
-            result = apply_health_policy(closes, m.health, lb.min_history_days)
-            long = result.returns.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol",
-                                                                          value_name="ret")
-            long["date"] = pd.to_datetime(long["date"]).dt.date
-            last = with_keys(long, d, universe=universe)
-            lh.write_partition("returns", n_rets, d, last)
-            lh.write_partition("returns_health", n_rets, d, with_keys(result.verdicts, d, universe=universe))
-            rows += len(last)
-            for r in result.verdicts[result.verdicts["status"] == "excluded"].itertuples():
-                excluded[r.reason] = excluded.get(r.reason, 0) + 1
-            problem = coverage_problem(result.coverage, m.health.min_coverage)
-            if problem:
-                failures[d.isoformat()] = problem
-        md = table_metadata(lh, "returns", n_rets, dates, rows, None,
-                            symbols_kept_last_date=int(result.returns.shape[1]),
-                            coverage_last_date=float(result.coverage),
-                            exclusions_by_reason=excluded)
-        return MaterializeResult(metadata=md, check_results=[
-            check_result("health_coverage", failures, len(dates), threshold=m.health.min_coverage)])
 
-    @asset(name=n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand],
-           description=f"Per-symbol features of `{universe}` over the trailing {lb.features_days} sessions "
-                       f"for path features (momentum, volatility, entropy, efficiency, ADF, wavelet turbulence) and "
-                       f"the whole snapshot for sample-hungry ones (Hurst, skew, kurtosis, CVaR, antifragility, "
-                       f"technical ratings). Closes only: liquidity is NaN until a source brings volume.", **common)
-    def features(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last = 0, None
-        for d in dates:
-            rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d)
-            bench = benchmark_symbols(lh, universe, d)
-            # Cross-sectional features (antifragility) are scaled among members only: a benchmark
-            # is a reference, it must not move the members' scores.
-            groups = [[c for c in rets.columns if c not in bench], [c for c in rets.columns if c in bench]]
-            feats = pd.concat([compute_features(rets[g], window=lb.features_days) for g in groups if g]) \
-                if rets.shape[1] else pd.DataFrame(columns=FEATURE_COLUMNS).rename_axis("symbol")
-            last = with_keys(feats.reset_index(), d, universe=universe)
-            lh.write_partition("features", n_feats, d, last)
-            rows += len(last)
-        return MaterializeResult(metadata=table_metadata(lh, "features", n_feats, dates, rows, last))
+def universe_assets(ctx: GraphContext, universe: str) -> list:
+    return [universe_step(ctx, universe)]
 
-    return [candidates, prices, returns, features, regime_asset(ctx, universe)]

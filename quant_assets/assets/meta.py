@@ -1,37 +1,40 @@
-"""Per-(meta, risk) assets: the recursive meta layer.
+"""Per-(meta, risk) step: the recursive meta layer.
 
 For a meta M and a risk lens r (the sleeve risk profile whose streams feed the tree):
-  meta_returns_M_r            children's streams over the trailing window, inner-joined
-  meta_weights_M_r            allocation across children (+ meta_cluster_tree_M_r, same step)
+  meta_returns_M_r            each child's daily stream, side by side (stored once per day)
+  meta_weights_M_r            allocation across children on the trailing window of those streams
+  meta_cluster_tree_M_r       the uncollapsed tree at M's level
   meta_portfolio_returns_M_r  M's own out-of-sample stream: what a parent meta sees of M
   flattened_weights_M_r       physical symbols only, signed, every path recorded
-  meta_report_M_r             markdown for people
+  meta_report_M_r             markdown for people (the last rebalance date of each partition)
 A child meta contributes its meta_portfolio_returns / flattened contributions, never a plain
 mean of its sleeves, so nesting to any depth is the same code path.
 """
 
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import polars as pl
 from dagster import (
     AssetCheckSpec,
+    AssetExecutionContext,
     AssetKey,
+    AssetSpec,
+    MetadataValue,
     TableColumnDep,
     TableColumnLineage,
-    AssetExecutionContext,
-    MaterializeResult,
-    MetadataValue,
-    asset,
+    multi_asset,
 )
 
 from quant_assets.assets.common import (
     OWNER,
     SINGLE_RUN,
     GraphContext,
-    audit_check,
+    Run,
+    candidates_name,
     check_result,
     flattened_name,
     markdown_table,
@@ -39,35 +42,36 @@ from quant_assets.assets.common import (
     meta_returns_name,
     meta_tree_name,
     meta_weights_name,
-    prices_name,
+    performance_metadata,
+    preview,
     report_name,
-    require,
-    run_dates,
     sleeve_returns_name,
     sleeve_weights_name,
-    table_metadata,
-    wide,
-    with_keys,
 )
-from quant_assets.calendar import calendar_days_covering, previous_dates
-from quant_assets.audit import frame_hash, weights_hash
+from quant_assets.audit import OptimisationLog, frame_hash
+from quant_assets.calendar import calendar_days_covering
 from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
-from quant_assets.lakehouse import Lakehouse, LakehouseResource
+from quant_assets.lakehouse import LakehouseResource
 from quant_assets.manifest import ChildRef
 from quant_assets.meta import (
-    aggregate,
+    CONTRIBUTION_COLUMNS,
+    NET_COLUMNS,
+    ChildStream,
+    SuccessHistory,
     allocate,
     child_clusters,
-    cluster_tree,
-    flatten,
+    flatten_rows,
     health_vetoes,
-    net_by_symbol,
-    sleeve_contributions,
-    success_share,
+    net_rows,
+    outer_matrix,
+    sleeve_rows,
+    tree_rows,
+    window_matrix,
 )
 from quant_assets.metrics import performance
 from quant_assets.optimise import FALLBACK_CHAINS
-from quant_assets.simulate import drift
+from quant_assets.progress import track
+from quant_assets.simulate import drift_array
 
 TREE_THRESHOLD = 0.5
 LOST_DAYS_WARNING = 0.20
@@ -80,303 +84,385 @@ def child_stream_asset(child: ChildRef, risk: str) -> tuple[str, str, str]:
     return "meta_portfolio_returns", meta_portfolio_returns_name(child.name, risk), "ret"
 
 
-def read_stream(lh: Lakehouse, child: ChildRef, risk: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Rows (rebalance_date, date, ret) of a child's stream for partitions start..end."""
-    table, name, col = child_stream_asset(child, risk)
-    frame = lh.read(table, name, start, end).to_pandas()
-    frame["rebalance_date"] = pd.to_datetime(frame["rebalance_date"]).dt.date
-    return frame[["rebalance_date", "date", col]].rename(columns={col: "ret"})
+def child_weights_asset(child: ChildRef, risk: str) -> tuple[str, str]:
+    """(table, asset) of what a child holds: a sleeve's weights or a child meta's flattened paths."""
+    if child.kind == "sleeve":
+        return "sleeve_weights", sleeve_weights_name(child.name, risk)
+    return "flattened_contributions", flattened_name(child.name, risk)
 
 
-def optimisation_history(lh: Lakehouse, child: ChildRef, risk: str, start: dt.date,
-                         end: dt.date) -> list[tuple[dt.date, bool]]:
+def optimisation_history(frame: pl.DataFrame, child: ChildRef, risk: str) -> list[tuple[dt.date, bool]]:
     """(date, succeeded) for a child's optimisations: a sleeve succeeded when its requested profile
     produced the weights; a meta when its allocation did not fall back. Cash sleeves and metas
     waiting for history are not judged."""
-    if child.kind == "sleeve":
-        frame = lh.read("sleeve_weights", sleeve_weights_name(child.name, risk), start, end)
-        if frame.height == 0:
-            return []
-        per_date = frame.group_by("rebalance_date").agg(pl.col("profile_used").first()).to_pandas()
-        return [(pd.Timestamp(r.rebalance_date).date(), r.profile_used == risk) for r in per_date.itertuples()]
-    frame = lh.read("meta_weights", meta_weights_name(child.name, risk), start, end)
     if frame.height == 0:
         return []
-    per_date = frame.group_by("rebalance_date").agg(pl.col("status").first()).to_pandas()
-    return [(pd.Timestamp(r.rebalance_date).date(), r.status.startswith("optimised")) for r in per_date.itertuples()
-            if r.status.startswith(("optimised", "fallback"))]
+    column = "profile_used" if child.kind == "sleeve" else "status"
+    per_date = frame.group_by("rebalance_date").agg(pl.col(column).first()).sort("rebalance_date")
+    pairs = zip(per_date["rebalance_date"].to_list(), per_date[column].to_list())
+    if child.kind == "sleeve":
+        return [(d, used == risk) for d, used in pairs]
+    return [(d, s.startswith("optimised")) for d, s in pairs if s.startswith(("optimised", "fallback"))]
 
 
-def _in_window(frame: pd.DataFrame, d: dt.date, span: dt.timedelta) -> pd.DataFrame:
-    """Rows of partitions in (d - span, d]."""
-    return frame[(frame["rebalance_date"] > d - span) & (frame["rebalance_date"] <= d)]
+@dataclass
+class Allocation:
+    """A meta lens on one date: its weights (children in manifest order), its stored row, its matrix."""
+
+    weights: np.ndarray
+    frame: dict | pd.DataFrame | None
+    matrix: pd.DataFrame | None = None
 
 
-def _series(rows: pd.DataFrame, lo: dt.date | None, hi: dt.date) -> pd.Series:
-    sel = rows[(rows["rebalance_date"] <= hi) & ((rows["rebalance_date"] > lo) if lo else True)]
-    return pd.Series(sel["ret"].to_numpy(float), index=pd.DatetimeIndex(sel["date"])).sort_index()
+def allocations_by_date(frame: pl.DataFrame) -> dict[dt.date, Allocation]:
+    return {g["rebalance_date"][0]: Allocation(g["weight"].to_numpy(), g)
+            for g in frame.partition_by("rebalance_date", maintain_order=True)}
 
 
-def meta_assets(ctx: GraphContext, meta: str, risk: str) -> list:
+def child_stream(frame: pl.DataFrame, value: str) -> ChildStream:
+    """A stored stream (rebalance_date, date, value) as a ChildStream."""
+    if frame.height == 0:
+        return ChildStream.empty()
+    return ChildStream(frame["rebalance_date"].to_numpy().astype("datetime64[D]"),
+                       frame["date"].to_numpy().astype("datetime64[D]"), frame[value].to_numpy().astype(float))
+
+
+def py_dates(frame: pl.DataFrame) -> pd.DataFrame:
+    """A polars frame in pandas with Date columns as datetime.date (comparable with dates)."""
+    out = frame.to_pandas()
+    for c, t in frame.schema.items():
+        if t == pl.Date:
+            out[c] = frame[c].to_list()
+    return out
+
+
+def meta_step(ctx: GraphContext, meta: str, risk: str):
     m = ctx.manifest
     cfg = m.metas[meta]
     lb = m.lookbacks
     children = cfg.children
     names = [c.name for c in children]
-    window_days = calendar_days_covering(lb.meta_window_days)
+    span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
     n_mr, n_mw, n_tree = meta_returns_name(meta, risk), meta_weights_name(meta, risk), meta_tree_name(meta, risk)
     n_mpr, n_flat, n_rep = meta_portfolio_returns_name(meta, risk), flattened_name(meta, risk), report_name(meta, risk)
     stream_assets = [child_stream_asset(c, risk)[1] for c in children]
+    weight_windows = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else meta_weights_name(c.name, risk)
+                      for c in children]  # read over the trailing window (health gate)
+    child_holdings = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk)
+                      for c in children]
     universes = sorted({m.sleeves[s].universe for s in m.descendant_sleeves(meta)})
-    common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
+    directions = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
     chain = FALLBACK_CHAINS[cfg.allocation.profile]
+    sources = [TableColumnDep(asset_key=AssetKey(n_mw), column_name="weight")] + [
+        TableColumnDep(asset_key=AssetKey(a), column_name="net_weight" if a.startswith("flattened") else "weight")
+        for a in child_holdings]
+    column_lineage = TableColumnLineage(deps_by_column={
+        "net_weight": sources, "long_weight": sources, "short_weight": sources,
+        "symbol": [TableColumnDep(asset_key=AssetKey(a), column_name="symbol") for a in child_holdings]})
+    common = dict(partitions_def=ctx.partitions, owners=[OWNER])
+    specs = [
+        AssetSpec(n_mr, group_name="meta", kinds={"pandas", "parquet"}, deps=stream_assets, **common,
+                  description=f"Daily out-of-sample streams of `{meta}`'s children ({', '.join(map(str, children))}) "
+                              f"under the `{risk}` lens, side by side, stored once per day. The allocation on D uses "
+                              f"the trailing {lb.meta_window_days} sessions of them, inner-joined on dates."),
+        AssetSpec(n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"}, deps=[n_mr, *weight_windows],
+                  **common,
+                  description=f"Allocation of `{meta}` across its children under `{risk}`: "
+                              f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain {' -> '.join(chain)}, "
+                              f"projected to [{cfg.min_weight}, {cfg.max_weight}]. Children below "
+                              f"{cfg.min_child_success_share:.0%} successful optimisations over the window, or with a "
+                              f"flat stream, are vetoed for the date. Equal weight until {lb.meta_min_history_days} "
+                              f"sessions of history exist."),
+        AssetSpec(n_tree, group_name="meta", kinds={"scipy", "parquet"},
+                  deps=[n_mw, n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"], **common,
+                  description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters of "
+                              f"children, cluster and intra-cluster weights, child metas' trees by reference."),
+        AssetSpec(n_mpr, group_name="meta", kinds={"numpy", "parquet"}, deps=[n_mw, *stream_assets], **common,
+                  description=f"`{meta}`'s own out-of-sample daily returns under `{risk}`: the previous rebalance's "
+                              f"meta weights drifting over the children's realised streams. This is what a parent "
+                              f"meta sees."),
+        AssetSpec(n_flat, group_name="meta", kinds={"pandas", "parquet"},
+                  deps=[n_mw, *child_holdings, *[candidates_name(u) for u in universes]], **common,
+                  metadata={"dagster/column_lineage": column_lineage},
+                  description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, "
+                              f"long and short gross apart, and every root-to-atom path in `flattened_contributions`."),
+        AssetSpec(n_rep, group_name="reports", kinds={"markdown", "parquet"}, deps=[n_mr, n_tree, n_flat, n_mw, n_mpr],
+                  **common,
+                  description=f"Markdown report of `{meta}` under `{risk}` as of each partition's last rebalance date: "
+                              f"allocation with effective N and health, allocation over time, children's "
+                              f"correlations, trailing out-of-sample performance and equity curve, fallback and veto "
+                              f"events, top physical holdings with contributors, cluster tree. Any other date: "
+                              f"`quant-assets report {meta} {risk} DATE`."),
+    ]
+    checks = [
+        AssetCheckSpec("weights_within_bounds", asset=n_mw, blocking=True,
+                       description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}], vetoed "
+                                   f"children at 0"),
+        AssetCheckSpec("audit_complete", asset=n_mw, blocking=True,
+                       description="Every optimisation of the run is in the audit ledger, intent and outcome, linked "
+                                   "into the chain"),
+        AssetCheckSpec("returns_in_bounds", asset=n_mpr, blocking=True,
+                       description="Daily returns finite and within [-1, 10]"),
+        AssetCheckSpec("physical_and_conserved", asset=n_flat, blocking=True,
+                       description="Physical symbols listed on the date; net = long - short; paths conserve: sum = "
+                                   "net, gross = net gross + netted away"),
+        AssetCheckSpec("directional_sign_test", asset=n_flat, blocking=True,
+                       description="Every path keeps its sleeve's direction; shorts never go long"),
+    ]
 
-    @asset(name=n_mr, group_name="meta", kinds={"pandas", "parquet"},
-           deps=stream_assets,  # reads the trailing meta window of each stream (see SAME_DATE_DEPS)
-           description=f"Daily return streams of `{meta}`'s children ({', '.join(map(str, children))}) under the "
-                       f"`{risk}` lens over the trailing {lb.meta_window_days} sessions, inner-joined on dates.",
-           **common)
-    def meta_returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        span = dt.timedelta(days=window_days)
-        rows_by_child = {c.name: read_stream(lh, c, risk, dates[0] - span, dates[-1]) for c in children}
-        rows, last, lost, warnings_ = 0, None, {}, {}
-        for d in dates:
-            streams = {c: _series(r, d - span, d) for c, r in rows_by_child.items()}
-            # A child with no stream at all in the window (a sleeve whose universe is not listed yet)
-            # would empty the inner join for everyone: leave it out; the health gate vetoes it.
-            present = {c: st for c, st in streams.items() if len(st)}
-            matrix, info = aggregate(present or streams, join="inner")
-            matrix = matrix.tail(lb.meta_window_days)
-            lost[d.isoformat()] = round(info["lost_share"], 4)
-            if info["lost_share"] > LOST_DAYS_WARNING:
-                warnings_[d.isoformat()] = f"inner join lost {info['lost_share']:.0%} of days"
-            long = matrix.rename_axis("date").reset_index().melt(id_vars="date", var_name="child", value_name="ret")
-            long["date"] = pd.to_datetime(long["date"]).dt.tz_localize(None).dt.date
-            last = with_keys(long, d, meta=meta, risk=risk)
-            lh.write_partition("meta_returns", n_mr, d, last)
-            rows += len(last)
-        if warnings_:
-            context.log.warning(f"{n_mr}: inner join dropped > {LOST_DAYS_WARNING:.0%} of days on {len(warnings_)} dates")
-        return MaterializeResult(metadata=table_metadata(
-            lh, "meta_returns", n_mr, dates, rows, None,
-            days_in_window_last_date=int(last["date"].nunique()) if last is not None and len(last) else 0,
-            join_lost_share_last_date=lost[dates[-1].isoformat()],
-            join_warnings=MetadataValue.json(warnings_)))
+    @multi_asset(name=f"meta_{meta}_{risk}", specs=specs, check_specs=checks, can_subset=True,
+                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    def meta_lens(context: AssetExecutionContext, lakehouse: LakehouseResource):
+        run = Run.of(context, ctx, lakehouse.get())
+        dates = run.dates
+        earlier = run.earlier_keys(dates[0] - span)
+        previous_key = run.periods.previous(run.first_key)
+        # children's streams over the window (earlier periods when stored: a backtest may start later)
+        streams = {}
+        for c in children:
+            table, name, col = child_stream_asset(c, risk)
+            frame = pl.concat([run.read(table, name, earlier, required=False), run.read(table, name)],
+                              how="vertical_relaxed")
+            streams[c.name] = child_stream(frame, col)
+        # meta_returns: the children's streams side by side, once per day
+        if run.is_selected(n_mr):
+            columns: dict[str, list] = {}
+            for c, st in streams.items():
+                sel = st.rows(dates[0] - dt.timedelta(days=1), dates[-1])
+                for k, v in (("rebalance_date", st.periods[sel].tolist()), ("date", st.dates[sel].tolist()),
+                             ("child", [c] * (sel.stop - sel.start)), ("ret", st.values[sel].tolist())):
+                    columns.setdefault(k, []).extend(v)
+            parts = run.write("meta_returns", n_mr, pl.DataFrame(columns) if columns else pl.DataFrame(),
+                              meta=meta, risk=risk)
+            run.describe(n_mr, "meta_returns", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()})
+        results = _allocations(run, streams) if ({n_mw, n_tree, n_flat, n_rep} & run.selected) else None
+        if run.is_selected(n_mpr):
+            _portfolio_returns(run, streams, previous_key)
+        if {n_flat, n_rep} & run.selected:
+            _flatten(run, results)
+        if run.is_selected(n_rep):
+            _reports(run, results, streams)
+        yield from run.results()
 
-    child_weight_windows = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else meta_weights_name(c.name, risk)
-                            for c in children]  # read over the trailing window (health gate)
-
-    @asset(name=n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"},
-           deps=[n_mr, *child_weight_windows],
-           check_specs=[AssetCheckSpec("weights_within_bounds", asset=n_mw, blocking=True,
-                                       description=f"Finite, summing to 1, within [{cfg.min_weight}, "
-                                                   f"{cfg.max_weight}], vetoed children at 0"),
-                        AssetCheckSpec("audit_complete", asset=n_mw, blocking=True,
-                                       description="Every optimisation intent has an outcome; ledger chain intact")],
-           description=f"Allocation of `{meta}` across its children under `{risk}`: "
-                       f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain "
-                       f"{' -> '.join(chain)}, projected to [{cfg.min_weight}, {cfg.max_weight}]. "
-                       f"Children below {cfg.min_child_success_share:.0%} successful optimisations over "
-                       f"the window, or with a flat stream, are vetoed for the date. Equal weight until "
-                       f"{lb.meta_min_history_days} sessions of history exist.", **common)
-    def meta_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        ledger = lh.ledger()
-        span = dt.timedelta(days=window_days)
-        histories = {c.name: optimisation_history(lh, c, risk, dates[0] - span, dates[-1]) for c in children}
-        rows, last_w, failures, statuses, vetoes = 0, None, {}, {}, 0
-        for d in dates:
-            mr = require(lh.read_partition("meta_returns", n_mr, d), n_mr, d)
-            matrix = wide(mr, "ret", columns="child").reindex(columns=names)
-            shares = {c: success_share([ok for day, ok in h if d - span < day <= d]) for c, h in histories.items()}
+    def _allocations(run: Run, streams: dict[str, ChildStream]) -> dict[dt.date, Allocation]:
+        dates = run.dates
+        earlier = run.earlier_keys(dates[0] - span)
+        histories = {}
+        for c, name in zip(children, weight_windows):
+            table = "sleeve_weights" if c.kind == "sleeve" else "meta_weights"
+            frame = pl.concat([run.read(table, name, earlier, required=False), run.read(table, name)],
+                              how="vertical_relaxed")
+            histories[c.name] = SuccessHistory(optimisation_history(frame, c, risk))
+        compute_w = run.is_selected(n_mw)
+        stored = None if compute_w else allocations_by_date(run.read("meta_weights", n_mw))
+        logs = {k: OptimisationLog("meta_optimise", n_mw, k, run.run_id,
+                                   {"engine": cfg.allocation.engine, "profile": cfg.allocation.profile,
+                                    "chain": list(chain), "bounds": [cfg.min_weight, cfg.max_weight],
+                                    "window_days": lb.meta_window_days}) for k in run.keys}
+        out: dict[dt.date, Allocation] = {}
+        columns: dict[str, list] = {}
+        failures, lost = {}, {}
+        for d in track(dates, f"meta_{meta}_{risk}"):
+            days, values, info = window_matrix(streams, names, d - span, d, lb.meta_window_days)
+            matrix = pd.DataFrame(values, index=pd.DatetimeIndex(days), columns=names)
+            lost[d] = round(info["lost_share"], 4)
+            if not compute_w:
+                out[d] = Allocation(stored[d].weights, stored[d].frame, matrix)
+                continue
+            shares = {c: histories[c].share(d - span, d) for c in names}
             vetoed = health_vetoes(matrix, shares, cfg.min_child_success_share)
-            intent = ledger.intent(step="meta_optimise", asset=n_mw, partition=d.isoformat(), run_id=context.run.run_id,
-                                   params={"engine": cfg.allocation.engine, "profile": cfg.allocation.profile,
-                                           "chain": list(chain), "bounds": [cfg.min_weight, cfg.max_weight],
-                                           "vetoed": vetoed},
-                                   input_hashes={"meta_returns": frame_hash(matrix)})
+            inputs = {"meta_returns": frame_hash(matrix)}
             try:
                 alloc = allocate(matrix, profile=cfg.allocation.profile, engine=cfg.allocation.engine, chain=chain,
                                  lower=cfg.min_weight, upper=cfg.max_weight, min_history=lb.meta_min_history_days,
                                  vetoed=vetoed)
             except Exception as err:
-                ledger.outcome(intent, status="error", output_hash=None, detail={"error": repr(err)[:300]})
+                logs[run.key_of(d)].add(d, inputs, "error", None, error=repr(err)[:300])
+                run.lh.ledger().append_pairs([log.pair() for log in logs.values() if log.entries])
                 raise
-            w = alloc.weights
+            w = alloc.weights.to_numpy(float)
             kind = alloc.status.split(":")[0].split(";")[0].strip()  # optimised | fallback | equal_weight
-            ledger.outcome(intent, status={"optimised": "success"}.get(kind, kind),
-                           output_hash=weights_hash("meta_weights", pd.DataFrame({"child": names, "weight": w.to_numpy()})),
-                           detail={"status": alloc.status, "engine": alloc.engine, "profile_used": alloc.profile_used})
-            clusters = child_clusters(w, matrix, TREE_THRESHOLD)
-            frame = pd.DataFrame({"child": names, "child_kind": [c.kind for c in children], "weight": w.to_numpy(),
-                                  "raw_weight": alloc.raw.to_numpy(), "cluster": clusters.reindex(names).to_numpy(),
-                                  "engine": alloc.engine, "profile_used": alloc.profile_used, "status": alloc.status,
-                                  "vetoed": [vetoed.get(c, "") for c in names],
-                                  "success_share": [shares[c] for c in names]})
-            last_w = with_keys(frame, d, meta=meta, risk=risk)
-            lh.write_partition("meta_weights", n_mw, d, last_w)
-            rows += len(frame)
-            statuses[d.isoformat()] = alloc.status
-            vetoes += len(vetoed)
-            problem = meta_weights_problem(w, cfg.min_weight, cfg.max_weight, set(vetoed))
+            logs[run.key_of(d)].add(d, inputs, {"optimised": "success"}.get(kind, kind),
+                                    frame_hash(pd.Series(w, index=names, name="weight")),
+                                    status_text=alloc.status, engine=alloc.engine, profile_used=alloc.profile_used,
+                                    vetoed=vetoed)
+            clusters = child_clusters(alloc.weights, matrix, TREE_THRESHOLD).reindex(names).to_numpy()
+            row = {"rebalance_date": [d] * len(names), "child": names, "child_kind": [c.kind for c in children],
+                   "weight": w.tolist(), "raw_weight": alloc.raw.to_numpy(float).tolist(),
+                   "cluster": clusters.tolist(), "engine": [alloc.engine] * len(names),
+                   "profile_used": [alloc.profile_used] * len(names), "status": [alloc.status] * len(names),
+                   "vetoed": [vetoed.get(c, "") for c in names], "success_share": [shares[c] for c in names]}
+            for k, v in row.items():
+                columns.setdefault(k, []).extend(v)
+            out[d] = Allocation(w, row, matrix)
+            problem = meta_weights_problem(alloc.weights, cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
-        equal = sum(s.startswith("equal_weight") for s in statuses.values())
-        fb = sum(s.startswith("fallback") for s in statuses.values())
-        return MaterializeResult(metadata=table_metadata(
-            lh, "meta_weights", n_mw, dates, rows, last_w, status_last_date=statuses[dates[-1].isoformat()],
-            dates_equal_weight=equal, dates_with_fallback=fb, child_vetoes_in_run=vetoes,
-            allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}"),
-            check_results=[check_result("weights_within_bounds", failures, len(dates),
-                                        bounds=f"[{cfg.min_weight}, {cfg.max_weight}]"),
-                           audit_check(lh, n_mw, dates)])
+        if compute_w:
+            offset, written = run.lh.ledger().append_pairs([log.pair() for log in logs.values() if log.entries])
+            ledger_check = run.lh.ledger().verify_batch(offset, written)
+            parts = run.write("meta_weights", n_mw, pl.DataFrame(columns), meta=meta, risk=risk)
+            per_key = {}
+            for k, p in parts.items():
+                statuses = p.group_by("rebalance_date", maintain_order=True).agg(pl.col("status").first())["status"].to_list()
+                per_key[k] = {"preview": preview(p), "status_last_date": statuses[-1] if statuses else "",
+                              "dates_equal_weight": sum(x.startswith("equal_weight") for x in statuses),
+                              "dates_with_fallback": sum(x.startswith("fallback") for x in statuses),
+                              "child_vetoes": int((p["vetoed"] != "").sum()),
+                              "join_lost_share_max": max((v for d_, v in lost.items() if run.key_of(d_) == k), default=0.0)}
+            run.describe(n_mw, "meta_weights", parts, per_partition=per_key,
+                         allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}")
+            run.check(n_mw, check_result("weights_within_bounds", n_mw, failures, len(dates),
+                                         bounds=f"[{cfg.min_weight}, {cfg.max_weight}]"))
+            run.check(n_mw, check_result("audit_complete", n_mw, {} if ledger_check.ok else {"ledger": ledger_check.reason},
+                                         len(dates), ledger_records=len(written)))
+        if run.is_selected(n_tree):
+            refs = {c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
+                    for c in children}
+            columns = {}
+            for d, a in out.items():
+                labels = child_clusters(pd.Series(a.weights, index=names), a.matrix, TREE_THRESHOLD).reindex(names)
+                rows = tree_rows(meta, names, a.weights, labels.to_numpy(), refs)
+                rows["rebalance_date"] = [d] * len(rows["node"])
+                for k, v in rows.items():
+                    columns.setdefault(k, []).extend(v)
+            parts = run.write("meta_cluster_tree", n_tree, pl.DataFrame(columns), meta=meta, risk=risk)
+            run.describe(n_tree, "meta_cluster_tree", parts,
+                         per_partition={k: {"tree": MetadataValue.md(render_tree(
+                             p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()).to_pandas()))}
+                             for k, p in parts.items() if p.height})
+        return out
 
-    @asset(name=n_tree, group_name="meta", kinds={"scipy", "parquet"},
-           deps=[n_mw, n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
-           description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters of children, "
-                       f"cluster and intra-cluster weights, child metas' trees by reference.", **common)
-    def meta_cluster_tree(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        refs = {c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
-                for c in children}
-        last_tree = None
+    def _portfolio_returns(run: Run, streams: dict[str, ChildStream], previous_key: str | None) -> None:
+        dates = run.dates
+        weights = {}
+        stored_prev = run.lh.read_partition("meta_weights", n_mw, previous_key) if previous_key else None
+        if stored_prev is not None:
+            weights.update({d: a.weights for d, a in allocations_by_date(stored_prev).items()})
+        weights.update({d: a.weights for d, a in allocations_by_date(run.read("meta_weights", n_mw)).items()})
+        columns: dict[str, list] = {}
+        failures, skipped = {}, 0
         for d in dates:
-            w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas().set_index("child")["weight"]
-            matrix = wide(require(lh.read_partition("meta_returns", n_mr, d), n_mr, d), "ret", columns="child")
-            tree = cluster_tree(meta, w.reindex(names), matrix.reindex(columns=names), TREE_THRESHOLD, refs)
-            last_tree = with_keys(tree, d, meta=meta, risk=risk)
-            lh.write_partition("meta_cluster_tree", n_tree, d, last_tree)
-        return MaterializeResult(metadata=table_metadata(
-            lh, "meta_cluster_tree", n_tree, dates, len(last_tree) * len(dates), last_tree,
-            **({"tree": MetadataValue.md(render_tree(last_tree))} if len(dates) == 1 else {})))
-
-    @asset(name=n_mpr, group_name="meta", kinds={"numpy", "parquet"},
-           deps=[n_mw] + stream_assets,  # the previous date's meta weights earn this period
-           check_specs=[AssetCheckSpec("returns_in_bounds", asset=n_mpr, blocking=True,
-                                       description="Daily returns finite and within [-1, 10]")],
-           description=f"`{meta}`'s own out-of-sample daily returns under `{risk}`: the previous rebalance's meta "
-                       f"weights drifting over the children's realised streams. This is what a parent meta sees.",
-           **common)
-    def meta_portfolio_returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows_by_child = {c.name: read_stream(lh, c, risk, dates[0], dates[-1]) for c in children}
-        rows, last, failures, skipped = 0, None, {}, 0
-        for d in dates:
-            prev = previous_dates(m.calendar, d, 1)
-            wf = lh.read_partition("meta_weights", n_mw, prev[-1]) if prev else None
-            frame = pd.DataFrame(columns=["date", "ret", "weights_date"])
-            if wf is None:
+            prev = run.periods.dates_before(d, 1)
+            w = weights.get(prev[-1]) if prev else None
+            if w is None:
                 skipped += 1
-            else:
-                w = wf.to_pandas().set_index("child")["weight"].reindex(names)
-                # Outer join: a child without a row on a day (no stream yet, another calendar) earns 0
-                # that day; an inner join would drop the other children's realised returns.
-                matrix, _ = aggregate({c: _series(r, prev[-1], d) for c, r in rows_by_child.items()}, join="outer")
-                if len(matrix):
-                    port, _ = drift(w, matrix[names])
-                    frame = pd.DataFrame({"date": port.index.tz_localize(None).date, "ret": port.to_numpy(),
-                                          "weights_date": prev[-1]})
-            last = with_keys(frame, d, meta=meta, risk=risk)
-            lh.write_partition("meta_portfolio_returns", n_mpr, d, last)
-            rows += len(last)
-            problem = returns_problem(frame["ret"], "daily return") if len(frame) else None
+                continue
+            # Outer join: a child without a row on a day (no stream yet, another calendar) earns 0
+            # that day; an inner join would drop the other children's realised returns.
+            days, values = outer_matrix(streams, names, prev[-1], d)
+            if not len(days):
+                continue
+            port, _ = drift_array(w, values)
+            for k, v in (("rebalance_date", [d] * len(days)), ("date", days.tolist()), ("ret", port.tolist()),
+                         ("weights_date", [prev[-1]] * len(days))):
+                columns.setdefault(k, []).extend(v)
+            problem = returns_problem(port, "daily return")
             if problem:
                 failures[d.isoformat()] = problem
-        return MaterializeResult(metadata=table_metadata(lh, "meta_portfolio_returns", n_mpr, dates, rows, last,
-                                                         dates_without_previous_weights=skipped),
-                                 check_results=[check_result("returns_in_bounds", failures, len(dates))])
+        parts = run.write("meta_portfolio_returns", n_mpr, pl.DataFrame(columns) if columns else pl.DataFrame(),
+                          meta=meta, risk=risk)
+        per_key = {}
+        for k, p in parts.items():
+            per_key[k] = performance_metadata(pd.Series(p["ret"].to_numpy(), index=pd.DatetimeIndex(p["date"].to_numpy()))
+                                              if p.height else pd.Series(dtype=float))
+        run.describe(n_mpr, "meta_portfolio_returns", parts, per_partition=per_key,
+                     dates_without_previous_weights=skipped)
+        run.check(n_mpr, check_result("returns_in_bounds", n_mpr, failures, len(dates)))
 
-    child_weight_assets = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk)
-                           for c in children]
-    directions = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
-    # net weight = sum over paths of (meta weight x child's weight): the columns it is made of
-    sources = [TableColumnDep(asset_key=AssetKey(n_mw), column_name="weight")] + [
-        TableColumnDep(asset_key=AssetKey(a), column_name="net_weight" if a.startswith("flattened") else "weight")
-        for a in child_weight_assets]
-    column_lineage = TableColumnLineage(deps_by_column={
-        "net_weight": sources, "long_weight": sources, "short_weight": sources,
-        "symbol": [TableColumnDep(asset_key=AssetKey(a), column_name="symbol") for a in child_weight_assets]})
-
-    @asset(name=n_flat, group_name="meta", kinds={"pandas", "parquet"},
-           deps=[n_mw] + child_weight_assets + [prices_name(u) for u in universes],
-           check_specs=[AssetCheckSpec("physical_and_conserved", asset=n_flat, blocking=True,
-                                       description="Physical symbols present in prices; net = long - short; "
-                                                   "paths conserve: sum = net, gross = net gross + netted away"),
-                        AssetCheckSpec("directional_sign_test", asset=n_flat, blocking=True,
-                                       description="Every path keeps its sleeve's direction; shorts never go long")],
-           description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, long "
-                       f"and short gross apart, and every root-to-atom path in `flattened_contributions`.",
-           **common)
-    def flattened_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, failures, sign_failures = 0, None, {}, {}
+    def _flatten(run: Run, results: dict[dt.date, "Allocation"]) -> None:
+        dates = run.dates
+        holdings: dict[str, dict[dt.date, dict[str, list]]] = {}
+        for c, name in zip(children, child_holdings):
+            table, _ = child_weights_asset(c, risk)
+            frame = run.read(table, name)
+            if c.kind == "sleeve":
+                holdings[c.name] = {g["rebalance_date"][0]: sleeve_rows(c.name, g["atom_id"].to_list(),
+                                                                        g["symbol"].to_list(), g["direction"][0],
+                                                                        g["weight"].to_numpy())
+                                    for g in frame.partition_by("rebalance_date", maintain_order=True)}
+            else:
+                holdings[c.name] = {g["rebalance_date"][0]: {col: g[col].to_list() for col in CONTRIBUTION_COLUMNS}
+                                    for g in frame.partition_by("rebalance_date", maintain_order=True)}
+        listed: dict[dt.date, set[str]] = {}
+        for u in universes:
+            for g in run.read("candidates", candidates_name(u)).partition_by("rebalance_date"):
+                listed.setdefault(g["rebalance_date"][0], set()).update(g["symbol"].to_list())
+        flats: dict[str, list] = {}
+        contribs: dict[str, list] = {}
+        failures, sign_failures = {}, {}
         for d in dates:
-            w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas().set_index("child")["weight"]
-            child_rows = {}
-            for c in children:
-                if c.kind == "sleeve":
-                    name = sleeve_weights_name(c.name, risk)
-                    sw = require(lh.read_partition("sleeve_weights", name, d), name, d).to_pandas()
-                    child_rows[c.name] = sleeve_contributions(c.name, sw)
-                else:
-                    name = flattened_name(c.name, risk)
-                    child_rows[c.name] = require(lh.read_partition("flattened_contributions", name, d), name, d) \
-                        .to_pandas().drop(columns=["rebalance_date", "meta", "risk"])
-            contributions = flatten(meta, w, child_rows)
-            flat = net_by_symbol(contributions)
-            physical = set()
-            for u in universes:
-                p = lh.read_partition("prices", prices_name(u), d)
-                physical |= set(p["symbol"].unique().to_list()) if p is not None else set()
-            last = with_keys(flat, d, meta=meta, risk=risk)
-            lh.write_partition("flattened_weights", n_flat, d, last)
-            lh.write_partition("flattened_contributions", n_flat, d, with_keys(contributions, d, meta=meta, risk=risk))
-            rows += len(last)
-            problem = flattened_problem(flat, contributions, physical)
+            weights = list(zip(names, (float(x) for x in results[d].weights)))
+            contributions = flatten_rows(meta, weights, {c: holdings[c].get(d) for c in names})
+            flat = net_rows(contributions)
+            for target, rows in ((flats, flat), (contribs, contributions)):
+                n = len(rows["symbol"])
+                target.setdefault("rebalance_date", []).extend([d] * n)
+                for k, v in rows.items():
+                    target.setdefault(k, []).extend(v)
+            problem = flattened_problem(flat, contributions, listed.get(d, set()))
             if problem:
                 failures[d.isoformat()] = problem
             sign_issue = sign_problem(contributions, directions)
             if sign_issue:
                 sign_failures[d.isoformat()] = sign_issue
-        gross = float(last["net_weight"].abs().sum()) if len(last) else 0.0
-        return MaterializeResult(metadata=table_metadata(
-            lh, "flattened_weights", n_flat, dates, rows, last, gross_exposure_last_date=gross,
-            **{"dagster/column_lineage": column_lineage},
-            net_exposure_last_date=float(last["net_weight"].sum()) if len(last) else 0.0),
-            check_results=[check_result("physical_and_conserved", failures, len(dates)),
-                           check_result("directional_sign_test", sign_failures, len(dates))])
+        empty_flat = {k: [] for k in ("rebalance_date", *NET_COLUMNS)}
+        empty_contrib = {k: [] for k in ("rebalance_date", *CONTRIBUTION_COLUMNS)}
+        parts = run.write("flattened_weights", n_flat, pl.DataFrame(flats or empty_flat,
+                                                                  schema_overrides={"rebalance_date": pl.Date}),
+                          meta=meta, risk=risk)
+        run.write("flattened_contributions", n_flat, pl.DataFrame(contribs or empty_contrib,
+                                                                  schema_overrides={"rebalance_date": pl.Date}),
+                  meta=meta, risk=risk)
+        per_key = {}
+        for k, p in parts.items():
+            last = p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()) if p.height else p
+            per_key[k] = {"preview": preview(p), "gross_exposure_last_date": float(last["net_weight"].abs().sum()),
+                          "net_exposure_last_date": float(last["net_weight"].sum())}
+        run.describe(n_flat, "flattened_weights", parts, per_partition=per_key)
+        run.check(n_flat, check_result("physical_and_conserved", n_flat, failures, len(dates)))
+        run.check(n_flat, check_result("directional_sign_test", n_flat, sign_failures, len(dates)))
 
-    @asset(name=n_rep, group_name="reports", kinds={"markdown", "parquet"},
-           deps=[n_mr, n_tree, n_flat, n_mw, n_mpr],  # the last two over the trailing window
-           description=f"Markdown report of `{meta}` under `{risk}`: allocation with effective N and health, "
-                       f"allocation over time, children's correlations, trailing out-of-sample performance and "
-                       f"equity curve, fallback and veto events, top physical holdings with contributors, "
-                       f"cluster tree.", **common)
-    def meta_report(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        span = dt.timedelta(days=window_days)
-        perf_rows = lh.read("meta_portfolio_returns", n_mpr, dates[0] - span, dates[-1]).to_pandas()
-        perf_rows["rebalance_date"] = pd.to_datetime(perf_rows["rebalance_date"]).dt.date
-        history = lh.read("meta_weights", n_mw, dates[0] - span, dates[-1]).to_pandas()
-        history["rebalance_date"] = pd.to_datetime(history["rebalance_date"]).dt.date
-        md = ""
-        for d in dates:
-            w = require(lh.read_partition("meta_weights", n_mw, d), n_mw, d).to_pandas()
-            tree = require(lh.read_partition("meta_cluster_tree", n_tree, d), n_tree, d).to_pandas()
-            flat = require(lh.read_partition("flattened_weights", n_flat, d), n_flat, d).to_pandas()
-            matrix = wide(require(lh.read_partition("meta_returns", n_mr, d), n_mr, d), "ret", columns="child")
-            returns = _in_window(perf_rows, d, span).sort_values("date")
-            md = render_report(meta, risk, d, w, tree, flat, returns, _in_window(history, d, span), matrix)
-            lh.write_partition("meta_report", n_rep, d, with_keys(pd.DataFrame({"markdown": [md]}), d,
-                                                                  meta=meta, risk=risk))
-        extra = {"report": MetadataValue.md(md)} if len(dates) == 1 else {
-            "report": MetadataValue.md(f"Range run {dates[0]} .. {dates[-1]}: one report per date in the "
-                                       f"`meta_report` table. Materialise a single date to see it here.")}
-        return MaterializeResult(metadata={**table_metadata(lh, "meta_report", n_rep, dates, len(dates), None),
-                                           **extra})
+    def _reports(run: Run, results: dict, streams) -> None:
+        reports = []
+        for key in run.keys:
+            key_dates = [d for d in run.periods.dates(key) if d in results]
+            if not key_dates:
+                continue
+            d = key_dates[-1]
+            reports.append({"rebalance_date": d, "markdown": report_at(run.lh, meta, risk, d, run.periods, lb)})
+        parts = run.write("meta_report", n_rep, pd.DataFrame(reports), meta=meta, risk=risk)
+        run.describe(n_rep, "meta_report", parts, per_partition={
+            k: {"report": MetadataValue.md(p["markdown"][0])} for k, p in parts.items() if p.height})
 
-    return [meta_returns, meta_weights, meta_cluster_tree, meta_portfolio_returns, flattened_weights, meta_report]
+    return meta_lens
+
+
+def report_at(lh, meta: str, risk: str, d: dt.date, periods, lb) -> str:
+    """The report of a meta lens as of rebalance date `d`, from the stored tables (data <= d only)."""
+    span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
+    key = periods.key(d)
+    keys = [k for k in periods.keys if periods.key(d - span) <= k <= key]
+
+    def rows(table: str, asset: str, keys_) -> pd.DataFrame:
+        return py_dates(lh.read(table, asset, keys_))
+
+    n_mw, n_tree, n_flat = meta_weights_name(meta, risk), meta_tree_name(meta, risk), flattened_name(meta, risk)
+    n_mpr, n_mr = meta_portfolio_returns_name(meta, risk), meta_returns_name(meta, risk)
+    history = rows("meta_weights", n_mw, keys)
+    history = history[(history["rebalance_date"] > d - span) & (history["rebalance_date"] <= d)]
+    w = history[history["rebalance_date"] == d]
+    tree = rows("meta_cluster_tree", n_tree, [key])
+    tree = tree[tree["rebalance_date"] == d]
+    flat = rows("flattened_weights", n_flat, [key])
+    flat = flat[flat["rebalance_date"] == d]
+    perf = rows("meta_portfolio_returns", n_mpr, keys)
+    perf = perf[(perf["rebalance_date"] > d - span) & (perf["rebalance_date"] <= d)].sort_values("date")
+    streams = rows("meta_returns", n_mr, keys)
+    streams = streams[(streams["rebalance_date"] > d - span) & (streams["rebalance_date"] <= d)]
+    matrix = streams.pivot_table(index="date", columns="child", values="ret").dropna().tail(lb.meta_window_days) \
+        if len(streams) else pd.DataFrame()
+    return render_report(meta, risk, d, w, tree, flat, perf, history, matrix)
 
 
 def render_tree(tree: pd.DataFrame) -> str:

@@ -1,56 +1,49 @@
-"""Per-sleeve assets: selection -> sleeve_weights_<sleeve>_<risk> -> sleeve_returns_<sleeve>_<risk>.
+"""Per-sleeve step: selection -> sleeve_weights_<sleeve>_<risk> -> sleeve_returns_<sleeve>_<risk>, every lens.
 
-A sleeve is a universe + a strategy logic + a direction. Its atoms are (symbol, logic,
-direction); optimisers see their synthetic-long streams (shorts: -min(r, 1)), and the signed
-physical weight is kept next to the atom weight.
+A sleeve is a universe + a strategy logic + a direction. Its atoms are (symbol, logic, direction);
+optimisers see their synthetic-long streams (shorts: -min(r, 1)), and the signed physical weight is
+kept next to the atom weight. All lenses of a sleeve share one step: they read the same selection,
+returns and features, and share the covariance of the same winners.
 """
 
 
 import datetime as dt
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
-from dagster import (
-    AssetCheckSpec,
-    AssetDep,
-    AssetExecutionContext,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+import polars as pl
+from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
     OWNER,
     PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
-    audit_check,
+    Run,
     candidates_name,
     check_result,
-    performance_metadata,
     features_name,
+    performance_metadata,
+    preview,
     prices_name,
     regime_name,
-    require,
     returns_name,
-    run_dates,
     selection_name,
     sleeve_returns_name,
     sleeve_weights_name,
-    table_metadata,
-    with_keys,
 )
-from quant_assets.calendar import previous_dates
-from quant_assets.lakehouse import LakehouseResource
-from quant_assets.checks import returns_problem, sleeve_weights_problem, synthetic_stream_problem
-from quant_assets.audit import frame_hash, weights_hash
-from quant_assets.optimise import FALLBACK_CHAINS, optimise
-from quant_assets.assets.funnel import regime_label, benchmark_symbols, sleeve_funnel_assets
+from quant_assets.assets.funnel import features_by_date, regime_by_date
+from quant_assets.assets.market_data import universe_view, window_start
+from quant_assets.audit import OptimisationLog, frame_hash
+from quant_assets.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
 from quant_assets.features import antifragility_matrix
-from quant_assets.selection import atom_id, synthetic_long
-from quant_assets.simulate import BANKRUPTCY_FLOOR, DAILY_COLUMNS, rebalance_period
-
-
-
+from quant_assets.lakehouse import LakehouseResource
+from quant_assets.market import dense_matrix
+from quant_assets.optimise import FALLBACK_CHAINS, optimise
+from quant_assets.progress import track
+from quant_assets.selection import atom_id
+from quant_assets.simulate import BANKRUPTCY_FLOOR, Book
 
 POOL_DESCRIPTION = {
     "market": "the universe's benchmarks (equal weight)",
@@ -59,194 +52,293 @@ POOL_DESCRIPTION = {
 }
 
 
-def sleeve_pool(risk: str, selection: pd.DataFrame, returns: pd.DataFrame, benchmarks: set[str], logic: str,
-          direction: str) -> pd.DataFrame:
-    """The atoms a profile allocates over: symbol, atom_id, cluster.
+@dataclass
+class Selected:
+    """One date's selection, in rank order: what the sleeve's profiles allocate over."""
 
-    Most profiles hold the winners; the baselines hold the benchmarks (`market`) or every
-    recruitable symbol of the pool (`raw_pool_ew`), as atoms of the sleeve's own logic and direction.
-    """
-    if risk == "market":
-        symbols = sorted(s for s in benchmarks if s in returns.columns)
-        return pd.DataFrame({"symbol": symbols, "atom_id": [atom_id(s, logic, direction) for s in symbols],
-                             "cluster": 0})
-    if risk == "raw_pool_ew":
-        pool = selection[selection["symbol"].isin(returns.columns)]
-    else:
-        pool = selection[selection["selected"] & selection["symbol"].isin(returns.columns)]
-    return pd.DataFrame({"symbol": pool["symbol"].to_numpy(), "atom_id": pool["atom_id"].to_numpy(),
-                         "cluster": pool["cluster"].to_numpy(int)})
+    symbols: list[str]
+    atom_ids: list[str]
+    clusters: list[int]
+    selected: list[bool]
 
 
-def atom_scores(streams: pd.DataFrame, feats: pd.DataFrame, symbols: list[str], sign: float) -> dict:
-    """What barbell and hybrid weighting need per atom, oriented like the atom's own stream:
-    antifragility of the synthetic-long stream (a short's upside is the stock's downside) and the
-    stock's momentum times the sleeve's sign."""
-    ids = list(streams.columns)
-    return {"antifragility": pd.Series(antifragility_matrix(streams.fillna(0.0)), index=ids),
-            "momentum": pd.Series(sign * feats["momentum"].reindex(symbols).to_numpy(float), index=ids)}
-
-
-def sleeve_assets(ctx: GraphContext, sleeve: str) -> list:
-    m = ctx.manifest
-    cfg = m.sleeves[sleeve]
-    rate = m.friction[m.universes[cfg.universe].asset_class].rate
-    out = sleeve_funnel_assets(ctx, sleeve)
-    for risk in cfg.risk_profiles:
-        out += _risk_assets(ctx, sleeve, risk, rate)
+def selections_by_date(frame: pl.DataFrame) -> dict[dt.date, Selected]:
+    out = {}
+    for g in frame.partition_by("rebalance_date", maintain_order=True):
+        g = g.sort("rank")
+        out[g["rebalance_date"][0]] = Selected(g["symbol"].to_list(), g["atom_id"].to_list(),
+                                               g["cluster"].to_list(), g["selected"].to_list())
     return out
 
 
-def _risk_assets(ctx: GraphContext, sleeve: str, risk: str, rate: float) -> list:
+def sleeve_pool(risk: str, sel: Selected | None, available: set[str], benchmarks: set[str], logic: str,
+                direction: str) -> tuple[list[str], list[str], list[int]]:
+    """The atoms a profile allocates over: (symbols, atom ids, clusters).
+
+    Most profiles hold the winners; the baselines hold the benchmarks (`market`) or every
+    recruitable symbol of the pool (`raw_pool_ew`), as atoms of the sleeve's own logic and direction.
+    `available`: the symbols with returns on the date.
+    """
+    if risk == "market":
+        symbols = sorted(s for s in benchmarks if s in available)
+        return symbols, [atom_id(s, logic, direction) for s in symbols], [0] * len(symbols)
+    if sel is None:
+        return [], [], []
+    keep = [i for i, s in enumerate(sel.symbols) if s in available and (risk == "raw_pool_ew" or sel.selected[i])]
+    return [sel.symbols[i] for i in keep], [sel.atom_ids[i] for i in keep], [int(sel.clusters[i]) for i in keep]
+
+
+def atom_scores(streams: np.ndarray, ids: list[str], momentum: np.ndarray, sign: float) -> dict:
+    """What barbell and hybrid weighting need per atom, oriented like the atom's own stream:
+    antifragility of the synthetic-long stream (a short's upside is the stock's downside) and the
+    stock's momentum times the sleeve's sign."""
+    return {"antifragility": pd.Series(antifragility_matrix(np.where(np.isnan(streams), 0.0, streams)), index=ids),
+            "momentum": pd.Series(sign * momentum, index=ids)}
+
+
+def sleeve_step(ctx: GraphContext, sleeve: str):
     m = ctx.manifest
     cfg = m.sleeves[sleeve]
     universe = cfg.universe
     lb = m.lookbacks
-    n_sel, n_rets, n_prices = selection_name(sleeve), returns_name(universe), prices_name(universe)
-    n_feats = features_name(universe)
-    n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
-    common = dict(partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN, owners=[OWNER])
+    rate = m.friction[m.universes[universe].asset_class].rate
+    n_sel, n_rets, n_prices, n_feats = selection_name(sleeve), returns_name(universe), prices_name(universe), \
+        features_name(universe)
+    n_reg, n_cand = regime_name(universe), candidates_name(universe)
+    lenses = list(cfg.risk_profiles)
+    common = dict(partitions_def=ctx.partitions, owners=[OWNER], group_name="sleeves")
+    specs, checks = [], []
+    for risk in lenses:
+        n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
+        specs += [
+            AssetSpec(n_w, kinds={cfg.engine, "parquet"}, deps=[n_sel, n_rets, n_feats, n_reg, n_cand], **common,
+                      description=f"`{risk}` weights of sleeve `{sleeve}` over {POOL_DESCRIPTION.get(risk, 'its winners')}, "
+                                  f"optimised with {cfg.engine} on the last {lb.optimisation_days} sessions; failures "
+                                  f"fall back along a recorded chain ({' -> '.join(FALLBACK_CHAINS[risk])}). How every "
+                                  f"date was produced (engine, variant, solver, covariance, chain with reasons) is in "
+                                  f"the audit ledger."),
+            AssetSpec(n_r, kinds={"numpy", "parquet"}, **common,
+                      deps=[n_w, n_rets, AssetDep(n_r, partition_mapping=PREVIOUS_PARTITION)],
+                      description=f"Out-of-sample daily returns of sleeve `{sleeve}` under `{risk}`: the previous "
+                                  f"rebalance's weights drifting over (previous date, this date], net of friction "
+                                  f"({rate * 1e4:.0f} bps on traded notional). Wealth carries over from the previous "
+                                  f"partition; below {BANKRUPTCY_FLOOR:.0%} of the start the book is liquidated to "
+                                  f"cash and stays there."),
+        ]
+        checks += [
+            AssetCheckSpec("weights_valid", asset=n_w, blocking=True,
+                           description="Finite, >= 0, summing to 1 (or cash); net signed by direction"),
+            AssetCheckSpec("audit_complete", asset=n_w, blocking=True,
+                           description="Every optimisation of the run is in the audit ledger, intent and outcome, "
+                                       "linked into the chain"),
+            AssetCheckSpec("directional_sign_test", asset=n_w, blocking=True,
+                           description="Optimiser streams are r (long) or exactly -min(r, 1) (short)"),
+            AssetCheckSpec("returns_in_bounds", asset=n_r, blocking=True,
+                           description="Daily net returns finite and within [-1, 10]"),
+        ]
 
-    @asset(name=n_w, group_name="sleeves", kinds={cfg.engine, "parquet"},
-           deps=[n_sel, n_rets, n_feats, regime_name(universe), candidates_name(universe)],
-           check_specs=[AssetCheckSpec("weights_valid", asset=n_w, blocking=True,
-                                       description="Finite, >= 0, summing to 1 (or cash); net signed by direction"),
-                        AssetCheckSpec("audit_complete", asset=n_w, blocking=True,
-                                       description="Every optimisation intent has an outcome; ledger chain intact"),
-                        AssetCheckSpec("directional_sign_test", asset=n_w, blocking=True,
-                                       description="Optimiser streams are r (long) or exactly -min(r, 1) (short)")],
-           description=f"`{risk}` weights of sleeve `{sleeve}` over {POOL_DESCRIPTION.get(risk, 'its winners')}, "
-                       f"optimised with {cfg.engine} on the last {lb.optimisation_days} sessions; failures fall back "
-                       f"along a recorded chain ({' -> '.join(FALLBACK_CHAINS[risk])}). The provenance of every "
-                       f"date (engine, variant, solver, covariance, chain with reasons) is in the audit ledger.",
-           **common)
-    def sleeve_weights(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        ledger = lh.ledger()
-        rows, last, failures, fallbacks, chains, sign_failures = 0, None, {}, 0, {}, {}
-        provenance = {}
+    @multi_asset(name=f"sleeve_{sleeve}", specs=specs, check_specs=checks, can_subset=True,
+                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    def sleeve_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
+        run = Run.of(context, ctx, lakehouse.get())
+        dates = run.dates
+        panel, u = universe_view(run, universe, window_start(dates[0], lb.prices_days))
+        wanted_w = [r for r in lenses if run.is_selected(sleeve_weights_name(sleeve, r))]
+        wanted_r = [r for r in lenses if run.is_selected(sleeve_returns_name(sleeve, r))]
+        weights: dict[str, dict[dt.date, Holding]] = {r: {} for r in lenses}
+        if wanted_w:
+            weights.update(_optimise(run, panel, u, wanted_w))
+        for risk in wanted_r:
+            _returns(run, panel, risk, weights[risk] if risk in wanted_w else None)
+        yield from run.results()
+
+    def _optimise(run: Run, panel, u, wanted: list[str]) -> dict[str, dict[dt.date, Holding]]:
+        dates = run.dates
+        sel = selections_by_date(run.read("selection", n_sel))
+        feats = features_by_date(run.read("features", n_feats))
+        regimes = regime_by_date(run.read("regime", n_reg))
+        sign = -1.0 if cfg.direction == "short" else 1.0
+        short = cfg.direction == "short"
+        logs = {r: {k: OptimisationLog("sleeve_optimise", sleeve_weights_name(sleeve, r), k, run.run_id,
+                                       {"engine": cfg.engine, "profile": r, "chain": list(FALLBACK_CHAINS[r]),
+                                        "window_days": lb.optimisation_days,
+                                        "config": cfg.risk.model_dump(mode="json")}) for k in run.keys}
+                for r in wanted}
+        out: dict[str, dict[dt.date, Holding]] = {r: {} for r in wanted}
+        columns = {r: {} for r in wanted}
+        failures = {r: {} for r in wanted}
+        sign_failures = {r: {} for r in wanted}
+        for d in track(dates, f"sleeve_{sleeve}"):
+            kept = u.kept[d]
+            X = dense_matrix(panel, u.rows[d][-lb.optimisation_days:], kept)
+            col = {s_: i for i, s_ in enumerate(kept)}
+            view = feats.get(d)
+            momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
+            pools: dict[tuple, tuple] = {}  # profiles on the same atoms share streams, hashes and scores
+            for risk in wanted:
+                symbols, ids, clusters = sleeve_pool(risk, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic,
+                                                     cfg.direction)
+                key = tuple(ids)
+                if key not in pools:
+                    raw = X[:, [col[s_] for s_ in symbols]]
+                    streams = -np.minimum(raw, 1.0) if short else raw
+                    frame = pd.DataFrame(streams, columns=ids)
+                    mom = np.array([momentum.get(s_, np.nan) for s_ in symbols], dtype=float)
+                    pools[key] = (frame, synthetic_stream_problem(streams, raw, cfg.direction),
+                                  {"streams": frame_hash(frame),
+                                   "selection": frame_hash(pd.DataFrame({"symbol": symbols, "cluster": clusters}))},
+                                  atom_scores(streams, ids, mom, sign))
+                frame, issue, inputs, scores = pools[key]
+                if issue:
+                    sign_failures[risk][d.isoformat()] = issue
+                log = logs[risk][run.key_of(d)]
+                try:
+                    result = optimise(frame, risk, engine=cfg.engine, clusters=pd.Series(clusters, index=ids),
+                                      config=cfg.risk, regime=regimes[d], **scores)
+                except Exception as err:
+                    log.add(d, inputs, "error", None, error=repr(err)[:300])
+                    _append(run, logs)
+                    raise
+                w = result.weights.to_numpy(float)
+                keep = w > 0 if result.profile_used != "none" else np.zeros(len(w), dtype=bool)
+                h = Holding([i for i, k in zip(ids, keep) if k], [s_ for s_, k in zip(symbols, keep) if k], w[keep],
+                            [c for c, k in zip(clusters, keep) if k], result.engine, result.profile_used)
+                out[risk][d] = h
+                status = "no_assets" if result.profile_used == "none" else \
+                    "fallback" if result.fallback_used else "success"
+                log.add(d, inputs, status, h.hash(), regime=regimes[d], **_provenance(result))
+                n = len(h.ids)
+                for k_, v in (("rebalance_date", [d] * n), ("atom_id", h.ids), ("symbol", h.symbols),
+                              ("direction", [cfg.direction.upper()] * n), ("weight", h.weights.tolist()),
+                              ("net_weight", (sign * h.weights).tolist()), ("cluster", h.clusters),
+                              ("engine", [h.engine] * n), ("profile_used", [h.profile_used] * n)):
+                    columns[risk].setdefault(k_, []).extend(v)
+                problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
+                if problem:
+                    failures[risk][d.isoformat()] = problem
+        offset, written = _append(run, logs)
+        ledger_check = run.lh.ledger().verify_batch(offset, written)
+        for risk in wanted:
+            n_w = sleeve_weights_name(sleeve, risk)
+            parts = run.write("sleeve_weights", n_w, pl.DataFrame(columns[risk]) if columns[risk] else pl.DataFrame(),
+                              sleeve=sleeve, risk=risk)
+            per_key = {}
+            for k, p in parts.items():
+                fb = [e for e in logs[risk][k].entries if e["status"] != "success"]
+                per_key[k] = {"preview": preview(p), "fallbacks": len(fb),
+                              "fallback_dates": MetadataValue.json({e["rebalance_date"]: e["chain"] for e in fb[:20]})}
+            run.describe(n_w, "sleeve_weights", parts, per_partition=per_key, engine=cfg.engine, requested_profile=risk)
+            run.check(n_w, check_result("weights_valid", n_w, failures[risk], len(dates)))
+            run.check(n_w, check_result("directional_sign_test", n_w, sign_failures[risk], len(dates),
+                                        direction=cfg.direction))
+            run.check(n_w, check_result("audit_complete", n_w, {} if ledger_check.ok else {"ledger": ledger_check.reason},
+                                        len(dates), ledger_records=len(written),
+                                        ledger=MetadataValue.path(str(run.lh.ledger().path))))
+        return out
+
+    def _returns(run: Run, panel, risk: str, computed: dict[dt.date, Holding] | None) -> None:
+        n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
+        dates = run.dates
+        previous = run.periods.previous(run.first_key)
+        weights: dict[dt.date, Holding] = {}
+        if previous is not None:
+            stored = run.lh.read_partition("sleeve_weights", n_w, previous)
+            if stored is not None:
+                weights.update(holdings_by_date(stored))
+        weights.update(computed if computed is not None else holdings_by_date(run.read("sleeve_weights", n_w)))
+        book = Book(cfg.direction, rate)
+        state, restarted = None, False
+        columns: dict[str, list] = {}
+        failures, skipped = {}, []
         for d in dates:
-            sel = require(lh.read_partition("selection", n_sel, d), n_sel, d).to_pandas()
-            rets = require(lh.read_wide("returns", n_rets, d, "ret"), n_rets, d).tail(lb.optimisation_days)
-            pool = sleeve_pool(risk, sel, rets, benchmark_symbols(lh, universe, d), cfg.logic, cfg.direction)
-            symbols, ids = pool["symbol"].tolist(), pool["atom_id"].tolist()
-            streams = synthetic_long(rets[symbols], cfg.direction)
-            sign_issue = synthetic_stream_problem(streams, rets[symbols], cfg.direction)
-            if sign_issue:
-                sign_failures[d.isoformat()] = sign_issue
-            streams.columns = ids
-            clusters = pd.Series(pool["cluster"].to_numpy(int), index=ids)
-            feats = require(lh.read_partition("features", n_feats, d), n_feats, d).to_pandas().set_index("symbol")
-            sign = -1.0 if cfg.direction == "short" else 1.0
-            regime = regime_label(lh, universe, d)
-            intent = ledger.intent(step="sleeve_optimise", asset=n_w, partition=d.isoformat(), run_id=context.run.run_id,
-                                   params={"engine": cfg.engine, "profile": risk, "chain": list(FALLBACK_CHAINS[risk]),
-                                           "window_days": lb.optimisation_days, "regime": regime,
-                                           "config": cfg.risk.model_dump(mode="json")},
-                                   input_hashes={"streams": frame_hash(streams),
-                                                 "selection": frame_hash(pool[["symbol", "cluster"]])})
-            try:
-                result = optimise(streams, risk, engine=cfg.engine, clusters=clusters, config=cfg.risk, regime=regime,
-                                  **atom_scores(streams, feats, symbols, sign))
-            except Exception as err:
-                ledger.outcome(intent, status="error", output_hash=None, detail={"error": repr(err)[:300]})
-                raise
-            frame = pd.DataFrame({
-                "atom_id": ids, "symbol": symbols, "direction": cfg.direction.upper(),
-                "weight": result.weights.reindex(ids).to_numpy(float),
-                "net_weight": sign * result.weights.reindex(ids).to_numpy(float),
-                "cluster": clusters.to_numpy(int), "engine": result.engine, "profile_used": result.profile_used,
-            })
-            frame = frame[frame["weight"] > 0] if result.profile_used != "none" else frame.iloc[0:0]
-            ledger.outcome(intent, status=("no_assets" if result.profile_used == "none" else
-                                           "fallback" if result.fallback_used else "success"),
-                           output_hash=weights_hash("sleeve_weights", frame),
-                           detail={"profile_used": result.profile_used, "engine": result.engine,
-                                   "chain": result.chain_text(), "provenance": result.provenance})
-            last = with_keys(frame, d, sleeve=sleeve, risk=risk)
-            lh.write_partition("sleeve_weights", n_w, d, last)
-            rows += len(last)
-            fallbacks += result.fallback_used
-            chains[d.isoformat()] = result.chain_text()
-            provenance = result.provenance
-            problem = sleeve_weights_problem(frame)
-            if problem:
-                failures[d.isoformat()] = problem
-        md = table_metadata(lh, "sleeve_weights", n_w, dates, rows, last,
-                            fallbacks_in_run=fallbacks, engine=cfg.engine, requested_profile=risk,
-                            fallback_chain_last_date=chains[dates[-1].isoformat()],
-                            provenance_last_date=MetadataValue.json(provenance),
-                            fallback_dates=MetadataValue.json({k: v for k, v in chains.items() if "failed" in v}))
-        return MaterializeResult(metadata=md, check_results=[
-            check_result("weights_valid", failures, len(dates)), audit_check(lh, n_w, dates),
-            check_result("directional_sign_test", sign_failures, len(dates), direction=cfg.direction)])
-
-    @asset(name=n_r, group_name="sleeves", kinds={"numpy", "parquet"},
-           deps=[n_w, n_prices,  # the weights of the two previous dates (SAME_DATE_DEPS)
-                 AssetDep(n_r, partition_mapping=PREVIOUS_PARTITION)],  # wealth carries over from the last period
-           check_specs=[AssetCheckSpec("returns_in_bounds", asset=n_r, blocking=True,
-                                       description="Daily net returns finite and within [-1, 10]")],
-           description=f"Out-of-sample daily returns of sleeve `{sleeve}` under `{risk}`: the previous rebalance's "
-                       f"weights drifting over (previous date, this date], net of friction ({rate * 1e4:.0f} bps "
-                       f"on traded notional). Wealth carries over from the previous partition; below "
-                       f"{BANKRUPTCY_FLOOR:.0%} of the start the book is liquidated to cash and stays there.",
-           **common)
-    def sleeve_returns(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
-        lh, dates = lakehouse.get(), run_dates(context)
-        rows, last, failures, skipped, restarts = 0, None, {}, [], []
-        weights_cache: dict[dt.date, pd.DataFrame | None] = {}
-        state: tuple[float, bool] | None = None  # (wealth, bankrupt) at the end of the previous period
-
-        def weights_at(day: dt.date) -> pd.DataFrame | None:
-            if day not in weights_cache:
-                f = lh.read_partition("sleeve_weights", n_w, day)
-                weights_cache[day] = None if f is None else f.to_pandas()
-            return weights_cache[day]
-
-        def stored_state(day: dt.date) -> tuple[float, bool] | None:
-            f = lh.read_partition("sleeve_returns", n_r, day)
-            if f is None:
-                return None
-            f = f.filter(f["wealth"].is_not_null()) if "wealth" in f.columns else f.clear()
-            return (1.0, False) if f.is_empty() else (float(f["wealth"][-1]), bool(f["bankrupt"][-1]))
-
-        for d in dates:
-            prev = previous_dates(m.calendar, d, 2)
-            w1 = weights_at(prev[-1]) if prev else None
+            prev = run.periods.dates_before(d, 2)
+            w1 = weights.get(prev[-1]) if prev else None
             if state is None:  # first date of this run: pick up where the stored history left off
-                state = stored_state(prev[-1]) if prev else (1.0, False)
+                state = _stored_state(run, n_r, previous) if previous else (1.0, False)
                 if state is None:
-                    state = (1.0, False)
-                    if w1 is not None:
-                        restarts.append(d.isoformat())
+                    state, restarted = (1.0, False), w1 is not None
             if w1 is None:
-                frame = pd.DataFrame(columns=["date", *DAILY_COLUMNS, "weights_date"])
                 skipped.append(d.isoformat())
-            else:
-                d1 = prev[-1]
-                closes = require(lh.read_wide("prices", n_prices, d, "close"), n_prices, d)
-                w2 = weights_at(prev[0]) if len(prev) == 2 else None
-                period = rebalance_period(closes.pct_change(fill_method=None), w1, w2,
-                                          (prev[0] if w2 is not None else None, d1, d), cfg.direction, rate,
-                                          start_wealth=state[0], bankrupt=state[1])
-                state = (period.end_wealth, period.bankrupt)
-                frame = period.daily.rename_axis("date").reset_index()
-                frame["date"] = frame["date"].dt.date
-                frame["weights_date"] = d1
-            last = with_keys(frame, d, sleeve=sleeve, risk=risk)
-            lh.write_partition("sleeve_returns", n_r, d, last)
-            rows += len(last)
-            problem = returns_problem(frame["net_return"], "daily net return") if len(frame) else None
+                continue
+            d1 = prev[-1]
+            w2 = weights.get(prev[0]) if len(prev) == 2 else None
+            rows = panel.between(prev[0] if w2 is not None else d1, d)
+            symbols = sorted(set(w1.symbols) | (set(w2.symbols) if w2 is not None else set()))
+            returns = panel.returns[rows][:, panel.columns(symbols)] if symbols else \
+                np.zeros((rows.stop - rows.start, 0))
+            days = panel.dates[rows]
+            split = int(np.searchsorted(days, np.datetime64(d1, "D"), side="right")) if w2 is not None else 0
+            p = book.period(returns, symbols, (w1.ids, w1.symbols, w1.weights),
+                            (w2.ids, w2.symbols, w2.weights) if w2 is not None else None, split, state[0], state[1])
+            state = (p.end_wealth, p.bankrupt)
+            held = days[split:]
+            n = len(held)
+            for k_, v in (("rebalance_date", [d] * n), ("date", held.tolist()), ("gross_return", p.gross.tolist()),
+                          ("cost", p.cost.tolist()), ("net_return", p.net.tolist()), ("turnover", p.turnover.tolist()),
+                          ("wealth", p.wealth.tolist()), ("bankrupt", p.bankrupt_flags.tolist()),
+                          ("weights_date", [d1] * n)):
+                columns.setdefault(k_, []).extend(v)
+            problem = returns_problem(p.net, "daily net return") if n else None
             if problem:
                 failures[d.isoformat()] = problem
-        stitched = lh.read("sleeve_returns", n_r, dates[0], dates[-1]).to_pandas()
-        md = table_metadata(lh, "sleeve_returns", n_r, dates, rows, last,
-                            **performance_metadata(stitched),
-                            wealth_end=float(state[0]), bankrupt=bool(state[1]),
-                            wealth_restarted_at_1=", ".join(restarts) or "none",
-                            dates_without_previous_weights=len(skipped),
-                            note=("No previous weights for: " + ", ".join(skipped[:5]) +
-                                  (" ..." if len(skipped) > 5 else "")) if skipped else "")
-        return MaterializeResult(metadata=md, check_results=[check_result("returns_in_bounds", failures, len(dates))])
+        parts = run.write("sleeve_returns", n_r, pl.DataFrame(columns) if columns else pl.DataFrame(),
+                          sleeve=sleeve, risk=risk)
+        per_key = {}
+        for k, part in parts.items():
+            series = pd.Series(part["net_return"].to_numpy(), index=pd.DatetimeIndex(part["date"].to_numpy())) \
+                if part.height else pd.Series(dtype=float)
+            turnover = part.filter(pl.col("turnover") > 0)["turnover"].to_pandas() if part.height else None
+            per_key[k] = {**performance_metadata(series, turnover),
+                          "wealth_end": float(part["wealth"][-1]) if part.height else float("nan"),
+                          "dates_without_previous_weights": sum(1 for s_ in skipped
+                                                                if run.key_of(dt.date.fromisoformat(s_)) == k)}
+        run.describe(n_r, "sleeve_returns", parts, column="rebalance_date", per_partition=per_key,
+                     wealth_restarted_at_1=restarted, bankrupt=bool(state[1]) if state else False)
+        run.check(n_r, check_result("returns_in_bounds", n_r, failures, len(dates)))
 
-    return [sleeve_weights, sleeve_returns]
+    return sleeve_lenses
+
+
+@dataclass
+class Holding:
+    """One date's weights of a sleeve lens (atoms with weight > 0)."""
+
+    ids: list[str]
+    symbols: list[str]
+    weights: np.ndarray
+    clusters: list[int]
+    engine: str = ""
+    profile_used: str = ""
+
+    def hash(self) -> str:
+        """The output hash the ledger records (as `weights_hash` computes it from a stored partition)."""
+        return frame_hash(pd.Series(self.weights, index=self.ids, name="weight"))
+
+
+def holdings_by_date(frame: pl.DataFrame) -> dict[dt.date, Holding]:
+    return {g["rebalance_date"][0]: Holding(g["atom_id"].to_list(), g["symbol"].to_list(), g["weight"].to_numpy(),
+                                            g["cluster"].to_list(), g["engine"][0] if g.height else "",
+                                            g["profile_used"][0] if g.height else "")
+            for g in frame.partition_by("rebalance_date", maintain_order=True)}
+
+
+def _stored_state(run: Run, asset: str, key: str) -> tuple[float, bool] | None:
+    """(wealth, bankrupt) at the end of a stored partition; None when it was never materialised."""
+    f = run.lh.read_partition("sleeve_returns", asset, key)
+    if f is None:
+        return None
+    f = f.filter(pl.col("wealth").is_not_null())
+    return (1.0, False) if f.is_empty() else (float(f["wealth"][-1]), bool(f["bankrupt"][-1]))
+
+
+def _append(run: Run, logs: dict[str, dict[str, OptimisationLog]]):
+    pairs = [log.pair() for by_key in logs.values() for log in by_key.values() if log.entries]
+    return run.lh.ledger().append_pairs(pairs)
+
+
+def _provenance(result) -> dict:
+    """What varies per date in how the weights were produced (the static part is in the intent)."""
+    p = result.provenance
+    return {"profile_used": result.profile_used, "engine": result.engine, "chain": result.chain_text(),
+            "variant": p["variant"], "solver": p["solver"], "cluster_cap": p["cluster_cap"],
+            "dropped": p["dropped"], "diagnostics": p["diagnostics"]}
