@@ -1,17 +1,20 @@
 """How long does a walk-forward backfill of the default graph take, and where does the time go?
 
 Runs the whole default graph over a date range as one single-run backfill, in process, into a
-temporary lakehouse with an ephemeral Dagster instance, and reports wall time and seconds per
-rebalance date; with --profile, the share of time inside our asset bodies versus Dagster
-(planning, event log, storage), measured with cProfile (ratios within one run are what count).
+temporary lakehouse, on an ephemeral Dagster instance (default) or a persistent one configured as
+`dagster.yaml` configures `make ui`'s (--persistent), and reports wall time and milliseconds per
+rebalance date; with --profile, the share of time inside our asset steps versus Dagster (planning,
+events, storage), measured with cProfile (ratios within one run are what count).
 
-    .venv/bin/python benchmarks/backfill.py --start 2019-01-01 --end 2019-12-31 [--profile]
+    .venv/bin/python -m benchmarks.backfill                       # the full history, 1992-2022
+    .venv/bin/python -m benchmarks.backfill --persistent --profile
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import datetime as dt
 import pstats
 import shutil
@@ -28,26 +31,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 warnings.filterwarnings("ignore")
 
-ASSET_BODIES = ("candidates", "prices", "returns", "features", "regime", "clusters", "cluster_sensitivity",
-                "rankings", "vetoes", "selection", "sleeve_weights", "sleeve_returns", "tournament",
-                "meta_returns", "meta_weights", "meta_cluster_tree", "meta_portfolio_returns", "flattened_weights",
-                "meta_report", "orders")
+STEP_BODIES = ("universe_data", "funnel", "sleeve_lenses", "tournament", "meta_lens", "orders")
 
 
 def _body_seconds(profile: cProfile.Profile) -> dict[str, float]:
-    """Cumulative seconds inside each kind of asset body (functions of quant_assets/assets/)."""
+    """Cumulative seconds inside each kind of asset step (the step functions of quant_assets/assets/)."""
     stats = pstats.Stats(profile)
     out: dict[str, float] = defaultdict(float)
     for (filename, _, name), (_, _, _, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
-        if "quant_assets/assets/" in filename and name in ASSET_BODIES:
+        if "quant_assets/assets/" in filename and name in STEP_BODIES:
             out[name] += cumtime
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2019, 1, 1))
-    parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2019, 12, 31))
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(1992, 1, 1))
+    parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2022, 12, 31))
     parser.add_argument("--persistent", action="store_true",
                         help="write to an on-disk SQLite instance (as `make demo` does) instead of an in-memory one")
     parser.add_argument("--profile", action="store_true",
@@ -65,6 +65,7 @@ def main() -> None:
         defs = build_definitions(manifest, root)
         if args.persistent:
             shutil.copy(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
+            os.environ["DAGSTER_HOME"] = home
             instance = DagsterInstance.from_config(home)
         else:
             instance = DagsterInstance.ephemeral()
@@ -78,8 +79,9 @@ def main() -> None:
             profile.disable()
         wall = time.perf_counter() - t0
     print(f"backfill {args.start} .. {args.end}: {n_dates} rebalance dates, success={result.success}")
-    print(f"wall {wall:.1f} s = {wall / n_dates:.2f} s per date, {'on-disk' if args.persistent else 'in-memory'} "
-          f"instance" + (" (under cProfile)" if profile else ""))
+    print(f"wall {wall:.1f} s = {1000 * wall / n_dates:.1f} ms per rebalance date, "
+          f"{'persistent (batched SQLite)' if args.persistent else 'ephemeral'} instance"
+          + (" (under cProfile)" if profile else ""))
     if profile:
         bodies = _body_seconds(profile)
         ours = sum(bodies.values())

@@ -109,13 +109,54 @@ def frame_hash(frame: pd.DataFrame | pd.Series) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# ---- the same digests without building frames (the walk-forward loops hash every optimisation) ----
+
+
+def weights_digest(labels: list[str], values: np.ndarray) -> str:
+    """`frame_hash(pd.Series(values, index=labels, name="weight"))` for unique string labels."""
+    if len(labels) == 0:
+        return hashlib.sha256(b"empty").hexdigest()
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    v = np.round(np.asarray(values, dtype=float)[order], 8) + 0.0
+    v[np.isnan(v)] = np.nan
+    text = f"idx:{','.join(labels[i] for i in order)};cols:weight;data:"
+    return hashlib.sha256(text.encode() + v.tobytes()).hexdigest()
+
+
+def iso_days(days: np.ndarray) -> list[str]:
+    """How `frame_hash` writes a date index ("2019-01-04T00:00:00"), for datetime64 days."""
+    return np.datetime_as_string(np.asarray(days).astype("datetime64[s]"), unit="s").tolist()
+
+
+def matrix_digest(index: list[str], columns: list[str], values: np.ndarray) -> str:
+    """`frame_hash` of a numeric (dates x columns) frame whose date index, written by `iso_days`, is
+    strictly increasing (a returns window): the frame is never built."""
+    if len(index) == 0 or len(columns) == 0:
+        return hashlib.sha256(b"empty").hexdigest()
+    order = sorted(range(len(columns)), key=lambda j: str(columns[j]))
+    v = np.round(np.asarray(values, dtype=float)[:, order], 8) + 0.0
+    v[np.isnan(v)] = np.nan
+    text = f"idx:{','.join(index)};cols:{','.join(str(columns[j]) for j in order)};data:"
+    return hashlib.sha256(text.encode() + np.ascontiguousarray(v).tobytes()).hexdigest()
+
+
+def selection_digest(symbols: list[str], clusters: list[int]) -> str:
+    """`frame_hash(pd.DataFrame({"symbol": symbols, "cluster": clusters}))` (a range index, mixed dtypes)."""
+    if not symbols:
+        return hashlib.sha256(b"empty").hexdigest()
+    rows = sorted(zip((str(i) for i in range(len(symbols))), (str(c) for c in clusters), symbols))
+    body = ";".join(f"{c}|{s}" for _, c, s in rows)
+    text = f"idx:{','.join(r[0] for r in rows)};cols:cluster,symbol;data:{body}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def weights_hash(table: str, frame: pd.DataFrame) -> str:
     """The output hash an optimisation records: its weights keyed by atom (sleeves) or child (metas).
 
     Writers and `explain` share this, so a stored partition can be checked against the ledger.
     """
     key = "atom_id" if table == "sleeve_weights" else "child"
-    return frame_hash(frame.set_index(key)["weight"])
+    return weights_digest([str(x) for x in frame[key]], frame["weight"].to_numpy(dtype=float))
 
 
 @dataclass

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from scipy.cluster.hierarchy import fcluster, linkage
+from quant_assets.engines.hrp import fcluster
+from quant_assets.engines.hrp import linkage as ward_linkage
 from scipy.spatial.distance import squareform
 
 from quant_assets.regime import REGIME_LABELS as REGIMES  # the detector owns the labels
@@ -116,7 +117,7 @@ class Dendrogram:
         if n < 2:
             return cls(None, n, tuple(lookbacks or ()))
         dist, used = distance_matrix(X, lookbacks)
-        return cls(linkage(squareform(dist, checks=False), method="ward"), n, used)
+        return cls(ward_linkage(squareform(dist, checks=False), "ward"), n, used)
 
     def labels(self, threshold: float, max_clusters: int | None = None) -> tuple[np.ndarray, bool]:
         """1-based labels by first appearance, and whether the max_clusters ceiling forced a re-cut."""

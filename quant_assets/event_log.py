@@ -67,8 +67,16 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
+    def config_type(cls):
+        from dagster import Field, StringSource
+
+        return {"base_dir": Field(StringSource, is_required=False,
+                                  description="default: $DAGSTER_HOME/storage, where Dagster's own SQLite log lives")}
+
+    @classmethod
     def from_config_value(cls, inst_data, config_value):  # the parent hard-codes its own class
-        return cls(inst_data=inst_data, **config_value)
+        base_dir = config_value.get("base_dir") or os.path.join(os.environ["DAGSTER_HOME"], "storage")
+        return cls(base_dir, inst_data=inst_data)
 
     # ---- connections: one engine per shard, kept -----------------------------------------
 

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import pandas as pd
+import polars as pl
 
 from quant_assets.assets.common import (
     flattened_name,
@@ -23,6 +24,7 @@ from quant_assets.assets.common import (
     sleeve_weights_name,
 )
 from quant_assets.audit import frame_hash, weights_hash
+from quant_assets.calendar import Periods
 from quant_assets.lakehouse import Lakehouse
 from quant_assets.manifest import Manifest
 
@@ -112,11 +114,21 @@ class Explanation:
         return "\n".join(lines)
 
 
-def _meta_weights(lh: Lakehouse, meta: str, risk: str, date: dt.date) -> pd.Series:
-    frame = lh.read_partition("meta_weights", meta_weights_name(meta, risk), date)
+def _rows(lh: Lakehouse, table: str, asset: str, periods: Periods, date: dt.date) -> pd.DataFrame | None:
+    """The stored rows of one rebalance date (None when its partition was never materialised)."""
+    frame = lh.read_partition(table, asset, periods.key(date))
     if frame is None:
-        raise ExplainError(f"{meta_weights_name(meta, risk)}[{date}] is not materialised")
-    return frame.to_pandas().set_index("child")["weight"]
+        return None
+    if "rebalance_date" in frame.columns:
+        frame = frame.filter(pl.col("rebalance_date") == date)
+    return frame.to_pandas()
+
+
+def _meta_weights(lh: Lakehouse, periods: Periods, meta: str, risk: str, date: dt.date) -> pd.Series:
+    frame = _rows(lh, "meta_weights", meta_weights_name(meta, risk), periods, date)
+    if frame is None or frame.empty:
+        raise ExplainError(f"{meta_weights_name(meta, risk)} has no weights for {date} (partition {periods.key(date)})")
+    return frame.set_index("child")["weight"]
 
 
 def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.date, symbol: str,
@@ -125,16 +137,22 @@ def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.da
         raise ExplainError(f"unknown meta {meta!r}; metas: {sorted(manifest.metas)}")
     if risk not in manifest.meta_risks(meta):
         raise ExplainError(f"meta {meta!r} has no risk lens {risk!r}; lenses: {manifest.meta_risks(meta)}")
+    periods = Periods(manifest.calendar)
+    if date not in set(periods.all_dates):
+        near = [d for d in periods.all_dates if d <= date][-1:] or periods.all_dates[:1]
+        raise ExplainError(f"{date} is not a rebalance date of the calendar ({manifest.calendar.frequency}); "
+                           f"the nearest before it is {near[0] if near else 'none'}")
     flat_asset = flattened_name(meta, risk)
-    flat = lh.read_partition("flattened_weights", flat_asset, date)
-    if flat is None:
-        raise ExplainError(f"{flat_asset}[{date}] is not materialised (partitions are rebalance dates, "
-                           f"e.g. {lh.partitions('flattened_weights', flat_asset)[-1:] or 'none yet'})")
-    flat = flat.to_pandas().set_index("symbol")
+    flat = _rows(lh, "flattened_weights", flat_asset, periods, date)
+    if flat is None or flat.empty:
+        stored = lh.partitions("flattened_weights", flat_asset)
+        raise ExplainError(f"{flat_asset} has no weights for {date}: partition {periods.key(date)} is not "
+                           f"materialised (stored: {', '.join(stored[-3:]) or 'none yet'})")
+    flat = flat.set_index("symbol")
     if symbol not in flat.index:
         held = ", ".join(flat.index[:12])
         raise ExplainError(f"{symbol!r} is not held by {meta} / {risk} on {date}; held: {held}")
-    rows = lh.read_partition("flattened_contributions", flat_asset, date).to_pandas()
+    rows = _rows(lh, "flattened_contributions", flat_asset, periods, date)
     rows = rows[rows["symbol"] == symbol]
     weights_cache: dict[str, pd.Series] = {}
     paths = []
@@ -143,17 +161,17 @@ def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.da
         levels = []
         for parent, child in zip(parts, parts[1:]):
             if parent not in weights_cache:
-                weights_cache[parent] = _meta_weights(lh, parent, risk, date)
+                weights_cache[parent] = _meta_weights(lh, periods, parent, risk, date)
             levels.append(Level(parent, child, float(weights_cache[parent][child])))
         paths.append(PathExplanation(r.path, levels, r.sleeve, r.atom_id, r.direction, float(r.sleeve_weight),
                                      float(r.contribution)))
     out = Explanation(meta, risk, date, symbol, float(flat.loc[symbol, "net_weight"]),
                       float(flat.loc[symbol, "long_weight"]), float(flat.loc[symbol, "short_weight"]), paths)
-    out.inputs = _inputs(lh, manifest, out, instance)
+    out.inputs = _inputs(lh, manifest, periods, out, instance)
     return out
 
 
-def _inputs(lh: Lakehouse, manifest: Manifest, ex: Explanation, instance) -> list[InputRecord]:
+def _inputs(lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation, instance) -> list[InputRecord]:
     """Every asset partition the weight depends on, upstream from the flattened weights."""
     inputs = [("flattened_weights", flattened_name(ex.meta, ex.risk))]
     for meta in dict.fromkeys(lv.parent for p in ex.paths for lv in p.levels):
@@ -163,39 +181,42 @@ def _inputs(lh: Lakehouse, manifest: Manifest, ex: Explanation, instance) -> lis
     for sleeve in dict.fromkeys(p.sleeve for p in ex.paths):
         universe = manifest.sleeves[sleeve].universe
         inputs += [("sleeve_weights", sleeve_weights_name(sleeve, ex.risk)), ("selection", selection_name(sleeve)),
-                   ("returns", returns_name(universe)), ("prices", prices_name(universe))]
-    partition = ex.date.isoformat()
-    outcomes = _latest_outcomes(lh, {a for _, a in inputs}, partition)
+                   ("returns_health", returns_name(universe)), ("prices", prices_name(universe))]
+    partition = periods.key(ex.date)
+    outcomes = _latest_outcomes(lh, {a for _, a in inputs}, partition, ex.date.isoformat())
     records = []
     for table, asset in dict.fromkeys(inputs):
-        stored = lh.read_partition(table, asset, ex.date)
-        rec = InputRecord(asset, partition)
+        stored = _rows(lh, table, asset, periods, ex.date)
+        rec = InputRecord(asset, f"{partition} ({ex.date})" if stored is not None and table != "prices" else partition)
         if stored is not None:
-            rec.content_hash = frame_hash(stored.to_pandas())
+            rec.content_hash = frame_hash(stored)
         if asset in outcomes:
-            outcome = outcomes[asset]
-            rec.ledger = f"{outcome['step']} {outcome['status']}, output {str(outcome['output_hash'])[:12]}"
+            outcome, entry = outcomes[asset]
+            rec.ledger = f"{outcome['step']} {entry['status']}, output {str(entry['output_hash'])[:12]}"
             if stored is not None:
-                rec.ledger_match = weights_hash(table, stored.to_pandas()) == outcome["output_hash"]
+                rec.ledger_match = weights_hash(table, stored) == entry["output_hash"]
         if instance is not None:
-            _fill_from_instance(rec, instance)
+            _fill_from_instance(rec, partition, instance)
         records.append(rec)
     return records
 
 
-def _latest_outcomes(lh: Lakehouse, assets: set[str], partition: str) -> dict[str, dict]:
+def _latest_outcomes(lh: Lakehouse, assets: set[str], partition: str, date: str) -> dict[str, tuple[dict, dict]]:
+    """The latest outcome of each asset's partition, with its entry for the rebalance date."""
     out = {}
     for rec in lh.ledger().records():
         if rec["type"] == "outcome" and rec["asset"] in assets and rec["partition"] == partition:
-            out[rec["asset"]] = rec
+            for entry in rec.get("detail", {}).get("optimisations", []):
+                if entry["rebalance_date"] == date:
+                    out[rec["asset"]] = (rec, entry)
     return out
 
 
-def _fill_from_instance(rec: InputRecord, instance) -> None:
+def _fill_from_instance(rec: InputRecord, partition: str, instance) -> None:
     from dagster import AssetKey, AssetRecordsFilter
 
     result = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(rec.asset), asset_partitions=[rec.partition]), limit=1)
+        AssetRecordsFilter(asset_key=AssetKey(rec.asset), asset_partitions=[partition]), limit=1)
     if not result.records:
         return
     entry = result.records[0].event_log_entry

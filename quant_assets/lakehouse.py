@@ -175,6 +175,14 @@ class Lakehouse:
                 "'status': 'VARCHAR', 'output_hash': 'VARCHAR', 'detail': 'JSON', 'ts': 'VARCHAR', "
                 "'prev_hash': 'VARCHAR', 'hash': 'VARCHAR'})"
             )
+            # One row per optimisation (an outcome record holds every rebalance date of its partition).
+            con.execute(
+                "CREATE VIEW audit_optimisations AS SELECT l.step, l.asset, l.partition, l.run_id, l.ts, "
+                "CAST(o->>'rebalance_date' AS DATE) AS rebalance_date, o->>'status' AS status, "
+                "o->>'output_hash' AS output_hash, o->>'profile_used' AS profile_used, o->>'engine' AS engine, "
+                "o->>'chain' AS chain, o AS detail FROM audit_ledger l, "
+                "unnest(CAST(json_extract(l.detail, '$.optimisations') AS JSON[])) AS t(o) WHERE l.type = 'outcome'"
+            )
         return con
 
     def ledger(self):

@@ -22,7 +22,7 @@ import pandas as pd
 import polars as pl
 
 from quant_assets.calendar import calendar_days_covering
-from quant_assets.health import Verdicts, judge
+from quant_assets.health import VERDICT_COLUMNS, Verdicts, judge
 from quant_assets.manifest import HealthPolicy
 
 
@@ -56,6 +56,13 @@ class Panel:
         if value == "close":
             return cls(dates, symbols, values, simple_returns(values))
         return cls(dates, symbols, np.full(values.shape, np.nan), values)
+
+    @cached_property
+    def iso(self) -> list[str]:
+        """The sessions as `frame_hash` writes a date index (input hashes of the audit ledger)."""
+        from quant_assets.audit import iso_days
+
+        return iso_days(self.dates)
 
     @cached_property
     def column(self) -> dict[str, int]:
@@ -143,19 +150,27 @@ class UniverseDates:
 def judge_dates(panel: Panel, dates: list[dt.date], candidates: dict[dt.date, tuple[list[str], list[str]]],
                 policy: HealthPolicy, prices_days: int, min_history: int) -> UniverseDates:
     """The health verdicts of every date's candidates (members, benchmarks) over its own window."""
-    frames, coverage, kept, members, benchmarks, rows = [], {}, {}, {}, {}, {}
+    columns: dict[str, list] = {c: [] for c in ("rebalance_date", *VERDICT_COLUMNS)}
+    coverage, kept, members, benchmarks, rows = {}, {}, {}, {}, {}
     for d in dates:
         mem, bench = candidates[d]
         symbols = sorted([*mem, *bench])
         w = health_at(panel, d, symbols, policy, prices_days, min_history)
+        v = w.verdicts
         bench_set = set(bench)
-        frames.append(w.verdicts.frame().assign(rebalance_date=d))
-        coverage[d] = w.verdicts.coverage
+        columns["rebalance_date"] += [d] * len(symbols)
+        columns["symbol"] += v.symbols
+        columns["status"] += ["kept" if k else "excluded" for k in v.kept]
+        columns["reason"] += v.reason
+        columns["value"] += v.value.tolist()
+        columns["threshold"] += v.threshold.tolist()
+        columns["n_obs"] += [int(x) for x in v.n_obs]
+        coverage[d] = v.coverage
         kept[d] = w.kept
         members[d] = [s for s in w.kept if s not in bench_set]
         benchmarks[d] = [s for s in w.kept if s in bench_set]
         rows[d] = w.rows
-    health = pl.from_pandas(pd.concat(frames, ignore_index=True)) if frames else pl.DataFrame()
+    health = pl.DataFrame(columns, schema_overrides={"rebalance_date": pl.Date, "n_obs": pl.Int64})
     return UniverseDates(health, coverage, kept, members, benchmarks, rows)
 
 

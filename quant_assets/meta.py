@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from quant_assets.optimise import optimise, project_bounded_simplex
+from quant_assets.optimise import optimise_array, project_bounded_simplex
 from quant_assets.clustering import Dendrogram
 
 FLAT_STD = 1e-12
@@ -158,11 +158,16 @@ def health_vetoes(matrix: pd.DataFrame, shares: dict[str, float], threshold: flo
     `threshold`, when its stream is flat (no investable data: a sleeve sitting in cash), or when it
     has no stream in the window while other children do.
     """
+    return health_vetoes_array(matrix.to_numpy(dtype=float), list(matrix.columns), shares, threshold)
+
+
+def health_vetoes_array(values: np.ndarray, names: list[str], shares: dict[str, float],
+                        threshold: float) -> dict[str, str]:
+    """`health_vetoes` on the (days x children) matrix as an array."""
     vetoed: dict[str, str] = {}
-    values = matrix.to_numpy(dtype=float)
     present = ~np.isnan(values)
     has_data = bool(present.any())
-    for j, child in enumerate(matrix.columns):
+    for j, child in enumerate(names):
         col = values[present[:, j], j]
         share = shares.get(child, float("nan"))
         if len(col) == 0 and has_data:  # nobody has data yet is a history question, not a health one
@@ -176,15 +181,24 @@ def health_vetoes(matrix: pd.DataFrame, shares: dict[str, float], threshold: flo
 
 @dataclass
 class MetaAllocation:
-    """A meta's weights at one date and how they were produced."""
+    """A meta's weights at one date and how they were produced (`values` / `raw_values` in child order)."""
 
-    weights: pd.Series
-    raw: pd.Series
+    values: np.ndarray
+    raw_values: np.ndarray
+    names: list[str]
     engine: str
     profile_used: str
     status: str
     vetoed: dict[str, str] = field(default_factory=dict)
     bounds: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def weights(self) -> pd.Series:
+        return pd.Series(self.values, index=self.names, dtype=float)
+
+    @property
+    def raw(self) -> pd.Series:
+        return pd.Series(self.raw_values, index=self.names, dtype=float)
 
 
 def allocate(matrix: pd.DataFrame, *, profile: str, engine: str, chain: tuple[str, ...], lower: float,
@@ -195,27 +209,45 @@ def allocate(matrix: pd.DataFrame, *, profile: str, engine: str, chain: tuple[st
     1 under `upper` (2 children, max 0.9, one vetoed), the cap is relaxed to 1/n and said so.
     With every child vetoed the meta falls back to equal weight, flagged in the status.
     """
-    names = list(matrix.columns)
-    live = [c for c in names if c not in vetoed]
+    return allocate_array(matrix.to_numpy(dtype=float), list(matrix.columns), profile=profile, engine=engine,
+                          chain=chain, lower=lower, upper=upper, min_history=min_history, vetoed=vetoed)
+
+
+def allocate_array(values: np.ndarray, names: list[str], *, profile: str, engine: str, chain: tuple[str, ...],
+                   lower: float, upper: float, min_history: int, vetoed: dict[str, str]) -> MetaAllocation:
+    """`allocate` on the (days x children) matrix as an array, children named `names`."""
+    live = [i for i, c in enumerate(names) if c not in vetoed]
     notes = [f"vetoed {c} ({r})" for c, r in vetoed.items()]
+    k = len(names)
     if not live:
-        w = pd.Series(1.0 / len(names), index=names)
-        return MetaAllocation(w, w.copy(), "platform", "equal_weight",
+        w = np.full(k, 1.0 / k)
+        return MetaAllocation(w, w.copy(), names, "platform", "equal_weight",
                               "equal_weight: every child vetoed; " + "; ".join(notes), dict(vetoed), (0.0, 1.0))
-    if len(matrix) < min_history:
-        raw = pd.Series(1.0 / len(live), index=live)
-        eng, used, status = "platform", "equal_weight", f"equal_weight: {len(matrix)} < {min_history} days of history"
+    if len(values) < min_history:
+        raw = np.full(len(live), 1.0 / len(live))
+        eng, used, status = "platform", "equal_weight", f"equal_weight: {len(values)} < {min_history} days of history"
     else:
-        result = optimise(matrix[live], profile, engine=engine, chain=chain)
-        raw, eng, used = result.weights.reindex(live).fillna(0.0), result.engine, result.profile_used
+        result = optimise_array(values[:, live], [names[i] for i in live], profile, engine=engine, chain=chain)
+        raw, eng, used = np.nan_to_num(result.values, nan=0.0), result.engine, result.profile_used
         status = "optimised" if not result.fallback_used else f"fallback: {result.chain_text()}"
     lo, hi = lower, max(upper, 1.0 / len(live))
     if hi != upper:
         notes.append(f"max weight relaxed to {hi:.4f} for {len(live)} healthy children")
-    weights = pd.Series(0.0, index=names)
-    weights[live] = project_bounded_simplex(raw.to_numpy(), lo, hi)
-    full_raw = raw.reindex(names).fillna(0.0)
-    return MetaAllocation(weights, full_raw, eng, used, "; ".join([status, *notes]), dict(vetoed), (lo, hi))
+    weights = np.zeros(k)
+    weights[live] = project_bounded_simplex(raw, lo, hi)
+    full_raw = np.zeros(k)
+    full_raw[live] = raw
+    return MetaAllocation(weights, full_raw, names, eng, used, "; ".join([status, *notes]), dict(vetoed), (lo, hi))
+
+
+def cluster_labels(values: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """`child_clusters` on the (days x children) matrix as an array: 1-based correlation clusters of the
+    days every child has; children without enough data each get their own."""
+    k = values.shape[1]
+    clean = values[~np.isnan(values).any(axis=1)]
+    if k >= 2 and len(clean) >= 3:
+        return Dendrogram.of(clean).labels(threshold)[0]
+    return np.arange(1, k + 1)
 
 
 # ---- the same maths on arrays, for every rebalance date of a backtest --------------------------

@@ -67,7 +67,8 @@ from quant_assets.regime import REGIME_LABELS as REGIMES  # the detector owns th
 
 __all__ = ["Attempt", "DEFAULT_CONFIG", "ENGINES", "Engine", "EngineOutput", "EngineRequest", "FALLBACK_CHAINS",
            "OptimisationResult", "PROFILES", "REGIMES", "RiskConfig", "UnsupportedProfile", "cap_cluster_weights",
-           "capped_simplex", "hierarchical_equal_weight", "optimise", "project_bounded_simplex", "register_engine"]
+           "capped_simplex", "hierarchical_equal_weight", "optimise", "optimise_array", "project_bounded_simplex",
+           "register_engine"]
 
 Regime = Literal["QUIET", "NORMAL", "TURBULENT", "CRISIS"]
 PLAIN_EW_PROFILES = ("market", "benchmark", "raw_pool_ew")
@@ -160,9 +161,13 @@ class Attempt:
 
 @dataclass
 class OptimisationResult:
-    """Weights (>= 0, summing to 1 over `weights.index`) and how they were produced."""
+    """Weights (>= 0, summing to 1 over `weights.index`) and how they were produced.
 
-    weights: pd.Series
+    `values` are the weights in the order of `columns` (what a walk-forward loop keeps); `weights`
+    is the same as a Series, built on first access."""
+
+    values: np.ndarray
+    columns: list
     requested: str
     profile_used: str
     engine: str
@@ -172,6 +177,10 @@ class OptimisationResult:
     config: RiskConfig = DEFAULT_CONFIG
     regime: str = "NORMAL"
     diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> pd.Series:
+        return pd.Series(self.values, index=pd.Index(self.columns), dtype=float)
 
     @property
     def fallback_used(self) -> bool:
@@ -236,23 +245,43 @@ def _validated(w: np.ndarray, n: int) -> np.ndarray:
     return w / w.sum()
 
 
-def _aligned(series: pd.Series | None, columns: pd.Index, keep: np.ndarray) -> np.ndarray | None:
+def _by_label(series: pd.Series | np.ndarray | None, columns: list) -> np.ndarray | None:
+    """Per-column values aligned with `columns`: a Series by label, an array as given."""
     if series is None:
         return None
-    return series.reindex(columns).to_numpy()[keep]
+    if isinstance(series, pd.Series):
+        if list(series.index) == columns:
+            return series.to_numpy()
+        return series.reindex(columns).to_numpy()
+    return np.asarray(series)
 
 
 def optimise(returns: pd.DataFrame, profile: str, engine: str = "custom",
-             clusters: pd.Series | None = None, chain: tuple[str, ...] | None = None, *,
+             clusters: pd.Series | np.ndarray | None = None, chain: tuple[str, ...] | None = None, *,
              config: RiskConfig | None = None, regime: str = "NORMAL",
-             antifragility: pd.Series | None = None, momentum: pd.Series | None = None) -> OptimisationResult:
+             antifragility: pd.Series | np.ndarray | None = None,
+             momentum: pd.Series | np.ndarray | None = None) -> OptimisationResult:
     """Weights for `profile` over the columns of `returns` (rows = dates), falling back along `chain`.
 
     clusters: label per column (None = each asset its own cluster) for equal_weight, barbell and the
     cluster caps. antifragility: score per column for barbell leaders (missing -> fallback to hrp).
     momentum: per column for the hybrid equal_weight (missing -> window cumulative return).
+    Each is a Series aligned by label or an array in column order.
     regime: one of REGIMES; selects the cluster cap and the barbell aggressor total.
     """
+    columns = list(returns.columns)
+    return optimise_array(returns.to_numpy(dtype=float), columns, profile, engine,
+                          _by_label(clusters, columns), chain, config=config, regime=regime,
+                          antifragility=_by_label(antifragility, columns), momentum=_by_label(momentum, columns))
+
+
+def optimise_array(X: np.ndarray, columns: list, profile: str, engine: str = "custom",
+                   clusters: np.ndarray | None = None, chain: tuple[str, ...] | None = None, *,
+                   config: RiskConfig | None = None, regime: str = "NORMAL",
+                   antifragility: np.ndarray | None = None,
+                   momentum: np.ndarray | None = None) -> OptimisationResult:
+    """`optimise` on a (dates x assets) array whose columns are named `columns`; per-column inputs
+    are arrays in column order. What the walk-forward loops call: no pandas on the way."""
     if profile not in FALLBACK_CHAINS:
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(FALLBACK_CHAINS)}")
     if engine not in ENGINES:
@@ -261,12 +290,13 @@ def optimise(returns: pd.DataFrame, profile: str, engine: str = "custom",
         raise ValueError(f"unknown regime {regime!r}; known: {REGIMES}")
     cfg = DEFAULT_CONFIG if config is None else config
     chain = chain or FALLBACK_CHAINS[profile]
-    columns = returns.columns
-    if columns.has_duplicates:
-        raise ValueError(f"duplicated asset labels in returns: {columns[columns.duplicated()].unique().tolist()}")
+    if len(set(columns)) != len(columns):
+        seen: set = set()
+        dup = [c for c in columns if c in seen or seen.add(c)]
+        raise ValueError(f"duplicated asset labels in returns: {list(dict.fromkeys(dup))}")
 
     # Validation in numpy: this runs once per fold in walk-forward loops.
-    X = returns.to_numpy(dtype=float)
+    X = np.asarray(X, dtype=float)
     T = X.shape[0]
     finite = np.isfinite(X).all(axis=0)
     bad = ~finite
@@ -287,29 +317,28 @@ def optimise(returns: pd.DataFrame, profile: str, engine: str = "custom",
 
     def finish(w: np.ndarray, used: str, used_engine: str, diagnostics: dict | None = None) -> OptimisationResult:
         if keep is None:
-            full = pd.Series(w, index=columns, dtype=float)
+            full = np.asarray(w, dtype=float)
         else:
-            values = np.zeros(len(columns))
-            values[keep] = w
-            full = pd.Series(values, index=columns)
-        return OptimisationResult(full, profile, used, used_engine, attempts, dropped, engine, cfg, regime,
+            full = np.zeros(len(columns))
+            full[keep] = w
+        return OptimisationResult(full, columns, profile, used, used_engine, attempts, dropped, engine, cfg, regime,
                                   diagnostics or {})
 
     if n == 0:
         attempts.append(Attempt("platform", profile, "failed", "no investable assets"))
-        return OptimisationResult(pd.Series(0.0, index=columns), profile, "none", "platform", attempts, dropped,
+        return OptimisationResult(np.zeros(len(columns)), columns, profile, "none", "platform", attempts, dropped,
                                   engine, cfg, regime)
     if n == 1:
         attempts.append(Attempt("platform", profile, "success", "single asset"))
         return finish(np.ones(1), profile, "platform")
 
     idx = np.arange(len(columns)) if keep is None else keep
-    labels = _aligned(clusters, columns, idx)
+    labels = None if clusters is None else np.asarray(clusters)[idx]
     if labels is not None and pd.isna(labels).any():
         labels = None  # partial cluster information: every asset is its own cluster (documented fallback)
     request = EngineRequest(profile, X, [columns[i] for i in idx], cfg, regime, labels,
-                            None if antifragility is None else _aligned(antifragility, columns, idx).astype(float),
-                            None if momentum is None else _aligned(momentum, columns, idx).astype(float))
+                            None if antifragility is None else np.asarray(antifragility, dtype=float)[idx],
+                            None if momentum is None else np.asarray(momentum, dtype=float)[idx])
     backend = ENGINES[engine]
     for step in chain:
         request.profile = step

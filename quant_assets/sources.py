@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import pandas as pd
@@ -32,9 +32,9 @@ class Candidate:
     metadata: dict = field(default_factory=dict)
 
     def row(self) -> dict:
-        out = asdict(self)
-        out["metadata"] = json.dumps(self.metadata, sort_keys=True)
-        return out
+        return {"symbol": self.symbol, "ticker": self.ticker, "exchange": self.exchange, "asset_type": self.asset_type,
+                "sector": self.sector, "first_date": self.first_date, "direction": self.direction,
+                "metadata": json.dumps(self.metadata, sort_keys=True)}
 
 
 class PriceSource(ABC):

@@ -1,30 +1,52 @@
-"""The rebalance calendar and Dagster's partitions come from one manifest entry and agree."""
+"""Rebalance dates and the period partitions that hold them come from one manifest entry and agree."""
 
 import datetime as dt
 
-from quant_assets.calendar import partitions_def, periods_covering, previous_dates, rebalance_dates
+import pytest
+
+from quant_assets.calendar import Periods, partitions_def, periods_covering, previous_dates, rebalance_dates
 from quant_assets.manifest import Calendar, load_manifest
 
 
-def test_our_dates_equal_dagster_partition_keys():
+def test_yearly_partitions_hold_every_weekly_rebalance_date():
     cal = load_manifest().calendar
+    periods = Periods(cal)
     keys = partitions_def(cal).get_partition_keys()
-    ours = [d.isoformat() for d in rebalance_dates(cal, dt.date(2030, 1, 1))]
-    assert ours == keys
-    assert keys[0] == "1992-01-03" and keys[-1] == "2022-12-23" and len(keys) == 1617
-    assert all(dt.date.fromisoformat(k).weekday() == 4 for k in keys)  # Fridays
+    assert keys == [str(y) for y in range(1992, 2023)] == list(periods.keys)
+    dates = [d for k in keys for d in periods.dates(k)]
+    assert dates == list(rebalance_dates(cal, dt.date(2030, 1, 1)))
+    assert dates[0] == dt.date(1992, 1, 3) and dates[-1] == dt.date(2022, 12, 23) and len(dates) == 1617
+    assert all(d.weekday() == 4 for d in dates)  # Fridays
+    assert len(periods.dates("2019")) == 52 and periods.dates("2019")[0] == dt.date(2019, 1, 4)
+    assert all(periods.key(d) == k for k in keys for d in periods.dates(k))
 
 
-def test_monthly_and_daily_calendars_agree_too():
-    for freq in ("monthly", "daily"):
-        cal = Calendar(frequency=freq, start=dt.date(2020, 1, 1), end=dt.date(2020, 4, 1))
-        assert [d.isoformat() for d in rebalance_dates(cal, dt.date(2021, 1, 1))] == \
-            partitions_def(cal).get_partition_keys()
+@pytest.mark.parametrize("period, keys", [
+    ("quarter", ["2020-01", "2020-04", "2020-07", "2020-10"]),
+    ("month", [f"2020-{m:02d}" for m in range(1, 13)]),
+])
+def test_quarterly_and_monthly_partitions_agree_with_dagster(period, keys):
+    cal = Calendar(frequency="weekly", partition=period, start=dt.date(2020, 1, 1), end=dt.date(2021, 1, 1))
+    periods = Periods(cal)
+    assert partitions_def(cal).get_partition_keys() == keys == list(periods.keys)
+    assert [d for k in keys for d in periods.dates(k)] == list(rebalance_dates(cal, dt.date(2021, 1, 1)))
+    assert periods.window(keys[1])[0] == dt.date(2020, {"quarter": 4, "month": 2}[period], 1)
 
 
-def test_previous_dates_and_windows():
+def test_a_calendar_ending_mid_year_has_its_unfinished_year_as_the_last_partition():
+    cal = Calendar(start=dt.date(2021, 1, 1), end=dt.date(2022, 6, 18))
+    periods = Periods(cal)
+    assert partitions_def(cal).get_partition_keys() == ["2021", "2022"]
+    assert periods.dates("2022")[-1] == dt.date(2022, 6, 10)  # its holding window ends by the calendar's end
+
+
+def test_previous_dates_periods_and_windows():
     cal = load_manifest().calendar
+    periods = Periods(cal)
     assert previous_dates(cal, dt.date(2019, 1, 4), 2) == [dt.date(2018, 12, 21), dt.date(2018, 12, 28)]
-    assert previous_dates(cal, dt.date(1992, 1, 3), 2) == []
-    assert previous_dates(cal, dt.date(1992, 1, 10), 2) == [dt.date(1992, 1, 3)]
+    assert list(periods.dates_before(dt.date(2019, 1, 4), 2)) == [dt.date(2018, 12, 21), dt.date(2018, 12, 28)]
+    assert previous_dates(cal, dt.date(1992, 1, 3), 2) == [] == list(periods.dates_before(dt.date(1992, 1, 3), 2))
+    assert list(periods.dates_before(dt.date(1992, 1, 10), 2)) == [dt.date(1992, 1, 3)]
+    assert periods.previous("2019") == "2018" and periods.previous("1992") is None and periods.next("2019") == "2020"
+    assert periods.keys_between(dt.date(2019, 6, 1), dt.date(2020, 3, 1)) == ["2019", "2020"]
     assert periods_covering(cal, 252) == 52

@@ -18,6 +18,7 @@ def deep(tmp_path_factory):
     for sleeve in data["sleeves"].values():
         sleeve["risk_profiles"] = ["hrp"]
     data["lookbacks"]["meta_min_history_days"] = 10
+    data["calendar"].update(start="2019-01-01", end="2019-03-02", partition="month")
     data["metas"] = {
         "longs": {"children": ["sleeve:trend_long", "sleeve:reversion_long"], "allocation": {"profile": "hrp"}},
         "stocks": {"children": ["meta:longs", "sleeve:trend_short"], "allocation": {"profile": "min_variance"}},
@@ -47,7 +48,7 @@ def test_each_level_sees_its_child_meta_portfolio_stream(deep):
     assert sorted(children) == ["longs", "trend_short"]
     # the stream 'stocks' sees for 'longs' is longs' own portfolio return, day by day
     seen = lh.sql("SELECT date, ret FROM meta_returns WHERE meta = 'stocks' AND child = 'longs' "
-                  "AND rebalance_date = '2019-02-22' ORDER BY date").to_pandas().set_index("date")["ret"]
+                  "AND rebalance_date <= '2019-02-22' ORDER BY date").to_pandas().set_index("date")["ret"]
     own = lh.sql("SELECT date, ret FROM meta_portfolio_returns WHERE meta = 'longs' AND rebalance_date <= '2019-02-22'"
                  " ORDER BY date").to_pandas().set_index("date")["ret"]
     assert len(seen) > 20

@@ -1,8 +1,11 @@
 """The whole default graph, materialised in process over 13 weekly dates of real bundled data.
 
-Asserts the invariants a reviewer would check by hand: every asset and check ran for every date,
-weights sum and sign correctly, meta bounds hold, only physical symbols come out, nothing reads a
-date after its partition, and re-materialising a partition changes nothing.
+The test manifest is the default one with a short calendar (2019-01-04 .. 2019-03-29) cut into
+monthly partitions, so one run covers three partitions and everything that crosses a partition
+boundary (trailing windows, previous weights, wealth) is exercised; the tournament is switched on.
+Asserts the invariants a reviewer would check by hand: every asset and check ran for every
+partition, weights sum and sign correctly, meta bounds hold, only physical symbols come out,
+nothing reads a date after its rebalance date, and re-materialising a partition changes nothing.
 """
 
 import datetime as dt
@@ -19,11 +22,14 @@ from quant_assets.runner import materialize_range
 
 START, END = dt.date(2019, 1, 1), dt.date(2019, 3, 31)  # 13 Fridays: 2019-01-04 .. 2019-03-29
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+PARTITIONS = ["2019-01", "2019-02", "2019-03"]
 
 
 def manifest_for_tests():
     data = load_manifest().model_dump(mode="json")
+    data["calendar"].update(start="2019-01-01", end="2019-04-06", partition="month")
     data["lookbacks"]["meta_min_history_days"] = 20  # so metas optimise inside a short range
+    data["tournament"]["sleeves"] = None  # every sleeve
     return parse_manifest(data)
 
 
@@ -41,13 +47,18 @@ def q(world, sql) -> pd.DataFrame:
     return world["lh"].sql(sql).to_pandas()
 
 
-def test_every_asset_and_check_ran_for_every_date(world):
+def test_every_asset_and_check_ran_for_every_partition(world):
     res = world["result"]
     assert res.success
     mats = [e for e in res.get_asset_materialization_events()]
     per_asset = pd.Series([e.asset_key.to_user_string() for e in mats]).value_counts()
     materialisable = world["defs"].resolve_asset_graph().materializable_asset_keys
-    assert len(per_asset) == len(materialisable) == 139 and (per_asset == 13).all()
+    assert len(per_asset) == len(materialisable) == 139 and (per_asset == 3).all()
+    assert sorted({e.partition for e in mats}) == PARTITIONS
+    # each partition's metadata describes that partition: its own dates and rows
+    sel = {e.partition: e.materialization.metadata for e in mats if e.asset_key.to_user_string() == "selection_trend_long"}
+    assert [sel[k]["first_date"].value for k in PARTITIONS] == ["2019-01-04", "2019-02-01", "2019-03-01"]
+    assert [sel[k]["rebalance_dates"].value for k in PARTITIONS] == [4, 4, 5]
     evaluations = res.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
     assert {e.check_name for e in evaluations} == {"health_coverage", "weights_valid", "returns_in_bounds", "audit_complete", "directional_sign_test",
@@ -55,10 +66,16 @@ def test_every_asset_and_check_ran_for_every_date(world):
                                                    "stages_consistent"}
 
 
-def test_no_partition_reads_past_its_date(world):
-    for table in ("prices", "returns", "meta_returns", "sleeve_returns", "meta_portfolio_returns"):
+def test_no_rebalance_date_reads_past_itself(world):
+    for table in ("meta_returns", "sleeve_returns", "meta_portfolio_returns"):
         late = q(world, f"SELECT count(*) AS n FROM {table} WHERE date > rebalance_date")["n"][0]
         assert late == 0, table
+    # daily data is stored once per session: no duplicates, and partitions hold their own dates
+    dup = q(world, "SELECT count(*) AS n FROM (SELECT universe, date, symbol FROM prices GROUP BY ALL "
+                   "HAVING count(*) > 1)")
+    assert dup["n"][0] == 0
+    warm_up = q(world, "SELECT min(date) AS d FROM prices")["d"][0]
+    assert pd.Timestamp(warm_up) < pd.Timestamp("2017-02-01")  # the first partition's warm-up window
     # Out-of-sample: a period's returns are strictly after the date its weights were decided.
     bad = q(world, "SELECT count(*) AS n FROM sleeve_returns WHERE date <= weights_date")["n"][0]
     assert bad == 0
@@ -106,8 +123,8 @@ def test_meta_weights_within_bounds_and_optimised_once_history_exists(world):
 def test_flattened_weights_are_physical_and_traceable(world):
     flat = q(world, "SELECT f.meta, f.risk, f.rebalance_date, f.symbol, f.net_weight, f.long_weight, f.short_weight "
                     "FROM flattened_weights f")
-    prices = q(world, "SELECT DISTINCT rebalance_date, symbol FROM prices")
-    merged = flat.merge(prices, on=["rebalance_date", "symbol"], how="left", indicator=True)
+    listed = q(world, "SELECT DISTINCT rebalance_date, symbol FROM candidates")
+    merged = flat.merge(listed, on=["rebalance_date", "symbol"], how="left", indicator=True)
     assert (merged["_merge"] == "both").all()
     assert flat["symbol"].str.contains(":").all()  # EXCHANGE:TICKER, never an atom or sleeve id
     np.testing.assert_allclose(flat["long_weight"] - flat["short_weight"], flat["net_weight"], atol=1e-12)
@@ -155,9 +172,15 @@ def test_friction_is_charged_on_rebalance_days(world):
     np.testing.assert_allclose(r["net_return"], (1 + r["gross_return"]) * (1 - r["cost"]) - 1, atol=1e-15)
 
 
-def test_reports_are_written_per_date(world):
+def test_reports_are_written_per_partition_and_any_date_renders(world):
     rep = q(world, "SELECT meta, risk, rebalance_date, markdown FROM meta_report")
-    assert len(rep) == 2 * 5 * 13
+    assert len(rep) == 2 * 5 * 3  # the last rebalance date of each partition
+    from quant_assets.assets.meta import report_at
+    from quant_assets.calendar import Periods
+
+    m = world["manifest"]
+    other = report_at(world["lh"], "us_stocks", "hrp", dt.date(2019, 2, 15), Periods(m.calendar), m.lookbacks)
+    assert other.startswith("# us_stocks / hrp as of 2019-02-15") and "## Cluster tree" in other
     last = rep[(rep["meta"] == "total_portfolio") & (rep["risk"] == "hrp")].sort_values("rebalance_date").iloc[-1]
     assert "# total_portfolio / hrp as of 2019-03-29" in last["markdown"]
     md = last["markdown"]
@@ -173,7 +196,7 @@ def test_rematerialising_a_partition_replaces_never_duplicates(world):
               "sleeve_returns", "meta_returns", "meta_weights", "meta_cluster_tree", "meta_portfolio_returns",
               "flattened_weights", "flattened_contributions", "meta_report", "rebalance_orders"]
     before = {t: q(world, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
-    d = dt.date(2019, 3, 29)
+    d = dt.date(2019, 2, 15)  # the middle partition: 2019-02
     again = materialize_range(world["defs"], world["manifest"], d, d, world["instance"], run_config=QUIET)
     assert again.success
     for t in tables:
@@ -183,21 +206,23 @@ def test_rematerialising_a_partition_replaces_never_duplicates(world):
 
 
 def test_blocking_check_stops_downstream(tmp_path):
-    data = load_manifest().model_dump(mode="json")
+    data = manifest_for_tests().model_dump(mode="json")
     data["health"]["toxic_abs_return"] = 0.01  # every stock has a >1% day: coverage collapses
     manifest = parse_manifest(data)
     defs = build_definitions(manifest, tmp_path)
     d = dt.date(2019, 1, 4)
     res = materialize_range(defs, manifest, d, d, DagsterInstance.ephemeral(), raise_on_error=False,
-                            selection="key:*us_large_caps", run_config=QUIET)
+                            selection="key:*us_large_caps or key:*trend_long", run_config=QUIET)
     assert not res.success
     failed = [e for e in res.get_asset_check_evaluations() if not e.passed]
     assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [("returns_us_large_caps",
                                                                                "health_coverage")]
     assert "coverage 0.00% below 50%" in str(failed[0].metadata["failures"].value)
     done = {e.asset_key.to_user_string() for e in res.get_asset_materialization_events()}
-    assert "returns_us_large_caps" in done and "features_us_large_caps" not in done
-    assert Lakehouse(tmp_path).read_partition("returns_health", "returns_us_large_caps", d) is not None
+    assert "returns_us_large_caps" in done  # what failed is stored, so it can be inspected
+    assert not {"features_us_large_caps", "regime_us_large_caps", "selection_trend_long",
+                "sleeve_weights_trend_long_hrp"} & done  # nothing computed from it
+    assert Lakehouse(tmp_path).read_partition("returns_health", "returns_us_large_caps", "2019-01") is not None
 
 
 def test_audit_ledger_records_every_optimisation(world):
@@ -205,13 +230,16 @@ def test_audit_ledger_records_every_optimisation(world):
     assert ledger.verify().ok
     assert ledger.dangling_intents() == []
     rec = q(world, "SELECT type, step, asset, partition, status, run_id FROM audit_ledger")
-    intents = rec[rec["type"] == "intent"].groupby("step")["asset"].count()
-    assert intents["sleeve_optimise"] >= 20 * 13 and intents["meta_optimise"] >= 10 * 13
-    outcomes = rec[rec["type"] == "outcome"]
-    assert len(outcomes) == (rec["type"] == "intent").sum()
-    assert set(outcomes["status"]) <= {"success", "fallback", "equal_weight", "no_assets"}
-    assert {"success", "equal_weight"} <= set(outcomes["status"])
-    assert rec["run_id"].isin([world["result"].run_id]).any()  # joins to Dagster runs
+    first = rec[rec["run_id"] == world["result"].run_id]  # joins to Dagster runs
+    intents = first[first["type"] == "intent"].groupby("step")["asset"].count()
+    assert intents["sleeve_optimise"] == 20 * 3 and intents["meta_optimise"] == 10 * 3  # one per asset partition
+    outcomes = first[first["type"] == "outcome"]
+    assert len(outcomes) == (first["type"] == "intent").sum()
+    assert set(outcomes["status"]) <= {"success", "fallback"}
+    opt = q(world, "SELECT asset, rebalance_date, status FROM audit_optimisations")
+    assert len(opt[opt["asset"].str.startswith("sleeve_weights")].drop_duplicates(["asset", "rebalance_date"])) == 20 * 13
+    assert set(opt["status"]) <= {"success", "fallback", "equal_weight", "no_assets"}
+    assert {"success", "equal_weight"} <= set(opt["status"])
 
 
 def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
@@ -230,6 +258,7 @@ def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
     names = {r.asset for r in ex.inputs}
     assert {"flattened_weights_total_portfolio_hrp", "meta_weights_total_portfolio_hrp",
             "prices_us_large_caps"} <= names
+    assert {r.partition.split(" ")[0] for r in ex.inputs} == {"2019-03"}
     runs = {r.run_id for r in ex.inputs}
     assert None not in runs  # every input partition was materialised in this instance
     weights_inputs = [r for r in ex.inputs if r.ledger_match is not None]
@@ -371,7 +400,7 @@ def test_tournament_scores_every_engine_and_profile(world):
     pair = r[r["profile"] == "hrp"].pivot_table(index=["sleeve", "date"], columns="engine", values="net_return")
     np.testing.assert_allclose(pair["custom"], pair["skfolio"], atol=1e-12)
     event = [e for e in world["result"].get_asset_materialization_events()
-             if e.asset_key.to_user_string() == "tournament_trend_long"][0]
+             if e.asset_key.to_user_string() == "tournament_trend_long" and e.partition == "2019-03"][0]
     md = event.materialization.metadata
     assert "| profile | engine | cagr |" in md["scoreboard"].value and "**" in md["scoreboard"].value
     assert md["equity_curves"].value.startswith("![") and md["drawdowns"].value.startswith("![")

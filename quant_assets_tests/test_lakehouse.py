@@ -10,32 +10,31 @@ from quant_assets.lakehouse import Lakehouse, LakehouseError
 
 
 def frame(day: dt.date, n: int = 3) -> pl.DataFrame:
-    return pl.DataFrame({"rebalance_date": [day] * n, "universe": ["u"] * n,
-                         "date": [day - dt.timedelta(days=i) for i in range(n)],
+    return pl.DataFrame({"universe": ["u"] * n, "date": [day - dt.timedelta(days=i) for i in range(n)],
                          "symbol": [f"S{i}" for i in range(n)], "close": [float(i + 1) for i in range(n)]})
 
 
 def test_rewrite_replaces_never_duplicates(tmp_path):
     lh = Lakehouse(tmp_path)
-    day = dt.date(2020, 1, 3)
     for _ in range(3):
-        lh.write_partition("prices", "prices_u", day, frame(day))
-    lh.write_partition("prices", "prices_u", dt.date(2020, 1, 10), frame(dt.date(2020, 1, 10), 2))
+        lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    lh.write_partition("prices", "prices_u", "2021", frame(dt.date(2021, 1, 10), 2))
     assert lh.read("prices", "prices_u").height == 5
     assert lh.sql("SELECT count(*) AS n FROM prices")["n"][0] == 5
-    assert lh.partitions("prices", "prices_u") == ["2020-01-03", "2020-01-10"]
+    assert lh.partitions("prices", "prices_u") == ["2020", "2021"]
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_reads_by_range_and_dates(tmp_path):
+def test_reads_by_partition_keys(tmp_path):
     lh = Lakehouse(tmp_path)
-    days = [dt.date(2020, 1, 3) + dt.timedelta(weeks=i) for i in range(4)]
-    for d in days:
-        lh.write_partition("prices", "prices_u", d, frame(d, 1))
-    assert lh.read("prices", "prices_u", start=days[1], end=days[2])["rebalance_date"].to_list() == days[1:3]
-    assert lh.read("prices", "prices_u", dates=[days[0], days[3]]).height == 2
-    assert lh.read("prices", "prices_u", start=dt.date(2030, 1, 1)).columns == list(frame(days[0]).columns)
-    assert lh.read_partition("prices", "prices_u", dt.date(1999, 1, 1)) is None
+    years = ["2019", "2020", "2021", "2022"]
+    for y in years:
+        lh.write_partition("prices", "prices_u", y, frame(dt.date(int(y), 6, 30), 1))
+    assert lh.read("prices", "prices_u", ["2020", "2021"])["date"].to_list() == [dt.date(2020, 6, 30),
+                                                                                 dt.date(2021, 6, 30)]
+    assert lh.read("prices", "prices_u", ["2019", "1999"]).height == 1  # a partition never written: no rows
+    assert lh.read("prices", "prices_u", ["2030"]).columns == list(frame(dt.date(2020, 1, 1)).columns)
+    assert lh.read_partition("prices", "prices_u", "1999") is None
 
 
 def test_schema_errors_name_the_table_and_column(tmp_path):
@@ -57,7 +56,7 @@ def _writer(root: str, worker: int, n: int) -> int:
     for i in range(n):
         day = dt.date(2020, 1, 3) + dt.timedelta(weeks=i)
         try:  # both workers write the same partitions: last writer wins, atomically
-            lh.write_partition("prices", "prices_u", day, frame(day, 50))
+            lh.write_partition("prices", "prices_u", day.isoformat(), frame(day, 50))
         except Exception:
             errors += 1
     return errors

@@ -242,8 +242,16 @@ def preview(frame: pl.DataFrame, rows: int = 10) -> MetadataValue:
     """The first rows of a partition's last rebalance date, as markdown (what a person checks first)."""
     if frame.height and "rebalance_date" in frame.columns:
         frame = frame.filter(pl.col("rebalance_date") == frame["rebalance_date"].max())
-    shown = frame.drop([c for c in ("rebalance_date",) if c in frame.columns]).head(rows).to_pandas()
-    return MetadataValue.md(markdown_table(shown))
+    shown = frame.drop([c for c in ("rebalance_date",) if c in frame.columns]).head(rows)
+    if shown.height == 0:
+        return MetadataValue.md("_(no rows)_")
+
+    def fmt(v) -> str:
+        return format(v, ".4f") if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in shown.iter_rows()]
+    return MetadataValue.md("\n".join(lines))
 
 
 def performance_metadata(daily: pd.Series, turnover: pd.Series | None = None) -> dict:

@@ -129,13 +129,15 @@ def universe_step(ctx: GraphContext, universe: str):
                               f"date, the health verdict of every candidate on its window (floor "
                               f"{lb.min_history_days} obs, |r| <= {m.health.toxic_abs_return}, no zero variance, "
                               f"no forward fill) in `returns_health`."),
-        AssetSpec(n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], **common,
+        AssetSpec(n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], skippable=True,
+                  **common,
                   description=f"Per-symbol features of `{universe}` on each rebalance date: the trailing "
                               f"{lb.features_days} sessions for path features (momentum, volatility, entropy, "
                               f"efficiency, ADF, wavelet turbulence), the whole window for sample-hungry ones (Hurst, "
                               f"skew, kurtosis, CVaR, antifragility, technical ratings). Closes only: liquidity is NaN "
                               f"until a source brings volume."),
-        AssetSpec(n_reg, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], **common,
+        AssetSpec(n_reg, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], skippable=True,
+                  **common,
                   description=f"Regime of `{universe}` on the trailing {s.lookback_days} sessions of its "
                               f"cross-sectional mean return (benchmarks excluded): QUIET < {s.quiet_below} <= NORMAL "
                               f"< {s.turbulent_at} <= TURBULENT < {s.crisis_at} <= CRISIS. Drives cluster thresholds, "
@@ -156,8 +158,8 @@ def universe_step(ctx: GraphContext, universe: str):
             for d in track(dates, f"{n_cand}"):
                 found = discover(cfg, d)
                 rows += [r | {"rebalance_date": d} for r in found]
-            cands = pd.DataFrame(rows, columns=["rebalance_date", *CANDIDATE_COLUMNS])
-            cands["first_date"] = pd.to_datetime(cands["first_date"]).dt.date
+            cands = pl.DataFrame(rows, schema_overrides={"rebalance_date": pl.Date, "first_date": pl.Date,
+                                                         "sector": pl.Utf8}) if rows else pl.DataFrame()
             parts = run.write("candidates", n_cand, cands, universe=universe)
             run.describe(n_cand, "candidates", parts, per_partition={
                 k: {"preview": preview(p), "n_candidates_last_date": int(p.filter(
@@ -219,6 +221,10 @@ def universe_step(ctx: GraphContext, universe: str):
             run.describe(n_rets, "returns", rparts, column="date", per_partition=per_key)
             run.check(n_rets, check_result("health_coverage", n_rets, failures, len(dates),
                                            threshold=m.health.min_coverage))
+            if failures:  # a blocking check: what is computed from these returns waits until they are fixed
+                context.log.error(f"{n_rets}: health_coverage failed on {len(failures)} dates; "
+                                  f"{n_feats} and {n_reg} are not materialised")
+                run.selected -= {n_feats, n_reg}
         else:
             _, u = universe_view(run, universe, span_from)
             panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)

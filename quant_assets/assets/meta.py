@@ -48,7 +48,7 @@ from quant_assets.assets.common import (
     sleeve_returns_name,
     sleeve_weights_name,
 )
-from quant_assets.audit import OptimisationLog, frame_hash
+from quant_assets.audit import OptimisationLog, iso_days, matrix_digest, weights_digest
 from quant_assets.calendar import calendar_days_covering
 from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
 from quant_assets.lakehouse import LakehouseResource
@@ -58,10 +58,10 @@ from quant_assets.meta import (
     NET_COLUMNS,
     ChildStream,
     SuccessHistory,
-    allocate,
-    child_clusters,
+    allocate_array,
+    cluster_labels,
     flatten_rows,
-    health_vetoes,
+    health_vetoes_array,
     net_rows,
     outer_matrix,
     sleeve_rows,
@@ -107,11 +107,13 @@ def optimisation_history(frame: pl.DataFrame, child: ChildRef, risk: str) -> lis
 
 @dataclass
 class Allocation:
-    """A meta lens on one date: its weights (children in manifest order), its stored row, its matrix."""
+    """A meta lens on one date: its weights (children in manifest order), its stored row, the matrix
+    it was optimised on and the children's correlation clusters in it."""
 
     weights: np.ndarray
-    frame: dict | pd.DataFrame | None
-    matrix: pd.DataFrame | None = None
+    frame: dict | pl.DataFrame | None
+    matrix: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 def allocations_by_date(frame: pl.DataFrame) -> dict[dt.date, Allocation]:
@@ -262,39 +264,39 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         out: dict[dt.date, Allocation] = {}
         columns: dict[str, list] = {}
         failures, lost = {}, {}
+        iso_cache: dict = {}
         for d in track(dates, f"meta_{meta}_{risk}"):
             days, values, info = window_matrix(streams, names, d - span, d, lb.meta_window_days)
-            matrix = pd.DataFrame(values, index=pd.DatetimeIndex(days), columns=names)
             lost[d] = round(info["lost_share"], 4)
+            labels = cluster_labels(values, TREE_THRESHOLD)
             if not compute_w:
-                out[d] = Allocation(stored[d].weights, stored[d].frame, matrix)
+                out[d] = Allocation(stored[d].weights, stored[d].frame, values, labels)
                 continue
             shares = {c: histories[c].share(d - span, d) for c in names}
-            vetoed = health_vetoes(matrix, shares, cfg.min_child_success_share)
-            inputs = {"meta_returns": frame_hash(matrix)}
+            vetoed = health_vetoes_array(values, names, shares, cfg.min_child_success_share)
+            index = [iso_cache.get(x) or iso_cache.setdefault(x, iso_days(np.array([x]))[0]) for x in days]
+            inputs = {"meta_returns": matrix_digest(index, names, values)}
             try:
-                alloc = allocate(matrix, profile=cfg.allocation.profile, engine=cfg.allocation.engine, chain=chain,
-                                 lower=cfg.min_weight, upper=cfg.max_weight, min_history=lb.meta_min_history_days,
-                                 vetoed=vetoed)
+                alloc = allocate_array(values, names, profile=cfg.allocation.profile, engine=cfg.allocation.engine,
+                                       chain=chain, lower=cfg.min_weight, upper=cfg.max_weight,
+                                       min_history=lb.meta_min_history_days, vetoed=vetoed)
             except Exception as err:
                 logs[run.key_of(d)].add(d, inputs, "error", None, error=repr(err)[:300])
                 run.lh.ledger().append_pairs([log.pair() for log in logs.values() if log.entries])
                 raise
-            w = alloc.weights.to_numpy(float)
+            w = alloc.values
             kind = alloc.status.split(":")[0].split(";")[0].strip()  # optimised | fallback | equal_weight
-            logs[run.key_of(d)].add(d, inputs, {"optimised": "success"}.get(kind, kind),
-                                    frame_hash(pd.Series(w, index=names, name="weight")),
+            logs[run.key_of(d)].add(d, inputs, {"optimised": "success"}.get(kind, kind), weights_digest(names, w),
                                     status_text=alloc.status, engine=alloc.engine, profile_used=alloc.profile_used,
                                     vetoed=vetoed)
-            clusters = child_clusters(alloc.weights, matrix, TREE_THRESHOLD).reindex(names).to_numpy()
             row = {"rebalance_date": [d] * len(names), "child": names, "child_kind": [c.kind for c in children],
-                   "weight": w.tolist(), "raw_weight": alloc.raw.to_numpy(float).tolist(),
-                   "cluster": clusters.tolist(), "engine": [alloc.engine] * len(names),
+                   "weight": w.tolist(), "raw_weight": alloc.raw_values.tolist(),
+                   "cluster": labels.tolist(), "engine": [alloc.engine] * len(names),
                    "profile_used": [alloc.profile_used] * len(names), "status": [alloc.status] * len(names),
                    "vetoed": [vetoed.get(c, "") for c in names], "success_share": [shares[c] for c in names]}
             for k, v in row.items():
                 columns.setdefault(k, []).extend(v)
-            out[d] = Allocation(w, row, matrix)
+            out[d] = Allocation(w, row, values, labels)
             problem = meta_weights_problem(alloc.weights, cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
@@ -309,7 +311,8 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                               "dates_equal_weight": sum(x.startswith("equal_weight") for x in statuses),
                               "dates_with_fallback": sum(x.startswith("fallback") for x in statuses),
                               "child_vetoes": int((p["vetoed"] != "").sum()),
-                              "join_lost_share_max": max((v for d_, v in lost.items() if run.key_of(d_) == k), default=0.0)}
+                              "join_lost_share_max": max((lost[d_] for d_ in run.periods.dates(k) if d_ in lost),
+                                                         default=0.0)}
             run.describe(n_mw, "meta_weights", parts, per_partition=per_key,
                          allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}")
             run.check(n_mw, check_result("weights_within_bounds", n_mw, failures, len(dates),
@@ -321,8 +324,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     for c in children}
             columns = {}
             for d, a in out.items():
-                labels = child_clusters(pd.Series(a.weights, index=names), a.matrix, TREE_THRESHOLD).reindex(names)
-                rows = tree_rows(meta, names, a.weights, labels.to_numpy(), refs)
+                rows = tree_rows(meta, names, np.asarray(a.weights, dtype=float), a.labels, refs)
                 rows["rebalance_date"] = [d] * len(rows["node"])
                 for k, v in rows.items():
                     columns.setdefault(k, []).extend(v)
@@ -443,38 +445,39 @@ def report_at(lh, meta: str, risk: str, d: dt.date, periods, lb) -> str:
     span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
     key = periods.key(d)
     keys = [k for k in periods.keys if periods.key(d - span) <= k <= key]
+    in_window = (pl.col("rebalance_date") > d - span) & (pl.col("rebalance_date") <= d)
 
-    def rows(table: str, asset: str, keys_) -> pd.DataFrame:
-        return py_dates(lh.read(table, asset, keys_))
+    def rows(table: str, asset: str, keys_, where) -> pd.DataFrame:
+        return py_dates(lh.read(table, asset, keys_).filter(where))
 
     n_mw, n_tree, n_flat = meta_weights_name(meta, risk), meta_tree_name(meta, risk), flattened_name(meta, risk)
     n_mpr, n_mr = meta_portfolio_returns_name(meta, risk), meta_returns_name(meta, risk)
-    history = rows("meta_weights", n_mw, keys)
-    history = history[(history["rebalance_date"] > d - span) & (history["rebalance_date"] <= d)]
+    on_date = pl.col("rebalance_date") == d
+    history = rows("meta_weights", n_mw, keys, in_window)
     w = history[history["rebalance_date"] == d]
-    tree = rows("meta_cluster_tree", n_tree, [key])
-    tree = tree[tree["rebalance_date"] == d]
-    flat = rows("flattened_weights", n_flat, [key])
-    flat = flat[flat["rebalance_date"] == d]
-    perf = rows("meta_portfolio_returns", n_mpr, keys)
-    perf = perf[(perf["rebalance_date"] > d - span) & (perf["rebalance_date"] <= d)].sort_values("date")
-    streams = rows("meta_returns", n_mr, keys)
-    streams = streams[(streams["rebalance_date"] > d - span) & (streams["rebalance_date"] <= d)]
-    matrix = streams.pivot_table(index="date", columns="child", values="ret").dropna().tail(lb.meta_window_days) \
-        if len(streams) else pd.DataFrame()
+    tree = rows("meta_cluster_tree", n_tree, [key], on_date)
+    flat = rows("flattened_weights", n_flat, [key], on_date)
+    perf = rows("meta_portfolio_returns", n_mpr, keys, in_window).sort_values("date")
+    streams = lh.read("meta_returns", n_mr, keys).filter(in_window)
+    if streams.height:
+        wide = streams.pivot(on="child", index="date", values="ret").drop_nulls().sort("date").tail(lb.meta_window_days)
+        matrix = wide.select(sorted(c for c in wide.columns if c != "date")).to_pandas()
+    else:
+        matrix = pd.DataFrame()
     return render_report(meta, risk, d, w, tree, flat, perf, history, matrix)
 
 
 def render_tree(tree: pd.DataFrame) -> str:
-    lines = []
-    for row in tree.sort_values(["level"]).itertuples():
-        if row.kind == "meta":
-            lines.append(f"- **{row.node}** (1.0000)")
-    for row in tree[tree["kind"] == "cluster"].itertuples():
-        lines.append(f"  - {row.node.rsplit('/', 1)[-1]}: {row.weight:.4f}")
-        for c in tree[tree["parent"] == row.node].itertuples():
-            ref = f" -> `{c.ref}`" if c.ref else ""
-            lines.append(f"    - {c.node}: {c.weight:.4f} (intra {c.intra_weight:.4f}){ref}")
+    rows = tree.to_dict("records")
+    lines = [f"- **{r['node']}** (1.0000)" for r in sorted(rows, key=lambda r: r["level"]) if r["kind"] == "meta"]
+    for r in rows:
+        if r["kind"] != "cluster":
+            continue
+        lines.append(f"  - {r['node'].rsplit('/', 1)[-1]}: {r['weight']:.4f}")
+        for c in rows:
+            if c["parent"] == r["node"]:
+                ref = f" -> `{c['ref']}`" if c["ref"] else ""
+                lines.append(f"    - {c['node']}: {c['weight']:.4f} (intra {c['intra_weight']:.4f}){ref}")
     return "\n".join(lines)
 
 

@@ -35,12 +35,12 @@ from quant_assets.assets.common import (
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
-from quant_assets.audit import OptimisationLog, frame_hash
+from quant_assets.audit import OptimisationLog, matrix_digest, selection_digest, weights_digest
 from quant_assets.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
 from quant_assets.features import antifragility_matrix
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.market import dense_matrix
-from quant_assets.optimise import FALLBACK_CHAINS, optimise
+from quant_assets.optimise import FALLBACK_CHAINS, optimise_array
 from quant_assets.progress import track
 from quant_assets.selection import atom_id
 from quant_assets.simulate import BANKRUPTCY_FLOOR, Book
@@ -88,12 +88,12 @@ def sleeve_pool(risk: str, sel: Selected | None, available: set[str], benchmarks
     return [sel.symbols[i] for i in keep], [sel.atom_ids[i] for i in keep], [int(sel.clusters[i]) for i in keep]
 
 
-def atom_scores(streams: np.ndarray, ids: list[str], momentum: np.ndarray, sign: float) -> dict:
-    """What barbell and hybrid weighting need per atom, oriented like the atom's own stream:
-    antifragility of the synthetic-long stream (a short's upside is the stock's downside) and the
-    stock's momentum times the sleeve's sign."""
-    return {"antifragility": pd.Series(antifragility_matrix(np.where(np.isnan(streams), 0.0, streams)), index=ids),
-            "momentum": pd.Series(sign * momentum, index=ids)}
+def atom_scores(streams: np.ndarray, momentum: np.ndarray, sign: float) -> dict:
+    """What barbell and hybrid weighting need per atom (arrays in atom order), oriented like the
+    atom's own stream: antifragility of the synthetic-long stream (a short's upside is the stock's
+    downside) and the stock's momentum times the sleeve's sign."""
+    return {"antifragility": antifragility_matrix(np.where(np.isnan(streams), 0.0, streams)),
+            "momentum": sign * momentum}
 
 
 def sleeve_step(ctx: GraphContext, sleeve: str):
@@ -175,6 +175,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             view = feats.get(d)
             momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
             pools: dict[tuple, tuple] = {}  # profiles on the same atoms share streams, hashes and scores
+            rows = u.rows[d][-lb.optimisation_days:]
             for risk in wanted:
                 symbols, ids, clusters = sleeve_pool(risk, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic,
                                                      cfg.direction)
@@ -182,24 +183,24 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 if key not in pools:
                     raw = X[:, [col[s_] for s_ in symbols]]
                     streams = -np.minimum(raw, 1.0) if short else raw
-                    frame = pd.DataFrame(streams, columns=ids)
                     mom = np.array([momentum.get(s_, np.nan) for s_ in symbols], dtype=float)
-                    pools[key] = (frame, synthetic_stream_problem(streams, raw, cfg.direction),
-                                  {"streams": frame_hash(frame),
-                                   "selection": frame_hash(pd.DataFrame({"symbol": symbols, "cluster": clusters}))},
-                                  atom_scores(streams, ids, mom, sign))
-                frame, issue, inputs, scores = pools[key]
+                    index = [panel.iso[i] for i in rows]
+                    pools[key] = (streams, synthetic_stream_problem(streams, raw, cfg.direction),
+                                  {"streams": matrix_digest(index, ids, streams),
+                                   "selection": selection_digest(symbols, clusters)},
+                                  atom_scores(streams, mom, sign))
+                streams, issue, inputs, scores = pools[key]
                 if issue:
                     sign_failures[risk][d.isoformat()] = issue
                 log = logs[risk][run.key_of(d)]
                 try:
-                    result = optimise(frame, risk, engine=cfg.engine, clusters=pd.Series(clusters, index=ids),
-                                      config=cfg.risk, regime=regimes[d], **scores)
+                    result = optimise_array(streams, ids, risk, engine=cfg.engine, clusters=np.array(clusters),
+                                            config=cfg.risk, regime=regimes[d], **scores)
                 except Exception as err:
                     log.add(d, inputs, "error", None, error=repr(err)[:300])
                     _append(run, logs)
                     raise
-                w = result.weights.to_numpy(float)
+                w = result.values
                 keep = w > 0 if result.profile_used != "none" else np.zeros(len(w), dtype=bool)
                 h = Holding([i for i, k in zip(ids, keep) if k], [s_ for s_, k in zip(symbols, keep) if k], w[keep],
                             [c for c, k in zip(clusters, keep) if k], result.engine, result.profile_used)
@@ -312,7 +313,7 @@ class Holding:
 
     def hash(self) -> str:
         """The output hash the ledger records (as `weights_hash` computes it from a stored partition)."""
-        return frame_hash(pd.Series(self.weights, index=self.ids, name="weight"))
+        return weights_digest(self.ids, self.weights)
 
 
 def holdings_by_date(frame: pl.DataFrame) -> dict[dt.date, Holding]:

@@ -35,7 +35,7 @@ from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.assets.sleeves import atom_scores, selections_by_date, sleeve_pool
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.market import dense_matrix
-from quant_assets.optimise import PLATFORM_PROFILES, optimise
+from quant_assets.optimise import PLATFORM_PROFILES, optimise_array
 from quant_assets.plots import drawdowns_md, equity_curves_md
 from quant_assets.progress import track
 from quant_assets.simulate import rebalance_period
@@ -93,12 +93,11 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
                 raw = X[:, [col[s_] for s_ in symbols]]
                 streams = -np.minimum(raw, 1.0) if cfg.direction == "short" else raw
                 mom = np.array([momentum.get(s_, np.nan) for s_ in symbols], dtype=float)
-                res = optimise(pd.DataFrame(streams, columns=ids), profile,
-                               engine="custom" if engine == "platform" else engine,
-                               clusters=pd.Series(clusters, index=ids), config=cfg.risk,
-                               regime=regimes[d], **atom_scores(streams, ids, mom, sign))
+                res = optimise_array(streams, ids, profile, engine="custom" if engine == "platform" else engine,
+                                     clusters=np.array(clusters), config=cfg.risk, regime=regimes[d],
+                                     **atom_scores(streams, mom, sign))
                 rows.append(pd.DataFrame({"engine": engine, "profile": profile, "atom_id": ids, "symbol": symbols,
-                                          "weight": res.weights.reindex(ids).to_numpy(float),
+                                          "weight": res.values,
                                           "profile_used": res.profile_used}))
             frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["engine", "profile"])
             weights[d] = frame[frame["weight"] > 0]
