@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: env demo test ui backfill sql summary explain audit check bench clean-data
+.PHONY: env demo test ui backfill sql summary explain report audit check bench clean-data
 
 # The environment: uv (bootstrapped into .uv/ if absent) installs the locked set with bytecode.
 .venv/.synced: pyproject.toml uv.lock
@@ -18,7 +18,7 @@ env: .venv/.synced
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
 
-# Materialise every asset over the demo range (weekly 2019-2022) and print a summary.
+# Materialise every asset over the whole bundled history (weekly 1992-2022) and print a summary.
 demo: env $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m quant_assets.cli demo
 
@@ -44,6 +44,10 @@ summary: env
 explain: env
 	$(PY) -m quant_assets.cli explain $(META) $(RISK) $(DATE) $(SYMBOL)
 
+# make report META=total_portfolio RISK=hrp DATE=2020-03-20: a meta lens's report as of any rebalance date
+report: env
+	$(PY) -m quant_assets.cli report $(META) $(RISK) $(DATE)
+
 # Recompute the audit ledger's hash chain; list optimisations without an outcome.
 audit: env
 	$(PY) -m quant_assets.cli audit
@@ -56,7 +60,8 @@ bench: env
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.walk_forward
 	$(PY) -m benchmarks.regime_calibration
-	$(PY) benchmarks/backfill.py
+	$(PY) -m benchmarks.backfill
+	$(PY) -m benchmarks.regression
 
 clean-data:
 	find lakehouse -mindepth 1 ! -name README.md -delete

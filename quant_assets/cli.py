@@ -1,4 +1,4 @@
-"""Command line: `quant-assets demo | backfill | sql | summary | explain | audit | accept`.
+"""Command line: `quant-assets demo | backfill | sql | summary | explain | report | audit | accept`.
 
 Runs go through the persistent Dagster instance ($DAGSTER_HOME, default `.dagster/` in the repo),
 so everything done here shows up in `make ui` with its runs, partitions and metadata.
@@ -41,18 +41,23 @@ def _defs_and_manifest():
 def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> bool:
     from dagster import DagsterInstance
 
+    from quant_assets.progress import ENV_VAR as PROGRESS
     from quant_assets.runner import materialize_range, partition_range
 
     defs, manifest = _defs_and_manifest()
     first, last = partition_range(manifest, start, end)
     ensure_dagster_home()
+    os.environ.setdefault(PROGRESS, "1")  # each step shows its dates done and an ETA
+    print(f"materialising partitions {first} .. {last} ({selection or 'all assets'}); one bar per asset step:",
+          flush=True)
     with DagsterInstance.get() as instance:
         t0 = time.perf_counter()
         result = materialize_range(defs, manifest, start, end, instance, selection=selection, raise_on_error=False,
                                    run_config=None if verbose else QUIET_LOGS)
         took = time.perf_counter() - t0
     status = "succeeded" if result.success else "FAILED"
-    print(f"run {result.run_id[:8]} {status}: {first} .. {last} ({selection or 'all assets'}) in {took:.1f} s")
+    print(f"run {result.run_id[:8]} {status}: partitions {first} .. {last} ({selection or 'all assets'}) "
+          f"in {took:.1f} s")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -73,18 +78,16 @@ def cmd_backfill(args) -> int:
 def cmd_demo(args) -> int:
     _, manifest = _defs_and_manifest()
     cal = manifest.calendar
-    start, end = args.start or cal.demo_start or cal.start, args.end or cal.demo_end or dt.date(2022, 12, 31)
-    print(f"quant_assets demo: materialising every asset, weekly rebalances {start} .. {end}, on the real "
-          f"S&P 500 data bundled in skfolio. Lakehouse: {default_root()}")
+    start = args.start or cal.demo_start or cal.start
+    end = args.end or cal.demo_end or (cal.end - dt.timedelta(days=1) if cal.end else dt.date(2022, 12, 31))
+    print(f"quant_assets demo: every asset, every weekly rebalance {start} .. {end}, on the real S&P 500 data "
+          f"bundled in skfolio. Lakehouse: {default_root()}")
     t0 = time.perf_counter()
     if not _run(start, end, None, args.verbose):
         return 1
-    # Re-run the last date alone: its materialisations then carry previews and the full report.
-    from quant_assets.runner import partition_range
+    from quant_assets.calendar import Periods
 
-    last = dt.date.fromisoformat(partition_range(manifest, start, end)[1])
-    if not _run(last, last, None, args.verbose):
-        return 1
+    last = [d for d in Periods(cal).all_dates if d <= end][-1]
     print(f"demo wall time {time.perf_counter() - t0:.1f} s\n")
     print_summary(manifest, Lakehouse(default_root()), last)
     return 0
@@ -169,18 +172,46 @@ def cmd_accept(args) -> int:
     """Record a date's flattened target as the implemented weights (the next orders start from it)."""
     from quant_assets.assets.common import flattened_name
     from quant_assets.assets.execution import record_implemented, state_path
+    from quant_assets.calendar import Periods
+    from quant_assets.manifest import load_manifest
 
     lh = Lakehouse(default_root())
-    flat = lh.read_partition("flattened_weights", flattened_name(args.meta, args.risk), args.date)
-    if flat is None:
-        print(f"cannot accept: {flattened_name(args.meta, args.risk)}[{args.date}] is not materialised", file=sys.stderr)
+    name = flattened_name(args.meta, args.risk)
+    stored = lh.read_partition("flattened_weights", name, Periods(load_manifest().calendar).key(args.date))
+    flat = None if stored is None else stored.filter(stored["rebalance_date"] == args.date)
+    if flat is None or flat.height == 0:
+        print(f"cannot accept: {name} has no weights for {args.date} (materialise its partition first)",
+              file=sys.stderr)
         return 2
     import pandas as pd
 
-    flat = flat.to_pandas()
     path = state_path(lh, args.meta, args.risk)
-    record_implemented(path, args.date, pd.Series(flat["net_weight"].to_numpy(), index=flat["symbol"].to_numpy()))
-    print(f"recorded {len(flat)} weights of {args.meta} / {args.risk} as implemented on {args.date} in {path}")
+    record_implemented(path, args.date, pd.Series(flat["net_weight"].to_numpy(), index=flat["symbol"].to_list()))
+    print(f"recorded {flat.height} weights of {args.meta} / {args.risk} as implemented on {args.date} in {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Print the markdown report of a meta lens as of any rebalance date (from the stored tables)."""
+    from quant_assets.assets.meta import report_at
+    from quant_assets.calendar import Periods
+    from quant_assets.manifest import load_manifest
+
+    manifest = load_manifest()
+    if args.meta not in manifest.metas or args.risk not in manifest.meta_risks(args.meta):
+        print(f"cannot report: no meta lens {args.meta} / {args.risk}; metas: "
+              f"{ {m: manifest.meta_risks(m) for m in manifest.metas} }", file=sys.stderr)
+        return 2
+    periods = Periods(manifest.calendar)
+    if args.date not in set(periods.all_dates):
+        print(f"cannot report: {args.date} is not a rebalance date of the calendar", file=sys.stderr)
+        return 2
+    try:
+        print(report_at(Lakehouse(default_root()), args.meta, args.risk, args.date, periods, manifest.lookbacks))
+    except (KeyError, IndexError):
+        print(f"cannot report: {args.meta} / {args.risk} has nothing stored for {args.date} "
+              f"(materialise partition {periods.key(args.date)} first)", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -195,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=category)
     parser = argparse.ArgumentParser(prog="quant-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="materialise the default graph over the demo range and summarise it")
+    p = sub.add_parser("demo", help="materialise the default graph over its whole history and summarise it")
     p.add_argument("--start", type=_date)
     p.add_argument("--end", type=_date)
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("backfill", help="materialise a date range in one single-run backfill (in process)")
+    p = sub.add_parser("backfill", help="materialise the partitions holding a date range, in one run (in process)")
     p.add_argument("--start", type=_date, required=True)
     p.add_argument("--end", type=_date, required=True)
     p.add_argument("--select", help="Dagster asset selection, e.g. 'group:meta' or '+flattened_weights_x_hrp'")
@@ -225,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("risk")
     p.add_argument("date", type=_date)
     p.set_defaults(func=cmd_accept)
+    p = sub.add_parser("report", help="print a meta lens's markdown report as of a rebalance date")
+    p.add_argument("meta")
+    p.add_argument("risk")
+    p.add_argument("date", type=_date)
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("audit", help="verify the audit ledger's hash chain and completeness")
     p.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)

@@ -75,7 +75,14 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # the parent hard-codes its own class
-        base_dir = config_value.get("base_dir") or os.path.join(os.environ["DAGSTER_HOME"], "storage")
+        base_dir = config_value.get("base_dir")
+        if not base_dir:
+            home = os.environ.get("DAGSTER_HOME")
+            if not home:
+                raise RuntimeError("BatchingSqliteEventLogStorage stores its events under $DAGSTER_HOME/storage: "
+                                   "set DAGSTER_HOME to the instance's folder (make ui / make demo do), or give "
+                                   "the storage a base_dir in dagster.yaml")
+            base_dir = os.path.join(home, "storage")
         return cls(base_dir, inst_data=inst_data)
 
     # ---- connections: one engine per shard, kept -----------------------------------------

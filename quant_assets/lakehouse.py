@@ -89,6 +89,7 @@ _CACHE = _ReadCache()
 class Lakehouse:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._made: set[Path] = set()  # asset folders known to exist
 
     # ---- paths ---------------------------------------------------------------------------
 
@@ -123,14 +124,16 @@ class Lakehouse:
         """Replace one partition atomically (delete-then-insert without a window in between)."""
         target = self.path(table, asset, key)
         out = self.conform(table, frame)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
             out.write_parquet(tmp, compression="zstd", statistics=True)
             os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return target
 
     # ---- reads ---------------------------------------------------------------------------

@@ -45,24 +45,20 @@ def _clean(returns) -> pd.Series:
 
 def value_at_risk(returns, beta: float = 0.95) -> float:
     """Daily empirical VaR as a positive loss: the (floor((1 - beta) n) + 1)-th worst return, negated."""
-    x = np.sort(_clean(returns).to_numpy())
-    n = len(x)
-    if n < 2:
-        return NAN
-    k = (1.0 - beta) * n
-    i = min(n - 1, int(np.floor(k + 4 * np.finfo(float).eps * n)))
-    return float(-x[i])
+    return _var_sorted(np.sort(_clean(returns).to_numpy()), beta)
 
 
 def cvar(returns, beta: float = 0.95) -> float:
     """Daily CVaR as a positive loss: mean of the worst (1 - beta) probability mass (last day fractional)."""
-    x = np.sort(_clean(returns).to_numpy())
-    n = len(x)
-    if n < 2:
-        return NAN
-    k = (1.0 - beta) * n
-    i = max(0, int(np.ceil(k) - 1))
-    return float(-(x[:i].sum() + x[i] * (k - i)) / k)
+    return _cvar_sorted(np.sort(_clean(returns).to_numpy()), beta)
+
+
+def annualisation_of_days(days: np.ndarray, default: int = 252) -> int:
+    """`annualisation_factor` of datetime64 days: 365 when a Saturday or Sunday is among them."""
+    d = np.asarray(days).astype("datetime64[D]").astype(np.int64)
+    if len(d) == 0:
+        return default
+    return 365 if bool((((d + 3) % 7) >= 5).any()) else 252  # 1970-01-01 was a Thursday (weekday 3)
 
 
 def drawdowns(returns) -> pd.Series:
@@ -152,6 +148,55 @@ def stress_alpha(strategy, reference, q_stress: float = 0.10, min_obs: int = 100
     return out
 
 
+HEADLINE = ["total_return", "cagr", "ann_return", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar",
+            "var95", "cvar95"]
+
+
+def headline(x: np.ndarray, annualisation: int = 252) -> dict:
+    """The return and risk metrics of a stitched daily series given as an array of finite returns.
+
+    What `performance` reports first, without the distribution and benchmark statistics: cheap enough
+    to describe every partition of a backtest."""
+    x = np.asarray(x, dtype=float)
+    n, af = len(x), int(annualisation)
+    out: dict = {"days": n, "annualisation": af, **{k: NAN for k in HEADLINE}}
+    if n:
+        wealth = np.cumprod(1.0 + x)
+        end = float(wealth[-1])
+        peak = np.maximum(np.maximum.accumulate(wealth), 1.0)
+        dd = float((wealth / np.where(peak > 0, peak, 1.0) - 1.0).min())
+        out.update(total_return=end - 1.0, max_drawdown=dd)
+        if n > 1:
+            cagr = float(end ** (af / n) - 1.0) if end > 0 else -1.0
+            sd = float(x.std(ddof=1))
+            down = float(np.sqrt((np.minimum(x, 0.0) ** 2).sum() / (n - 1)))
+            srt = np.sort(x)
+            out.update(cagr=cagr, ann_return=float(x.mean() * af), ann_vol=sd * math.sqrt(af),
+                       sharpe=float(x.mean() / sd * math.sqrt(af)) if sd > 0 else NAN,
+                       sortino=float(x.mean() / down * math.sqrt(af)) if down > 0 else NAN,
+                       calmar=cagr / abs(dd) if dd < 0 else NAN,
+                       var95=_var_sorted(srt), cvar95=_cvar_sorted(srt))
+    return out
+
+
+def _var_sorted(x: np.ndarray, beta: float = 0.95) -> float:
+    n = len(x)
+    if n < 2:
+        return NAN
+    k = (1.0 - beta) * n
+    i = min(n - 1, int(np.floor(k + 4 * np.finfo(float).eps * n)))
+    return float(-x[i])
+
+
+def _cvar_sorted(x: np.ndarray, beta: float = 0.95) -> float:
+    n = len(x)
+    if n < 2:
+        return NAN
+    k = (1.0 - beta) * n
+    i = max(0, int(np.ceil(k) - 1))
+    return float(-(x[:i].sum() + x[i] * (k - i)) / k)
+
+
 def performance(returns: pd.Series, annualisation: int | None = None, benchmark: pd.Series | None = None,
                 weights_history=None, turnover: pd.Series | None = None) -> dict:
     """All summary metrics of one stitched daily net-return series.
@@ -164,26 +209,8 @@ def performance(returns: pd.Series, annualisation: int | None = None, benchmark:
     Empty input gives days 0 and NaN everywhere; dispersion metrics need >= 2 days. Never raises.
     """
     r = _clean(returns)
-    n = len(r)
     af = int(annualisation) if annualisation else annualisation_factor(r.index)
-    out: dict = {"days": n, "annualisation": af}
-    keys = ["total_return", "cagr", "ann_return", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar",
-            "var95", "cvar95"]
-    out.update({k: NAN for k in keys})
-    if n:
-        x = r.to_numpy()
-        end = float(np.prod(1.0 + x))
-        dd = float(drawdowns(r).min())
-        out.update(total_return=end - 1.0, max_drawdown=dd)
-        if n > 1:
-            cagr = float(end ** (af / n) - 1.0) if end > 0 else -1.0
-            sd = float(x.std(ddof=1))
-            down = float(np.sqrt((np.minimum(x, 0.0) ** 2).sum() / (n - 1)))
-            out.update(cagr=cagr, ann_return=float(x.mean() * af), ann_vol=sd * math.sqrt(af),
-                       sharpe=float(x.mean() / sd * math.sqrt(af)) if sd > 0 else NAN,
-                       sortino=float(x.mean() / down * math.sqrt(af)) if down > 0 else NAN,
-                       calmar=cagr / abs(dd) if dd < 0 else NAN,
-                       var95=value_at_risk(r), cvar95=cvar(r))
+    out: dict = headline(r.to_numpy(), af)
     t = None if turnover is None else _clean(turnover)
     out["turnover"] = float(t.mean()) if t is not None and len(t) else NAN
     out["hhi"], out["effective_n"] = concentration(weights_history)

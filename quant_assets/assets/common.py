@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from dagster import (
@@ -254,13 +255,17 @@ def preview(frame: pl.DataFrame, rows: int = 10) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-def performance_metadata(daily: pd.Series, turnover: pd.Series | None = None) -> dict:
-    """Headline metrics of a stitched daily net return series (dates ascending, unique)."""
-    from quant_assets.metrics import performance
+def performance_metadata(days: np.ndarray, returns: np.ndarray, turnover: np.ndarray | None = None) -> dict:
+    """Headline metrics of a stitched daily net return series (days ascending and unique)."""
+    from quant_assets.metrics import annualisation_of_days, headline
 
-    if daily is None or daily.empty:
+    r = np.asarray(returns, dtype=float)
+    finite = np.isfinite(r)
+    if not finite.any():
         return {"oos_days": 0}
-    perf = performance(daily.astype(float).sort_index(), turnover=turnover)
+    perf = headline(r[finite], annualisation_of_days(np.asarray(days)[finite]))
+    if turnover is not None and len(turnover):
+        perf["turnover"] = float(np.mean(turnover))
     keys = ("total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar", "cvar95", "turnover")
     return {"oos_days": int(perf["days"]),
-            **{f"oos_{k}": round(float(perf[k]), 6) for k in keys if k in perf and pd.notna(perf[k])}}
+            **{f"oos_{k}": round(float(perf[k]), 6) for k in keys if k in perf and np.isfinite(perf[k])}}

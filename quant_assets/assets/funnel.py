@@ -41,6 +41,7 @@ from quant_assets.features import FEATURE_COLUMNS
 from quant_assets.filters import VETO_COLUMNS
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.market import dense_matrix
+from quant_assets.plots import heatmap_md
 from quant_assets.progress import track
 from quant_assets.filters import run_filters, veto_frame
 from quant_assets.rankers import FeatureView, Ranking, get_ranker
@@ -220,6 +221,16 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                 run.describe(name, table, parts, per_partition=per_key, winners_by_stage=MetadataValue.json(stages))
                 run.check(name, check_result("stages_consistent", name, failures, len(dates),
                                              inputs="recomputed in this step" if not stored else "read from storage"))
+            elif name == n_sens:
+                for k, p in parts.items():
+                    if p.height:
+                        grid = p.pivot(on="rebalance_date", index="threshold", values="n_clusters").sort("threshold")
+                        per_key[k]["sensitivity"] = MetadataValue.md(heatmap_md(
+                            grid.drop("threshold").to_numpy(), f"Clusters vs distance threshold, {sleeve}, {k}",
+                            f"Rows: thresholds {SENSITIVITY_THRESHOLDS[0]:.2f} (top) .. {SENSITIVITY_THRESHOLDS[-1]:.2f} "
+                            f"(bottom); columns: the {grid.width - 1} rebalance dates; colour: number of clusters "
+                            f"(min {p['n_clusters'].min()}, max {p['n_clusters'].max()})."))
+                run.describe(name, table, parts, per_partition=per_key)
             elif name == n_veto:
                 for k, p in parts.items():
                     counts = p.group_by("filter").len() if p.height else None

@@ -32,6 +32,7 @@ from quant_assets.calendar import calendar_days_covering
 from quant_assets.checks import coverage_problem
 from quant_assets.lakehouse import LakehouseResource
 from quant_assets.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
+from quant_assets.plots import regime_strip_md
 from quant_assets.progress import track
 from quant_assets.regime import COMPONENTS, detect_regimes
 from quant_assets.sources import get_source
@@ -244,7 +245,10 @@ def universe_step(ctx: GraphContext, universe: str):
             for key, p in parts.items():
                 labels = p["label"].to_list()
                 per_key[key] = {"label_last_date": labels[-1] if labels else "",
-                                "label_counts": MetadataValue.json(pd.Series(labels).value_counts().to_dict())}
+                                "label_counts": MetadataValue.json(pd.Series(labels).value_counts().to_dict()),
+                                "timeline": MetadataValue.md(regime_strip_md(
+                                    [str(x) for x in p["rebalance_date"].to_list()], labels,
+                                    f"Regime of {universe}, {key}"))}
             run.describe(n_reg, "regime", parts, per_partition=per_key)
         yield from run.results()
 

@@ -264,7 +264,6 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         out: dict[dt.date, Allocation] = {}
         columns: dict[str, list] = {}
         failures, lost = {}, {}
-        iso_cache: dict = {}
         for d in track(dates, f"meta_{meta}_{risk}"):
             days, values, info = window_matrix(streams, names, d - span, d, lb.meta_window_days)
             lost[d] = round(info["lost_share"], 4)
@@ -274,8 +273,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 continue
             shares = {c: histories[c].share(d - span, d) for c in names}
             vetoed = health_vetoes_array(values, names, shares, cfg.min_child_success_share)
-            index = [iso_cache.get(x) or iso_cache.setdefault(x, iso_days(np.array([x]))[0]) for x in days]
-            inputs = {"meta_returns": matrix_digest(index, names, values)}
+            inputs = {"meta_returns": matrix_digest(iso_days(days), names, values)}
             try:
                 alloc = allocate_array(values, names, profile=cfg.allocation.profile, engine=cfg.allocation.engine,
                                        chain=chain, lower=cfg.min_weight, upper=cfg.max_weight,
@@ -297,7 +295,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             for k, v in row.items():
                 columns.setdefault(k, []).extend(v)
             out[d] = Allocation(w, row, values, labels)
-            problem = meta_weights_problem(alloc.weights, cfg.min_weight, cfg.max_weight, set(vetoed))
+            problem = meta_weights_problem(pd.Series(w, index=names), cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
         if compute_w:
@@ -366,8 +364,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                           meta=meta, risk=risk)
         per_key = {}
         for k, p in parts.items():
-            per_key[k] = performance_metadata(pd.Series(p["ret"].to_numpy(), index=pd.DatetimeIndex(p["date"].to_numpy()))
-                                              if p.height else pd.Series(dtype=float))
+            per_key[k] = performance_metadata(p["date"].to_numpy(), p["ret"].to_numpy())
         run.describe(n_mpr, "meta_portfolio_returns", parts, per_partition=per_key,
                      dates_without_previous_weights=skipped)
         run.check(n_mpr, check_result("returns_in_bounds", n_mpr, failures, len(dates)))

@@ -286,10 +286,8 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                           sleeve=sleeve, risk=risk)
         per_key = {}
         for k, part in parts.items():
-            series = pd.Series(part["net_return"].to_numpy(), index=pd.DatetimeIndex(part["date"].to_numpy())) \
-                if part.height else pd.Series(dtype=float)
-            turnover = part.filter(pl.col("turnover") > 0)["turnover"].to_pandas() if part.height else None
-            per_key[k] = {**performance_metadata(series, turnover),
+            turnover = part.filter(pl.col("turnover") > 0)["turnover"].to_numpy() if part.height else None
+            per_key[k] = {**performance_metadata(part["date"].to_numpy(), part["net_return"].to_numpy(), turnover),
                           "wealth_end": float(part["wealth"][-1]) if part.height else float("nan"),
                           "dates_without_previous_weights": sum(1 for s_ in skipped
                                                                 if run.key_of(dt.date.fromisoformat(s_)) == k)}
