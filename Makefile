@@ -55,12 +55,18 @@ audit: env
 check: env
 	.venv/bin/dg check defs
 
+# Every figure of the README's timings (about 20 minutes; run on an otherwise idle machine).
 bench: env
 	$(PY) benchmarks/storage.py
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.walk_forward
 	$(PY) -m benchmarks.regime_calibration
 	$(PY) -m benchmarks.backfill
+	$(PY) -m benchmarks.backfill --persistent
+	$(PY) -m benchmarks.incremental
+	$(PY) -m benchmarks.definition_load
+	$(PY) -m benchmarks.scale
+	$(PY) -m benchmarks.dagster_floor --period year --store memory batched --keys-per-step 7
 	$(PY) -m benchmarks.regression
 
 clean-data:

@@ -42,7 +42,8 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     from dagster import DagsterInstance
 
     from quant_assets.progress import ENV_VAR as PROGRESS
-    from quant_assets.runner import materialize_range, partition_range
+    from quant_assets.calendar import Periods
+    from quant_assets.runner import materialize_range, missing_warm_up, partition_range
 
     defs, manifest = _defs_and_manifest()
     first, last = partition_range(manifest, start, end)
@@ -52,6 +53,18 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
           flush=True)
     with DagsterInstance.get() as instance:
         t0 = time.perf_counter()
+        warm_up = missing_warm_up(manifest, Lakehouse(default_root()), start, end)
+        if warm_up and (selection is None or selection != "group:market_data"):
+            # The funnel and the sleeves read a ~2-year window of returns: store those periods first.
+            print(f"first, the market data of {warm_up[0]} .. {warm_up[-1]} (the trailing windows of "
+                  f"{first} reach back there and it is not stored yet)", flush=True)
+            first_start = Periods(manifest.calendar).window(warm_up[0])[0]
+            last_end = Periods(manifest.calendar).window(warm_up[-1])[1] - dt.timedelta(days=1)
+            pre = materialize_range(defs, manifest, first_start, last_end, instance, selection="group:market_data",
+                                    raise_on_error=False, run_config=None if verbose else QUIET_LOGS)
+            if not pre.success:
+                print(f"run {pre.run_id[:8]} FAILED: market data of {warm_up[0]} .. {warm_up[-1]}")
+                return False
         result = materialize_range(defs, manifest, start, end, instance, selection=selection, raise_on_error=False,
                                    run_config=None if verbose else QUIET_LOGS)
         took = time.perf_counter() - t0

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from quant_assets.engines.hrp import fcluster
+from quant_assets.engines.hrp import condensed, fcluster
 from quant_assets.engines.hrp import linkage as ward_linkage
-from scipy.spatial.distance import squareform
 
 from quant_assets.regime import REGIME_LABELS as REGIMES  # the detector owns the labels
 
@@ -117,7 +116,7 @@ class Dendrogram:
         if n < 2:
             return cls(None, n, tuple(lookbacks or ()))
         dist, used = distance_matrix(X, lookbacks)
-        return cls(ward_linkage(squareform(dist, checks=False), "ward"), n, used)
+        return cls(ward_linkage(condensed(dist), "ward"), n, used)
 
     def labels(self, threshold: float, max_clusters: int | None = None) -> tuple[np.ndarray, bool]:
         """1-based labels by first appearance, and whether the max_clusters ceiling forced a re-cut."""

@@ -17,14 +17,11 @@ from dagster import (
     multiprocess_executor,
     Definitions,
     FreshnessPolicy,
-    PreviewWarning,
-    apply_freshness_policy,
     define_asset_job,
 )
 
 from quant_assets.assets import build_assets
 from quant_assets.assets.common import GraphContext
-from quant_assets.event_log import enable_event_batching
 from quant_assets.lakehouse import LakehouseResource, default_root
 from quant_assets.manifest import Manifest, load_manifest
 
@@ -35,7 +32,10 @@ warnings.filterwarnings("ignore", category=BetaWarning)
 # `dagster.yaml` configures, `quant_assets.event_log`), and a single-run backfill plans each asset
 # once for its whole partition range instead of once per partition. Trade-off of the latter: when a
 # range run fails, its partitions show as missing rather than failed; the run itself shows the failure.
-enable_event_batching()
+# (Dagster forms batches only when DAGSTER_EVENT_BATCH_SIZE is set; it reads it per event. Large
+# enough that a ranged step's materialisations and a run's planned events each go in as one batch.
+# Storages without a batch path loop over the batch, so this is harmless for the in-memory instance.)
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "100000")
 os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
 
 # One rebalance period plus a grace day: a lens not refreshed since the last rebalance is stale.
@@ -59,18 +59,14 @@ def freshness_policy(manifest: Manifest) -> FreshnessPolicy:
 
 def build_definitions(manifest: Manifest | None = None, lakehouse_root: str | Path | None = None) -> Definitions:
     manifest = manifest or load_manifest()
-    ctx = GraphContext.of(manifest)
-    policy = freshness_policy(manifest)
-    defs = Definitions(
+    ctx = GraphContext.of(manifest, freshness=freshness_policy(manifest))
+    return Definitions(
         assets=build_assets(ctx),
         executor=EXECUTOR,
         resources={"lakehouse": LakehouseResource(root=str(lakehouse_root or default_root()))},
         jobs=[define_asset_job("walk_forward", selection=AssetSelection.all(),
                                description="Every asset of the graph: a backfill of it is a walk-forward backtest.")],
     )
-    with warnings.catch_warnings():  # map_asset_specs is "preview" in 1.13; pinned, and covered by test_graph
-        warnings.simplefilter("ignore", PreviewWarning)
-        return defs.map_asset_specs(func=lambda spec: apply_freshness_policy(spec, policy))
 
 
 defs = build_definitions()

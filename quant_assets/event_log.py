@@ -11,7 +11,8 @@ What changes, and what does not: the rows written are exactly Dagster's (the sam
 statements, the same asset-index updates through Dagster's own `_store_asset_event`), so the UI,
 partition status and lineage read them unchanged. Only the transactions differ:
 
-* `store_event_batch` writes a batch (Dagster sends one when `DAGSTER_EVENT_BATCH_SIZE` is set: the
+* `store_event_batch` writes a batch (Dagster sends one when `DAGSTER_EVENT_BATCH_SIZE` is set, as
+  `definitions.py` does: the
   planned events of a run, and the per-partition materialisations of a ranged step) in one
   transaction per shard instead of one per event;
 * engines are kept per shard instead of being created and disposed around every statement;
@@ -40,16 +41,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-# Batches are only formed when this is set (Dagster reads it per event). Large enough that a
-# ranged step's materialisations and a run's planned events each go in as one batch.
-BATCH_SIZE_ENV_VAR = "DAGSTER_EVENT_BATCH_SIZE"
-DEFAULT_BATCH_SIZE = "100000"
 MAX_OPEN_SHARDS = 8
-
-
-def enable_event_batching() -> None:
-    """Ask Dagster to hand events to the storage in batches (a no-op for storages that loop)."""
-    os.environ.setdefault(BATCH_SIZE_ENV_VAR, DEFAULT_BATCH_SIZE)
 
 
 def _fast_commit(dbapi_connection, _record) -> None:

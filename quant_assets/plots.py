@@ -7,24 +7,34 @@ figures are small (7 x 3 in at 80 dpi) so one chart stays well under ~60 KB of m
 from __future__ import annotations
 
 import base64
+import functools
 import io
+from types import ModuleType
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: assets run in worker processes without a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pandas as pd
+from PIL import Image
 
 FIGSIZE, DPI = (7.0, 3.0), 80
 REGIME_COLOURS = {"QUIET": "#9ecae1", "NORMAL": "#a1d99b", "TURBULENT": "#fdae6b", "CRISIS": "#de2d26"}
-_FALLBACK = plt.get_cmap("tab10")
+
+
+@functools.cache
+def _matplotlib() -> tuple[ModuleType, ModuleType]:
+    """(matplotlib, pyplot) on the headless Agg backend, imported on first use: ~0.6 s that a
+    process only loading the code location (the UI's code server, `dg check defs`) need not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: assets run in worker processes without a display
+    import matplotlib.patches  # noqa: F401  (legend handles)
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
+
+    return matplotlib, plt
 
 
 def _to_md(fig, title: str) -> str:
+    matplotlib, plt = _matplotlib()
     raw, buf = io.BytesIO(), io.BytesIO()
     try:
         fig.tight_layout()
@@ -41,6 +51,7 @@ def _to_md(fig, title: str) -> str:
 
 
 def _figure(title: str, xlabel: str = "", ylabel: str = ""):
+    matplotlib, plt = _matplotlib()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
@@ -77,6 +88,7 @@ def equity_curves_md(series_by_name: dict[str, pd.Series], title: str = "Wealth 
 
 def drawdowns_md(series_by_name: dict[str, pd.Series], title: str = "Drawdown (compounded)") -> str:
     """Compounded drawdown from the running wealth peak (start 1.0), one filled line per strategy."""
+    matplotlib, plt = _matplotlib()
     fig, ax = _figure(title, "", "drawdown")
     for name, r in series_by_name.items():
         r = pd.Series(r, dtype=float).fillna(0.0)
@@ -94,6 +106,7 @@ def timeline_md(labels: pd.Series, title: str = "Regime", colours: dict[str, str
 
     Each run of equal labels becomes one band from its first date to the next run's first date.
     """
+    matplotlib, plt = _matplotlib()
     colours = {**REGIME_COLOURS, **(colours or {})}
     s = pd.Series(labels).dropna().astype(str).sort_index()
     fig, ax = plt.subplots(figsize=(FIGSIZE[0], 1.4))
@@ -111,10 +124,10 @@ def timeline_md(labels: pd.Series, title: str = "Regime", colours: dict[str, str
         ends = list(x[starts[1:]]) + [x[-1] + step]
         for k, e in zip(starts, ends):
             lab = s.iloc[k]
-            c = seen.setdefault(lab, colours.get(lab, matplotlib.colors.to_hex(_FALLBACK(len(seen) % 10))))
+            c = seen.setdefault(lab, colours.get(lab, matplotlib.colors.to_hex(plt.get_cmap("tab10")(len(seen) % 10))))
             ax.axvspan(x[k], e, color=c, linewidth=0)
         ax.set_xlim(x[0], ends[-1])
-        ax.legend(handles=[Patch(color=c, label=lab) for lab, c in seen.items()], fontsize=7,
+        ax.legend(handles=[matplotlib.patches.Patch(color=c, label=lab) for lab, c in seen.items()], fontsize=7,
                   loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=max(1, len(seen)), frameon=False)
     return _to_md(fig, title)
 
@@ -126,6 +139,7 @@ def timeline_md(labels: pd.Series, title: str = "Regime", colours: dict[str, str
 
 
 def _png_md(pixels: np.ndarray, title: str, caption: str, cmap: str | None = None, vmin=None, vmax=None) -> str:
+    matplotlib, plt = _matplotlib()
     buf = io.BytesIO()
     plt.imsave(buf, pixels, format="png", cmap=cmap, vmin=vmin, vmax=vmax)
     b64 = base64.b64encode(buf.getvalue()).decode("ascii")
@@ -136,6 +150,7 @@ def _png_md(pixels: np.ndarray, title: str, caption: str, cmap: str | None = Non
 def regime_strip_md(dates: list, labels: list[str], title: str, colours: dict[str, str] | None = None,
                     cell: int = 10, height: int = 24) -> str:
     """One coloured cell per rebalance date (left to right), coloured by its regime label."""
+    matplotlib, plt = _matplotlib()
     colours = {**REGIME_COLOURS, **(colours or {})}
     rgb = np.array([matplotlib.colors.to_rgb(colours.get(lab, "#999999")) for lab in labels] or [(1, 1, 1)])
     pixels = np.repeat(np.repeat(rgb[None, :, :], height, axis=0), cell, axis=1)

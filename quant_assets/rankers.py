@@ -14,7 +14,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from scipy.stats import norm
 
 from quant_assets.clustering import check_regime
 
@@ -114,7 +113,9 @@ def prob_map_array(values: np.ndarray, method: str) -> np.ndarray:
         if ((v >= 0.0) & (v <= 1.0)).all():
             p = np.clip(v, 0.001, 1.0)
         else:
-            p = np.clip(norm.cdf(_z_array(v)), 0.001, 1.0)
+            from scipy.special import ndtr  # the standard normal CDF (norm.cdf's kernel); imported on use
+
+            p = np.clip(ndtr(_z_array(v)), 0.001, 1.0)
     elif method == "zscore":
         p = (np.clip(_z_array(v), -3, 3) + 3) / 6
     elif method == "logistic":

@@ -12,7 +12,8 @@ import datetime as dt
 from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from quant_assets.calendar import Periods
+from quant_assets.calendar import Periods, calendar_days_covering
+from quant_assets.lakehouse import Lakehouse
 from quant_assets.manifest import Manifest
 
 
@@ -40,3 +41,17 @@ def materialize_range(defs: Definitions, manifest: Manifest, start: dt.date, end
         raise_on_error=raise_on_error,
         run_config=run_config,
     )
+
+
+def missing_warm_up(manifest: Manifest, lh: Lakehouse, start: dt.date, end: dt.date) -> list[str]:
+    """Earlier periods the range's trailing windows read (its first date's price window, ~2 years)
+    whose market data is not stored yet. A range starting mid-history on a fresh lakehouse needs
+    them: the funnel and the sleeves read the window's returns from the lakehouse."""
+    from quant_assets.assets.common import returns_name
+
+    periods = Periods(manifest.calendar)
+    first, _ = partition_range(manifest, start, end)
+    reach = periods.dates(first)[0] - dt.timedelta(days=calendar_days_covering(manifest.lookbacks.prices_days + 1))
+    keys = [k for k in periods.keys if periods.key(reach) <= k < first]
+    stored = [set(lh.partitions("returns", returns_name(u))) for u in manifest.universes]
+    return [k for k in keys if not all(k in s for s in stored)]

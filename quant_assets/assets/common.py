@@ -24,6 +24,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
@@ -45,16 +46,24 @@ class UpstreamMissingError(RuntimeError):
 
 @dataclass(frozen=True)
 class GraphContext:
-    """What every factory needs: the manifest, its partition scheme and Dagster's partitions definition."""
+    """What every factory needs: the manifest, its partition scheme, Dagster's partitions definition
+    and the freshness policy (chosen in `definitions.py`, where the graph's policies are set)."""
 
     manifest: Manifest
     periods: Periods
     partitions: TimeWindowPartitionsDefinition
+    freshness: FreshnessPolicy | None = None
 
     @classmethod
-    def of(cls, manifest: Manifest) -> GraphContext:
+    def of(cls, manifest: Manifest, freshness: FreshnessPolicy | None = None) -> GraphContext:
         periods = Periods(manifest.calendar)
-        return cls(manifest, periods, periods.partitions_def())
+        return cls(manifest, periods, periods.partitions_def(), freshness)
+
+    @property
+    def spec_defaults(self) -> dict:
+        """What every materialisable asset spec carries: partitions, owner, freshness policy. (Set
+        on the spec directly: re-mapping 1,850 specs afterwards cost 0.3 s of definition loading.)"""
+        return dict(partitions_def=self.partitions, owners=[OWNER], freshness_policy=self.freshness)
 
 
 # ---- partition dependencies ------------------------------------------------------------

@@ -75,7 +75,7 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
                                 description=f"The weights of `{meta}` / `{risk}` you last implemented (you provide it): "
                                             f"lakehouse/state/{n_state}.csv with columns as_of,symbol,weight."))
         specs.append(AssetSpec(n_orders, group_name="execution", kinds={"pandas", "parquet"}, deps=[n_flat, n_state],
-                               partitions_def=ctx.partitions, owners=[OWNER],
+                               **ctx.spec_defaults,
                                description=f"Orders taking `{meta}` / `{risk}` from the last implemented weights (as "
                                            f"of the rebalance date) to its flattened target: side-aware legs, drifts "
                                            f"below {cfg.min_trade:.0%} skipped as dust, required one-way turnover in "

@@ -19,7 +19,6 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
-    OWNER,
     SINGLE_RUN,
     GraphContext,
     Run,
@@ -110,7 +109,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
     n_rank, n_veto, n_sel = rankings_name(sleeve), vetoes_name(sleeve), selection_name(sleeve)
     ranker = get_ranker(s.ranker.name)
     thresholds = ", ".join(f"{k} {v}" for k, v in s.clustering.thresholds.items())
-    common = dict(partitions_def=ctx.partitions, owners=[OWNER], group_name="selection")
+    common = dict(ctx.spec_defaults, group_name="selection")
     specs = [
         AssetSpec(n_clu, kinds={"scipy", "parquet"}, deps=[n_rets, n_reg, n_cand], **common,
                   description=f"Partitioning for `{sleeve}`: Ward clusters of `{universe}` on sqrt(0.5 (1 - rho)) "

@@ -16,7 +16,6 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
-    OWNER,
     SINGLE_RUN,
     GraphContext,
     Run,
@@ -39,6 +38,9 @@ from quant_assets.sources import get_source
 
 CANDIDATE_COLUMNS = ["symbol", "ticker", "exchange", "asset_type", "sector", "first_date", "direction",
                      "metadata", "is_benchmark"]
+
+
+CLOSE_COLUMNS = ("date", "symbol", "close")
 
 
 def window_start(d: dt.date, prices_days: int) -> dt.date:
@@ -116,7 +118,7 @@ def universe_step(ctx: GraphContext, universe: str):
     n_cand, n_prices, n_rets, n_feats, n_reg = (candidates_name(universe), prices_name(universe),
                                                 returns_name(universe), features_name(universe), regime_name(universe))
     s = cfg.regime
-    common = dict(partitions_def=ctx.partitions, owners=[OWNER])
+    common = ctx.spec_defaults
     specs = [
         AssetSpec(n_cand, group_name="market_data", kinds={"python", "parquet"}, **common,
                   description=f"Symbols listed in universe `{universe}` (source `{cfg.source}`) on each rebalance "
@@ -153,6 +155,17 @@ def universe_step(ctx: GraphContext, universe: str):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
         span_from = window_start(dates[0], lb.prices_days)
+
+        def period_closes(key: str) -> pl.DataFrame:
+            """The daily closes of a period: every symbol known by its end, the days inside it (the
+            calendar's first period also holds the warm-up sessions its first window needs)."""
+            start, end = run.periods.window(key)
+            if key == run.periods.keys[0]:
+                start = window_start(run.periods.dates(key)[0], lb.prices_days)
+            end = min(end, m.calendar.end) if m.calendar.end else end
+            listed = discover(cfg, end - dt.timedelta(days=1))
+            return source_closes(by_source(listed), start, end - dt.timedelta(days=1))
+
         # 1. candidates
         if run.is_selected(n_cand):
             rows = []
@@ -172,24 +185,24 @@ def universe_step(ctx: GraphContext, universe: str):
         sets = candidate_sets(cands)
         # 2. prices
         if run.is_selected(n_prices):
-            frames = []
-            for key in run.keys:
-                start, end = run.periods.window(key)
-                if key == run.periods.keys[0]:
-                    start = window_start(run.periods.dates(key)[0], lb.prices_days)  # the warm-up sessions
-                end = min(end, m.calendar.end) if m.calendar.end else end
-                listed = discover(cfg, end - dt.timedelta(days=1))  # every symbol known by the period's end
-                frames.append(source_closes(by_source(listed), start, end - dt.timedelta(days=1)))
-            prices = pl.concat(frames)
+            prices = pl.concat([period_closes(key) for key in run.keys])
             parts = run.write("prices", n_prices, prices, column="date", universe=universe)
             run.describe(n_prices, "prices", parts, column="date", per_partition={
                 k: {"symbols": p["symbol"].n_unique() if p.height else 0} for k, p in parts.items()})
         if not {n_rets, n_feats, n_reg} & run.selected:
             yield from run.results()
             return
-        closes = run.read("prices", n_prices, run.earlier_keys(span_from), required=True) \
-            if run.earlier_keys(span_from) else pl.DataFrame()
-        current = pl.concat(list(parts.values())) if run.is_selected(n_prices) else run.read("prices", n_prices)
+        earlier = run.earlier_keys(span_from)
+        stored = set(run.lh.partitions("prices", n_prices))
+        closes = run.read("prices", n_prices, [k for k in earlier if k in stored]).select(CLOSE_COLUMNS)
+        if missing := [k for k in earlier if k not in stored]:
+            # A range starting mid-history: the window's earlier sessions come from the source, as
+            # those periods' prices would (the same function); nothing is written for them.
+            context.log.info(f"{n_prices}{missing} not in the lakehouse: the window's earlier sessions are "
+                             f"read from the source")
+            closes = pl.concat([closes, *(period_closes(k).select(CLOSE_COLUMNS) for k in missing)])
+        current = (pl.concat(list(parts.values())) if run.is_selected(n_prices)
+                   else run.read("prices", n_prices)).select(CLOSE_COLUMNS)
         panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)
         # 3. returns and health verdicts
         if run.is_selected(n_rets):

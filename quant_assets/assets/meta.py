@@ -30,7 +30,6 @@ from dagster import (
 )
 
 from quant_assets.assets.common import (
-    OWNER,
     SINGLE_RUN,
     GraphContext,
     Run,
@@ -161,7 +160,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     column_lineage = TableColumnLineage(deps_by_column={
         "net_weight": sources, "long_weight": sources, "short_weight": sources,
         "symbol": [TableColumnDep(asset_key=AssetKey(a), column_name="symbol") for a in child_holdings]})
-    common = dict(partitions_def=ctx.partitions, owners=[OWNER])
+    common = ctx.spec_defaults
     specs = [
         AssetSpec(n_mr, group_name="meta", kinds={"pandas", "parquet"}, deps=stream_assets, **common,
                   description=f"Daily out-of-sample streams of `{meta}`'s children ({', '.join(map(str, children))}) "

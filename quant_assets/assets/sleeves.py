@@ -16,7 +16,6 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
-    OWNER,
     PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
@@ -106,7 +105,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         features_name(universe)
     n_reg, n_cand = regime_name(universe), candidates_name(universe)
     lenses = list(cfg.risk_profiles)
-    common = dict(partitions_def=ctx.partitions, owners=[OWNER], group_name="sleeves")
+    common = dict(ctx.spec_defaults, group_name="sleeves")
     specs, checks = [], []
     for risk in lenses:
         n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)

@@ -18,7 +18,6 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from quant_assets.assets.common import (
-    OWNER,
     PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
@@ -53,8 +52,8 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
     contenders = sorted({c for c in contenders if c} |
                         {(p, e) for p in t.profiles if p not in PLATFORM_PROFILES for e in t.engines})
 
-    @asset(name=n_t, group_name="reports", kinds={"numpy", "parquet"}, partitions_def=ctx.partitions,
-           backfill_policy=SINGLE_RUN, owners=[OWNER],
+    @asset(name=n_t, group_name="reports", kinds={"numpy", "parquet"}, **ctx.spec_defaults,
+           backfill_policy=SINGLE_RUN,
            deps=[n_sel, n_rets, n_feats, regime_name(universe), candidates_name(universe),
                  AssetDep(n_t, partition_mapping=PREVIOUS_PARTITION)],
            description=f"Tournament of sleeve `{sleeve}`: {len(contenders)} contenders (engines {t.engines} x "

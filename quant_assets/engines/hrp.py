@@ -12,22 +12,41 @@ inverse-variance portfolio and the split is alpha = 1 - v_L / (v_L + v_R).
 
 from __future__ import annotations
 
+import functools
 import threading
+from types import SimpleNamespace
 
 import numpy as np
-import scipy.cluster.hierarchy as sch
-from scipy.spatial.distance import squareform
 
-try:  # the compiled routine behind sch.optimal_leaf_ordering, minus ~70 us of input checks per call
-    from scipy.cluster._optimal_leaf_ordering import optimal_leaf_ordering as _olo_fast
-except ImportError:  # pragma: no cover - private scipy module moved
-    _olo_fast = None
 
-try:  # the compiled routines behind sch.linkage (its array-API wrapper costs more than they do)
-    from scipy.cluster import _hierarchy
-    from scipy.cluster.hierarchy import _LINKAGE_METHODS
-except ImportError:  # pragma: no cover - private scipy module moved
-    _hierarchy = None
+@functools.cache
+def _scipy() -> SimpleNamespace:
+    """scipy's clustering, imported on first use: it costs ~0.5 s, which every process that only
+    loads the code location (the UI's code server, `dg check defs`) would otherwise pay."""
+    import scipy.cluster.hierarchy as sch
+
+    try:  # the compiled routine behind sch.optimal_leaf_ordering, minus ~70 us of input checks per call
+        from scipy.cluster._optimal_leaf_ordering import optimal_leaf_ordering as olo_fast
+    except ImportError:  # pragma: no cover - private scipy module moved
+        olo_fast = None
+    try:  # the compiled routines behind sch.linkage (its array-API wrapper costs more than they do)
+        from scipy.cluster import _hierarchy
+        from scipy.cluster.hierarchy import _LINKAGE_METHODS
+    except ImportError:  # pragma: no cover - private scipy module moved
+        _hierarchy, _LINKAGE_METHODS = None, None
+    return SimpleNamespace(sch=sch, olo_fast=olo_fast, hierarchy=_hierarchy, methods=_LINKAGE_METHODS)
+
+
+@functools.cache
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
+def condensed(square: np.ndarray) -> np.ndarray:
+    """The condensed (upper-triangle, row-major) form of a symmetric matrix: scipy's
+    `squareform(square, checks=False)`, element for element, without importing scipy.spatial."""
+    return square[_upper(square.shape[0])]
+
 
 _OLO_LOCK = threading.Lock()
 
@@ -35,15 +54,16 @@ _OLO_LOCK = threading.Lock()
 def fcluster(link: np.ndarray, t: float, criterion: str = "distance") -> np.ndarray:
     """`scipy.cluster.hierarchy.fcluster` (distance or maxclust) of scipy's own linkage, without
     re-validating it: the compiled routine it dispatches to, identical labels."""
-    if _hierarchy is None:  # pragma: no cover
-        return sch.fcluster(link, t=t, criterion=criterion)
+    sp = _scipy()
+    if sp.hierarchy is None:  # pragma: no cover
+        return sp.sch.fcluster(link, t=t, criterion=criterion)
     Z = np.ascontiguousarray(link, dtype=np.float64)
     n = Z.shape[0] + 1
     out = np.zeros((n,), dtype="i")
     if criterion == "distance":
-        _hierarchy.cluster_dist(Z, out, float(t), int(n))
+        sp.hierarchy.cluster_dist(Z, out, float(t), int(n))
     elif criterion == "maxclust":
-        _hierarchy.cluster_maxclust_dist(Z, out, int(n), t)
+        sp.hierarchy.cluster_maxclust_dist(Z, out, int(n), t)
     else:
         raise ValueError(f"unsupported criterion {criterion!r}")
     return out
@@ -54,15 +74,16 @@ def linkage(cond: np.ndarray, method: str = "ward") -> np.ndarray:
 
     The same compiled routine scipy dispatches to (nn_chain for ward/complete/average, the MST for
     single), called directly: identical output, a fifth of the time for a 3-20 asset problem."""
-    if _hierarchy is None:  # pragma: no cover
-        return sch.linkage(cond, method=method)
+    sp = _scipy()
+    if sp.hierarchy is None:  # pragma: no cover
+        return sp.sch.linkage(cond, method=method)
     y = np.ascontiguousarray(cond, dtype=np.float64)
     n = int(np.ceil(np.sqrt(len(y) * 2)))
     if method == "single":
-        return _hierarchy.mst_single_linkage(y, n)
+        return sp.hierarchy.mst_single_linkage(y, n)
     if method in ("complete", "average", "weighted", "ward"):
-        return _hierarchy.nn_chain(y, n, _LINKAGE_METHODS[method])
-    return _hierarchy.fast_linkage(y, n, _LINKAGE_METHODS[method])
+        return sp.hierarchy.nn_chain(y, n, sp.methods[method])
+    return sp.hierarchy.fast_linkage(y, n, sp.methods[method])
 
 
 def _valid(*_args, **_kwargs) -> bool:
@@ -78,16 +99,19 @@ def optimal_leaf_ordering(link: np.ndarray, cond: np.ndarray) -> np.ndarray:
     scipy's own output, so during the call those two names are pointed at a no-op check and at
     `leaf_order` (the same order); the result is scipy's, bit for bit (tested).
     """
-    if _olo_fast is None:  # pragma: no cover - private scipy module moved
+    sp = _scipy()
+    sch = sp.sch
+    if sp.olo_fast is None:  # pragma: no cover - private scipy module moved
         return sch.optimal_leaf_ordering(link, cond)
     with _OLO_LOCK:
         saved = sch.leaves_list, sch.is_valid_linkage
         sch.leaves_list = lambda Z: leaf_order(Z, Z.shape[0] + 1)
         sch.is_valid_linkage = _valid
         try:
-            return _olo_fast(link, cond)
+            return sp.olo_fast(link, cond)
         finally:
             sch.leaves_list, sch.is_valid_linkage = saved
+
 
 LINKAGES = ("ward", "single", "average", "complete")
 LEAF_ORDERS = ("optimal", "plain")
@@ -97,7 +121,7 @@ def pearson_distance(cov: np.ndarray) -> np.ndarray:
     """Condensed sqrt(0.5 (1 - rho)) from a covariance matrix (rho clipped to [-1, 1])."""
     sd = np.sqrt(np.diag(cov))
     corr = cov / np.outer(sd, sd)
-    return squareform(np.sqrt(np.clip((1.0 - corr) / 2.0, 0.0, 1.0)), checks=False)
+    return condensed(np.sqrt(np.clip((1.0 - corr) / 2.0, 0.0, 1.0)))
 
 
 def leaf_order(link: np.ndarray, n: int) -> np.ndarray:
