@@ -113,7 +113,7 @@ def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = Non
         lens = risk or ("hrp" if "hrp" in manifest.meta_risks(root) else manifest.meta_risks(root)[0])
         w = lh.sql(f"SELECT child, weight, status FROM meta_weights WHERE meta = '{root}' AND risk = '{lens}' "
                    f"AND rebalance_date = DATE '{date}' ORDER BY weight DESC").to_pandas()
-        flat = lh.sql(f"SELECT symbol, net_weight, contributors FROM flattened_weights WHERE meta = '{root}' AND "
+        flat = lh.sql(f"SELECT symbol, net_weight, long_weight, short_weight, contributors FROM flattened_weights WHERE meta = '{root}' AND "
                       f"risk = '{lens}' AND rebalance_date = DATE '{date}' ORDER BY abs(net_weight) DESC").to_pandas()
         print(f"== root meta `{root}` under the `{lens}` lens, as of {date} ==")
         print("allocation: " + ", ".join(f"{r.child} {r.weight:.1%}" for r in w.itertuples())
@@ -122,7 +122,10 @@ def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = Non
               f"net {flat['net_weight'].sum():+.3f}):")
         for r in flat.head(8).itertuples():
             print(f"  {r.symbol:<12} {r.net_weight:+.4f}   via {r.contributors}")
-        print("  (gross < 1 when a symbol is held long in one sleeve and short in another: the paths net out)")
+        netted = flat[(flat["long_weight"] > 0) & (flat["short_weight"] > 0)]
+        if len(netted):
+            print(f"  ({len(netted)} symbols held long in one sleeve and short in another: their paths net out, "
+                  f"so gross is below the paths' sum)")
         print("out-of-sample performance of each lens over the run (stitched daily returns):")
         for lens_ in manifest.meta_risks(root):
             rets = lh.sql(f"SELECT date, ret FROM meta_portfolio_returns WHERE meta = '{root}' AND risk = '{lens_}' "
