@@ -232,11 +232,12 @@ def check_result(name: str, asset: str, failures: dict[str, str], checked: int, 
                   **metadata})
 
 
-def markdown_table(df: pd.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") -> str:
-    if df.empty:
+def markdown_table(df: pd.DataFrame | pl.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") -> str:
+    if len(df) == 0:
         return "_(no rows)_"
     df = df.head(max_rows)
     cols = list(df.columns)
+    rows = df.iter_rows() if isinstance(df, pl.DataFrame) else df.itertuples(index=False)
 
     def fmt(v) -> str:
         if isinstance(v, float):
@@ -244,7 +245,7 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") 
         return str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -67,7 +67,7 @@ from quant_assets.meta import (
     tree_rows,
     window_matrix,
 )
-from quant_assets.metrics import performance
+from quant_assets.metrics import headline
 from quant_assets.optimise import FALLBACK_CHAINS
 from quant_assets.progress import track
 from quant_assets.simulate import drift_array
@@ -328,7 +328,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             parts = run.write("meta_cluster_tree", n_tree, pl.DataFrame(columns), meta=meta, risk=risk)
             run.describe(n_tree, "meta_cluster_tree", parts,
                          per_partition={k: {"tree": MetadataValue.md(render_tree(
-                             p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()).to_pandas()))}
+                             p.filter(pl.col("rebalance_date") == p["rebalance_date"].max())))}
                              for k, p in parts.items() if p.height})
         return out
 
@@ -423,12 +423,13 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
 
     def _reports(run: Run, results: dict, streams) -> None:
         reports = []
-        for key in run.keys:
-            key_dates = [d for d in run.periods.dates(key) if d in results]
-            if not key_dates:
-                continue
-            d = key_dates[-1]
-            reports.append({"rebalance_date": d, "markdown": report_at(run.lh, meta, risk, d, run.periods, lb)})
+        last_dates = [ds[-1] for ds in ([d for d in run.periods.dates(k) if d in results] for k in run.keys) if ds]
+        if last_dates:  # one read of every table for all the reports of the run
+            keys = sorted({k for d in last_dates for k in report_window_keys(run.periods, d, lb)})
+            tables = report_tables(run.lh, meta, risk, keys)
+        for d in last_dates:
+            reports.append({"rebalance_date": d,
+                            "markdown": report_at(run.lh, meta, risk, d, run.periods, lb, tables=tables)})
         parts = run.write("meta_report", n_rep, pd.DataFrame(reports), meta=meta, risk=risk)
         run.describe(n_rep, "meta_report", parts, per_partition={
             k: {"report": MetadataValue.md(p["markdown"][0])} for k, p in parts.items() if p.height})
@@ -436,35 +437,49 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     return meta_lens
 
 
-def report_at(lh, meta: str, risk: str, d: dt.date, periods, lb) -> str:
-    """The report of a meta lens as of rebalance date `d`, from the stored tables (data <= d only)."""
+REPORT_TABLES = ("meta_weights", "meta_cluster_tree", "flattened_weights", "meta_portfolio_returns", "meta_returns")
+
+
+def report_tables(lh, meta: str, risk: str, keys: list[str]) -> dict[str, pl.DataFrame]:
+    """The stored tables a meta lens's reports render from, each read once for the periods `keys`."""
+    names = {"meta_weights": meta_weights_name(meta, risk), "meta_cluster_tree": meta_tree_name(meta, risk),
+             "flattened_weights": flattened_name(meta, risk),
+             "meta_portfolio_returns": meta_portfolio_returns_name(meta, risk),
+             "meta_returns": meta_returns_name(meta, risk)}
+    return {t: lh.read(t, names[t], keys) for t in REPORT_TABLES}
+
+
+def report_window_keys(periods, d: dt.date, lb) -> list[str]:
+    """The periods a report as of `d` reads: the meta window before `d` and `d`'s own period."""
     span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
-    key = periods.key(d)
-    keys = [k for k in periods.keys if periods.key(d - span) <= k <= key]
+    first, last = periods.key(d - span), periods.key(d)
+    return [k for k in periods.keys if first <= k <= last]
+
+
+def report_at(lh, meta: str, risk: str, d: dt.date, periods, lb, tables: dict[str, pl.DataFrame] | None = None) -> str:
+    """The report of a meta lens as of rebalance date `d`, from the stored tables (data <= d only).
+
+    `tables` (from `report_tables`) lets a step render the reports of many dates from one read; rows
+    outside `d`'s window are filtered out here, so the result is the same either way."""
+    span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
+    if tables is None:
+        tables = report_tables(lh, meta, risk, report_window_keys(periods, d, lb))
     in_window = (pl.col("rebalance_date") > d - span) & (pl.col("rebalance_date") <= d)
-
-    def rows(table: str, asset: str, keys_, where) -> pd.DataFrame:
-        return py_dates(lh.read(table, asset, keys_).filter(where))
-
-    n_mw, n_tree, n_flat = meta_weights_name(meta, risk), meta_tree_name(meta, risk), flattened_name(meta, risk)
-    n_mpr, n_mr = meta_portfolio_returns_name(meta, risk), meta_returns_name(meta, risk)
     on_date = pl.col("rebalance_date") == d
-    history = rows("meta_weights", n_mw, keys, in_window)
-    w = history[history["rebalance_date"] == d]
-    tree = rows("meta_cluster_tree", n_tree, [key], on_date)
-    flat = rows("flattened_weights", n_flat, [key], on_date)
-    perf = rows("meta_portfolio_returns", n_mpr, keys, in_window).sort_values("date")
-    streams = lh.read("meta_returns", n_mr, keys).filter(in_window)
+    history = tables["meta_weights"].filter(in_window)
+    perf = tables["meta_portfolio_returns"].filter(in_window).sort("date", maintain_order=True)
+    streams = tables["meta_returns"].filter(in_window)
     if streams.height:
         wide = streams.pivot(on="child", index="date", values="ret").drop_nulls().sort("date").tail(lb.meta_window_days)
-        matrix = wide.select(sorted(c for c in wide.columns if c != "date")).to_pandas()
+        matrix = wide.select(sorted(c for c in wide.columns if c != "date"))
     else:
-        matrix = pd.DataFrame()
-    return render_report(meta, risk, d, w, tree, flat, perf, history, matrix)
+        matrix = pl.DataFrame()
+    return render_report(meta, risk, d, history.filter(on_date), tables["meta_cluster_tree"].filter(on_date),
+                         tables["flattened_weights"].filter(on_date), perf, history, matrix)
 
 
-def render_tree(tree: pd.DataFrame) -> str:
-    rows = tree.to_dict("records")
+def render_tree(tree: pl.DataFrame) -> str:
+    rows = tree.to_dicts()
     lines = [f"- **{r['node']}** (1.0000)" for r in sorted(rows, key=lambda r: r["level"]) if r["kind"] == "meta"]
     for r in rows:
         if r["kind"] != "cluster":
@@ -491,33 +506,41 @@ def sparkline(values) -> str:
     return "".join(SPARKS[int(round((x - lo) / (hi - lo) * (len(SPARKS) - 1)))] for x in v)
 
 
-def render_report(meta: str, risk: str, d: dt.date, weights: pd.DataFrame, tree: pd.DataFrame,
-                  flat: pd.DataFrame, returns: pd.DataFrame, history: pd.DataFrame, matrix: pd.DataFrame) -> str:
+def render_report(meta: str, risk: str, d: dt.date, weights: pl.DataFrame, tree: pl.DataFrame,
+                  flat: pl.DataFrame, returns: pl.DataFrame, history: pl.DataFrame, matrix: pl.DataFrame) -> str:
     """The report of one meta lens at one date (every section computed from data <= d)."""
-    w = weights.set_index("child")["weight"]
+    w = weights["weight"].to_numpy()
     eff_n = 1.0 / float((w ** 2).sum()) if len(w) else float("nan")
-    perf = performance(returns["ret"]) if len(returns) else performance(pd.Series(dtype=float))
+    ret = returns["ret"].to_numpy().astype(float) if returns.height else np.array([])
+    perf = headline(ret[np.isfinite(ret)])
     pct = lambda v: "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2%}"  # noqa: E731
-    alloc = weights[["child", "child_kind", "weight", "raw_weight", "success_share", "vetoed"]]
-    over_time = history.sort_values("rebalance_date").pivot_table(index="rebalance_date", columns="child",
-                                                                   values="weight")
-    time_lines = [f"- `{c}` {sparkline(over_time[c])} {over_time[c].iloc[0]:.2f} -> {over_time[c].iloc[-1]:.2f} "
-                  f"(min {over_time[c].min():.2f}, max {over_time[c].max():.2f})" for c in over_time.columns]
-    events = history[~history["status"].str.startswith("optimised") | (history["vetoed"] != "")]
-    events = events.groupby("rebalance_date").agg(status=("status", "first"),
-                                                  vetoed=("vetoed", lambda v: "; ".join(x for x in v if x)))
-    corr = matrix.corr().round(2) if matrix.shape[1] > 1 and len(matrix) > 2 else pd.DataFrame()
-    wealth = np.cumprod(1.0 + returns["ret"].to_numpy()) if len(returns) else np.array([])
-    top = flat.head(10)[["symbol", "net_weight", "long_weight", "short_weight", "contributors"]]
+    alloc = weights.select("child", "child_kind", "weight", "raw_weight", "success_share", "vetoed")
+    by_date = history.sort("rebalance_date", maintain_order=True)
+    n_dates = by_date["rebalance_date"].n_unique()
+    time_lines = []
+    for c in sorted(by_date["child"].unique().to_list()):
+        v = by_date.filter(pl.col("child") == c)["weight"].to_numpy()
+        time_lines.append(f"- `{c}` {sparkline(v)} {v[0]:.2f} -> {v[-1]:.2f} (min {v.min():.2f}, max {v.max():.2f})")
+    events = (by_date.filter(~pl.col("status").str.starts_with("optimised") | (pl.col("vetoed") != ""))
+              .group_by("rebalance_date", maintain_order=True)
+              .agg(pl.col("status").first(), pl.col("vetoed").filter(pl.col("vetoed") != "").str.join("; ")))
+    corr = pl.DataFrame()
+    if matrix.width > 1 and matrix.height > 2:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.round(np.corrcoef(matrix.to_numpy(), rowvar=False), 2)
+        corr = pl.DataFrame({"child": matrix.columns, **{c: rho[:, i] for i, c in enumerate(matrix.columns)}})
+    wealth = np.cumprod(1.0 + ret) if len(ret) else np.array([])
+    top = flat.head(10).select("symbol", "net_weight", "long_weight", "short_weight", "contributors")
+    net = flat["net_weight"].to_numpy()
     return "\n".join([
         f"# {meta} / {risk} as of {d.isoformat()}",
         "",
-        f"**Allocation** ({weights['engine'].iloc[0]}/{weights['profile_used'].iloc[0]}, effective N {eff_n:.2f}): "
-        f"{weights['status'].iloc[0]}",
+        f"**Allocation** ({weights['engine'][0]}/{weights['profile_used'][0]}, effective N {eff_n:.2f}): "
+        f"{weights['status'][0]}",
         "",
         markdown_table(alloc),
         "",
-        f"## Allocation over the last {len(over_time)} rebalances",
+        f"## Allocation over the last {n_dates} rebalances",
         "",
         *time_lines,
         "",
@@ -530,17 +553,17 @@ def render_report(meta: str, risk: str, d: dt.date, weights: pd.DataFrame, tree:
         "",
         "## Children's correlations (meta window)",
         "",
-        markdown_table(corr.reset_index().rename(columns={"index": "child"}), floatfmt=".2f"),
+        markdown_table(corr, floatfmt=".2f"),
         "",
-        f"## Fallback and veto events ({len(events)} of {len(over_time)} rebalances)",
+        f"## Fallback and veto events ({events.height} of {n_dates} rebalances)",
         "",
-        markdown_table(events.reset_index().tail(8)) if len(events) else "None: every allocation optimised.",
+        markdown_table(events.tail(8)) if events.height else "None: every allocation optimised.",
         "",
         "## Top physical holdings (signed net)",
         "",
         markdown_table(top),
         "",
-        f"Gross {flat['net_weight'].abs().sum():.4f}, net {flat['net_weight'].sum():.4f}, {len(flat)} symbols.",
+        f"Gross {np.abs(net).sum():.4f}, net {net.sum():.4f}, {len(net)} symbols.",
         "",
         "## Cluster tree",
         "",
