@@ -1,9 +1,9 @@
 """Partitioning (funnel stage 4): Ward clusters on the correlation distance d = sqrt(0.5 (1 - rho)).
 
 The distance is averaged over every lookback that fits the window, so a cluster reflects co-movement
-that holds at several horizons rather than one noisy estimate (domain-spec §3.4). The cut threshold
+that holds at several horizons rather than one noisy estimate. The cut threshold
 depends on the market regime: in a crisis correlations rise, so a tighter cut keeps more groups apart.
-Pearson correlation is used (the reference's "robust" zero-as-missing variant is optional in the spec);
+Pearson correlation is used (the reference's "robust" zero-as-missing variant is an option of the reference);
 undefined correlations (flat columns, too few overlapping rows) count as 0, i.e. unrelated.
 """
 
@@ -28,7 +28,7 @@ def check_regime(regime: str) -> str:
 
 
 class ClusteringSettings(BaseModel):
-    """Ward clustering parameters (defaults: domain-spec §3.4)."""
+    """Ward clustering parameters (defaults: Ward on the correlation distance, lookbacks 60/120/200)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

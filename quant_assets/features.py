@@ -67,7 +67,7 @@ _ADF_MIN_OBS = 20
 _ADF_LAGS = 1
 _DWT_MIN_OBS = 8
 _SQRT2 = math.sqrt(2.0)
-_LIQUIDITY_BASELINE = 5e8  # TradFi baseline of domain-spec §2 (crypto would be 1e7)
+_LIQUIDITY_BASELINE = 5e8  # TradFi ADV baseline in quote currency (crypto would be 1e7)
 _RATING_MA_LENGTHS = (10, 20, 30, 50, 100, 200)
 _MAX_PE_ORDER = 15  # order**order must fit in int64 for the pattern codes
 
@@ -99,7 +99,7 @@ def _require_no_nan(XT: np.ndarray, name: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Permutation entropy (domain-spec §2)
+# Permutation entropy
 # --------------------------------------------------------------------------------------
 
 
@@ -113,7 +113,7 @@ def _check_pe_params(order: int, delay: int) -> None:
 def permutation_entropy_matrix(X, order: int = 5, delay: int = 1) -> np.ndarray:
     """Normalised permutation entropy of every column of ``X`` (dates x symbols).
 
-    Vectorised form of :func:`permutation_entropy` (domain-spec §2) and bit-identical
+    Vectorised form of :func:`permutation_entropy` and bit-identical
     to it. Intended for NaN-free input, but follows the same rule if NaN is present:
     windows containing NaN are skipped.
     """
@@ -165,7 +165,7 @@ def permutation_entropy_matrix(X, order: int = 5, delay: int = 1) -> np.ndarray:
 
 
 def permutation_entropy(x, order: int = 5, delay: int = 1) -> float:
-    """Normalised permutation entropy of a 1-D series, in [0, 1] (domain-spec §2).
+    """Normalised permutation entropy of a 1-D series, in [0, 1].
 
     A noise measure for the entropy veto: near 1 the ordinal patterns are
     uniformly mixed (no exploitable structure), near 0 the series is regular.
@@ -178,7 +178,7 @@ def permutation_entropy(x, order: int = 5, delay: int = 1) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# Hurst exponent, rescaled range (domain-spec §2)
+# Hurst exponent, rescaled range
 # --------------------------------------------------------------------------------------
 
 
@@ -192,7 +192,7 @@ def _hurst_lags(n: int) -> list[int]:
 def hurst_rs_matrix(X) -> np.ndarray:
     """Hurst exponent (R/S) of every NaN-free column of ``X`` (dates x symbols).
 
-    Vectorised form of :func:`hurst_rs` (domain-spec §2): each lag is one reshape of
+    Vectorised form of :func:`hurst_rs`: each lag is one reshape of
     all symbols into (symbols, segments, lag). Bit-identical to the 1-D version.
     """
     XT = _rows_by_symbol(X)
@@ -239,7 +239,7 @@ def hurst_rs_matrix(X) -> np.ndarray:
 
 
 def hurst_rs(x) -> float:
-    """Hurst exponent by rescaled range, in [0, 1] (domain-spec §2).
+    """Hurst exponent by rescaled range, in [0, 1].
 
     Persistence measure: > 0.5 trending, < 0.5 mean-reverting, 0.5 random walk
     (also the neutral answer when no lag gives a usable R/S). NaN values are
@@ -252,14 +252,14 @@ def hurst_rs(x) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# Kaufman efficiency ratio (domain-spec §2)
+# Kaufman efficiency ratio
 # --------------------------------------------------------------------------------------
 
 
 def efficiency_ratio_matrix(R) -> np.ndarray:
     """Kaufman efficiency ratio of every NaN-free column of ``R`` (dates x symbols).
 
-    Vectorised form of :func:`efficiency_ratio` (domain-spec §2); bit-identical to it.
+    Vectorised form of :func:`efficiency_ratio`; bit-identical to it.
     """
     RT = _rows_by_symbol(R)
     _require_no_nan(RT, "efficiency_ratio_matrix")
@@ -273,7 +273,7 @@ def efficiency_ratio_matrix(R) -> np.ndarray:
 
 
 def efficiency_ratio(r) -> float:
-    """Kaufman efficiency ratio on returns: |sum r| / sum |r| (domain-spec §2).
+    """Kaufman efficiency ratio on returns: |sum r| / sum |r|.
 
     How much of the distance travelled is net progress: 1 for a straight line,
     0 for pure back-and-forth. NaN dropped; needs >= 10 observations, else NaN;
@@ -285,7 +285,7 @@ def efficiency_ratio(r) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# Distribution shape and tails (domain-spec §2 "Tail features", "Antifragility_Score")
+# Distribution shape and tails, antifragility
 # --------------------------------------------------------------------------------------
 
 
@@ -293,7 +293,7 @@ def _moments_rows(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Biased skew and excess kurtosis per row, as scipy.stats.skew / kurtosis (defaults).
 
     scipy answers NaN for a constant row; we answer 0.0 (a degenerate distribution has
-    no asymmetry and no fat tail), and 0.0 for fewer than 3 rows as the spec does for
+    no asymmetry and no fat tail), and 0.0 for fewer than 3 rows as the reference does for
     kurtosis, so the features stay usable in scores.
     """
     m, n = XT.shape
@@ -327,8 +327,8 @@ def _tail_mean_rows(XT: np.ndarray, q: float, upper: bool) -> np.ndarray:
 def cvar_matrix(R, alpha: float = 0.05) -> np.ndarray:
     """Historical CVaR of every column: mean of returns at or below the ``alpha`` quantile.
 
-    A negative number (an expected loss). Needs > 20 observations, else the spec's
-    conservative default -0.1 (domain-spec §2).
+    A negative number (an expected loss). Needs > 20 observations, else the reference's
+    conservative default -0.1.
     """
     RT = _rows_by_symbol(R)
     _require_no_nan(RT, "cvar_matrix")
@@ -343,7 +343,7 @@ def _minmax(x: np.ndarray) -> np.ndarray:
 
 
 def antifragility_scores(skew: np.ndarray, tail_gain: np.ndarray, n_obs: int) -> np.ndarray:
-    """[minmax(skew) + minmax(tail_gain)] x min(1, N/252), in [0, 2] (domain-spec §2).
+    """[minmax(skew) + minmax(tail_gain)] x min(1, N/252), in [0, 2].
 
     Cross-sectional: rewards the symbols with the most right-skewed returns and the
     biggest good days relative to the others in the same universe; short histories
@@ -370,7 +370,7 @@ def antifragility_matrix(X) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------
-# Haar wavelet turbulence (domain-spec §2 "DWT turbulence")
+# Haar wavelet turbulence
 # --------------------------------------------------------------------------------------
 
 
@@ -414,7 +414,7 @@ def haar_turbulence(x) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# Augmented Dickey-Fuller p-value (domain-spec §2 "Stationarity")
+# Augmented Dickey-Fuller p-value (stationarity)
 # --------------------------------------------------------------------------------------
 
 
@@ -451,14 +451,14 @@ def _adf_tstat_rows(XT: np.ndarray, lags: int) -> np.ndarray:
 
 
 def adf_pvalue_matrix(X, lags: int = 1) -> np.ndarray:
-    """MacKinnon p-value of the ADF unit-root test of every column (domain-spec §2).
+    """MacKinnon p-value of the ADF unit-root test of every column.
 
     Low = stationary (mean-reverting level), high = unit root. Returns themselves are
     almost always stationary, so on returns this mainly flags drifting or persistent
     windows. Fixed lag (default 1) instead of adfuller's AIC search: deterministic
     and vectorisable; matches ``adfuller(..., maxlag=lags, autolag=None)`` exactly.
     Needs >= 20 observations; 0.5 (neutral) when shorter, when std < 1e-12, or when
-    the regression is singular (the spec's "failure -> 0.5").
+    the regression is singular (the reference's "failure -> 0.5").
     """
     XT = _rows_by_symbol(X)
     _require_no_nan(XT, "adf_pvalue_matrix")
@@ -655,7 +655,7 @@ def compute_features(
     annualisation: int = 252,
     value_traded: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Per-symbol features of a dense returns matrix, indexed by ``symbol`` (domain-spec §2).
+    """Per-symbol features of a dense returns matrix, indexed by ``symbol``.
 
     Point in time: uses only the rows it is given (callers slice to the as-of date).
     Two horizons, chosen by what each statistic needs:
@@ -668,10 +668,10 @@ def compute_features(
     * return_20d / return_60d: the last 20 / 60 rows, compounded.
 
     ``value_traded`` (per symbol, e.g. average daily traded value) feeds ``adv`` and
-    ``liquidity`` = min(1, adv / 5e8) (the spec's TradFi baseline); both are NaN for
+    ``liquidity`` = min(1, adv / 5e8) (the TradFi baseline); both are NaN for
     symbols without it (or without positive finite volume data), so "unknown" is never
     mistaken for "illiquid". ``entropy`` NaN (too few rows) becomes 1.0 so the entropy
-    veto treats unknown as noise; the other features use the spec's neutral defaults
+    veto treats unknown as noise; the other features use the reference's neutral defaults
     where it gives one (kurtosis 0, cvar -0.1, adf/turbulence 0.5, hurst_clean 0.5)
     and NaN otherwise. Nothing raises for short input.
     """

@@ -4,7 +4,7 @@ Each filter is a named object with its own frozen settings; it returns one veto 
 (symbol, filter, reason, value, threshold), so a veto always says which number broke which limit.
 Thresholds are strict: a value exactly on a limit passes. Filters read the features frame itself,
 never an inference table (the reference read momentum from a table that only held probabilities and
-vetoed nearly everything, §10.22). Benchmarks are never vetoed. A threshold set to None switches that
+vetoed nearly everything). Benchmarks are never vetoed. A threshold set to None switches that
 check off, and a switched-off check does not require its column.
 """
 
@@ -49,8 +49,8 @@ class DarwinianSettings(BaseModel):
 
 
 class PredictabilitySettings(BaseModel):
-    """Noise vetoes (§3.5). The Hurst band applies to RAW H: the reference compared hurst_clean
-    (= 1 - 2|H - 0.5|, random walk -> 1.0) against the raw band, which vetoes the wrong names (§10.29).
+    """Noise vetoes. The Hurst band applies to RAW H: the reference compared hurst_clean
+    (= 1 - 2|H - 0.5|, random walk -> 1.0) against the raw band, which vetoes the wrong names.
     Defaults are looser than the reference code's 0.9 / 0.1 / 0.45-0.55, which on a 120-day window of
     20 US large caps vetoes most of the universe (median efficiency ~0.07, a third of H inside 0.45-0.55)."""
 

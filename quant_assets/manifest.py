@@ -91,7 +91,7 @@ class Lookbacks(_Strict):
 
 
 class HealthPolicy(_Strict):
-    """Returns-stage data hygiene (domain-spec §1.5). Every exclusion is recorded with its reason."""
+    """Returns-stage data hygiene. Every exclusion is recorded with its reason."""
 
     toxic_abs_return: float = Field(5.0, gt=0, description="|daily return| above this marks a symbol toxic")
     max_missing_share: float = Field(0.10, ge=0, le=1)

@@ -32,7 +32,7 @@ def aggregate(streams: dict[str, pd.Series], join: str = "inner") -> tuple[pd.Da
     """Children's daily returns side by side. Inner join keeps the dates every child has.
 
     Indexes are normalised to UTC first: joining tz-naive with tz-aware dates silently empties an
-    inner join (domain-spec §10.11). Returns the matrix and the join's bookkeeping.
+    inner join. Returns the matrix and the join's bookkeeping.
     """
     if join not in ("inner", "outer"):
         raise ValueError(f"join must be 'inner' or 'outer', got {join!r}")

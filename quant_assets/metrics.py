@@ -1,4 +1,5 @@
-"""Performance metrics on a stitched daily return series (never averaged window annualisations, §10.7).
+"""Performance metrics on a stitched daily return series (never an average of
+per-window annualisations: averaging them turns -40 % in ten days into an absurd annual figure).
 
 Conventions (checked against skfolio in the tests):
 * Sharpe = mean / std(ddof 1) x sqrt(AF), rf = 0 (skfolio `annualized_sharpe_ratio`).
@@ -9,7 +10,8 @@ Conventions (checked against skfolio in the tests):
   mean / MDD, a different number).
 * var95 / cvar95 are daily, *positive loss* numbers (0.02 = lose 2%) as in skfolio: VaR is the
   (floor(0.05 n) + 1)-th worst day, CVaR the mean of the worst 5% probability mass (fractional day).
-* af_dist / stress_alpha follow domain-spec §2 exactly, with NaN and a reason when the sample is short.
+* af_dist / stress_alpha follow the reference's definitions (below), with NaN and a reason when the sample
+  is short.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def beta(returns, market) -> float:
 
 
 def af_dist(returns, q: float = 0.95, min_obs: int = 100, min_tail: int = 10, eps: float = 1e-12) -> dict:
-    """Distributional antifragility (§2): skew + ln(tail_gain / tail_loss). >= 0.25 strong, < 0 fragile.
+    """Distributional antifragility: skew + ln(tail_gain / tail_loss). >= 0.25 strong, < 0 fragile.
 
     Tails are picked on a copy jittered by linspace(0, 1e-12) so ties cannot empty them, but the
     statistics use the original returns. Needs n >= 100 and min(10, max(1, floor(0.05 n))) days per tail.
@@ -121,7 +123,7 @@ def af_dist(returns, q: float = 0.95, min_obs: int = 100, min_tail: int = 10, ep
 
 
 def stress_alpha(strategy, reference, q_stress: float = 0.10, min_obs: int = 100, min_stress: int = 10) -> dict:
-    """Excess return on the reference's worst-decile days (§2): does the book hold up in a crash?
+    """Excess return on the reference's worst-decile days: does the book hold up in a crash?
 
     Stress days = reference <= its q_stress quantile on the common dates; needs n >= 100 common days
     and >= 10 stress days. stress_delta = stress_alpha - calm_alpha; hit rate = share of stress days won.

@@ -1,7 +1,7 @@
 """Portfolio optimisation behind one small interface, with a guarded, recorded fallback chain.
 
 `optimise(returns, profile, engine)` validates the input (optimisers fail or return NaN silently
-on NaN/inf, zero-variance or duplicated columns: portfolio-libs-notes §3), asks the engine for the
+on NaN/inf, zero-variance or duplicated columns), asks the engine for the
 requested profile, checks the answer, and on any failure walks the profile's fallback chain down
 to equal weight. The result records every attempt with its reason, like skfolio's
 ``fallback_chain_``, and a `provenance` dict says how the weights were produced.
@@ -13,7 +13,7 @@ Profiles (`PROFILES`):
   equal_weight                    equal across clusters, inverse variance inside (optional hybrid
                                   0.5 inverse variance + 0.5 momentum rank).
   min_variance, max_sharpe        long-only, fully invested, risk-free rate 0, no regularisation
-                                  (domain-spec §10.28: L2 on annualised covariance swamped the answer).
+                                  (an L2 penalty on annualised covariance swamped the answer).
   hrp                             named variant: linkage x Pearson distance x leaf ordering.
   risk_parity                     equal risk contribution (ERC).
   barbell                         HRP core + aggressor sleeve of cluster leaders (engines/base.py).
@@ -32,7 +32,7 @@ Default engine and variant, per profile (engine="custom" for all):
   min_variance custom, CLARABEL + exact KKT polish (same optimum as skfolio/riskfolio/pypfopt to
   max_sharpe  ~1e-5/1e-4; reproducible golden values; the only engine with the CVaR penalty).
   risk_parity  custom, coordinate descent (no solver to fail; agrees with skfolio RiskBudgeting).
-  barbell      custom (the spec routes barbell to custom), HRP core with the hrp variant above.
+  barbell      custom (only the custom engine has it), HRP core with the hrp variant above.
   equal_weight, market, benchmark, raw_pool_ew: platform (no solver).
 
 Fallback chains (`FALLBACK_CHAINS`) end at equal_weight; a caller's chain without it still ends there
@@ -122,8 +122,9 @@ class RiskConfig(BaseModel):
                                                           "identical to the uncapped profiles)")
     cluster_caps: PerRegime = Field(
         PerRegime(QUIET=0.25, NORMAL=0.25, TURBULENT=0.20, CRISIS=0.15),
-        description="cap per regime; the issue's 0.25/0.20/0.15 read as calm (QUIET, NORMAL = the spec's "
-                    "mandatory 25% of CR-590) / stressed (TURBULENT) / CRISIS. Effective cap max(cap, 1/n_clusters)")
+        description="largest total weight of one correlation cluster, per regime: 25 % in calm markets (QUIET, "
+                    "NORMAL), 20 % when TURBULENT, 15 % in a CRISIS, when correlations rise and clusters move "
+                    "together. Effective cap max(cap, 1/n_clusters)")
     aggressor_weights: PerRegime = Field(
         PerRegime(QUIET=0.15, NORMAL=0.10, TURBULENT=0.05, CRISIS=0.03),
         description="barbell aggressor sleeve total per regime (code/benchmark spec values, not the doc's 8%/5%)")
@@ -363,7 +364,7 @@ def optimise_array(X: np.ndarray, columns: list, profile: str, engine: str = "cu
 
 
 def project_bounded_simplex(w: np.ndarray, lower: float, upper: float, iterations: int = 200) -> np.ndarray:
-    """Closest-in-spirit redistribution onto {sum = 1, lower <= w <= upper} (domain-spec §6.4).
+    """Closest-in-spirit redistribution onto {sum = 1, lower <= w <= upper}.
 
     Excess above `upper` (or deficit below `lower`) is moved to the other entries in proportion to
     their room, repeatedly, until every bound holds. (0.9, 0.1) on [0.05, 0.5] -> (0.5, 0.5).

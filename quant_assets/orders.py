@@ -2,7 +2,7 @@
 
 Weights are signed net weights of physical symbols. Drift = target - implemented; a drift below
 `min_trade` is dust (skipped), below 1e-4 it is noise (ignored). Actions follow the position's
-side, so a short is never mistaken for a long (domain-spec §10.18): growing a short is SELL_SHORT,
+side, so a short is never mistaken for a long: growing a short is SELL_SHORT,
 shrinking it BUY_TO_COVER, and crossing zero is two legs (close, then open the other side).
 """
 

@@ -1,8 +1,9 @@
 """Inference (funnel stage 3): score every candidate so that rank 1 is the best name *for this sleeve*.
 
 Direction and logic decide what "bullish" means, and every ranker orients its score so that higher is
-better for the sleeve: a short trend sleeve puts the most bearish name first (domain-spec §10.2, the
-reference's short-ranking inversion), a long reversion sleeve puts the biggest recent loser first.
+better for the sleeve: a short trend sleeve puts the most bearish name first (ranking shorts by
+bullish features would short the strongest names), a long reversion sleeve puts the biggest recent
+loser first.
 Rankers live in a registry so a sleeve names its ranker and new ones can be added without editing the
 funnel. Ties are broken by symbol name; a missing score ranks last.
 """
@@ -19,7 +20,7 @@ from quant_assets.clustering import check_regime
 
 ProbMethod = Literal["rank", "rank_desc", "cdf", "zscore", "logistic", "minmax"]
 
-NAN_PROB = 0.01  # an unknown feature counts as a very weak one, not as a veto (§3.3)
+NAN_PROB = 0.01  # an unknown feature counts as a very weak one, not as a veto
 SURVIVAL_DAYS = 252
 # Signed signals: their bullish direction depends on the sleeve (logic x direction). Quality features
 # (stability, efficiency, entropy, ...) mean the same thing for every sleeve.
@@ -129,7 +130,7 @@ def prob_map_array(values: np.ndarray, method: str) -> np.ndarray:
     return out
 
 
-# --- probability maps (§3.3) -----------------------------------------------------------------------
+# --- probability maps -----------------------------------------------------------------------
 
 
 def _z(x: pd.Series) -> pd.Series:
@@ -152,7 +153,7 @@ def prob_map(values: pd.Series, method: str) -> pd.Series:
 
 # --- settings ----------------------------------------------------------------------------------------
 
-DEFAULT_MPS_WEIGHTS = {  # the v4 stage defaults (§3.3) for the features this platform computes
+DEFAULT_MPS_WEIGHTS = {  # the v4 stage defaults for the features this platform computes
     "momentum": 1.5, "stability": 1.0, "liquidity": 0.5, "entropy": 1.0, "efficiency": 0.5,
     "hurst_clean": 0.5, "survival": 1.0, "antifragility": 0.5, "skew": 0.5, "kurtosis": 1.0, "cvar": 1.0,
 }
@@ -288,7 +289,7 @@ class SignalRanker(Ranker):
 
 
 class MPSRanker(Ranker):
-    """Multiplicative probability score alpha = prod_i p_i^w_i (§3.3).
+    """Multiplicative probability score alpha = prod_i p_i^w_i.
 
     Directional features (momentum, returns, ratings) are multiplied by the sleeve's sign before
     mapping, so a short sleeve's best momentum probability goes to the most bearish name; the quality

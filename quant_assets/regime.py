@@ -1,11 +1,11 @@
-"""Market regime of a universe from its cross-sectional mean daily return (domain-spec §2).
+"""Market regime of a universe from its cross-sectional mean daily return.
 
 Pure numpy/pandas (no Dagster). The score starts from the reference
 ``MarketRegimeDetector`` (vol_ratio, Haar turbulence, |r| clustering, permutation
 entropy, Hurst, ADF, kurtosis, with its dampers) plus one absolute-volatility term, and
 is cut into QUIET / NORMAL / TURBULENT / CRISIS by :class:`RegimeSettings`.
 
-Why the deviations from the reference (domain-spec §10.24):
+Why the deviations from the reference:
 
 * its CRISIS threshold 1.8 is unreachable (a 5x vol shock scores 1.73), so the
   thresholds are recalibrated on the bundled S&P 500 history 1990-2022 (every 5th day,
@@ -49,7 +49,7 @@ __all__ = [
 
 REGIME_LABELS: tuple[str, ...] = ("QUIET", "NORMAL", "TURBULENT", "CRISIS")
 
-# Reference weights (domain-spec §2), kept as published.
+# Reference weights, kept as published.
 _W_VOL_RATIO = 0.35
 _W_TURBULENCE = 0.25
 _W_CLUSTERING = 0.15

@@ -54,7 +54,7 @@ TABLES: dict[str, Table] = {
          "threshold": F, "n_obs": I},
     ),
     "features": Table(
-        "Per-symbol features of the trailing returns window (domain-spec §2; definitions in features.py).",
+        "Per-symbol features of the trailing returns window (definitions in features.py).",
         {"rebalance_date": D, "universe": S, "symbol": S, **{c: F for c in FEATURE_COLUMNS}},
     ),
     "regime": Table(

@@ -1,11 +1,11 @@
-"""The selection funnel, stages 3-6: rank, partition, veto, recruit, synthesise (domain-spec §3).
+"""The selection funnel, stages 3-6: rank, partition, veto, recruit, synthesise.
 
 A pure library: plain frames and frozen settings in, frames out; no Dagster, no manifest.
 `run_funnel` ranks every candidate for the sleeve (rankers.py), applies the policy filters
 (filters.py) within the correlation clusters (clustering.py), recruits the best names per cluster
 and, when too few survive, relaxes in recorded stages (Hierarchical Threshold Relaxation). Every
 winner says which stage picked it, every veto says whether relaxation lifted it, and every winner
-becomes a strategy atom whose id is never parsed back into a symbol (§10.27).
+becomes a strategy atom whose id is never parsed back into a symbol.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
 class RelaxationSettings(BaseModel):
-    """Hierarchical Threshold Relaxation (§3.5), run only while winners < SelectionSettings.min_winners.
+    """Hierarchical Threshold Relaxation, run only while winners < SelectionSettings.min_winners.
 
     The winners floor and cap are SelectionSettings.min_winners / max_winners (one source of truth;
     the reference hard-codes 15 and 25). The reference also *tightens* the entropy ceiling (x0.9)
@@ -181,7 +181,7 @@ class FunnelResult:
 
 
 def atom_id(symbol: str, logic: str, direction: str) -> str:
-    """Strategy atom id. Never parsed back: the symbol travels in its own column (§10.27)."""
+    """Strategy atom id. Never parsed back: the symbol travels in its own column."""
     return f"{symbol}|{logic}|{direction.lower()}"
 
 

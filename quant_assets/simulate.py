@@ -5,9 +5,9 @@ weight is >= 0, a short loses at most its weight, and weights drift with their o
 between rebalances. Residual weight (1 - sum w) is cash earning 0. Friction = rate x traded
 notional sum |w_target - w_drifted|, charged on the first day of the holding period.
 
-Wealth carries across periods (domain-spec §10.4: resetting to 1.0 each window fabricated
+Wealth carries across periods (resetting to 1.0 each window fabricated
 +114% windows): pass the previous period's `end_wealth` / `bankrupt` into the next one. Below the
-bankruptcy floor (1% of the initial 1.0) the book is liquidated to cash for good (§5, CR-660).
+bankruptcy floor (1% of the initial 1.0) the book is liquidated to cash for good.
 """
 
 from __future__ import annotations

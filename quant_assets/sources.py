@@ -20,7 +20,7 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Candidate:
-    """Standard candidate record (domain-spec §1.2). `symbol` is the physical "EXCHANGE:TICKER"."""
+    """Standard candidate record. `symbol` is the physical "EXCHANGE:TICKER"."""
 
     symbol: str
     ticker: str

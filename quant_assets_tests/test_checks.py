@@ -1,5 +1,5 @@
 """Every invariant in quant_assets.checks passes a good input and FAILS on each bad one:
-a check that cannot fail is a defect (domain-spec §10.5, §10.9, §10.10, §10.32)."""
+a check that cannot fail is a defect."""
 
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ def test_sign_test_passes_a_consistent_tree_and_catches_lost_directions():
     good = _paths([("X", "m/s", "s", "X|trend|short", "SHORT", 0.5, 1.0, -0.5),
                      ("Y", "m/l", "l", "Y|trend|long", "LONG", 0.5, 1.0, 0.5)])
     assert sign_problem(good, {"s": "short", "l": "long"}) is None
-    lost = good.assign(direction=["LONG", "LONG"], contribution=[0.5, 0.5])  # a short sleeve emitting longs (§10.9)
+    lost = good.assign(direction=["LONG", "LONG"], contribution=[0.5, 0.5])  # a short sleeve emitting longs
     assert sign_problem(lost, {"s": "short", "l": "long"}) == \
         "m/s: atom X|trend|short is LONG but sleeve s is SHORT"
     flipped = good.assign(contribution=[0.5, 0.5])

@@ -1,6 +1,6 @@
 """quant_assets.engines via optimise: golden values per profile, analytic cases, cross-engine
 agreement (HRP to 1e-12 on skfolio's S&P 500 data), barbell and cluster-cap numbers, pathological
-inputs per engine (portfolio-libs-notes §3, domain-spec §10.1/§10.28) and provenance."""
+inputs per engine and provenance."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_cvar_penalty_moves_weight_away_from_fat_tails(small):
     assert "CVaR penalty is custom-engine only" in lib.attempts[0].reason
 
 
-# --- analytic cases, regularisation off (domain-spec §10.28) ---------------------------------------
+# --- analytic cases, regularisation off ---------------------------------------
 
 
 @pytest.mark.parametrize("engine", ["custom", "skfolio", "riskfolio"])

@@ -1,4 +1,4 @@
-"""Exact-value tests for quant_assets.features (domain-spec §2 definitions)."""
+"""Exact-value tests for quant_assets.features (the definitions in its docstrings)."""
 
 from __future__ import annotations
 

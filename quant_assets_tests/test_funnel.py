@@ -1,5 +1,5 @@
 """run_funnel end to end on hand-built inputs: recruitment per cluster, the caps, every relaxation stage
-(§3.5 HTR) with the stage that picked each winner, lifted vetoes, synthesis (§3.6) and settings."""
+(hierarchical threshold relaxation) with the stage that picked each winner, lifted vetoes, synthesis and settings."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_max_winners_caps_by_rank(rets):
 def test_short_sleeve_picks_most_bearish_per_cluster_and_flips_streams(rets):
     res = run(r=rets, s=settings(top_n_per_cluster=1), direction="short")
     assert res.selection["symbol"].tolist() == ["B3", "B2", "B1", "A3", "A2", "A1"]
-    assert set(res.selection["direction"]) == {"SHORT"} and set(res.selection["sign"]) == {-1}  # §10.9
+    assert set(res.selection["direction"]) == {"SHORT"} and set(res.selection["sign"]) == {-1}  # a short sleeve only ever emits shorts
     assert winners(res) == {"B3": "strict", "A3": "strict"}
     assert res.composition[["atom_id", "symbol", "sign"]].values.tolist() == [["B3|trend|short", "B3", -1],
                                                                               ["A3|trend|short", "A3", -1]]

@@ -1,4 +1,4 @@
-"""Exact-verdict tests for quant_assets.health.apply_health_policy (domain-spec §1.4-1.5, §10.6)."""
+"""Exact-verdict tests for quant_assets.health.apply_health_policy."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def test_aggregator_inner_join_keeps_common_dates_only():
 
 
 def test_aggregator_normalises_timezones():
-    # tz-naive against tz-aware used to make inner joins silently empty (domain-spec §10.11).
+    # tz-naive against tz-aware used to make inner joins silently empty.
     naive = pd.Series([0.01, 0.02], index=pd.to_datetime(["2026-01-01", "2026-01-02"]))
     aware = pd.Series([0.03, 0.04], index=pd.to_datetime(["2026-01-01", "2026-01-02"]).tz_localize("UTC"))
     matrix, _ = aggregate({"a": naive, "b": aware})

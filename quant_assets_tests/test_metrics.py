@@ -1,4 +1,4 @@
-"""Golden-number and cross-library tests for quant_assets.metrics (domain-spec §2, §5, §10.7) and the
+"""Golden-number and cross-library tests for quant_assets.metrics and the
 inline-PNG chart helpers in quant_assets.plots."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ TINY = pd.Series([0.01, -0.02, 0.03, 0.0, 0.01], index=pd.bdate_range("2024-01-0
 LEGACY_KEYS = {"days", "total_return", "cagr", "ann_vol", "sharpe", "max_drawdown"}
 
 
-# --- golden values on the spec's 5-day series (§5 "verified") --------------------------------------
+# --- golden values on the reference's verified 5-day series --------------------------------------
 
 
 def test_tiny_series_golden():
@@ -66,7 +66,7 @@ def test_drawdown_counts_a_first_day_loss_and_is_compounded():
 
 
 def test_stitched_not_averaged_window_annualisation():
-    # §10.7: -40% over 10 days then 240 flat days; stitched CAGR is the 250-day compounding, not the
+    # -40% over 10 days then 240 flat days; stitched CAGR is the 250-day compounding, not the
     # average of "annualised" windows (the 10-day window alone annualises to about -100%).
     r = pd.Series([0.6 ** 0.1 - 1] * 10 + [0.0] * 240)
     p = performance(r)
@@ -160,7 +160,7 @@ def test_beta_golden_and_alignment():
     assert performance(2.0 * m, benchmark=m)["beta"] == pytest.approx(2.0, abs=1e-12)
 
 
-# --- af_dist and stress_alpha (§2) ----------------------------------------------------------------
+# --- af_dist and stress_alpha ----------------------------------------------------------------
 
 
 def test_af_dist_golden_on_distinct_values():
@@ -240,7 +240,7 @@ def test_stress_alpha_minimum_samples_and_date_alignment():
     assert performance(ref)["stress_alpha_reason"] == "no benchmark"
 
 
-# --- cross-check against skfolio on real data (notes §5) ------------------------------------------
+# --- cross-check against skfolio on real data ------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""quant_assets.optimise: analytic cases with regularisation off (domain-spec §10.28), the recorded
-fallback chain, input validation (portfolio-libs-notes §3 failure modes), the bounded-simplex
-projection (§6.4) and cross-library agreement on real data."""
+"""quant_assets.optimise: analytic cases with regularisation off, the recorded
+fallback chain, input validation (the libraries' silent failure modes), the bounded-simplex
+projection and cross-library agreement on real data."""
 
 from __future__ import annotations
 
@@ -283,7 +283,7 @@ def test_unknown_profile_raises(uncorrelated):
         optimise(uncorrelated, "kelly")
 
 
-# --- input validation (portfolio-libs-notes §3) ------------------------------------------------------
+# --- input validation ------------------------------------------------------
 
 
 def test_zero_variance_column_gets_exact_zero_and_is_dropped(uncorrelated):
@@ -365,7 +365,7 @@ def test_every_result_valid_on_real_data(sp500, profile):
     assert res.attempts[-1].status == "success"
 
 
-# --- bounded simplex projection (§6.4) -----------------------------------------------------------------
+# --- bounded simplex projection -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

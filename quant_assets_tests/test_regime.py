@@ -1,4 +1,4 @@
-"""Regime detector: constructed series and the bundled S&P 500 anchors (domain-spec §2, §10.24)."""
+"""Regime detector: constructed series and the bundled S&P 500 anchors."""
 
 from __future__ import annotations
 

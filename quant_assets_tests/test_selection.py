@@ -1,5 +1,5 @@
-"""Funnel building blocks: clustering (§3.4), probability maps and rankers (§3.3, §10.2), policy filters
-(§3.5, §2 ECI, §10.29) and synthesis ids (§10.27)."""
+"""Funnel building blocks: clustering, probability maps and rankers, policy filters
+and synthesis ids."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _vetoes(frame: pd.DataFrame) -> list[tuple]:
     return [(r.symbol, r.filter, r.reason) for r in frame.itertuples()]
 
 
-# --- clustering (§3.4) -----------------------------------------------------------------------------
+# --- clustering -----------------------------------------------------------------------------
 
 
 def test_two_factor_blocks_cut_at_half_gives_two(factor_returns):
@@ -176,7 +176,7 @@ def test_clustering_settings_validation():
         cluster(pd.DataFrame({"a": [0.1, 0.2], "b": [0.2, 0.1]}), ClusteringSettings(), "PANIC")
 
 
-# --- probability maps (§3.3, verified values) ------------------------------------------------------
+# --- probability maps ------------------------------------------------------
 
 
 @pytest.mark.parametrize(("method", "expected"), [
@@ -202,7 +202,7 @@ def test_cdf_outside_unit_interval_uses_normal_cdf_and_nan_is_001():
         prob_map(pd.Series([1.0]), "softmax")
 
 
-# --- rankers (§3.3, §10.2) ---------------------------------------------------------------------------
+# --- rankers ---------------------------------------------------------------------------
 
 
 def test_sleeve_sign():
@@ -325,7 +325,7 @@ def test_ranker_registry():
         rank_candidates(_features(), RankerSettings(name="nope"), "trend", "long")
 
 
-# --- filters (§3.5) ----------------------------------------------------------------------------------
+# --- filters ----------------------------------------------------------------------------------
 
 
 def test_darwinian_missing_health_survival():
@@ -450,7 +450,7 @@ def test_filter_registry_and_type_checks():
         apply_filters(_features(), ["darwinian"], "sideways")
 
 
-# --- synthesis (§3.6, §10.27) ---------------------------------------------------------------------
+# --- synthesis ---------------------------------------------------------------------
 
 
 def test_atom_id_format():
@@ -466,7 +466,7 @@ def test_composition_map_signs_and_odd_symbols():
                                          "NYSE:BRK_B|trend|short"]
     assert short["symbol"].tolist() == odd and short["sign"].tolist() == [-1, -1, -1]
     assert composition_map(["X"], "reversion", "long")[["direction", "sign"]].values.tolist() == [["long", 1]]
-    # the §10.27 "first underscore" parse would have merged BTC_USDT and BTC_USDC
+    # the reference's "first underscore" parse would have merged BTC_USDT and BTC_USDC
     assert len({i.split("_")[0] for i in short["atom_id"]}) < len(odd)
 
 

@@ -1,5 +1,5 @@
 """Golden-number tests for quant_assets.simulate (drift, turnover, friction) and the short loss cap
-(domain-spec §10.4, §10.5, §10.18)."""
+(a short loses at most 100 % of its weight: its synthetic-long stream is -min(r, 1))."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def test_holding_period_empty_window():
     assert res.end_wealth == 1.0 and res.bankrupt is False
 
 
-# --- short loss cap (§10.5, §10.18) ------------------------------------------------------------
+# --- short loss cap ------------------------------------------------------------
 
 
 def test_synthetic_long_short_stream_caps_loss_at_minus_one():
@@ -165,7 +165,7 @@ def test_fully_blown_up_book_earns_zero_not_nan_afterwards():
     np.testing.assert_array_equal(port.to_numpy(), [-1.0, 0.0, 0.0])
 
 
-# --- one-way turnover (§5 reported figure) ----------------------------------------------------
+# --- one-way turnover (the reported figure) ----------------------------------------------------
 
 
 def test_one_way_turnover_spec_examples():
@@ -178,7 +178,7 @@ def test_one_way_turnover_spec_examples():
     assert one_way_turnover(W55, pd.Series({"A": 0.25, "B": 0.25})) == pytest.approx(0.5, abs=1e-15)
 
 
-# --- cash residual, gross normalisation, signed weights (§10.18) -------------------------------
+# --- cash residual, gross normalisation, signed weights -------------------------------
 
 
 def test_residual_weight_is_cash_earning_zero():
@@ -202,7 +202,7 @@ def test_negative_weights_are_rejected():
 
 
 def test_signed_sum_bug_short_on_plus_50_then_plus_150_is_a_loss():
-    # §10.18: a -0.5 short on +50% / +150% days became a +3.0 long and a +450% day when normalised
+    # a -0.5 short on +50% / +150% days became a +3.0 long and a +450% day when normalised
     # by the signed sum. In synthetic-long space it loses 0.25 then its remaining 0.25, and no more.
     raw = _streams([[0.5, 0.0], [1.5, 0.0]], ["S", "L"])
     streams = pd.concat([synthetic_long(raw[["S"]], "short"), raw[["L"]]], axis=1)
@@ -220,7 +220,7 @@ def test_short_stream_floor_on_plus_400_day():
     np.testing.assert_array_equal(short.to_numpy(), [-1.0, -1.0, -1.0])
 
 
-# --- wealth carried across periods (§10.4) ------------------------------------------------------
+# --- wealth carried across periods ------------------------------------------------------
 
 
 def test_wealth_persists_across_two_periods():
@@ -255,7 +255,7 @@ def test_friction_on_first_day_equals_rate_times_traded_at_any_wealth():
     assert res.end_wealth == pytest.approx(2.0 * (1 - 0.00012) * 1.01, abs=1e-15)
 
 
-# --- bankruptcy floor (§5, CR-660) --------------------------------------------------------------
+# --- bankruptcy floor --------------------------------------------------------------
 
 
 def test_bankruptcy_floor_liquidates_and_stays_in_cash():

@@ -5,7 +5,7 @@ column, no duplicated label: `optimise` guarantees it) and answers one profile w
 weights summing to 1 plus a diagnostics dict (variant, solver, ...). It raises on anything it
 cannot do (`UnsupportedProfile` for a profile or option it lacks); `optimise` records the reason
 and moves down the fallback chain, and checks every answer, because riskfolio and PyPortfolioOpt
-return NaN or partial weights without raising (portfolio-libs-notes §3).
+return NaN or partial weights without raising.
 
 Everything here is numpy: `optimise` sits inside walk-forward loops where pandas overhead per call
 would cost more than the HRP kernel itself.
@@ -211,7 +211,7 @@ def cap_cluster_weights(w: np.ndarray, labels: np.ndarray, cap: float) -> tuple[
 
 
 def barbell(request: EngineRequest, core: Callable[[EngineRequest], EngineOutput]) -> EngineOutput:
-    """HRP core + aggressor sleeve of cluster leaders (domain-spec §4).
+    """HRP core + aggressor sleeve of cluster leaders.
 
     Aggressor clusters k = min(max_aggressor_clusters, max(1, n_clusters // 2), n_clusters - 1); the
     leader of a cluster is its best antifragility member (ties: first column); the k clusters with the

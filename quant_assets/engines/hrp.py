@@ -1,4 +1,4 @@
-"""The numpy/scipy HRP kernel (portfolio-libs-notes §4), shared by the custom engine and barbell.
+"""The numpy/scipy HRP kernel, shared by the custom engine and barbell.
 
 Why a hand-rolled kernel: skfolio's `HierarchicalRiskParity` gives the same weights (max |dw|
 1.4e-16 over 806 walk-forward folds) but spends ~12x the time in validation, estimator cloning

@@ -1,5 +1,5 @@
 """PyPortfolioOpt engine: EfficientFrontier with solver="CLARABEL" (its default lets cvxpy pick OSQP,
-which is 1.3e-2 off at 100 assets and fails max_sharpe at 500: portfolio-libs-notes §3), HRPOpt for
+which is 1.3e-2 off at 100 assets and fails max_sharpe at 500), HRPOpt for
 hrp, and barbell on that HRP core.
 
 Deterministic refusals (`UnsupportedProfile`, the chain moves on): HRPOpt has plain leaf ordering
