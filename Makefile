@@ -20,37 +20,37 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 # Materialise every asset over the whole bundled history (weekly 1992-2022) and print a summary.
 demo: env $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m quant_assets.cli demo
+	$(PY) -m quant_assets.cli.main demo
 
 test: env
 	$(PY) -m pytest
 
 # Dagster UI on http://127.0.0.1:3000 over the same instance the demo wrote to.
 ui: env $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m quant_assets.devserver
+	$(PY) -m quant_assets.cli.devserver
 
 # Headless walk-forward: make backfill START=2020-01-01 END=2020-12-31 [SELECT='group:meta']
 backfill: env $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m quant_assets.cli backfill --start $(START) --end $(END) $(if $(SELECT),--select '$(SELECT)')
+	$(PY) -m quant_assets.cli.main backfill --start $(START) --end $(END) $(if $(SELECT),--select '$(SELECT)')
 
 # make sql Q="SELECT * FROM meta_weights LIMIT 5"
 sql: env
-	$(PY) -m quant_assets.cli sql "$(Q)"
+	$(PY) -m quant_assets.cli.main sql "$(Q)"
 
 summary: env
-	$(PY) -m quant_assets.cli summary
+	$(PY) -m quant_assets.cli.main summary
 
 # make explain META=total_portfolio RISK=hrp DATE=2022-12-23 SYMBOL=NYSE:WMT
 explain: env
-	$(PY) -m quant_assets.cli explain $(META) $(RISK) $(DATE) $(SYMBOL)
+	$(PY) -m quant_assets.cli.main explain $(META) $(RISK) $(DATE) $(SYMBOL)
 
 # make report META=total_portfolio RISK=hrp DATE=2020-03-20: a meta lens's report as of any rebalance date
 report: env
-	$(PY) -m quant_assets.cli report $(META) $(RISK) $(DATE)
+	$(PY) -m quant_assets.cli.main report $(META) $(RISK) $(DATE)
 
 # Recompute the audit ledger's hash chain; list optimisations without an outcome.
 audit: env
-	$(PY) -m quant_assets.cli audit
+	$(PY) -m quant_assets.cli.main audit
 
 check: env
 	.venv/bin/dg check defs

@@ -54,10 +54,10 @@ def main() -> None:
                         help="measure the share inside asset bodies with cProfile (slows everything ~1.5x)")
     args = parser.parse_args()
 
-    from quant_assets.calendar import rebalance_dates
+    from quant_assets.data.calendars import rebalance_dates
     from quant_assets.definitions import build_definitions
-    from quant_assets.manifest import load_manifest
-    from quant_assets.runner import materialize_range
+    from quant_assets.config.manifest import load_manifest
+    from quant_assets.cli.runner import materialize_range
 
     manifest = load_manifest()
     n_dates = len([d for d in rebalance_dates(manifest.calendar, args.end) if d >= args.start])

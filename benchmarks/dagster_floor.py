@@ -10,7 +10,7 @@ here, in one process each so the numbers compare:
     .venv/bin/python -m benchmarks.dagster_floor --period week --years 2 --store batched   # extrapolated
 
 `--store`: `memory` = DagsterInstance.ephemeral(); `sqlite` = Dagster's on-disk SQLite instance;
-`batched` = the same with `quant_assets.event_log.BatchingSqliteEventLogStorage` and event
+`batched` = the same with `quant_assets.assets.event_log.BatchingSqliteEventLogStorage` and event
 batching on (what `dagster.yaml` configures); `postgres` = dagster-postgres against a server at
 $QUANT_ASSETS_BENCH_PG (e.g. postgresql://postgres@127.0.0.1:5433/dagster), with batching on.
 """
@@ -60,7 +60,7 @@ def instance_for(store: str, home: str) -> dg.DagsterInstance:
         return dg.DagsterInstance.ephemeral()
     config = ""
     if store == "batched":
-        config = ("event_log_storage:\n  module: quant_assets.event_log\n  class: BatchingSqliteEventLogStorage\n"
+        config = ("event_log_storage:\n  module: quant_assets.assets.event_log\n  class: BatchingSqliteEventLogStorage\n"
                   f"  config:\n    base_dir: {home}/storage\n")
     elif store == "postgres":
         url = os.environ["QUANT_ASSETS_BENCH_PG"]

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from quant_assets.features import compute_features
+from quant_assets.selection.features import compute_features
 
 warnings.filterwarnings("ignore")
 

@@ -64,10 +64,10 @@ def main() -> None:
 
         from dagster import DagsterInstance
 
-        from quant_assets.calendar import Periods
+        from quant_assets.data.calendars import Periods
         from quant_assets.definitions import build_definitions
-        from quant_assets.manifest import load_manifest
-        from quant_assets.runner import materialize_range
+        from quant_assets.config.manifest import load_manifest
+        from quant_assets.cli.runner import materialize_range
 
         manifest = load_manifest(manifest_path)
         periods = Periods(manifest.calendar)
@@ -94,7 +94,7 @@ def main() -> None:
               f"{in_process:.2f} s, success={ok}")
 
         t = time.perf_counter()
-        cli = subprocess.run([sys.executable, "-m", "quant_assets.cli", "backfill", "--start", str(newest_date),
+        cli = subprocess.run([sys.executable, "-m", "quant_assets.cli.main", "backfill", "--start", str(newest_date),
                               "--end", str(newest_date)], env={**os.environ, **env, "QUANT_ASSETS_PROGRESS": "0"},
                              capture_output=True, text=True)
         shell = time.perf_counter() - t

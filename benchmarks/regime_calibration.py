@@ -13,7 +13,7 @@ from __future__ import annotations
 def main() -> None:
     from skfolio.datasets import load_sp500_dataset
 
-    from quant_assets.regime import RegimeSettings, regime_timeline
+    from quant_assets.selection.regime import RegimeSettings, regime_timeline
 
     returns = load_sp500_dataset().pct_change(fill_method=None).iloc[1:]
     timeline = regime_timeline(returns, settings=RegimeSettings(), step=5)

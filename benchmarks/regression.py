@@ -41,8 +41,8 @@ def backfill(root: str) -> None:
     from dagster import DagsterInstance
 
     from quant_assets.definitions import build_definitions
-    from quant_assets.manifest import load_manifest
-    from quant_assets.runner import materialize_range
+    from quant_assets.config.manifest import load_manifest
+    from quant_assets.cli.runner import materialize_range
 
     manifest = load_manifest()
     defs = build_definitions(manifest, root)

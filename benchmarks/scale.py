@@ -53,7 +53,7 @@ def register_synthetic_source(n: int) -> str:
     """A price source named `synthetic_<n>` (the skfolio adapter over a generated frame)."""
     from skfolio.datasets import load_sp500_index
 
-    from quant_assets.sources import SOURCES, _SkfolioFrameSource
+    from quant_assets.data.sources import SOURCES, _SkfolioFrameSource
 
     index = load_sp500_index()
     sessions = pd.DatetimeIndex(index.loc["2018-01-01":"2021-12-31"].index)
@@ -82,10 +82,10 @@ def step_kind(step_key: str) -> str:
 def run_once(n: int) -> dict:
     from dagster import DagsterEventType, DagsterInstance
 
-    from quant_assets.calendar import Periods
+    from quant_assets.data.calendars import Periods
     from quant_assets.definitions import build_definitions
-    from quant_assets.manifest import load_manifest
-    from quant_assets.runner import materialize_range
+    from quant_assets.config.manifest import load_manifest
+    from quant_assets.cli.runner import materialize_range
 
     source = register_synthetic_source(n)
     with tempfile.TemporaryDirectory() as tmp:

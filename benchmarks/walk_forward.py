@@ -24,7 +24,7 @@ def main() -> dict[str, float]:
     from skfolio.optimization import HierarchicalRiskParity
     from skfolio.preprocessing import prices_to_returns
 
-    from quant_assets.optimise import RiskConfig, optimise
+    from quant_assets.allocation.optimise import RiskConfig, optimise
 
     X = prices_to_returns(load_sp500_dataset())
     cv = WalkForward(train_size=252, test_size=10)

@@ -22,14 +22,14 @@ from dagster import (
 
 from quant_assets.assets import build_assets
 from quant_assets.assets.common import GraphContext
-from quant_assets.lakehouse import LakehouseResource, default_root
-from quant_assets.manifest import Manifest, load_manifest
+from quant_assets.data.lakehouse import LakehouseResource, default_root
+from quant_assets.config.manifest import Manifest, load_manifest
 
 # backfill_policy and partitioned checks are "beta" in Dagster 1.13; we pin the version and use
 # them deliberately, so their warnings would only bury real ones in the UI's logs.
 warnings.filterwarnings("ignore", category=BetaWarning)
 # Runs hand their events to the instance in batches (one transaction per batch with the storage
-# `dagster.yaml` configures, `quant_assets.event_log`), and a single-run backfill plans each asset
+# `dagster.yaml` configures, `quant_assets.assets.event_log`), and a single-run backfill plans each asset
 # once for its whole partition range instead of once per partition. Trade-off of the latter: when a
 # range run fails, its partitions show as missing rather than failed; the run itself shows the failure.
 # (Dagster forms batches only when DAGSTER_EVENT_BATCH_SIZE is set; it reads it per event. Large

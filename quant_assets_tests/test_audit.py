@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.audit import GENESIS, AuditLedger, frame_hash, record_hash
+from quant_assets.audit.ledger import GENESIS, AuditLedger, frame_hash, record_hash
 
 
 def fill(ledger: AuditLedger, n: int = 3) -> list[dict]:
@@ -115,7 +115,7 @@ def test_frame_hash_is_deterministic_and_content_sensitive():
 
 
 def test_truncated_tail_blocks_appends_with_a_clear_error(tmp_path):
-    from quant_assets.audit import AuditLedgerError
+    from quant_assets.audit.ledger import AuditLedgerError
 
     ledger = AuditLedger(tmp_path / "ledger.jsonl")
     fill(ledger, 1)

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from quant_assets.calendar import Periods, partitions_def, periods_covering, previous_dates, rebalance_dates
-from quant_assets.manifest import Calendar, load_manifest
+from quant_assets.data.calendars import Periods, partitions_def, periods_covering, previous_dates, rebalance_dates
+from quant_assets.config.manifest import Calendar, load_manifest
 
 
 def test_yearly_partitions_hold_every_weekly_rebalance_date():

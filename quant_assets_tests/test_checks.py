@@ -1,4 +1,4 @@
-"""Every invariant in quant_assets.checks passes a good input and FAILS on each bad one:
+"""Every invariant in quant_assets.audit.checks passes a good input and FAILS on each bad one:
 a check that cannot fail is a defect."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.checks import (
+from quant_assets.audit.checks import (
     coverage_problem,
     flattened_problem,
     meta_weights_problem,
@@ -188,7 +188,7 @@ def test_coverage_nan_means_nothing_to_judge():
 
 # ---- directional sign test and conservation ---------------------------------------------------
 
-from quant_assets.checks import sign_problem, synthetic_stream_problem  # noqa: E402
+from quant_assets.audit.checks import sign_problem, synthetic_stream_problem  # noqa: E402
 
 
 def _paths(rows):

@@ -16,9 +16,9 @@ import pytest
 from dagster import DagsterInstance
 
 from quant_assets.definitions import build_definitions
-from quant_assets.lakehouse import Lakehouse
-from quant_assets.manifest import load_manifest, parse_manifest
-from quant_assets.runner import materialize_range
+from quant_assets.data.lakehouse import Lakehouse
+from quant_assets.config.manifest import load_manifest, parse_manifest
+from quant_assets.cli.runner import materialize_range
 
 START, END = dt.date(2019, 1, 1), dt.date(2019, 3, 31)  # 13 Fridays: 2019-01-04 .. 2019-03-29
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -176,7 +176,7 @@ def test_reports_are_written_per_partition_and_any_date_renders(world):
     rep = q(world, "SELECT meta, risk, rebalance_date, markdown FROM meta_report")
     assert len(rep) == 2 * 5 * 3  # the last rebalance date of each partition
     from quant_assets.assets.meta import report_at
-    from quant_assets.calendar import Periods
+    from quant_assets.data.calendars import Periods
 
     m = world["manifest"]
     other = report_at(world["lh"], "us_stocks", "hrp", dt.date(2019, 2, 15), Periods(m.calendar), m.lookbacks)
@@ -243,7 +243,7 @@ def test_audit_ledger_records_every_optimisation(world):
 
 
 def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
-    from quant_assets.explain import ExplainError, explain
+    from quant_assets.audit.explain import ExplainError, explain
 
     d = dt.date(2019, 3, 29)
     flat = q(world, "SELECT symbol, net_weight, n_paths FROM flattened_weights WHERE meta='total_portfolio' AND "
@@ -309,7 +309,7 @@ def test_orders_from_cash_then_drift_from_accepted_weights(world):
 
 
 def test_every_funnel_stage_is_stored_and_recruitment_saw_exactly_it(world):
-    from quant_assets.selection import STAGES
+    from quant_assets.selection.funnel import STAGES
 
     sel = q(world, "SELECT * FROM selection")
     ranks = q(world, "SELECT rebalance_date, sleeve, symbol, rank AS stored_rank FROM rankings")

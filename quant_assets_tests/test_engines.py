@@ -1,4 +1,4 @@
-"""quant_assets.engines via optimise: golden values per profile, analytic cases, cross-engine
+"""quant_assets.allocation.engines via optimise: golden values per profile, analytic cases, cross-engine
 agreement (HRP to 1e-12 on skfolio's S&P 500 data), barbell and cluster-cap numbers, pathological
 inputs per engine and provenance."""
 
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.engines.base import cap_cluster_weights, capped_simplex
-from quant_assets.engines.hrp import hrp_weights
-from quant_assets.optimise import ENGINES, FALLBACK_CHAINS, PROFILES, RiskConfig, optimise
+from quant_assets.allocation.engines.base import cap_cluster_weights, capped_simplex
+from quant_assets.allocation.engines.hrp import hrp_weights
+from quant_assets.allocation.optimise import ENGINES, FALLBACK_CHAINS, PROFILES, RiskConfig, optimise
 
 ENGINE_NAMES = ["custom", "skfolio", "riskfolio", "pyportfolioopt"]
 PLAIN = RiskConfig(hrp_leaf_order="plain")
@@ -391,7 +391,7 @@ def test_one_asset_per_engine(small, engine):
 @pytest.mark.parametrize("engine", ["riskfolio", "pyportfolioopt"])
 def test_library_nan_weights_are_caught(small, engine, monkeypatch):
     """riskfolio and pypfopt return NaN weights silently: the guard rejects them and the chain moves on."""
-    from quant_assets.engines.base import EngineOutput
+    from quant_assets.allocation.engines.base import EngineOutput
 
     monkeypatch.setattr(type(ENGINES[engine]), "run", lambda self, req: EngineOutput(np.full(req.n, np.nan)))
     res = optimise(small, "min_variance", engine=engine)
@@ -453,7 +453,7 @@ def test_every_profile_has_a_chain_ending_in_a_platform_profile():
 
 
 def test_manifest_names_are_known_to_optimise():
-    from quant_assets import manifest
+    from quant_assets.config import manifest
 
     assert manifest.ENGINE_REGISTRY is ENGINES  # the manifest validates against the live registry
     assert set(manifest.RISK_PROFILES) == set(PROFILES)

@@ -1,4 +1,4 @@
-"""Exact-value tests for quant_assets.features (the definitions in its docstrings)."""
+"""Exact-value tests for quant_assets.selection.features (the definitions in its docstrings)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from quant_assets.features import (
+from quant_assets.selection.features import (
     FEATURE_COLUMNS,
     adf_pvalue,
     adf_pvalue_matrix,
@@ -429,8 +429,8 @@ def test_compute_features_rejects_nan_and_bad_volume():
 
 
 def test_antifragility_of_a_short_atom_is_the_stocks_left_tail():
-    from quant_assets.features import antifragility_matrix
-    from quant_assets.selection import synthetic_long
+    from quant_assets.selection.features import antifragility_matrix
+    from quant_assets.selection.funnel import synthetic_long
 
     rng = np.random.default_rng(3)
     calm = rng.normal(0, 0.01, 500)

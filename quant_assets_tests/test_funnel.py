@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from quant_assets.clustering import ClusteringSettings, cut
-from quant_assets.filters import FrictionSettings, PredictabilitySettings
-from quant_assets.rankers import RankerSettings
-from quant_assets.selection import (
+from quant_assets.selection.clustering import ClusteringSettings, cut
+from quant_assets.selection.filters import FrictionSettings, PredictabilitySettings
+from quant_assets.selection.rankers import RankerSettings
+from quant_assets.selection.funnel import (
     FUNNEL_VETO_COLUMNS,
     SELECTION_COLUMNS,
     STAGES,

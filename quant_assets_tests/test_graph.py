@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from quant_assets.definitions import build_definitions, defs
-from quant_assets.manifest import load_manifest
+from quant_assets.config.manifest import load_manifest
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "default_graph.txt"
 
@@ -79,7 +79,7 @@ def test_manifest_changes_change_the_graph():
     m = load_manifest()
     data = m.model_dump(mode="json")
     data["sleeves"]["trend_short"]["risk_profiles"] = ["hrp"]
-    from quant_assets.manifest import parse_manifest
+    from quant_assets.config.manifest import parse_manifest
 
     small = build_definitions(parse_manifest(data), lakehouse_root="/tmp/unused")
     names = {k.to_user_string() for k in small.resolve_asset_graph().get_all_asset_keys()}

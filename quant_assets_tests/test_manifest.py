@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from quant_assets.manifest import ManifestError, default_manifest_path, load_manifest, parse_manifest
+from quant_assets.config.manifest import ManifestError, default_manifest_path, load_manifest, parse_manifest
 
 
 @pytest.fixture(scope="module")

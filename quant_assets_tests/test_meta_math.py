@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.meta import aggregate, cluster_tree, flatten, net_by_symbol, sleeve_contributions
+from quant_assets.meta.aggregate import aggregate, cluster_tree, flatten, net_by_symbol, sleeve_contributions
 
 
 def sleeve(rows, direction="LONG"):
@@ -112,9 +112,9 @@ def test_cluster_tree_levels_and_intra_weights():
 
 # ---- health gate and allocation -------------------------------------------------------------
 
-from quant_assets.checks import meta_weights_problem  # noqa: E402
-from quant_assets.meta import allocate, health_vetoes, success_share  # noqa: E402
-from quant_assets.optimise import Engine, register_engine  # noqa: E402
+from quant_assets.audit.checks import meta_weights_problem  # noqa: E402
+from quant_assets.meta.aggregate import allocate, health_vetoes, success_share  # noqa: E402
+from quant_assets.allocation.optimise import Engine, register_engine  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_meta_stream_outer_join_keeps_every_realised_day():
     # child b misses a day: with weights {a: 1, b: 0} the parent must still earn a's three days
     a = pd.Series([0.1, 0.1, 0.1], index=pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"]))
     b = pd.Series([0.0, 0.0], index=pd.to_datetime(["2020-01-01", "2020-01-02"]))
-    from quant_assets.simulate import drift
+    from quant_assets.simulation.simulate import drift
 
     matrix, _ = aggregate({"a": a, "b": b}, join="outer")
     port, _ = drift(pd.Series({"a": 1.0, "b": 0.0}), matrix[["a", "b"]])

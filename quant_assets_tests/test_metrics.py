@@ -1,5 +1,5 @@
-"""Golden-number and cross-library tests for quant_assets.metrics and the
-inline-PNG chart helpers in quant_assets.plots."""
+"""Golden-number and cross-library tests for quant_assets.simulation.metrics and the
+inline-PNG chart helpers in quant_assets.meta.plots."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.metrics import (
+from quant_assets.simulation.metrics import (
     af_dist,
     annualisation_factor,
     beta,
@@ -310,7 +310,7 @@ def long_history():
 
 
 def test_equity_and_drawdown_charts_are_small_pngs(long_history):
-    from quant_assets.plots import drawdowns_md, equity_curves_md
+    from quant_assets.meta.plots import drawdowns_md, equity_curves_md
 
     raw = _png(equity_curves_md(long_history, "Wealth"), "Wealth")
     w, h = _ihdr_size(raw)
@@ -320,7 +320,7 @@ def test_equity_and_drawdown_charts_are_small_pngs(long_history):
 
 
 def test_line_plot_and_timeline():
-    from quant_assets.plots import line_plot_md, timeline_md
+    from quant_assets.meta.plots import line_plot_md, timeline_md
 
     _png(line_plot_md([0.1, 0.2, 0.3], {"hrp": [1, 2, 3], "erc": [3, 2, 1]}, "Frontier", "vol", "return"),
          "Frontier")
@@ -332,7 +332,7 @@ def test_line_plot_and_timeline():
 
 
 def test_title_brackets_do_not_break_markdown():
-    from quant_assets.plots import line_plot_md
+    from quant_assets.meta.plots import line_plot_md
 
     md = line_plot_md([1, 2], {"a": [1, 2]}, "weights [hrp]")
     assert md.startswith("![weights (hrp)](data:image/png;base64,")
@@ -341,7 +341,7 @@ def test_title_brackets_do_not_break_markdown():
 def test_plots_leave_no_open_figures(long_history):
     import matplotlib.pyplot as plt
 
-    from quant_assets.plots import drawdowns_md
+    from quant_assets.meta.plots import drawdowns_md
 
     before = len(plt.get_fignums())
     drawdowns_md(long_history, "x")

@@ -1,4 +1,4 @@
-"""quant_assets.optimise: analytic cases with regularisation off, the recorded
+"""quant_assets.allocation.optimise: analytic cases with regularisation off, the recorded
 fallback chain, input validation (the libraries' silent failure modes), the bounded-simplex
 projection and cross-library agreement on real data."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets import optimise as opt
-from quant_assets.optimise import (
+from quant_assets.allocation import optimise as opt
+from quant_assets.allocation.optimise import (
     Attempt,
     Engine,
     RiskConfig,

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from quant_assets.orders import rebalance_orders, required_turnover
+from quant_assets.execution.orders import rebalance_orders, required_turnover
 
 
 def test_reference_example_only_material_drifts_execute():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from quant_assets.regime import REGIME_LABELS, RegimeSettings, detect_regime, regime_timeline
+from quant_assets.selection.regime import REGIME_LABELS, RegimeSettings, detect_regime, regime_timeline
 
 
 @pytest.fixture(scope="module")

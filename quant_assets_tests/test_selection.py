@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from quant_assets.clustering import (
+from quant_assets.selection.clustering import (
     ClusteringSettings,
     cluster,
     correlation_clusters,
@@ -17,7 +17,7 @@ from quant_assets.clustering import (
     cut,
     threshold_sensitivity,
 )
-from quant_assets.filters import (
+from quant_assets.selection.filters import (
     FILTERS,
     VETO_COLUMNS,
     DarwinianFilter,
@@ -33,7 +33,7 @@ from quant_assets.filters import (
     execution_cost_index,
     register_filter,
 )
-from quant_assets.rankers import (
+from quant_assets.selection.rankers import (
     RANKERS,
     Ranker,
     RankerSettings,
@@ -45,7 +45,7 @@ from quant_assets.rankers import (
     regime_fit_scores,
     sleeve_sign,
 )
-from quant_assets.selection import (
+from quant_assets.selection.funnel import (
     atom_id,
     composition_map,
     synthetic_long,

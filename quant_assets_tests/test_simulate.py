@@ -1,4 +1,4 @@
-"""Golden-number tests for quant_assets.simulate (drift, turnover, friction) and the short loss cap
+"""Golden-number tests for quant_assets.simulation.simulate (drift, turnover, friction) and the short loss cap
 (a short loses at most 100 % of its weight: its synthetic-long stream is -min(r, 1))."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.selection import synthetic_long
-from quant_assets.simulate import BANKRUPTCY_FLOOR, DAILY_COLUMNS, drift, holding_period, one_way_turnover, turnover
+from quant_assets.selection.funnel import synthetic_long
+from quant_assets.simulation.simulate import BANKRUPTCY_FLOOR, DAILY_COLUMNS, drift, holding_period, one_way_turnover, turnover
 
 
 def _streams(rows: list[list[float]], cols: list[str]) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """The users' three workflows in a real browser: materialise, backfill by date, inspect lineage.
 
-Starts the UI the way the README says (`python -m quant_assets.devserver`, bound to 127.0.0.1) on
+Starts the UI the way the README says (`python -m quant_assets.cli.devserver`, bound to 127.0.0.1) on
 a temporary instance and lakehouse, drives Debian's Chromium with Playwright, and saves a
 screenshot of every step under `test-artifacts/ui/` for review. Skipped, with the reason, when
 Chromium or Playwright is not installed (`.ci/run` installs Chromium).
@@ -63,7 +63,7 @@ def ui(tmp_path_factory):
     env = {**os.environ, "DAGSTER_HOME": str(home), "QUANT_ASSETS_LAKEHOUSE": str(lakehouse),
            "QUANT_ASSETS_UI_PORT": str(PORT)}
     log = open(tmp_path_factory.mktemp("logs") / "dagster_dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "quant_assets.devserver"], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "quant_assets.cli.devserver"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_loaded(proc)
@@ -159,7 +159,7 @@ def test_2_backfill_a_date_range_of_the_meta_group(ui):
     from dagster import DagsterInstance
 
     env = ui["env"]
-    subprocess.run([sys.executable, "-m", "quant_assets.cli", "backfill", "--start", "1992-01-01", "--end",
+    subprocess.run([sys.executable, "-m", "quant_assets.cli.main", "backfill", "--start", "1992-01-01", "--end",
                     "1994-12-31", "--select", "group:market_data or group:selection or group:sleeves"],
                    cwd=REPO, env=env, check=True, capture_output=True)
     t0 = time.time()

@@ -31,10 +31,10 @@ from dagster import (
     TimeWindowPartitionsDefinition,
 )
 
-from quant_assets.calendar import Periods
-from quant_assets.lakehouse import Lakehouse
-from quant_assets.manifest import Manifest
-from quant_assets.schemas import TABLES
+from quant_assets.data.calendars import Periods
+from quant_assets.data.lakehouse import Lakehouse
+from quant_assets.config.manifest import Manifest
+from quant_assets.data.schemas import TABLES
 
 SINGLE_RUN = BackfillPolicy.single_run()
 OWNER = "team:quant-research"
@@ -267,7 +267,7 @@ def preview(frame: pl.DataFrame, rows: int = 10) -> MetadataValue:
 
 def performance_metadata(days: np.ndarray, returns: np.ndarray, turnover: np.ndarray | None = None) -> dict:
     """Headline metrics of a stitched daily net return series (days ascending and unique)."""
-    from quant_assets.metrics import annualisation_of_days, headline
+    from quant_assets.simulation.metrics import annualisation_of_days, headline
 
     r = np.asarray(returns, dtype=float)
     finite = np.isfinite(r)

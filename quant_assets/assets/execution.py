@@ -27,8 +27,8 @@ from quant_assets.assets.common import (
     orders_name,
     preview,
 )
-from quant_assets.lakehouse import Lakehouse, LakehouseResource
-from quant_assets.orders import order_rows, turnover_of
+from quant_assets.data.lakehouse import Lakehouse, LakehouseResource
+from quant_assets.execution.orders import order_rows, turnover_of
 
 
 def state_path(lh: Lakehouse, meta: str, risk: str) -> Path:

@@ -35,16 +35,16 @@ from quant_assets.assets.common import (
     vetoes_name,
 )
 from quant_assets.assets.market_data import universe_view, window_start
-from quant_assets.clustering import SENSITIVITY_THRESHOLDS, Dendrogram, check_regime
-from quant_assets.features import FEATURE_COLUMNS
-from quant_assets.filters import VETO_COLUMNS
-from quant_assets.lakehouse import LakehouseResource
-from quant_assets.market import dense_matrix
-from quant_assets.plots import heatmap_md
-from quant_assets.progress import track
-from quant_assets.filters import run_filters, veto_frame
-from quant_assets.rankers import FeatureView, Ranking, get_ranker
-from quant_assets.selection import funnel_view
+from quant_assets.selection.clustering import SENSITIVITY_THRESHOLDS, Dendrogram, check_regime
+from quant_assets.selection.features import FEATURE_COLUMNS
+from quant_assets.selection.filters import VETO_COLUMNS
+from quant_assets.data.lakehouse import LakehouseResource
+from quant_assets.selection.market import dense_matrix
+from quant_assets.meta.plots import heatmap_md
+from quant_assets.assets.progress import track
+from quant_assets.selection.filters import run_filters, veto_frame
+from quant_assets.selection.rankers import FeatureView, Ranking, get_ranker
+from quant_assets.selection.funnel import funnel_view
 
 
 def features_by_date(frame: pl.DataFrame) -> dict[dt.date, FeatureView]:

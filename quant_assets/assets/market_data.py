@@ -27,14 +27,14 @@ from quant_assets.assets.common import (
     regime_name,
     returns_name,
 )
-from quant_assets.calendar import calendar_days_covering
-from quant_assets.checks import coverage_problem
-from quant_assets.lakehouse import LakehouseResource
-from quant_assets.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
-from quant_assets.plots import regime_strip_md
-from quant_assets.progress import track
-from quant_assets.regime import COMPONENTS, detect_regimes
-from quant_assets.sources import get_source
+from quant_assets.data.calendars import calendar_days_covering
+from quant_assets.audit.checks import coverage_problem
+from quant_assets.data.lakehouse import LakehouseResource
+from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
+from quant_assets.meta.plots import regime_strip_md
+from quant_assets.assets.progress import track
+from quant_assets.selection.regime import COMPONENTS, detect_regimes
+from quant_assets.data.sources import get_source
 
 CANDIDATE_COLUMNS = ["symbol", "ticker", "exchange", "asset_type", "sector", "first_date", "direction",
                      "metadata", "is_benchmark"]

@@ -47,12 +47,12 @@ from quant_assets.assets.common import (
     sleeve_returns_name,
     sleeve_weights_name,
 )
-from quant_assets.audit import OptimisationLog, iso_days, matrix_digest, weights_digest
-from quant_assets.calendar import calendar_days_covering
-from quant_assets.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
-from quant_assets.lakehouse import LakehouseResource
-from quant_assets.manifest import ChildRef
-from quant_assets.meta import (
+from quant_assets.audit.ledger import OptimisationLog, iso_days, matrix_digest, weights_digest
+from quant_assets.data.calendars import calendar_days_covering
+from quant_assets.audit.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
+from quant_assets.data.lakehouse import LakehouseResource
+from quant_assets.config.manifest import ChildRef
+from quant_assets.meta.aggregate import (
     CONTRIBUTION_COLUMNS,
     NET_COLUMNS,
     ChildStream,
@@ -67,10 +67,10 @@ from quant_assets.meta import (
     tree_rows,
     window_matrix,
 )
-from quant_assets.metrics import headline
-from quant_assets.optimise import FALLBACK_CHAINS
-from quant_assets.progress import track
-from quant_assets.simulate import drift_array
+from quant_assets.simulation.metrics import headline
+from quant_assets.allocation.optimise import FALLBACK_CHAINS
+from quant_assets.assets.progress import track
+from quant_assets.simulation.simulate import drift_array
 
 TREE_THRESHOLD = 0.5
 LOST_DAYS_WARNING = 0.20

@@ -34,15 +34,15 @@ from quant_assets.assets.common import (
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
-from quant_assets.audit import OptimisationLog, matrix_digest, selection_digest, weights_digest
-from quant_assets.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
-from quant_assets.features import antifragility_matrix
-from quant_assets.lakehouse import LakehouseResource
-from quant_assets.market import dense_matrix
-from quant_assets.optimise import FALLBACK_CHAINS, optimise_array
-from quant_assets.progress import track
-from quant_assets.selection import atom_id
-from quant_assets.simulate import BANKRUPTCY_FLOOR, Book
+from quant_assets.audit.ledger import OptimisationLog, matrix_digest, selection_digest, weights_digest
+from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
+from quant_assets.selection.features import antifragility_matrix
+from quant_assets.data.lakehouse import LakehouseResource
+from quant_assets.selection.market import dense_matrix
+from quant_assets.allocation.optimise import FALLBACK_CHAINS, optimise_array
+from quant_assets.assets.progress import track
+from quant_assets.selection.funnel import atom_id
+from quant_assets.simulation.simulate import BANKRUPTCY_FLOOR, Book
 
 POOL_DESCRIPTION = {
     "market": "the universe's benchmarks (equal weight)",

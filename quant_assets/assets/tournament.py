@@ -32,13 +32,13 @@ from quant_assets.assets.common import (
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.assets.sleeves import atom_scores, selections_by_date, sleeve_pool
-from quant_assets.lakehouse import LakehouseResource
-from quant_assets.market import dense_matrix
-from quant_assets.optimise import PLATFORM_PROFILES, optimise_array
-from quant_assets.plots import drawdowns_md, equity_curves_md
-from quant_assets.progress import track
-from quant_assets.simulate import rebalance_period
-from quant_assets.tournament import scoreboard, scoreboard_markdown, stitched
+from quant_assets.data.lakehouse import LakehouseResource
+from quant_assets.selection.market import dense_matrix
+from quant_assets.allocation.optimise import PLATFORM_PROFILES, optimise_array
+from quant_assets.meta.plots import drawdowns_md, equity_curves_md
+from quant_assets.assets.progress import track
+from quant_assets.simulation.simulate import rebalance_period
+from quant_assets.simulation.tournament import scoreboard, scoreboard_markdown, stitched
 
 
 def tournament_asset(ctx: GraphContext, sleeve: str):

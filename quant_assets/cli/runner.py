@@ -1,0 +1,57 @@
+"""Run a range of the graph in one process: the headless backfill used by the CLI and tests.
+
+One run covers every partition (period) holding a rebalance date of the range, and every selected
+step executes once over all their dates (`BackfillPolicy.single_run()`), in dependency order, so a
+walk-forward of N periods costs one step execution per asset group, not N.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from quant_assets.data.calendars import Periods, calendar_days_covering
+from quant_assets.data.lakehouse import Lakehouse
+from quant_assets.config.manifest import Manifest
+
+
+def partition_range(manifest: Manifest, start: dt.date, end: dt.date) -> tuple[str, str]:
+    """First and last partitions (periods) holding a rebalance date in [start, end]; none is an error."""
+    keys = Periods(manifest.calendar).keys_between(start, end)
+    if not keys:
+        raise ValueError(f"no rebalance date between {start} and {end} "
+                         f"(calendar {manifest.calendar.frequency} from {manifest.calendar.start})")
+    return keys[0], keys[-1]
+
+
+def materialize_range(defs: Definitions, manifest: Manifest, start: dt.date, end: dt.date,
+                      instance: DagsterInstance, selection: str | AssetSelection | None = None,
+                      raise_on_error: bool = True, run_config: dict | None = None) -> ExecuteInProcessResult:
+    first, last = partition_range(manifest, start, end)
+    if isinstance(selection, str):
+        selection = AssetSelection.from_string(selection)
+    job = defs.resolve_implicit_global_asset_job_def()
+    if selection is not None:
+        job = job.get_subset(asset_selection=set(selection.resolve(defs.resolve_asset_graph())))
+    return job.execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        raise_on_error=raise_on_error,
+        run_config=run_config,
+    )
+
+
+def missing_warm_up(manifest: Manifest, lh: Lakehouse, start: dt.date, end: dt.date) -> list[str]:
+    """Earlier periods the range's trailing windows read (its first date's price window, ~2 years)
+    whose market data is not stored yet. A range starting mid-history on a fresh lakehouse needs
+    them: the funnel and the sleeves read the window's returns from the lakehouse."""
+    from quant_assets.assets.common import returns_name
+
+    periods = Periods(manifest.calendar)
+    first, _ = partition_range(manifest, start, end)
+    reach = periods.dates(first)[0] - dt.timedelta(days=calendar_days_covering(manifest.lookbacks.prices_days + 1))
+    keys = [k for k in periods.keys if periods.key(reach) <= k < first]
+    stored = [set(lh.partitions("returns", returns_name(u))) for u in manifest.universes]
+    return [k for k in keys if not all(k in s for s in stored)]

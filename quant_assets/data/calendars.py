@@ -1,0 +1,161 @@
+"""Rebalance dates and the partitions that hold them.
+
+Two time scales, both from the manifest's `calendar`:
+
+* **rebalance dates** (`frequency`, default weekly on Fridays): the dates a decision is made. A
+  rebalance date D means "as of the close of D": anything computed for D reads data dated <= D and
+  nothing later.
+* **partitions** (`partition`, default a calendar year): what Dagster materialises, backfills and
+  shows. A partition holds every rebalance date inside its period as rows with a `rebalance_date`
+  column, and every daily row (prices, returns, streams) dated inside it. A backfill of a range of
+  periods is a walk-forward backtest computed in one pass per asset.
+
+Why periods and not one partition per rebalance date: Dagster costs several milliseconds per asset
+partition (events, planning, storage), so 1,617 weekly partitions x 135 assets spent 20+ minutes
+in Dagster alone. Yearly partitions cut the asset partitions 52-fold; `benchmarks/dagster_floor.py`
+measures the alternatives and `docs/architecture.md` records the decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+import pandas as pd
+from dagster import TimeWindowPartitionsDefinition
+
+from quant_assets.config.manifest import Calendar
+
+TRADING_DAYS_PER_PERIOD = {"daily": 1, "weekly": 5, "monthly": 21}
+PERIOD_CRON = {"year": "0 0 1 1 *", "quarter": "0 0 1 1,4,7,10 *", "month": "0 0 1 * *"}
+PERIOD_FORMAT = {"year": "%Y", "quarter": "%Y-%m", "month": "%Y-%m"}
+
+
+def _pandas_freq(cal: Calendar) -> str:
+    return {"daily": "B", "weekly": f"W-{cal.weekday[:3].upper()}", "monthly": "MS"}[cal.frequency]
+
+
+@lru_cache(maxsize=64)
+def _dates(cal: Calendar, until: dt.date) -> tuple[dt.date, ...]:
+    # A date is a rebalance date only if its whole holding window (up to the next tick) ends by `end`.
+    horizon = until + dt.timedelta(days=40)
+    ticks = [d.date() for d in pd.date_range(cal.start, horizon, freq=_pandas_freq(cal))]
+    keep = [d for d, nxt in zip(ticks, ticks[1:]) if d <= until and (cal.end is None or nxt <= cal.end)]
+    return tuple(keep)
+
+
+def rebalance_dates(cal: Calendar, until: dt.date) -> tuple[dt.date, ...]:
+    """Every rebalance date from the calendar start up to and including `until`."""
+    return _dates(cal, until)
+
+
+def previous_dates(cal: Calendar, date: dt.date, n: int) -> list[dt.date]:
+    """The `n` rebalance dates strictly before `date`, oldest first (fewer near the start)."""
+    before = [d for d in rebalance_dates(cal, date) if d < date]
+    return before[-n:] if n else []
+
+
+def calendar_days_covering(trading_days: int) -> int:
+    """A generous calendar span holding `trading_days` sessions (holidays included)."""
+    return math.ceil(trading_days * 7 / 5) + 15
+
+
+def periods_covering(cal: Calendar, trading_days: int) -> int:
+    """How many rebalance periods a trailing window of `trading_days` sessions spans."""
+    return math.ceil(trading_days / TRADING_DAYS_PER_PERIOD[cal.frequency]) + 1
+
+
+def period_start(d: dt.date, period: str) -> dt.date:
+    if period == "year":
+        return dt.date(d.year, 1, 1)
+    if period == "quarter":
+        return dt.date(d.year, 3 * ((d.month - 1) // 3) + 1, 1)
+    return dt.date(d.year, d.month, 1)
+
+
+def next_period_start(d: dt.date, period: str) -> dt.date:
+    start = period_start(d, period)
+    months = {"year": 12, "quarter": 3, "month": 1}[period]
+    month = start.month - 1 + months
+    return dt.date(start.year + month // 12, month % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class Periods:
+    """The partition scheme: calendar periods, each holding the rebalance dates inside it.
+
+    A finite calendar (`end` set) has exactly the periods that contain a rebalance date; an
+    open-ended one also has the current, unfinished period.
+    """
+
+    calendar: Calendar
+
+    @property
+    def period(self) -> str:
+        return self.calendar.partition
+
+    def key(self, d: dt.date) -> str:
+        """The partition key of the period holding date `d` ("2019", "2019-04")."""
+        return period_start(d, self.period).strftime(PERIOD_FORMAT[self.period])
+
+    def window(self, key: str) -> tuple[dt.date, dt.date]:
+        """[start, end) of a period."""
+        start = dt.datetime.strptime(key, PERIOD_FORMAT[self.period]).date()
+        return start, next_period_start(start, self.period)
+
+    @cached_property
+    def all_dates(self) -> tuple[dt.date, ...]:
+        """Every rebalance date of a finite calendar (an open one: up to 40 years from its start)."""
+        until = self.calendar.end or self.calendar.start.replace(year=self.calendar.start.year + 40)
+        return rebalance_dates(self.calendar, until)
+
+    @cached_property
+    def _ordinals(self) -> np.ndarray:
+        return np.array([d.toordinal() for d in self.all_dates], dtype=np.int64)
+
+    def dates(self, key: str) -> tuple[dt.date, ...]:
+        """The rebalance dates inside a period, ascending."""
+        start, end = self.window(key)
+        lo, hi = np.searchsorted(self._ordinals, [start.toordinal(), end.toordinal()])
+        return self.all_dates[lo:hi]
+
+    def dates_before(self, d: dt.date, n: int) -> tuple[dt.date, ...]:
+        """The `n` rebalance dates strictly before `d`, oldest first (fewer near the start)."""
+        i = int(np.searchsorted(self._ordinals, d.toordinal()))
+        return self.all_dates[max(0, i - n):i]
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.key(d) for d in self.all_dates))
+
+    def previous(self, key: str) -> str | None:
+        """The period before `key` (None before the calendar's first period)."""
+        start, _ = self.window(key)
+        prev = self.key(start - dt.timedelta(days=1))
+        return prev if self.keys and prev >= self.keys[0] else None
+
+    def next(self, key: str) -> str:
+        """The period after `key`."""
+        return self.key(self.window(key)[1])
+
+    def keys_between(self, start: dt.date, end: dt.date) -> list[str]:
+        """Periods holding a rebalance date in [start, end]."""
+        return list(dict.fromkeys(self.key(d) for d in self.all_dates if start <= d <= end))
+
+    def partitions_def(self) -> TimeWindowPartitionsDefinition:
+        cal = self.calendar
+        first = period_start(self.all_dates[0] if self.all_dates else cal.start, self.period)
+        fmt = PERIOD_FORMAT[self.period]
+        start = dt.datetime.combine(first, dt.time())
+        if cal.end is None:  # open-ended: include the current, unfinished period
+            return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[self.period], start=start, fmt=fmt,
+                                                  end_offset=1)
+        end = dt.datetime.combine(next_period_start(self.all_dates[-1], self.period), dt.time())
+        return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[self.period], start=start, end=end, fmt=fmt)
+
+
+def partitions_def(cal: Calendar) -> TimeWindowPartitionsDefinition:
+    return Periods(cal).partitions_def()

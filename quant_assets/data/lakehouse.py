@@ -1,0 +1,210 @@
+"""The lakehouse: one Parquet file per (asset, partition), DuckDB views on top.
+
+Layout: ``<root>/<table>/<asset_name>/<partition>.parquet``, where a partition is a calendar period
+("2019"). A table groups every asset of one concept (all sleeves' weights live under
+``sleeve_weights/``) so one SQL view answers questions across sleeves; rows carry their
+``rebalance_date`` (decisions) or ``date`` (daily data), so a view filters by date like any relation.
+Daily data is stored once, in the partition of the period it falls in: a trailing window that
+reaches into earlier periods reads their files.
+
+Why files and not one DuckDB database: DuckDB allows a single writer process, and Dagster's
+multiprocess executor runs two steps at once. A partition write here is "write a temp file, then
+``os.replace``", which is atomic, idempotent (re-materialising replaces exactly that partition's
+rows) and needs no lock. Readers get DuckDB views built in memory (see ``Lakehouse.connect``);
+measured in ``benchmarks/storage.py`` and explained in ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+from dagster import ConfigurableResource
+
+from quant_assets.data.schemas import TABLES
+
+LAKEHOUSE_ENV_VAR = "QUANT_ASSETS_LAKEHOUSE"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(LAKEHOUSE_ENV_VAR) or REPO_ROOT / "lakehouse")
+
+
+class LakehouseError(RuntimeError):
+    """A read or write that cannot proceed; the message names the table, asset and partition."""
+
+
+def _key_str(key: dt.date | str) -> str:
+    return key if isinstance(key, str) else key.isoformat()
+
+
+def pivot_wide(frame: pl.DataFrame, value: str, index: str = "date", columns: str = "symbol") -> pd.DataFrame:
+    """Long lakehouse rows -> dates x symbols pandas frame (NaN where absent)."""
+    if frame.height == 0:
+        return pd.DataFrame()
+    out = frame.select(index, columns, value).to_pandas().pivot(index=index, columns=columns, values=value)
+    out.index = pd.DatetimeIndex(out.index)
+    out.columns.name = None
+    return out.sort_index()
+
+
+class _ReadCache:
+    """Per-process cache of partition reads, keyed by file identity (inode, mtime, size).
+
+    Many assets read the same snapshot (16 sleeve assets read one universe's returns per date).
+    A rewrite replaces the file, so its identity changes and a stale hit is impossible.
+    """
+
+    def __init__(self, max_entries: int = 2048):
+        self.max_entries = max_entries
+        self.entries: OrderedDict[tuple, object] = OrderedDict()
+
+    def get(self, path: Path, kind: str, load):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        key = (str(path), kind, st.st_ino, st.st_mtime_ns, st.st_size)
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        value = load(path)
+        self.entries[key] = value
+        if len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+        return value
+
+
+_CACHE = _ReadCache()
+
+
+class Lakehouse:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._made: set[Path] = set()  # asset folders known to exist
+
+    # ---- paths ---------------------------------------------------------------------------
+
+    def path(self, table: str, asset: str, key: dt.date | str) -> Path:
+        if table not in TABLES:
+            raise LakehouseError(f"unknown lakehouse table {table!r}; known: {sorted(TABLES)}")
+        return self.root / table / asset / f"{_key_str(key)}.parquet"
+
+    def partitions(self, table: str, asset: str) -> list[str]:
+        folder = self.root / table / asset
+        if not folder.is_dir():
+            return []
+        return sorted(p.stem for p in folder.glob("*.parquet"))
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def conform(self, table: str, frame: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
+        """Cast to the table's declared schema; a missing column is an error naming it."""
+        schema = TABLES[table].schema
+        if isinstance(frame, pd.DataFrame):
+            frame = pl.from_pandas(frame, include_index=False) if len(frame.columns) else pl.DataFrame()
+        missing = [c for c in schema if c not in frame.columns]
+        if missing and frame.height:
+            raise LakehouseError(f"table {table!r}: frame lacks columns {missing}")
+        if frame.height == 0:
+            return pl.DataFrame(schema=schema)
+        return frame.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+
+    def write_partition(
+        self, table: str, asset: str, key: dt.date | str, frame: pl.DataFrame | pd.DataFrame
+    ) -> Path:
+        """Replace one partition atomically (delete-then-insert without a window in between)."""
+        target = self.path(table, asset, key)
+        out = self.conform(table, frame)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            out.write_parquet(tmp, compression="zstd", statistics=True)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return target
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def read(self, table: str, asset: str, keys: Iterable[str] | None = None) -> pl.DataFrame:
+        """The rows of the given partitions (all stored ones when `keys` is None), concatenated."""
+        stored = self.partitions(table, asset)
+        wanted = stored if keys is None else [k for k in keys if k in set(stored)]
+        frames = [f for k in wanted if (f := self.read_partition(table, asset, k)) is not None]
+        if not frames:
+            return pl.DataFrame(schema=TABLES[table].schema)
+        return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+
+    def read_partition(self, table: str, asset: str, key: dt.date | str) -> pl.DataFrame | None:
+        """One stored partition (None when it was never materialised)."""
+        return _CACHE.get(self.path(table, asset, key), "frame", pl.read_parquet)
+
+    # ---- SQL -----------------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per table that has data.
+
+        In memory on purpose: nothing holds a lock on the lakehouse, so SQL can run while
+        Dagster writes partitions.
+        """
+        con = duckdb.connect(":memory:")
+        for table in TABLES:
+            folder = self.root / table
+            if any(folder.glob("*/*.parquet")):
+                glob = str(folder / "*" / "*.parquet").replace("'", "''")
+                con.execute(
+                    f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
+                )
+        ledger = self.ledger().path
+        if ledger.exists():
+            path = str(ledger).replace("'", "''")
+            con.execute(
+                "CREATE VIEW audit_ledger AS SELECT * FROM read_json("
+                f"'{path}', format='newline_delimited', columns={{"
+                "'type': 'VARCHAR', 'step': 'VARCHAR', 'asset': 'VARCHAR', 'partition': 'VARCHAR', "
+                "'run_id': 'VARCHAR', 'params': 'JSON', 'input_hashes': 'JSON', 'intent_hash': 'VARCHAR', "
+                "'status': 'VARCHAR', 'output_hash': 'VARCHAR', 'detail': 'JSON', 'ts': 'VARCHAR', "
+                "'prev_hash': 'VARCHAR', 'hash': 'VARCHAR'})"
+            )
+            # One row per optimisation (an outcome record holds every rebalance date of its partition).
+            con.execute(
+                "CREATE VIEW audit_optimisations AS SELECT l.step, l.asset, l.partition, l.run_id, l.ts, "
+                "CAST(o->>'rebalance_date' AS DATE) AS rebalance_date, o->>'status' AS status, "
+                "o->>'output_hash' AS output_hash, o->>'profile_used' AS profile_used, o->>'engine' AS engine, "
+                "o->>'chain' AS chain, o AS detail FROM audit_ledger l, "
+                "unnest(CAST(json_extract(l.detail, '$.optimisations') AS JSON[])) AS t(o) WHERE l.type = 'outcome'"
+            )
+        return con
+
+    def ledger(self):
+        from quant_assets.audit.ledger import AuditLedger
+
+        return AuditLedger.in_lakehouse(self.root)
+
+    def sql(self, query: str) -> pl.DataFrame:
+        con = self.connect()
+        try:
+            return con.sql(query).pl()
+        finally:
+            con.close()
+
+
+class LakehouseResource(ConfigurableResource):
+    """Dagster resource pointing at the lakehouse root (tests pass a temporary directory)."""
+
+    root: str
+
+    def get(self) -> Lakehouse:
+        return Lakehouse(self.root)

@@ -1,0 +1,423 @@
+"""The meta layer's maths: aggregate children's streams, build the cluster tree, flatten to symbols.
+
+Pure functions over pandas objects; the Dagster assets in `assets/meta.py` only read, call these
+and write. Flattening works on *contribution rows* (one per root-to-atom path) so that nesting is
+just "scale the child's rows by the child's weight and prefix the path", at any depth, and every
+physical weight stays traceable to the paths that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from quant_assets.allocation.optimise import optimise_array, project_bounded_simplex
+from quant_assets.selection.clustering import Dendrogram
+
+FLAT_STD = 1e-12
+
+CONTRIBUTION_COLUMNS = ["symbol", "path", "sleeve", "atom_id", "direction", "path_weight",
+                        "sleeve_weight", "contribution"]
+
+
+def _utc_index(s: pd.Series) -> pd.Series:
+    idx = pd.DatetimeIndex(s.index)
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    return pd.Series(s.to_numpy(), index=idx.normalize(), name=s.name)
+
+
+def aggregate(streams: dict[str, pd.Series], join: str = "inner") -> tuple[pd.DataFrame, dict]:
+    """Children's daily returns side by side. Inner join keeps the dates every child has.
+
+    Indexes are normalised to UTC first: joining tz-naive with tz-aware dates silently empties an
+    inner join. Returns the matrix and the join's bookkeeping.
+    """
+    if join not in ("inner", "outer"):
+        raise ValueError(f"join must be 'inner' or 'outer', got {join!r}")
+    cols = {name: _utc_index(s) for name, s in streams.items()}
+    for name, s in cols.items():
+        if s.index.duplicated().any():
+            raise ValueError(f"stream {name!r} has duplicated dates: {s.index[s.index.duplicated()][:3].tolist()}")
+    if not cols:
+        return pd.DataFrame(), {"union_days": 0, "kept_days": 0, "lost_share": 0.0}
+    frame = pd.concat(cols, axis=1, join=join).sort_index()
+    union = len(pd.concat(cols, axis=1, join="outer"))
+    info = {"union_days": union, "kept_days": len(frame),
+            "lost_share": (1 - len(frame) / union) if union else 0.0}
+    return frame, info
+
+
+def sleeve_contributions(sleeve: str, weights: pd.DataFrame) -> pd.DataFrame:
+    """A sleeve's own contribution rows: path = sleeve, path weight 1, signed by direction."""
+    if weights.empty:
+        return pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
+    sign = np.where(weights["direction"].str.upper() == "SHORT", -1.0, 1.0)
+    return pd.DataFrame({
+        "symbol": weights["symbol"].to_numpy(),
+        "path": sleeve,
+        "sleeve": sleeve,
+        "atom_id": weights["atom_id"].to_numpy(),
+        "direction": weights["direction"].str.upper().to_numpy(),
+        "path_weight": 1.0,
+        "sleeve_weight": weights["weight"].to_numpy(dtype=float),
+        "contribution": sign * weights["weight"].to_numpy(dtype=float),
+    })
+
+
+def flatten(meta: str, child_weights: pd.Series, child_rows: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Contribution rows of `meta`: each child's rows scaled by the child's weight, path prefixed.
+
+    `child_rows[c]` are the child's contribution rows (a sleeve's from `sleeve_contributions`, a
+    child meta's from its own `flatten`). path_weight is the product of meta weights along the
+    path; contribution = path_weight x sleeve_weight x sign.
+    """
+    parts = []
+    for child, w in child_weights.items():
+        rows = child_rows.get(child)
+        if rows is None or rows.empty or w == 0:
+            continue
+        scaled = rows.copy()
+        scaled["path"] = meta + "/" + scaled["path"]
+        scaled["path_weight"] = scaled["path_weight"] * w
+        scaled["contribution"] = scaled["contribution"] * w
+        parts.append(scaled)
+    if not parts:
+        return pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[CONTRIBUTION_COLUMNS]
+
+
+def net_by_symbol(contributions: pd.DataFrame, min_abs: float = 0.0) -> pd.DataFrame:
+    """Physical view: signed net weight per symbol, long and short gross kept apart."""
+    cols = ["symbol", "net_weight", "long_weight", "short_weight", "n_paths", "contributors"]
+    if contributions.empty:
+        return pd.DataFrame(columns=cols)
+    c = contributions
+    grouped = c.groupby("symbol", sort=False)
+    out = pd.DataFrame({
+        "net_weight": grouped["contribution"].sum(),
+        "long_weight": c["contribution"].clip(lower=0).groupby(c["symbol"], sort=False).sum(),
+        "short_weight": (-c["contribution"].clip(upper=0)).groupby(c["symbol"], sort=False).sum(),
+        "n_paths": grouped.size(),
+        "contributors": grouped[["path", "contribution"]].apply(
+            lambda g: "; ".join(f"{p} {v:+.4f}" for p, v in
+                                sorted(zip(g["path"], g["contribution"]), key=lambda t: -abs(t[1])))),
+    }).reset_index()
+    out = out[out["net_weight"].abs() >= min_abs] if min_abs > 0 else out
+    return out.reindex(out["net_weight"].abs().sort_values(ascending=False).index).reset_index(drop=True)[cols]
+
+
+def child_clusters(weights: pd.Series, returns: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
+    """Correlation cluster (1-based) of each child; children without enough data get their own."""
+    names = list(weights.index)
+    usable = [c for c in names if c in returns.columns]
+    if len(usable) >= 2:
+        X = returns[usable].to_numpy(dtype=float)
+        clean = X[~np.isnan(X).any(axis=1)]
+        if len(clean) >= 3:
+            found = dict(zip(usable, Dendrogram.of(clean).labels(threshold)[0].tolist()))
+            free = iter(range(max(found.values()) + 1, max(found.values()) + 1 + len(names)))
+            return pd.Series([found[c] if c in found else next(free) for c in names], index=weights.index, dtype=int)
+    return pd.Series(np.arange(1, len(weights) + 1), index=weights.index)
+
+
+def cluster_tree(meta: str, weights: pd.Series, returns: pd.DataFrame, threshold: float,
+                 refs: dict[str, str]) -> pd.DataFrame:
+    """The uncollapsed tree at one level: meta -> correlation clusters of children -> children.
+
+    Child rows carry their intra-cluster weight and a `ref` to the child's own artefact (a child
+    meta's tree, a sleeve's weights), so nested levels are linked by reference, not copied.
+    """
+    labels = child_clusters(weights, returns, threshold)
+    rows = [{"node": meta, "parent": "", "level": 0, "kind": "meta", "weight": float(weights.sum()),
+             "intra_weight": 1.0, "ref": ""}]
+    for label in sorted(labels.unique()):
+        members = labels.index[labels == label]
+        cw = float(weights[members].sum())
+        node = f"{meta}/cluster_{label}"
+        rows.append({"node": node, "parent": meta, "level": 1, "kind": "cluster", "weight": cw,
+                     "intra_weight": 1.0, "ref": ""})
+        for child in members:
+            rows.append({"node": child, "parent": node, "level": 2, "kind": "child",
+                         "weight": float(weights[child]),
+                         "intra_weight": float(weights[child] / cw) if cw > 0 else 0.0,
+                         "ref": refs.get(child, "")})
+    return pd.DataFrame(rows)
+
+
+def success_share(outcomes: list[bool]) -> float:
+    """Share of successful optimisations (NaN when there is nothing to judge)."""
+    return float(np.mean(outcomes)) if outcomes else float("nan")
+
+
+def health_vetoes(matrix: pd.DataFrame, shares: dict[str, float], threshold: float) -> dict[str, str]:
+    """Children to veto at this date, with the reason.
+
+    A child is vetoed when its share of successful optimisations over the window is below
+    `threshold`, when its stream is flat (no investable data: a sleeve sitting in cash), or when it
+    has no stream in the window while other children do.
+    """
+    return health_vetoes_array(matrix.to_numpy(dtype=float), list(matrix.columns), shares, threshold)
+
+
+def health_vetoes_array(values: np.ndarray, names: list[str], shares: dict[str, float],
+                        threshold: float) -> dict[str, str]:
+    """`health_vetoes` on the (days x children) matrix as an array."""
+    vetoed: dict[str, str] = {}
+    present = ~np.isnan(values)
+    has_data = bool(present.any())
+    for j, child in enumerate(names):
+        col = values[present[:, j], j]
+        share = shares.get(child, float("nan"))
+        if len(col) == 0 and has_data:  # nobody has data yet is a history question, not a health one
+            vetoed[child] = "no stream in the window"
+        elif len(col) >= 2 and col.std(ddof=0) <= FLAT_STD:
+            vetoed[child] = "flat stream: no investable data in the window"
+        elif not np.isnan(share) and share < threshold:
+            vetoed[child] = f"optimisation success {share:.0%} < {threshold:.0%} over the window"
+    return vetoed
+
+
+@dataclass
+class MetaAllocation:
+    """A meta's weights at one date and how they were produced (`values` / `raw_values` in child order)."""
+
+    values: np.ndarray
+    raw_values: np.ndarray
+    names: list[str]
+    engine: str
+    profile_used: str
+    status: str
+    vetoed: dict[str, str] = field(default_factory=dict)
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def weights(self) -> pd.Series:
+        return pd.Series(self.values, index=self.names, dtype=float)
+
+    @property
+    def raw(self) -> pd.Series:
+        return pd.Series(self.raw_values, index=self.names, dtype=float)
+
+
+def allocate(matrix: pd.DataFrame, *, profile: str, engine: str, chain: tuple[str, ...], lower: float,
+             upper: float, min_history: int, vetoed: dict[str, str]) -> MetaAllocation:
+    """Optimise across the healthy children, then project onto the manifest's bounds.
+
+    Vetoed children get exactly 0 and the rest are re-normalised. If the survivors cannot reach
+    1 under `upper` (2 children, max 0.9, one vetoed), the cap is relaxed to 1/n and said so.
+    With every child vetoed the meta falls back to equal weight, flagged in the status.
+    """
+    return allocate_array(matrix.to_numpy(dtype=float), list(matrix.columns), profile=profile, engine=engine,
+                          chain=chain, lower=lower, upper=upper, min_history=min_history, vetoed=vetoed)
+
+
+def allocate_array(values: np.ndarray, names: list[str], *, profile: str, engine: str, chain: tuple[str, ...],
+                   lower: float, upper: float, min_history: int, vetoed: dict[str, str]) -> MetaAllocation:
+    """`allocate` on the (days x children) matrix as an array, children named `names`."""
+    live = [i for i, c in enumerate(names) if c not in vetoed]
+    notes = [f"vetoed {c} ({r})" for c, r in vetoed.items()]
+    k = len(names)
+    if not live:
+        w = np.full(k, 1.0 / k)
+        return MetaAllocation(w, w.copy(), names, "platform", "equal_weight",
+                              "equal_weight: every child vetoed; " + "; ".join(notes), dict(vetoed), (0.0, 1.0))
+    if len(values) < min_history:
+        raw = np.full(len(live), 1.0 / len(live))
+        eng, used, status = "platform", "equal_weight", f"equal_weight: {len(values)} < {min_history} days of history"
+    else:
+        result = optimise_array(values[:, live], [names[i] for i in live], profile, engine=engine, chain=chain)
+        raw, eng, used = np.nan_to_num(result.values, nan=0.0), result.engine, result.profile_used
+        status = "optimised" if not result.fallback_used else f"fallback: {result.chain_text()}"
+    lo, hi = lower, max(upper, 1.0 / len(live))
+    if hi != upper:
+        notes.append(f"max weight relaxed to {hi:.4f} for {len(live)} healthy children")
+    weights = np.zeros(k)
+    weights[live] = project_bounded_simplex(raw, lo, hi)
+    full_raw = np.zeros(k)
+    full_raw[live] = raw
+    return MetaAllocation(weights, full_raw, names, eng, used, "; ".join([status, *notes]), dict(vetoed), (lo, hi))
+
+
+def cluster_labels(values: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """`child_clusters` on the (days x children) matrix as an array: 1-based correlation clusters of the
+    days every child has; children without enough data each get their own."""
+    k = values.shape[1]
+    clean = values[~np.isnan(values).any(axis=1)]
+    if k >= 2 and len(clean) >= 3:
+        return Dendrogram.of(clean).labels(threshold)[0]
+    return np.arange(1, k + 1)
+
+
+# ---- the same maths on arrays, for every rebalance date of a backtest --------------------------
+
+
+class ChildStream:
+    """A child's daily stream as arrays sorted by holding period, so any window of periods is a slice.
+
+    `periods[i]` is the rebalance date whose holding period (previous date, periods[i]] day
+    `dates[i]` belongs to; a meta's window is a range of periods, as its children's streams are
+    stored by period.
+    """
+
+    def __init__(self, periods: np.ndarray, dates: np.ndarray, values: np.ndarray):
+        order = np.lexsort((dates, periods))
+        self.periods, self.dates, self.values = periods[order], dates[order], values[order]
+
+    @classmethod
+    def empty(cls) -> ChildStream:
+        e = np.array([], dtype="datetime64[D]")
+        return cls(e, e, np.zeros(0))
+
+    def rows(self, after, until) -> slice:
+        """Rows of the periods with rebalance date in (after, until] (after None: from the start)."""
+        lo = 0 if after is None else int(np.searchsorted(self.periods, np.datetime64(after, "D"), side="right"))
+        return slice(lo, int(np.searchsorted(self.periods, np.datetime64(until, "D"), side="right")))
+
+    def series(self, after, until) -> pd.Series:
+        sel = self.rows(after, until)
+        return pd.Series(self.values[sel], index=pd.DatetimeIndex(self.dates[sel])).sort_index()
+
+
+def window_matrix(streams: dict[str, ChildStream], names: list[str], after, until,
+                  tail: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The children's streams over the periods in (after, until], inner-joined on dates, last `tail` days.
+
+    A child with no row in the window is left out of the join (all NaN in its column): it would
+    empty the join for everyone, and the health gate vetoes it. Returns (dates, matrix with one
+    column per name, info {"union_days", "kept_days", "lost_share"}).
+    """
+    parts = {c: streams[c].rows(after, until) for c in names}
+    present = [c for c in names if parts[c].stop > parts[c].start]
+    joined = present or names
+    dates_by = {c: streams[c].dates[parts[c]] for c in joined}
+    for c, ds in dates_by.items():
+        if len(ds) > 1 and (np.diff(ds) == np.timedelta64(0, "D")).any():
+            dup = ds[1:][np.diff(ds) == np.timedelta64(0, "D")]
+            raise ValueError(f"stream {c!r} has duplicated dates: {dup[:3].tolist()}")
+    union = np.unique(np.concatenate([dates_by[c] for c in joined])) if joined else np.array([], dtype="datetime64[D]")
+    common = union
+    for c in joined:
+        common = np.intersect1d(common, dates_by[c], assume_unique=True)
+    info = {"union_days": len(union), "kept_days": len(common),
+            "lost_share": (1 - len(common) / len(union)) if len(union) else 0.0}
+    common = common[-tail:] if tail else common
+    matrix = np.full((len(common), len(names)), np.nan)
+    for j, c in enumerate(names):
+        if c in joined and len(common):
+            sel = parts[c]
+            pos = np.searchsorted(dates_by[c], common)
+            matrix[:, j] = streams[c].values[sel][pos]
+    return common, matrix, info
+
+
+def outer_matrix(streams: dict[str, ChildStream], names: list[str], after, until) -> tuple[np.ndarray, np.ndarray]:
+    """Every day any child has in the periods (after, until], NaN where a child has none (earns 0)."""
+    parts = {c: streams[c].rows(after, until) for c in names}
+    dates = np.unique(np.concatenate([streams[c].dates[parts[c]] for c in names])) if names else \
+        np.array([], dtype="datetime64[D]")
+    matrix = np.full((len(dates), len(names)), np.nan)
+    for j, c in enumerate(names):
+        ds = streams[c].dates[parts[c]]
+        if len(ds):
+            matrix[np.searchsorted(dates, ds), j] = streams[c].values[parts[c]]
+    return dates, matrix
+
+
+class SuccessHistory:
+    """A child's optimisation outcomes by date: the share of successes in any window, in O(log n)."""
+
+    def __init__(self, outcomes: list[tuple]):
+        outcomes = sorted(outcomes)
+        self.days = np.array([np.datetime64(d, "D") for d, _ in outcomes], dtype="datetime64[D]")
+        self.cum = np.concatenate([[0], np.cumsum([1 if ok else 0 for _, ok in outcomes])])
+
+    def share(self, after, until) -> float:
+        """Share of successful optimisations dated in (after, until]; NaN when there is none."""
+        lo = int(np.searchsorted(self.days, np.datetime64(after, "D"), side="right"))
+        hi = int(np.searchsorted(self.days, np.datetime64(until, "D"), side="right"))
+        return float((self.cum[hi] - self.cum[lo]) / (hi - lo)) if hi > lo else float("nan")
+
+
+def flatten_rows(meta: str, child_weights: list[tuple[str, float]],
+                 child_rows: dict[str, dict[str, list]]) -> dict[str, list]:
+    """`flatten` on column lists (CONTRIBUTION_COLUMNS): each child's rows scaled by its weight, path prefixed."""
+    out: dict[str, list] = {c: [] for c in CONTRIBUTION_COLUMNS}
+    for child, w in child_weights:
+        rows = child_rows.get(child)
+        if not rows or not rows["symbol"] or w == 0:
+            continue
+        out["symbol"] += rows["symbol"]
+        out["path"] += [f"{meta}/{p}" for p in rows["path"]]
+        out["sleeve"] += rows["sleeve"]
+        out["atom_id"] += rows["atom_id"]
+        out["direction"] += rows["direction"]
+        out["path_weight"] += [p * w for p in rows["path_weight"]]
+        out["sleeve_weight"] += rows["sleeve_weight"]
+        out["contribution"] += [c * w for c in rows["contribution"]]
+    return out
+
+
+def sleeve_rows(sleeve: str, atom_ids: list[str], symbols: list[str], direction: str,
+                weights: np.ndarray) -> dict[str, list]:
+    """`sleeve_contributions` on column lists: path = sleeve, path weight 1, signed by direction."""
+    d = direction.upper()
+    sign = -1.0 if d == "SHORT" else 1.0
+    n = len(atom_ids)
+    return {"symbol": list(symbols), "path": [sleeve] * n, "sleeve": [sleeve] * n, "atom_id": list(atom_ids),
+            "direction": [d] * n, "path_weight": [1.0] * n, "sleeve_weight": [float(w) for w in weights],
+            "contribution": [sign * float(w) for w in weights]}
+
+
+NET_COLUMNS = ["symbol", "net_weight", "long_weight", "short_weight", "n_paths", "contributors"]
+
+
+def net_rows(contributions: dict[str, list]) -> dict[str, list]:
+    """`net_by_symbol` on column lists: signed net per symbol, long and short gross apart, the paths
+    behind it (largest first), ordered by |net| descending."""
+    acc: dict[str, list] = {}
+    for sym, path, c in zip(contributions["symbol"], contributions["path"], contributions["contribution"]):
+        a = acc.get(sym)
+        if a is None:
+            a = acc[sym] = [0.0, 0.0, 0.0, []]
+        a[0] += c
+        if c > 0:
+            a[1] += c
+        elif c < 0:
+            a[2] -= c
+        a[3].append((path, c))
+    symbols = list(acc)
+    net = np.array([acc[s][0] for s in symbols])
+    order = np.argsort(-np.abs(net), kind="stable")
+    out: dict[str, list] = {c: [] for c in NET_COLUMNS}
+    for i in order:
+        s = symbols[i]
+        a = acc[s]
+        out["symbol"].append(s)
+        out["net_weight"].append(a[0])
+        out["long_weight"].append(a[1])
+        out["short_weight"].append(a[2])
+        out["n_paths"].append(len(a[3]))
+        out["contributors"].append("; ".join(f"{p} {v:+.4f}" for p, v in sorted(a[3], key=lambda t: -abs(t[1]))))
+    return out
+
+
+def tree_rows(meta: str, names: list[str], weights: np.ndarray, labels: np.ndarray,
+              refs: dict[str, str]) -> dict[str, list]:
+    """`cluster_tree` on column lists: meta -> correlation clusters of children -> children."""
+    out = {"node": [meta], "parent": [""], "level": [0], "kind": ["meta"], "weight": [float(weights.sum())],
+           "intra_weight": [1.0], "ref": [""]}
+    for label in sorted(set(labels.tolist())):
+        members = [i for i, lab in enumerate(labels) if lab == label]
+        cw = float(weights[members].sum())
+        node = f"{meta}/cluster_{label}"
+        for k, v in (("node", node), ("parent", meta), ("level", 1), ("kind", "cluster"), ("weight", cw),
+                     ("intra_weight", 1.0), ("ref", "")):
+            out[k].append(v)
+        for i in members:
+            for k, v in (("node", names[i]), ("parent", node), ("level", 2), ("kind", "child"),
+                         ("weight", float(weights[i])),
+                         ("intra_weight", float(weights[i] / cw) if cw > 0 else 0.0), ("ref", refs.get(names[i], ""))):
+                out[k].append(v)
+    return out
