@@ -2,7 +2,7 @@
 
 Question: Dagster's multiprocess executor materialises several partitions at the same time. Does a
 "Parquet file per partition, written to a temp file then ``os.replace``d" layout
-(``quant_assets.data.lakehouse.Lakehouse``) cost us anything against a single DuckDB database file
+(``quant_assets.storage.lakehouse.Lakehouse``) cost us anything against a single DuckDB database file
 written with delete-then-insert per partition (what dagster-duckdb's IO manager does), and what does
 the DuckDB file cost once two processes write at once (DuckDB allows one read-write process; a
 second one gets ``IOException: Could not set lock on file``)?
@@ -52,8 +52,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from quant_assets.data.lakehouse import Lakehouse  # noqa: E402
-from quant_assets.data.schemas import TABLES  # noqa: E402
+from quant_assets.storage.lakehouse import Lakehouse  # noqa: E402
+from quant_assets.storage.schemas import TABLES  # noqa: E402
 
 TABLE = "prices"
 ASSET = "bench_prices"

@@ -22,7 +22,8 @@ from dagster import (
 
 from quant_assets.assets import build_assets
 from quant_assets.assets.common import GraphContext
-from quant_assets.data.lakehouse import LakehouseResource, default_root
+from quant_assets.assets.common import LakehouseResource
+from quant_assets.storage.lakehouse import default_root
 from quant_assets.config.manifest import Manifest, load_manifest
 
 # backfill_policy and partitioned checks are "beta" in Dagster 1.13; we pin the version and use

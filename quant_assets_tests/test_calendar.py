@@ -4,14 +4,15 @@ import datetime as dt
 
 import pytest
 
-from quant_assets.data.calendars import Periods, partitions_def, periods_covering, previous_dates, rebalance_dates
+from quant_assets.assets.common import partitions_of
+from quant_assets.data.calendars import Periods, periods_covering, previous_dates, rebalance_dates
 from quant_assets.config.manifest import Calendar, load_manifest
 
 
 def test_yearly_partitions_hold_every_weekly_rebalance_date():
     cal = load_manifest().calendar
     periods = Periods(cal)
-    keys = partitions_def(cal).get_partition_keys()
+    keys = partitions_of(Periods(cal)).get_partition_keys()
     assert keys == [str(y) for y in range(1992, 2023)] == list(periods.keys)
     dates = [d for k in keys for d in periods.dates(k)]
     assert dates == list(rebalance_dates(cal, dt.date(2030, 1, 1)))
@@ -28,7 +29,7 @@ def test_yearly_partitions_hold_every_weekly_rebalance_date():
 def test_quarterly_and_monthly_partitions_agree_with_dagster(period, keys):
     cal = Calendar(frequency="weekly", partition=period, start=dt.date(2020, 1, 1), end=dt.date(2021, 1, 1))
     periods = Periods(cal)
-    assert partitions_def(cal).get_partition_keys() == keys == list(periods.keys)
+    assert partitions_of(Periods(cal)).get_partition_keys() == keys == list(periods.keys)
     assert [d for k in keys for d in periods.dates(k)] == list(rebalance_dates(cal, dt.date(2021, 1, 1)))
     assert periods.window(keys[1])[0] == dt.date(2020, {"quarter": 4, "month": 2}[period], 1)
 
@@ -36,7 +37,7 @@ def test_quarterly_and_monthly_partitions_agree_with_dagster(period, keys):
 def test_a_calendar_ending_mid_year_has_its_unfinished_year_as_the_last_partition():
     cal = Calendar(start=dt.date(2021, 1, 1), end=dt.date(2022, 6, 18))
     periods = Periods(cal)
-    assert partitions_def(cal).get_partition_keys() == ["2021", "2022"]
+    assert partitions_of(Periods(cal)).get_partition_keys() == ["2021", "2022"]
     assert periods.dates("2022")[-1] == dt.date(2022, 6, 10)  # its holding window ends by the calendar's end
 
 

@@ -7,7 +7,7 @@ import pytest
 from dagster import DagsterInstance
 
 from quant_assets.definitions import build_definitions
-from quant_assets.data.lakehouse import Lakehouse
+from quant_assets.storage.lakehouse import Lakehouse
 from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.cli.runner import materialize_range
 

@@ -16,7 +16,9 @@ import pytest
 from dagster import DagsterInstance
 
 from quant_assets.definitions import build_definitions
-from quant_assets.data.lakehouse import Lakehouse
+from quant_assets.assets.common import instance_lookup
+from quant_assets.audit.ledger import AuditLedger
+from quant_assets.storage.lakehouse import Lakehouse
 from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.cli.runner import materialize_range
 
@@ -226,7 +228,7 @@ def test_blocking_check_stops_downstream(tmp_path):
 
 
 def test_audit_ledger_records_every_optimisation(world):
-    ledger = world["lh"].ledger()
+    ledger = AuditLedger.in_lakehouse(world["lh"].root)
     assert ledger.verify().ok
     assert ledger.dangling_intents() == []
     rec = q(world, "SELECT type, step, asset, partition, status, run_id FROM audit_ledger")
@@ -249,7 +251,7 @@ def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
     flat = q(world, "SELECT symbol, net_weight, n_paths FROM flattened_weights WHERE meta='total_portfolio' AND "
                     "risk='hrp' AND rebalance_date='2019-03-29' ORDER BY n_paths DESC, abs(net_weight) DESC")
     symbol = flat["symbol"][0]
-    ex = explain(world["lh"], world["manifest"], "total_portfolio", "hrp", d, symbol, world["instance"])
+    ex = explain(world["lh"], world["manifest"], "total_portfolio", "hrp", d, symbol, instance_lookup(world["instance"]))
     assert ex.net_weight == pytest.approx(flat["net_weight"][0], abs=1e-15)
     assert len(ex.paths) == flat["n_paths"][0]
     assert ex.path_gap < 1e-12 and ex.sum_gap < 1e-12

@@ -6,7 +6,7 @@ import multiprocessing as mp
 import polars as pl
 import pytest
 
-from quant_assets.data.lakehouse import Lakehouse, LakehouseError
+from quant_assets.storage.lakehouse import Lakehouse, LakehouseError
 
 
 def frame(day: dt.date, n: int = 3) -> pl.DataFrame:

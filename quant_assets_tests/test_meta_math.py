@@ -114,6 +114,7 @@ def test_cluster_tree_levels_and_intra_weights():
 
 from quant_assets.audit.checks import meta_weights_problem  # noqa: E402
 from quant_assets.meta.aggregate import allocate, health_vetoes, success_share  # noqa: E402
+from quant_assets.allocation.engines.base import EngineOutput  # noqa: E402
 from quant_assets.allocation.optimise import Engine, register_engine  # noqa: E402
 
 
@@ -160,10 +161,17 @@ def test_bounds_relax_when_vetoes_leave_too_few_children(three_children):
     assert everyone.status.startswith("equal_weight: every child vetoed")
 
 
-class AlwaysFails(Engine):
+class Stub(Engine):
+    """A test engine given as `weights(profile, X)`: what a plugin author writes first."""
+
+    def run(self, request):
+        return EngineOutput(np.asarray(self.weights(request.profile, request.X), dtype=float), {})
+
+
+class AlwaysFails(Stub):
     name = "always_fails_stub"
 
-    def solve(self, profile, returns):
+    def weights(self, profile, returns):
         raise RuntimeError(f"{profile} exploded on purpose")
 
 

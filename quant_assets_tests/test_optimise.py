@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from quant_assets.allocation import optimise as opt
+from quant_assets.allocation.engines.base import EngineOutput
 from quant_assets.allocation.optimise import (
     Attempt,
     Engine,
@@ -157,46 +158,53 @@ def test_max_sharpe_all_negative_mu_falls_back_to_min_variance(negative_mu):
 # --- stub engines: the guarded, recorded fallback chain --------------------------------------------
 
 
-class FailingStub(Engine):
+class Stub(Engine):
+    """A test engine given as `weights(profile, X)`: what a plugin author writes first."""
+
+    def run(self, request):
+        return EngineOutput(np.asarray(self.weights(request.profile, request.X), dtype=float), {})
+
+
+class FailingStub(Stub):
     name = "failing_stub"
 
-    def solve(self, profile, returns):
+    def weights(self, profile, returns):
         raise RuntimeError("solver exploded")
 
 
-class NanStub(Engine):
+class NanStub(Stub):
     name = "nan_stub"
 
-    def solve(self, profile, returns):
+    def weights(self, profile, returns):
         return np.full(returns.shape[1], np.nan)
 
 
-class ShortSumStub(Engine):
+class ShortSumStub(Stub):
     name = "sum07_stub"
 
-    def solve(self, profile, returns):
+    def weights(self, profile, returns):
         return np.full(returns.shape[1], 0.7 / returns.shape[1])
 
 
-class NegativeStub(Engine):
+class NegativeStub(Stub):
     name = "negative_stub"
 
-    def solve(self, profile, returns):
+    def weights(self, profile, returns):
         n = returns.shape[1]
         return np.r_[np.full(n - 1, 1.2 / (n - 1)), -0.2]  # sums to 1, one short
 
 
-class WrongShapeStub(Engine):
+class WrongShapeStub(Stub):
     name = "wrong_shape_stub"
 
-    def solve(self, profile, returns):
+    def weights(self, profile, returns):
         return np.ones(returns.shape[1] + 1) / (returns.shape[1] + 1)
 
 
-class HrpOnlyStub(Engine):
+class HrpOnlyStub(Stub):
     name = "hrp_only_stub"
 
-    def solve(self, profile, returns):
+    def weights(self, profile, returns):
         if profile != "hrp":
             raise RuntimeError(f"{profile} unsupported")
         return np.array([0.25, 0.75])

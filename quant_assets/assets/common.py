@@ -12,7 +12,7 @@ the lakehouse instead of being recomputed, so a UI subset materialises exactly w
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,20 +23,75 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     BackfillPolicy,
+    ConfigurableResource,
     FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
+    TableColumn,
+    TableSchema,
     TimeWindowPartitionsDefinition,
 )
 
-from quant_assets.data.calendars import Periods
-from quant_assets.data.lakehouse import Lakehouse
+from quant_assets.naming import (  # noqa: F401  (re-exported: the factories name assets through common)
+    candidates_name,
+    prices_name,
+    returns_name,
+    features_name,
+    regime_name,
+    clusters_name,
+    cluster_sensitivity_name,
+    rankings_name,
+    vetoes_name,
+    selection_name,
+    sleeve_weights_name,
+    sleeve_returns_name,
+    meta_returns_name,
+    meta_weights_name,
+    meta_tree_name,
+    meta_portfolio_returns_name,
+    flattened_name,
+    report_name,
+    tournament_name,
+    orders_name,
+    implemented_name,
+)
+from quant_assets.data.calendars import PERIOD_CRON, PERIOD_FORMAT, Periods, next_period_start, period_start
+from quant_assets.audit.ledger import AuditLedger
+from quant_assets.storage.lakehouse import Lakehouse
 from quant_assets.config.manifest import Manifest
-from quant_assets.data.schemas import TABLES
+from quant_assets.storage.schemas import TABLES
 
 SINGLE_RUN = BackfillPolicy.single_run()
+
+
+class LakehouseResource(ConfigurableResource):
+    """Dagster resource pointing at the lakehouse root (tests pass a temporary directory)."""
+
+    root: str
+
+    def get(self) -> Lakehouse:
+        return Lakehouse(self.root)
+
+
+def column_schema(table: str) -> TableSchema:
+    """A lakehouse table's columns as Dagster shows them on the asset page."""
+    return TableSchema(columns=[TableColumn(name, str(dtype).lower()) for name, dtype in TABLES[table].schema.items()])
+
+
+def partitions_of(periods: Periods) -> TimeWindowPartitionsDefinition:
+    """Dagster's partitions of a calendar: one time window per period, keyed like `Periods.key`."""
+    cal = periods.calendar
+    first = period_start(periods.all_dates[0] if periods.all_dates else cal.start, periods.period)
+    fmt = PERIOD_FORMAT[periods.period]
+    start = dt.datetime.combine(first, dt.time())
+    if cal.end is None:  # open-ended: include the current, unfinished period
+        return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[periods.period], start=start, fmt=fmt,
+                                              end_offset=1)
+    end = dt.datetime.combine(next_period_start(periods.all_dates[-1], periods.period), dt.time())
+    return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[periods.period], start=start, end=end, fmt=fmt)
 OWNER = "team:quant-research"
 
 
@@ -57,7 +112,7 @@ class GraphContext:
     @classmethod
     def of(cls, manifest: Manifest, freshness: FreshnessPolicy | None = None) -> GraphContext:
         periods = Periods(manifest.calendar)
-        return cls(manifest, periods, periods.partitions_def(), freshness)
+        return cls(manifest, periods, partitions_of(periods), freshness)
 
     @property
     def spec_defaults(self) -> dict:
@@ -77,31 +132,6 @@ class GraphContext:
 PREVIOUS_PARTITION = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
-# ---- asset names: the domain vocabulary of the graph ------------------------------------
-
-def candidates_name(universe: str) -> str: return f"candidates_{universe}"
-def prices_name(universe: str) -> str: return f"prices_{universe}"
-def returns_name(universe: str) -> str: return f"returns_{universe}"
-def features_name(universe: str) -> str: return f"features_{universe}"
-def regime_name(universe: str) -> str: return f"regime_{universe}"
-def clusters_name(sleeve: str) -> str: return f"clusters_{sleeve}"
-def cluster_sensitivity_name(sleeve: str) -> str: return f"cluster_sensitivity_{sleeve}"
-def rankings_name(sleeve: str) -> str: return f"rankings_{sleeve}"
-def vetoes_name(sleeve: str) -> str: return f"vetoes_{sleeve}"
-def selection_name(sleeve: str) -> str: return f"selection_{sleeve}"
-def sleeve_weights_name(sleeve: str, risk: str) -> str: return f"sleeve_weights_{sleeve}_{risk}"
-def sleeve_returns_name(sleeve: str, risk: str) -> str: return f"sleeve_returns_{sleeve}_{risk}"
-def meta_returns_name(meta: str, risk: str) -> str: return f"meta_returns_{meta}_{risk}"
-def meta_weights_name(meta: str, risk: str) -> str: return f"meta_weights_{meta}_{risk}"
-def meta_tree_name(meta: str, risk: str) -> str: return f"meta_cluster_tree_{meta}_{risk}"
-def meta_portfolio_returns_name(meta: str, risk: str) -> str: return f"meta_portfolio_returns_{meta}_{risk}"
-def flattened_name(meta: str, risk: str) -> str: return f"flattened_weights_{meta}_{risk}"
-def report_name(meta: str, risk: str) -> str: return f"meta_report_{meta}_{risk}"
-def tournament_name(sleeve: str) -> str: return f"tournament_{sleeve}"
-def orders_name(meta: str, risk: str) -> str: return f"rebalance_orders_{meta}_{risk}"
-def implemented_name(meta: str, risk: str) -> str: return f"implemented_weights_{meta}_{risk}"
-
-
 # ---- a run of a step ---------------------------------------------------------------------
 
 @dataclass
@@ -114,6 +144,10 @@ class Run:
     keys: list[str]  # the partitions of this run, ascending
     selected: set[str] = field(default_factory=set)
     _results: dict[str, tuple[dict, list]] = field(default_factory=dict)
+
+    @property
+    def ledger(self) -> AuditLedger:
+        return AuditLedger.in_lakehouse(self.lh.root)
 
     @classmethod
     def of(cls, context: AssetExecutionContext, graph: GraphContext, lh: Lakehouse) -> Run:
@@ -208,7 +242,7 @@ class Run:
                            f"{'rebalance_dates' if column == 'rebalance_date' else 'days'}": dates.n_unique()})
             md.update((per_partition or {}).get(key, {}))
             self.context.add_asset_metadata(md, asset_key=asset, partition_key=key)
-        self._results[asset] = ({"dagster/column_schema": TABLES[table].dagster_schema(), "lakehouse_table": table,
+        self._results[asset] = ({"dagster/column_schema": column_schema(table), "lakehouse_table": table,
                                  "partitions_in_run": len(self.keys), **common}, self._results.get(asset, ({}, []))[1])
 
     def check(self, asset: str, result: AssetCheckResult) -> None:
@@ -279,3 +313,19 @@ def performance_metadata(days: np.ndarray, returns: np.ndarray, turnover: np.nda
     keys = ("total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar", "cvar95", "turnover")
     return {"oos_days": int(perf["days"]),
             **{f"oos_{k}": round(float(perf[k]), 6) for k in keys if k in perf and np.isfinite(perf[k])}}
+
+
+def instance_lookup(instance) -> Callable[[str, str], tuple[str, str | None, str] | None]:
+    """`explain`'s view of a Dagster instance: the latest materialisation of an asset partition."""
+
+    def latest(asset: str, partition: str) -> tuple[str, str | None, str] | None:
+        result = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1)
+        if not result.records:
+            return None
+        entry = result.records[0].event_log_entry
+        mat = entry.asset_materialization
+        at = dt.datetime.fromtimestamp(entry.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return entry.run_id, (mat.tags or {}).get("dagster/data_version") if mat else None, at
+
+    return latest

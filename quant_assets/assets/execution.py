@@ -18,6 +18,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
+    LakehouseResource,
     OWNER,
     SINGLE_RUN,
     GraphContext,
@@ -27,7 +28,7 @@ from quant_assets.assets.common import (
     orders_name,
     preview,
 )
-from quant_assets.data.lakehouse import Lakehouse, LakehouseResource
+from quant_assets.storage.lakehouse import Lakehouse
 from quant_assets.execution.orders import order_rows, turnover_of
 
 

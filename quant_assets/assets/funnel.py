@@ -19,6 +19,7 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
+    LakehouseResource,
     SINGLE_RUN,
     GraphContext,
     Run,
@@ -38,7 +39,6 @@ from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.selection.clustering import SENSITIVITY_THRESHOLDS, Dendrogram, check_regime
 from quant_assets.selection.features import FEATURE_COLUMNS
 from quant_assets.selection.filters import VETO_COLUMNS
-from quant_assets.data.lakehouse import LakehouseResource
 from quant_assets.selection.market import dense_matrix
 from quant_assets.meta.plots import heatmap_md
 from quant_assets.assets.progress import track

@@ -16,6 +16,7 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
+    LakehouseResource,
     SINGLE_RUN,
     GraphContext,
     Run,
@@ -29,7 +30,6 @@ from quant_assets.assets.common import (
 )
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.audit.checks import coverage_problem
-from quant_assets.data.lakehouse import LakehouseResource
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
 from quant_assets.meta.plots import regime_strip_md
 from quant_assets.assets.progress import track

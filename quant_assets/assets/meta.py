@@ -30,6 +30,7 @@ from dagster import (
 )
 
 from quant_assets.assets.common import (
+    LakehouseResource,
     SINGLE_RUN,
     GraphContext,
     Run,
@@ -50,7 +51,6 @@ from quant_assets.assets.common import (
 from quant_assets.audit.ledger import OptimisationLog, iso_days, matrix_digest, weights_digest
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.audit.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
-from quant_assets.data.lakehouse import LakehouseResource
 from quant_assets.config.manifest import ChildRef
 from quant_assets.meta.aggregate import (
     CONTRIBUTION_COLUMNS,
@@ -279,7 +279,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                                        min_history=lb.meta_min_history_days, vetoed=vetoed)
             except Exception as err:
                 logs[run.key_of(d)].add(d, inputs, "error", None, error=repr(err)[:300])
-                run.lh.ledger().append_pairs([log.pair() for log in logs.values() if log.entries])
+                run.ledger.append_pairs([log.pair() for log in logs.values() if log.entries])
                 raise
             w = alloc.values
             kind = alloc.status.split(":")[0].split(";")[0].strip()  # optimised | fallback | equal_weight
@@ -298,8 +298,8 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             if problem:
                 failures[d.isoformat()] = problem
         if compute_w:
-            offset, written = run.lh.ledger().append_pairs([log.pair() for log in logs.values() if log.entries])
-            ledger_check = run.lh.ledger().verify_batch(offset, written)
+            offset, written = run.ledger.append_pairs([log.pair() for log in logs.values() if log.entries])
+            ledger_check = run.ledger.verify_batch(offset, written)
             parts = run.write("meta_weights", n_mw, pl.DataFrame(columns), meta=meta, risk=risk)
             per_key = {}
             for k, p in parts.items():

@@ -16,6 +16,7 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
+    LakehouseResource,
     PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
@@ -37,7 +38,6 @@ from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.audit.ledger import OptimisationLog, matrix_digest, selection_digest, weights_digest
 from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
 from quant_assets.selection.features import antifragility_matrix
-from quant_assets.data.lakehouse import LakehouseResource
 from quant_assets.selection.market import dense_matrix
 from quant_assets.allocation.optimise import FALLBACK_CHAINS, optimise_array
 from quant_assets.assets.progress import track
@@ -217,7 +217,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 if problem:
                     failures[risk][d.isoformat()] = problem
         offset, written = _append(run, logs)
-        ledger_check = run.lh.ledger().verify_batch(offset, written)
+        ledger_check = run.ledger.verify_batch(offset, written)
         for risk in wanted:
             n_w = sleeve_weights_name(sleeve, risk)
             parts = run.write("sleeve_weights", n_w, pl.DataFrame(columns[risk]) if columns[risk] else pl.DataFrame(),
@@ -233,7 +233,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                                         direction=cfg.direction))
             run.check(n_w, check_result("audit_complete", n_w, {} if ledger_check.ok else {"ledger": ledger_check.reason},
                                         len(dates), ledger_records=len(written),
-                                        ledger=MetadataValue.path(str(run.lh.ledger().path))))
+                                        ledger=MetadataValue.path(str(run.ledger.path))))
         return out
 
     def _returns(run: Run, panel, risk: str, computed: dict[dt.date, Holding] | None) -> None:
@@ -331,7 +331,7 @@ def _stored_state(run: Run, asset: str, key: str) -> tuple[float, bool] | None:
 
 def _append(run: Run, logs: dict[str, dict[str, OptimisationLog]]):
     pairs = [log.pair() for by_key in logs.values() for log in by_key.values() if log.entries]
-    return run.lh.ledger().append_pairs(pairs)
+    return run.ledger.append_pairs(pairs)
 
 
 def _provenance(result) -> dict:

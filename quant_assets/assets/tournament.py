@@ -18,6 +18,7 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from quant_assets.assets.common import (
+    LakehouseResource,
     PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
@@ -32,7 +33,6 @@ from quant_assets.assets.common import (
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.assets.sleeves import atom_scores, selections_by_date, sleeve_pool
-from quant_assets.data.lakehouse import LakehouseResource
 from quant_assets.selection.market import dense_matrix
 from quant_assets.allocation.optimise import PLATFORM_PROFILES, optimise_array
 from quant_assets.meta.plots import drawdowns_md, equity_curves_md

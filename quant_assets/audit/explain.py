@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 import polars as pl
 
-from quant_assets.assets.common import (
+from quant_assets.naming import (
     flattened_name,
     meta_weights_name,
     prices_name,
@@ -23,10 +24,17 @@ from quant_assets.assets.common import (
     selection_name,
     sleeve_weights_name,
 )
-from quant_assets.audit.ledger import frame_hash, weights_hash
+from quant_assets.audit.ledger import AuditLedger, frame_hash, weights_hash
 from quant_assets.data.calendars import Periods
-from quant_assets.data.lakehouse import Lakehouse
-from quant_assets.config.manifest import Manifest
+from quant_assets.storage.lakehouse import Lakehouse
+
+
+if TYPE_CHECKING:  # the manifest is passed in; audit sits below config
+    from quant_assets.config.manifest import Manifest
+
+# (asset, partition) -> (run id, data version, "YYYY-MM-DD HH:MM UTC") of its latest materialisation,
+# or None. The Dagster layer answers it from the instance (`assets.common.instance_lookup`).
+MaterializationLookup = Callable[[str, str], "tuple[str, str | None, str] | None"]
 
 
 class ExplainError(LookupError):
@@ -132,7 +140,7 @@ def _meta_weights(lh: Lakehouse, periods: Periods, meta: str, risk: str, date: d
 
 
 def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.date, symbol: str,
-            instance=None) -> Explanation:
+            materializations: MaterializationLookup | None = None) -> Explanation:
     if meta not in manifest.metas:
         raise ExplainError(f"unknown meta {meta!r}; metas: {sorted(manifest.metas)}")
     if risk not in manifest.meta_risks(meta):
@@ -167,11 +175,12 @@ def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.da
                                      float(r.contribution)))
     out = Explanation(meta, risk, date, symbol, float(flat.loc[symbol, "net_weight"]),
                       float(flat.loc[symbol, "long_weight"]), float(flat.loc[symbol, "short_weight"]), paths)
-    out.inputs = _inputs(lh, manifest, periods, out, instance)
+    out.inputs = _inputs(lh, manifest, periods, out, materializations)
     return out
 
 
-def _inputs(lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation, instance) -> list[InputRecord]:
+def _inputs(lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation,
+            materializations: MaterializationLookup | None) -> list[InputRecord]:
     """Every asset partition the weight depends on, upstream from the flattened weights."""
     inputs = [("flattened_weights", flattened_name(ex.meta, ex.risk))]
     for meta in dict.fromkeys(lv.parent for p in ex.paths for lv in p.levels):
@@ -195,8 +204,9 @@ def _inputs(lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation
             rec.ledger = f"{outcome['step']} {entry['status']}, output {str(entry['output_hash'])[:12]}"
             if stored is not None:
                 rec.ledger_match = weights_hash(table, stored) == entry["output_hash"]
-        if instance is not None:
-            _fill_from_instance(rec, partition, instance)
+        found = materializations(asset, partition) if materializations is not None else None
+        if found is not None:
+            rec.run_id, rec.data_version, rec.materialized_at = found
         records.append(rec)
     return records
 
@@ -204,23 +214,9 @@ def _inputs(lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation
 def _latest_outcomes(lh: Lakehouse, assets: set[str], partition: str, date: str) -> dict[str, tuple[dict, dict]]:
     """The latest outcome of each asset's partition, with its entry for the rebalance date."""
     out = {}
-    for rec in lh.ledger().records():
+    for rec in AuditLedger.in_lakehouse(lh.root).records():
         if rec["type"] == "outcome" and rec["asset"] in assets and rec["partition"] == partition:
             for entry in rec.get("detail", {}).get("optimisations", []):
                 if entry["rebalance_date"] == date:
                     out[rec["asset"]] = (rec, entry)
     return out
-
-
-def _fill_from_instance(rec: InputRecord, partition: str, instance) -> None:
-    from dagster import AssetKey, AssetRecordsFilter
-
-    result = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(rec.asset), asset_partitions=[partition]), limit=1)
-    if not result.records:
-        return
-    entry = result.records[0].event_log_entry
-    mat = entry.asset_materialization
-    rec.run_id = entry.run_id
-    rec.data_version = (mat.tags or {}).get("dagster/data_version") if mat else None
-    rec.materialized_at = dt.datetime.fromtimestamp(entry.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 
-from quant_assets.data.lakehouse import REPO_ROOT, Lakehouse, default_root
+from quant_assets.storage.lakehouse import REPO_ROOT, Lakehouse, default_root
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -158,6 +158,7 @@ def cmd_summary(args) -> int:
 def cmd_explain(args) -> int:
     from dagster import DagsterInstance
 
+    from quant_assets.assets.common import instance_lookup
     from quant_assets.audit.explain import ExplainError, explain
     from quant_assets.config.manifest import load_manifest
 
@@ -165,7 +166,7 @@ def cmd_explain(args) -> int:
     try:
         with DagsterInstance.get() as instance:
             print(explain(Lakehouse(default_root()), load_manifest(), args.meta, args.risk, args.date, args.symbol,
-                          instance).render())
+                          instance_lookup(instance)).render())
     except ExplainError as err:
         print(f"cannot explain: {err}", file=sys.stderr)
         return 2
@@ -173,7 +174,9 @@ def cmd_explain(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    ledger = Lakehouse(default_root()).ledger()
+    from quant_assets.audit.ledger import AuditLedger
+
+    ledger = AuditLedger.in_lakehouse(default_root())
     result = ledger.verify()
     dangling = ledger.dangling_intents()
     print(f"{ledger.path}: {result.records} records, chain {'intact' if result.ok else 'BROKEN'}"

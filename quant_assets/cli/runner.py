@@ -13,7 +13,7 @@ from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProce
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from quant_assets.data.calendars import Periods, calendar_days_covering
-from quant_assets.data.lakehouse import Lakehouse
+from quant_assets.storage.lakehouse import Lakehouse
 from quant_assets.config.manifest import Manifest
 
 

@@ -18,6 +18,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from quant_assets.data.calendars import Calendar
+from quant_assets.data.health import HealthPolicy
 from quant_assets.allocation.optimise import ENGINES as ENGINE_REGISTRY
 from quant_assets.allocation.optimise import PROFILES, RiskConfig
 from quant_assets.selection.regime import RegimeSettings
@@ -47,25 +49,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Calendar(_Strict):
-    """Rebalance dates (`frequency`) and the partitions that hold them (`partition`: one per period)."""
-
-    frequency: Literal["daily", "weekly", "monthly"] = "weekly"
-    weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = "friday"
-    partition: Literal["year", "quarter", "month"] = Field(
-        "year", description="Dagster partition = one calendar period holding its rebalance dates as rows")
-    start: dt.date
-    end: dt.date | None = Field(default=None, description="exclusive; None = open-ended")
-    demo_start: dt.date | None = Field(default=None, description="`make demo` range; default: the whole calendar")
-    demo_end: dt.date | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Calendar:
-        if self.end is not None and self.end <= self.start:
-            raise ValueError(f"calendar.end ({self.end}) must be after calendar.start ({self.start})")
-        return self
-
-
 class Lookbacks(_Strict):
     """Trailing windows, in trading days (rows of the returns matrix)."""
 
@@ -88,14 +71,6 @@ class Lookbacks(_Strict):
                 f"lookbacks.meta_window_days ({self.meta_window_days})"
             )
         return self
-
-
-class HealthPolicy(_Strict):
-    """Returns-stage data hygiene. Every exclusion is recorded with its reason."""
-
-    toxic_abs_return: float = Field(5.0, gt=0, description="|daily return| above this marks a symbol toxic")
-    max_missing_share: float = Field(0.10, ge=0, le=1)
-    min_coverage: float = Field(0.5, ge=0, le=1, description="asset check: share of eligible symbols kept")
 
 
 class Friction(_Strict):

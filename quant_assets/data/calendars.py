@@ -22,12 +22,33 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from dagster import TimeWindowPartitionsDefinition
 
-from quant_assets.config.manifest import Calendar
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+class Calendar(BaseModel):
+    """Rebalance dates (`frequency`) and the partitions that hold them (`partition`: one per period)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frequency: Literal["daily", "weekly", "monthly"] = "weekly"
+    weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = "friday"
+    partition: Literal["year", "quarter", "month"] = Field(
+        "year", description="Dagster partition = one calendar period holding its rebalance dates as rows")
+    start: dt.date
+    end: dt.date | None = Field(default=None, description="exclusive; None = open-ended")
+    demo_start: dt.date | None = Field(default=None, description="`make demo` range; default: the whole calendar")
+    demo_end: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Calendar:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"calendar.end ({self.end}) must be after calendar.start ({self.start})")
+        return self
+
 
 TRADING_DAYS_PER_PERIOD = {"daily": 1, "weekly": 5, "monthly": 21}
 PERIOD_CRON = {"year": "0 0 1 1 *", "quarter": "0 0 1 1,4,7,10 *", "month": "0 0 1 * *"}
@@ -145,17 +166,4 @@ class Periods:
         """Periods holding a rebalance date in [start, end]."""
         return list(dict.fromkeys(self.key(d) for d in self.all_dates if start <= d <= end))
 
-    def partitions_def(self) -> TimeWindowPartitionsDefinition:
-        cal = self.calendar
-        first = period_start(self.all_dates[0] if self.all_dates else cal.start, self.period)
-        fmt = PERIOD_FORMAT[self.period]
-        start = dt.datetime.combine(first, dt.time())
-        if cal.end is None:  # open-ended: include the current, unfinished period
-            return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[self.period], start=start, fmt=fmt,
-                                                  end_offset=1)
-        end = dt.datetime.combine(next_period_start(self.all_dates[-1], self.period), dt.time())
-        return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[self.period], start=start, end=end, fmt=fmt)
 
-
-def partitions_def(cal: Calendar) -> TimeWindowPartitionsDefinition:
-    return Periods(cal).partitions_def()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from quant_assets.config.manifest import HealthPolicy
+from pydantic import BaseModel, ConfigDict, Field
 
 INSUFFICIENT_HISTORY = "insufficient_history"  # not yet eligible: not counted against coverage
 VERDICT_COLUMNS = ["symbol", "status", "reason", "value", "threshold", "n_obs"]
@@ -45,6 +45,24 @@ class Verdicts:
         return pd.DataFrame({"symbol": self.symbols, "status": np.where(self.kept, "kept", "excluded"),
                              "reason": self.reason, "value": self.value, "threshold": self.threshold,
                              "n_obs": np.asarray(self.n_obs, dtype=np.int64)}, columns=VERDICT_COLUMNS)
+
+
+class HealthPolicy(BaseModel):
+    """Returns-stage data hygiene. Every exclusion is recorded with its reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    toxic_abs_return: float = Field(5.0, gt=0, description="|daily return| above this marks a symbol toxic")
+    max_missing_share: float = Field(0.10, ge=0, le=1)
+    min_coverage: float = Field(0.5, ge=0, le=1, description="asset check: share of eligible symbols kept")
+
+
+def simple_returns(closes: np.ndarray) -> np.ndarray:
+    """close_t / close_{t-1} - 1 per column (NaN where either close is missing; row 0 NaN)."""
+    out = np.full(closes.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[1:] = closes[1:] / closes[:-1] - 1
+    return out
 
 
 def judge(closes: np.ndarray, returns: np.ndarray, symbols: list[str], policy: HealthPolicy,
@@ -100,7 +118,6 @@ class HealthResult:
 
 def apply_health_policy(closes: pd.DataFrame, policy: HealthPolicy, min_history: int) -> HealthResult:
     """closes: dates x symbols (NaN where no trade). Returns the clean matrix and one verdict per symbol."""
-    from quant_assets.selection.market import simple_returns
 
     c = closes.to_numpy(dtype=float)
     r = simple_returns(c)[1:] if len(c) else c

@@ -22,16 +22,7 @@ import pandas as pd
 import polars as pl
 
 from quant_assets.data.calendars import calendar_days_covering
-from quant_assets.data.health import VERDICT_COLUMNS, Verdicts, judge
-from quant_assets.config.manifest import HealthPolicy
-
-
-def simple_returns(closes: np.ndarray) -> np.ndarray:
-    """close_t / close_{t-1} - 1 per column (NaN where either close is missing; row 0 NaN)."""
-    out = np.full(closes.shape, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[1:] = closes[1:] / closes[:-1] - 1
-    return out
+from quant_assets.data.health import VERDICT_COLUMNS, HealthPolicy, Verdicts, judge, simple_returns
 
 
 @dataclass(frozen=True)
@@ -60,7 +51,7 @@ class Panel:
     @cached_property
     def iso(self) -> list[str]:
         """The sessions as `frame_hash` writes a date index (input hashes of the audit ledger)."""
-        from quant_assets.audit.ledger import iso_days
+        from quant_assets.data.hashing import iso_days
 
         return iso_days(self.dates)
 

@@ -13,7 +13,7 @@ would cost more than the HRP kernel itself.
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -87,21 +87,15 @@ class EngineOutput:
 
 
 class Engine(ABC):
-    """An optimiser backend. Built-in engines override `run`; a legacy or stub engine may only
-    implement `solve(profile, returns_frame)` (the original interface, kept for tests and plugins)."""
+    """An optimiser backend: `run` turns a request (profile, clean returns array, risk options) into
+    weights and diagnostics, or raises `UnsupportedProfile` so the fallback chain moves on."""
 
     name: str
     profiles: frozenset[str] = frozenset()
 
+    @abstractmethod
     def run(self, request: EngineRequest) -> EngineOutput:
-        return EngineOutput(np.asarray(self.solve(request.profile, request.frame()), dtype=float), {})
-
-    def solve(self, profile: str, returns: pd.DataFrame) -> np.ndarray:
-        """Weights for a clean returns frame with the default RiskConfig."""
-        from quant_assets.allocation.optimise import DEFAULT_CONFIG
-
-        X = returns.to_numpy(dtype=float)
-        return self.run(EngineRequest(profile, X, list(returns.columns), DEFAULT_CONFIG)).weights
+        ...
 
     def unsupported(self, profile: str, why: str = "") -> UnsupportedProfile:
         return UnsupportedProfile(f"{self.name} engine has no profile {profile!r}" + (f" ({why})" if why else ""))

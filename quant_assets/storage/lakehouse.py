@@ -26,9 +26,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import polars as pl
-from dagster import ConfigurableResource
 
-from quant_assets.data.schemas import TABLES
+from quant_assets.storage.schemas import TABLES
+
+LEDGER_FILE = Path("audit") / "ledger.jsonl"  # the audit ledger, under the lakehouse root
 
 LAKEHOUSE_ENV_VAR = "QUANT_ASSETS_LAKEHOUSE"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -167,7 +168,7 @@ class Lakehouse:
                 con.execute(
                     f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
                 )
-        ledger = self.ledger().path
+        ledger = self.root / LEDGER_FILE
         if ledger.exists():
             path = str(ledger).replace("'", "''")
             con.execute(
@@ -188,23 +189,9 @@ class Lakehouse:
             )
         return con
 
-    def ledger(self):
-        from quant_assets.audit.ledger import AuditLedger
-
-        return AuditLedger.in_lakehouse(self.root)
-
     def sql(self, query: str) -> pl.DataFrame:
         con = self.connect()
         try:
             return con.sql(query).pl()
         finally:
             con.close()
-
-
-class LakehouseResource(ConfigurableResource):
-    """Dagster resource pointing at the lakehouse root (tests pass a temporary directory)."""
-
-    root: str
-
-    def get(self) -> Lakehouse:
-        return Lakehouse(self.root)

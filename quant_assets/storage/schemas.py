@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-from dagster import TableColumn, TableSchema
 
 from quant_assets.selection.features import FEATURE_COLUMNS
 
@@ -26,9 +25,6 @@ D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean
 class Table:
     description: str
     schema: dict[str, pl.DataType]
-
-    def dagster_schema(self) -> TableSchema:
-        return TableSchema(columns=[TableColumn(name, str(dtype).lower()) for name, dtype in self.schema.items()])
 
 
 TABLES: dict[str, Table] = {
