@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import datetime as dt
+import os
 import pstats
 import shutil
 import tempfile
 import time
 import warnings
 from collections import defaultdict
-
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -54,10 +53,10 @@ def main() -> None:
                         help="measure the share inside asset bodies with cProfile (slows everything ~1.5x)")
     args = parser.parse_args()
 
+    from quant_assets.cli.runner import materialize_range
+    from quant_assets.config.manifest import load_manifest
     from quant_assets.data.calendars import rebalance_dates
     from quant_assets.definitions import build_definitions
-    from quant_assets.config.manifest import load_manifest
-    from quant_assets.cli.runner import materialize_range
 
     manifest = load_manifest()
     n_dates = len([d for d in rebalance_dates(manifest.calendar, args.end) if d >= args.start])

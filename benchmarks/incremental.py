@@ -64,10 +64,10 @@ def main() -> None:
 
         from dagster import DagsterInstance
 
+        from quant_assets.cli.runner import materialize_range
+        from quant_assets.config.manifest import load_manifest
         from quant_assets.data.calendars import Periods
         from quant_assets.definitions import build_definitions
-        from quant_assets.config.manifest import load_manifest
-        from quant_assets.cli.runner import materialize_range
 
         manifest = load_manifest(manifest_path)
         periods = Periods(manifest.calendar)

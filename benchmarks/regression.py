@@ -40,9 +40,9 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 def backfill(root: str) -> None:
     from dagster import DagsterInstance
 
-    from quant_assets.definitions import build_definitions
-    from quant_assets.config.manifest import load_manifest
     from quant_assets.cli.runner import materialize_range
+    from quant_assets.config.manifest import load_manifest
+    from quant_assets.definitions import build_definitions
 
     manifest = load_manifest()
     defs = build_definitions(manifest, root)

@@ -82,10 +82,10 @@ def step_kind(step_key: str) -> str:
 def run_once(n: int) -> dict:
     from dagster import DagsterEventType, DagsterInstance
 
+    from quant_assets.cli.runner import materialize_range
+    from quant_assets.config.manifest import load_manifest
     from quant_assets.data.calendars import Periods
     from quant_assets.definitions import build_definitions
-    from quant_assets.config.manifest import load_manifest
-    from quant_assets.cli.runner import materialize_range
 
     source = register_synthetic_source(n)
     with tempfile.TemporaryDirectory() as tmp:

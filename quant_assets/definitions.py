@@ -14,17 +14,16 @@ from pathlib import Path
 from dagster import (
     AssetSelection,
     BetaWarning,
-    multiprocess_executor,
     Definitions,
     FreshnessPolicy,
     define_asset_job,
+    multiprocess_executor,
 )
 
 from quant_assets.assets import build_assets
-from quant_assets.assets.common import GraphContext
-from quant_assets.assets.common import LakehouseResource
-from quant_assets.storage.lakehouse import default_root
+from quant_assets.assets.common import GraphContext, LakehouseResource
 from quant_assets.config.manifest import Manifest, load_manifest
+from quant_assets.storage.lakehouse import default_root
 
 # backfill_policy and partitioned checks are "beta" in Dagster 1.13; we pin the version and use
 # them deliberately, so their warnings would only bury real ones in the UI's logs.

@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 
 from quant_assets.assets.common import partitions_of
-from quant_assets.data.calendars import Periods, periods_covering, previous_dates, rebalance_dates
 from quant_assets.config.manifest import Calendar, load_manifest
+from quant_assets.data.calendars import Periods, periods_covering, previous_dates, rebalance_dates
 
 
 def test_yearly_partitions_hold_every_weekly_rebalance_date():

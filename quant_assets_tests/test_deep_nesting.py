@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from dagster import DagsterInstance
 
+from quant_assets.cli.runner import materialize_range
+from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.definitions import build_definitions
 from quant_assets.storage.lakehouse import Lakehouse
-from quant_assets.config.manifest import load_manifest, parse_manifest
-from quant_assets.cli.runner import materialize_range
 
 
 @pytest.fixture(scope="module")

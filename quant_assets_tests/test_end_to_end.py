@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
-from quant_assets.definitions import build_definitions
 from quant_assets.assets.common import instance_lookup
 from quant_assets.audit.ledger import AuditLedger
-from quant_assets.storage.lakehouse import Lakehouse
-from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.cli.runner import materialize_range
+from quant_assets.config.manifest import load_manifest, parse_manifest
+from quant_assets.definitions import build_definitions
+from quant_assets.storage.lakehouse import Lakehouse
 
 START, END = dt.date(2019, 1, 1), dt.date(2019, 3, 31)  # 13 Fridays: 2019-01-04 .. 2019-03-29
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from quant_assets.allocation.engines.base import cap_cluster_weights, capped_simplex
 from quant_assets.allocation.engines.hrp import hrp_weights
@@ -418,11 +419,11 @@ def test_provenance_records_how_weights_were_produced(negative_mu):
 
 def test_risk_config_is_frozen_strict_and_hashable():
     cfg = RiskConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.hrp_linkage = "single"
     with pytest.raises(Exception, match="extra"):
         RiskConfig(linkage="ward")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="hrp_linkage"):
         RiskConfig(hrp_linkage="centroid")
     assert hash(cfg) == hash(RiskConfig())
     assert cfg.cluster_caps.NORMAL == 0.25 and cfg.aggressor_weights.CRISIS == 0.03

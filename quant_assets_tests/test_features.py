@@ -16,16 +16,16 @@ from quant_assets.selection.features import (
     antifragility_scores,
     compute_features,
     cvar_matrix,
-    haar_turbulence,
-    haar_turbulence_matrix,
-    technical_ratings_matrix,
-    vol_clustering_matrix,
     efficiency_ratio,
     efficiency_ratio_matrix,
+    haar_turbulence,
+    haar_turbulence_matrix,
     hurst_rs,
     hurst_rs_matrix,
     permutation_entropy,
     permutation_entropy_matrix,
+    technical_ratings_matrix,
+    vol_clustering_matrix,
 )
 
 LN2_OVER_LN6 = math.log(2) / math.log(6)
@@ -169,7 +169,7 @@ def test_compute_features_hand_made():
     assert list(f.columns) == FEATURE_COLUMNS
     assert f.index.name == "symbol"
     assert list(f.index) == ["A", "B"]
-    assert (f.dtypes == float).all()
+    assert all(t == np.float64 for t in f.dtypes)
 
     # momentum = mean of last 20 rows x 252, exactly.
     assert f.loc["A", "momentum"] == np.mean(a[-20:]) * 252
@@ -380,7 +380,7 @@ def test_ratings_trend_signs():
     # decaying index shrink towards 0) turns up and buys -> also +0.25.
     assert osc[0] == pytest.approx(0.25) and osc[1] == pytest.approx(0.25)
     assert allr[0] == pytest.approx((1.0 + 0.25) / 2)
-    assert np.all((np.abs([ma, osc, allr]) <= 1.0))
+    assert np.all(np.abs([ma, osc, allr]) <= 1.0)
 
 
 def test_ratings_short_history_and_rsi_oversold():

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from quant_assets.selection.clustering import ClusteringSettings, cut
 from quant_assets.selection.filters import FrictionSettings, PredictabilitySettings
-from quant_assets.selection.rankers import RankerSettings
 from quant_assets.selection.funnel import (
     FUNNEL_VETO_COLUMNS,
     SELECTION_COLUMNS,
@@ -19,6 +18,7 @@ from quant_assets.selection.funnel import (
     SelectionSettings,
     run_funnel,
 )
+from quant_assets.selection.rankers import RankerSettings
 
 N = 120
 SYMBOLS = ["A1", "A2", "A3", "B1", "B2", "B3"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from quant_assets.definitions import build_definitions, defs
 from quant_assets.config.manifest import load_manifest
+from quant_assets.definitions import build_definitions, defs
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "default_graph.txt"
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.data.health import INSUFFICIENT_HISTORY, apply_health_policy
 from quant_assets.config.manifest import HealthPolicy
+from quant_assets.data.health import INSUFFICIENT_HISTORY, apply_health_policy
 
 POLICY = HealthPolicy()  # toxic 5.0, max missing share 0.10, min coverage 0.5
 N_DAYS = 21  # 21 closes -> 20 returns

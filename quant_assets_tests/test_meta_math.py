@@ -112,10 +112,10 @@ def test_cluster_tree_levels_and_intra_weights():
 
 # ---- health gate and allocation -------------------------------------------------------------
 
-from quant_assets.audit.checks import meta_weights_problem  # noqa: E402
-from quant_assets.meta.aggregate import allocate, health_vetoes, success_share  # noqa: E402
 from quant_assets.allocation.engines.base import EngineOutput  # noqa: E402
 from quant_assets.allocation.optimise import Engine, register_engine  # noqa: E402
+from quant_assets.audit.checks import meta_weights_problem  # noqa: E402
+from quant_assets.meta.aggregate import allocate, health_vetoes, success_share  # noqa: E402
 
 
 @pytest.fixture(scope="module")

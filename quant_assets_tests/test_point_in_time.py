@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
+from quant_assets.cli.runner import materialize_range
+from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.data import sources
 from quant_assets.definitions import build_definitions
 from quant_assets.storage.lakehouse import Lakehouse
-from quant_assets.config.manifest import load_manifest, parse_manifest
-from quant_assets.cli.runner import materialize_range
 
 CUT = dt.date(2020, 2, 21)
 AFTER = dt.date(2020, 2, 28)

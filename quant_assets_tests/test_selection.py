@@ -3,7 +3,6 @@ and synthesis ids."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,6 +32,11 @@ from quant_assets.selection.filters import (
     execution_cost_index,
     register_filter,
 )
+from quant_assets.selection.funnel import (
+    atom_id,
+    composition_map,
+    synthetic_long,
+)
 from quant_assets.selection.rankers import (
     RANKERS,
     Ranker,
@@ -41,14 +45,9 @@ from quant_assets.selection.rankers import (
     finish_ranking,
     prob_map,
     rank_candidates,
-    register_ranker,
     regime_fit_scores,
+    register_ranker,
     sleeve_sign,
-)
-from quant_assets.selection.funnel import (
-    atom_id,
-    composition_map,
-    synthetic_long,
 )
 
 N = 120

@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from quant_assets.selection.funnel import synthetic_long
-from quant_assets.simulation.simulate import BANKRUPTCY_FLOOR, DAILY_COLUMNS, drift, holding_period, one_way_turnover, turnover
+from quant_assets.simulation.simulate import (
+    BANKRUPTCY_FLOOR,
+    DAILY_COLUMNS,
+    drift,
+    holding_period,
+    one_way_turnover,
+    turnover,
+)
 
 
 def _streams(rows: list[list[float]], cols: list[str]) -> pd.DataFrame:

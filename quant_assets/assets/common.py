@@ -29,39 +29,39 @@ from dagster import (
     FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
-    TimeWindowPartitionMapping,
     TableColumn,
     TableSchema,
+    TimeWindowPartitionMapping,
     TimeWindowPartitionsDefinition,
 )
 
+from quant_assets.audit.ledger import AuditLedger
+from quant_assets.config.manifest import Manifest
+from quant_assets.data.calendars import PERIOD_CRON, PERIOD_FORMAT, Periods, next_period_start, period_start
 from quant_assets.naming import (  # noqa: F401  (re-exported: the factories name assets through common)
     candidates_name,
-    prices_name,
-    returns_name,
-    features_name,
-    regime_name,
-    clusters_name,
     cluster_sensitivity_name,
-    rankings_name,
-    vetoes_name,
-    selection_name,
-    sleeve_weights_name,
-    sleeve_returns_name,
-    meta_returns_name,
-    meta_weights_name,
-    meta_tree_name,
-    meta_portfolio_returns_name,
+    clusters_name,
+    features_name,
     flattened_name,
-    report_name,
-    tournament_name,
-    orders_name,
     implemented_name,
+    meta_portfolio_returns_name,
+    meta_returns_name,
+    meta_tree_name,
+    meta_weights_name,
+    orders_name,
+    prices_name,
+    rankings_name,
+    regime_name,
+    report_name,
+    returns_name,
+    selection_name,
+    sleeve_returns_name,
+    sleeve_weights_name,
+    tournament_name,
+    vetoes_name,
 )
-from quant_assets.data.calendars import PERIOD_CRON, PERIOD_FORMAT, Periods, next_period_start, period_start
-from quant_assets.audit.ledger import AuditLedger
 from quant_assets.storage.lakehouse import Lakehouse
-from quant_assets.config.manifest import Manifest
 from quant_assets.storage.schemas import TABLES
 
 SINGLE_RUN = BackfillPolicy.single_run()
@@ -325,7 +325,7 @@ def instance_lookup(instance) -> Callable[[str, str], tuple[str, str | None, str
             return None
         entry = result.records[0].event_log_entry
         mat = entry.asset_materialization
-        at = dt.datetime.fromtimestamp(entry.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        at = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         return entry.run_id, (mat.tags or {}).get("dagster/data_version") if mat else None, at
 
     return latest

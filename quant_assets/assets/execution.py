@@ -18,18 +18,18 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
-    LakehouseResource,
     OWNER,
     SINGLE_RUN,
     GraphContext,
+    LakehouseResource,
     Run,
     flattened_name,
     implemented_name,
     orders_name,
     preview,
 )
-from quant_assets.storage.lakehouse import Lakehouse
 from quant_assets.execution.orders import order_rows, turnover_of
+from quant_assets.storage.lakehouse import Lakehouse
 
 
 def state_path(lh: Lakehouse, meta: str, risk: str) -> Path:

@@ -19,9 +19,9 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
-    LakehouseResource,
     SINGLE_RUN,
     GraphContext,
+    LakehouseResource,
     Run,
     candidates_name,
     check_result,
@@ -36,15 +36,14 @@ from quant_assets.assets.common import (
     vetoes_name,
 )
 from quant_assets.assets.market_data import universe_view, window_start
+from quant_assets.assets.progress import track
+from quant_assets.meta.plots import heatmap_md
 from quant_assets.selection.clustering import SENSITIVITY_THRESHOLDS, Dendrogram, check_regime
 from quant_assets.selection.features import FEATURE_COLUMNS
-from quant_assets.selection.filters import VETO_COLUMNS
-from quant_assets.selection.market import dense_matrix
-from quant_assets.meta.plots import heatmap_md
-from quant_assets.assets.progress import track
-from quant_assets.selection.filters import run_filters, veto_frame
-from quant_assets.selection.rankers import FeatureView, Ranking, get_ranker
+from quant_assets.selection.filters import VETO_COLUMNS, run_filters, veto_frame
 from quant_assets.selection.funnel import funnel_view
+from quant_assets.selection.market import dense_matrix
+from quant_assets.selection.rankers import FeatureView, Ranking, get_ranker
 
 
 def features_by_date(frame: pl.DataFrame) -> dict[dt.date, FeatureView]:
@@ -214,7 +213,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
             per_key = {k: {"preview": preview(p.filter(pl.col("selected")) if name == n_sel and p.height else p)}
                        for k, p in parts.items()}
             if name == n_sel:
-                for k, p in parts.items():
+                for k in parts:
                     w = [winners[d] for d in run.periods.dates(k) if d in winners]
                     per_key[k].update(winners_mean=float(np.mean(w)) if w else 0.0, winners_min=min(w, default=0))
                 run.describe(name, table, parts, per_partition=per_key, winners_by_stage=MetadataValue.json(stages))

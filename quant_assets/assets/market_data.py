@@ -16,9 +16,9 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.assets.common import (
-    LakehouseResource,
     SINGLE_RUN,
     GraphContext,
+    LakehouseResource,
     Run,
     candidates_name,
     check_result,
@@ -28,13 +28,13 @@ from quant_assets.assets.common import (
     regime_name,
     returns_name,
 )
-from quant_assets.data.calendars import calendar_days_covering
-from quant_assets.audit.checks import coverage_problem
-from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
-from quant_assets.meta.plots import regime_strip_md
 from quant_assets.assets.progress import track
-from quant_assets.selection.regime import COMPONENTS, detect_regimes
+from quant_assets.audit.checks import coverage_problem
+from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.sources import get_source
+from quant_assets.meta.plots import regime_strip_md
+from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
+from quant_assets.selection.regime import COMPONENTS, detect_regimes
 
 CANDIDATE_COLUMNS = ["symbol", "ticker", "exchange", "asset_type", "sector", "first_date", "direction",
                      "metadata", "is_benchmark"]

@@ -29,10 +29,11 @@ from dagster import (
     multi_asset,
 )
 
+from quant_assets.allocation.optimise import FALLBACK_CHAINS
 from quant_assets.assets.common import (
-    LakehouseResource,
     SINGLE_RUN,
     GraphContext,
+    LakehouseResource,
     Run,
     candidates_name,
     check_result,
@@ -48,10 +49,11 @@ from quant_assets.assets.common import (
     sleeve_returns_name,
     sleeve_weights_name,
 )
-from quant_assets.audit.ledger import OptimisationLog, iso_days, matrix_digest, weights_digest
-from quant_assets.data.calendars import calendar_days_covering
+from quant_assets.assets.progress import track
 from quant_assets.audit.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
+from quant_assets.audit.ledger import OptimisationLog, iso_days, matrix_digest, weights_digest
 from quant_assets.config.manifest import ChildRef
+from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.meta.aggregate import (
     CONTRIBUTION_COLUMNS,
     NET_COLUMNS,
@@ -68,8 +70,6 @@ from quant_assets.meta.aggregate import (
     window_matrix,
 )
 from quant_assets.simulation.metrics import headline
-from quant_assets.allocation.optimise import FALLBACK_CHAINS
-from quant_assets.assets.progress import track
 from quant_assets.simulation.simulate import drift_array
 
 TREE_THRESHOLD = 0.5

@@ -11,22 +11,21 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import polars as pl
 from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
+from quant_assets.allocation.optimise import FALLBACK_CHAINS, optimise_array
 from quant_assets.assets.common import (
-    LakehouseResource,
     PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
+    LakehouseResource,
     Run,
     candidates_name,
     check_result,
     features_name,
     performance_metadata,
     preview,
-    prices_name,
     regime_name,
     returns_name,
     selection_name,
@@ -35,13 +34,12 @@ from quant_assets.assets.common import (
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
-from quant_assets.audit.ledger import OptimisationLog, matrix_digest, selection_digest, weights_digest
-from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
-from quant_assets.selection.features import antifragility_matrix
-from quant_assets.selection.market import dense_matrix
-from quant_assets.allocation.optimise import FALLBACK_CHAINS, optimise_array
 from quant_assets.assets.progress import track
+from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
+from quant_assets.audit.ledger import OptimisationLog, matrix_digest, selection_digest, weights_digest
+from quant_assets.selection.features import antifragility_matrix
 from quant_assets.selection.funnel import atom_id
+from quant_assets.selection.market import dense_matrix
 from quant_assets.simulation.simulate import BANKRUPTCY_FLOOR, Book
 
 POOL_DESCRIPTION = {
@@ -101,8 +99,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
     universe = cfg.universe
     lb = m.lookbacks
     rate = m.friction[m.universes[universe].asset_class].rate
-    n_sel, n_rets, n_prices, n_feats = selection_name(sleeve), returns_name(universe), prices_name(universe), \
-        features_name(universe)
+    n_sel, n_rets, n_feats = selection_name(sleeve), returns_name(universe), features_name(universe)
     n_reg, n_cand = regime_name(universe), candidates_name(universe)
     lenses = list(cfg.risk_profiles)
     common = dict(ctx.spec_defaults, group_name="sleeves")

@@ -14,14 +14,14 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from quant_assets.allocation.optimise import PLATFORM_PROFILES, optimise_array
 from quant_assets.assets.common import (
-    LakehouseResource,
     PREVIOUS_PARTITION,
     SINGLE_RUN,
     GraphContext,
+    LakehouseResource,
     Run,
     candidates_name,
     features_name,
@@ -32,11 +32,10 @@ from quant_assets.assets.common import (
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
-from quant_assets.assets.sleeves import atom_scores, selections_by_date, sleeve_pool
-from quant_assets.selection.market import dense_matrix
-from quant_assets.allocation.optimise import PLATFORM_PROFILES, optimise_array
-from quant_assets.meta.plots import drawdowns_md, equity_curves_md
 from quant_assets.assets.progress import track
+from quant_assets.assets.sleeves import atom_scores, selections_by_date, sleeve_pool
+from quant_assets.meta.plots import drawdowns_md, equity_curves_md
+from quant_assets.selection.market import dense_matrix
 from quant_assets.simulation.simulate import rebalance_period
 from quant_assets.simulation.tournament import scoreboard, scoreboard_markdown, stitched
 
@@ -65,7 +64,7 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
         panel, u = universe_view(run, universe, window_start(dates[0], lb.prices_days))
         sel = selections_by_date(run.read("selection", n_sel))
         feats = features_by_date(run.read("features", n_feats))
-        regimes = regime_by_date(run.read("regime", n_reg := regime_name(universe)))
+        regimes = regime_by_date(run.read("regime", regime_name(universe)))
         previous = run.periods.previous(run.first_key)
         weights: dict[dt.date, pd.DataFrame] = {}
         state: dict[tuple[str, str], tuple[float, bool]] = {}

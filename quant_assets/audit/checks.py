@@ -115,9 +115,8 @@ def flattened_problem(flat, contributions, physical: set[str]) -> str | None:
 def sign_problem(contributions, sleeve_directions: dict[str, str]) -> str | None:
     """Directional sign test: every path keeps its sleeve's direction, and its sign follows it
     (a short sleeve that emits a long physical weight lost its direction on the way)."""
-    for path, atom, direction, sleeve, c in zip(contributions["path"], contributions["atom_id"],
-                                                contributions["direction"], contributions["sleeve"],
-                                                contributions["contribution"]):
+    for path, atom, direction, sleeve in zip(contributions["path"], contributions["atom_id"],
+                                             contributions["direction"], contributions["sleeve"]):
         expected = sleeve_directions.get(sleeve, "?").upper()
         if direction != expected:
             return f"{path}: atom {atom} is {direction} but sleeve {sleeve} is {expected}"

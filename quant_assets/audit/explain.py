@@ -10,12 +10,15 @@ number.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import polars as pl
 
+from quant_assets.audit.ledger import AuditLedger, frame_hash, weights_hash
+from quant_assets.data.calendars import Periods
 from quant_assets.naming import (
     flattened_name,
     meta_weights_name,
@@ -24,10 +27,7 @@ from quant_assets.naming import (
     selection_name,
     sleeve_weights_name,
 )
-from quant_assets.audit.ledger import AuditLedger, frame_hash, weights_hash
-from quant_assets.data.calendars import Periods
 from quant_assets.storage.lakehouse import Lakehouse
-
 
 if TYPE_CHECKING:  # the manifest is passed in; audit sits below config
     from quant_assets.config.manifest import Manifest

@@ -25,9 +25,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from quant_assets.data.hashing import (  # noqa: F401  (re-exported: the ledger's vocabulary)
     frame_hash,
     iso_days,
@@ -98,7 +95,7 @@ class AuditLedger:
         with open(self.path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                full = {**record, "ts": dt.datetime.now(dt.timezone.utc).isoformat(), "prev_hash": self._tail_hash(f)}
+                full = {**record, "ts": dt.datetime.now(dt.UTC).isoformat(), "prev_hash": self._tail_hash(f)}
                 full["hash"] = record_hash(full)
                 f.seek(0, os.SEEK_END)
                 f.write((_canonical(full) + "\n").encode())
@@ -121,7 +118,7 @@ class AuditLedger:
                 prev = self._tail_hash(f)
                 f.seek(0, os.SEEK_END)
                 offset = f.tell()
-                ts = dt.datetime.now(dt.timezone.utc).isoformat()
+                ts = dt.datetime.now(dt.UTC).isoformat()
                 written, lines = [], []
                 for intent, outcome in pairs:
                     for record in (intent, outcome):

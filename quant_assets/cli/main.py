@@ -31,8 +31,8 @@ def ensure_dagster_home() -> str:
 
 
 def _defs_and_manifest():
-    from quant_assets.definitions import build_definitions
     from quant_assets.config.manifest import load_manifest
+    from quant_assets.definitions import build_definitions
 
     manifest = load_manifest()
     return build_definitions(manifest), manifest
@@ -42,8 +42,8 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     from dagster import DagsterInstance
 
     from quant_assets.assets.progress import ENV_VAR as PROGRESS
-    from quant_assets.data.calendars import Periods
     from quant_assets.cli.runner import materialize_range, missing_warm_up, partition_range
+    from quant_assets.data.calendars import Periods
 
     defs, manifest = _defs_and_manifest()
     first, last = partition_range(manifest, start, end)
@@ -191,8 +191,8 @@ def cmd_accept(args) -> int:
     """Record a date's flattened target as the implemented weights (the next orders start from it)."""
     from quant_assets.assets.common import flattened_name
     from quant_assets.assets.execution import record_implemented, state_path
-    from quant_assets.data.calendars import Periods
     from quant_assets.config.manifest import load_manifest
+    from quant_assets.data.calendars import Periods
 
     lh = Lakehouse(default_root())
     name = flattened_name(args.meta, args.risk)
@@ -213,8 +213,8 @@ def cmd_accept(args) -> int:
 def cmd_report(args) -> int:
     """Print the markdown report of a meta lens as of any rebalance date (from the stored tables)."""
     from quant_assets.assets.meta import report_at
-    from quant_assets.data.calendars import Periods
     from quant_assets.config.manifest import load_manifest
+    from quant_assets.data.calendars import Periods
 
     manifest = load_manifest()
     if args.meta not in manifest.metas or args.risk not in manifest.meta_risks(args.meta):

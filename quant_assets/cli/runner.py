@@ -12,9 +12,9 @@ import datetime as dt
 from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from quant_assets.config.manifest import Manifest
 from quant_assets.data.calendars import Periods, calendar_days_covering
 from quant_assets.storage.lakehouse import Lakehouse
-from quant_assets.config.manifest import Manifest
 
 
 def partition_range(manifest: Manifest, start: dt.date, end: dt.date) -> tuple[str, str]:

@@ -7,7 +7,6 @@ Dagster ever sees a graph, and names the field and the value at fault.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 from functools import cached_property
@@ -18,12 +17,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from quant_assets.data.calendars import Calendar
-from quant_assets.data.health import HealthPolicy
 from quant_assets.allocation.optimise import ENGINES as ENGINE_REGISTRY
 from quant_assets.allocation.optimise import PROFILES, RiskConfig
-from quant_assets.selection.regime import RegimeSettings
+from quant_assets.data.calendars import Calendar
+from quant_assets.data.health import HealthPolicy
 from quant_assets.selection.funnel import SelectionSettings
+from quant_assets.selection.regime import RegimeSettings
 
 MANIFEST_ENV_VAR = "QUANT_ASSETS_MANIFEST"
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"

@@ -26,8 +26,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 
 class Calendar(BaseModel):
     """Rebalance dates (`frequency`) and the partitions that hold them (`partition`: one per period)."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from pydantic import BaseModel, ConfigDict, Field
 
 INSUFFICIENT_HISTORY = "insufficient_history"  # not yet eligible: not counted against coverage

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import pandas as pd
 
@@ -95,14 +95,14 @@ class _SkfolioFrameSource(PriceSource):
         return window
 
 
-@lru_cache(maxsize=None)
+@cache
 def _first_dates(cls: type[_SkfolioFrameSource]) -> dict[str, pd.Timestamp | None]:
     """Each symbol's first close: when it became listed (the frame never changes within a process)."""
     frame = _cached_frame(cls)
     return {t: frame[t].first_valid_index() for t in frame.columns}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_frame(cls: type[_SkfolioFrameSource]) -> pd.DataFrame:
     frame = cls._load().astype("float64")
     frame.index = pd.DatetimeIndex(frame.index).astype("datetime64[ns]").normalize()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from quant_assets.selection.hierarchy import condensed, fcluster
 from quant_assets.selection.hierarchy import linkage as ward_linkage
-
 from quant_assets.selection.regime import REGIME_LABELS as REGIMES  # the detector owns the labels
 
 

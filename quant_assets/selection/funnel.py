@@ -327,7 +327,7 @@ def funnel_view(view: FeatureView, cluster_of: dict[str, int], regime: str, sett
         for s in order:
             members.setdefault(cluster_of[s], []).append(s)
         reps = []
-        for c, syms in members.items():
+        for syms in members.values():
             if any(s in rec.picked for s in syms) or not all(s in vetoed_now for s in syms):
                 continue
             for s in syms:  # rank order

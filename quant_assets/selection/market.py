@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from quant_assets.data.calendars import calendar_days_covering

@@ -18,7 +18,7 @@ import polars as pl
 
 from quant_assets.selection.features import FEATURE_COLUMNS
 
-D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean
+D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean  # noqa: E741  (a column-type shorthand)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import threading
 
 import numpy as np
 
-from quant_assets.selection.hierarchy import _scipy, condensed, fcluster, linkage  # noqa: F401  (re-exported)
-
+from quant_assets.selection.hierarchy import _scipy, condensed
+from quant_assets.selection.hierarchy import linkage as build_linkage
 
 _OLO_LOCK = threading.Lock()
 
@@ -83,7 +83,7 @@ def hrp_order(cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal")
     cond = pearson_distance(cov)
     if not np.isfinite(cond).all():
         raise ValueError("non-finite correlation distance (zero-variance or non-finite column)")
-    link = globals()["linkage"](cond, linkage)
+    link = build_linkage(cond, linkage)
     if ordering == "optimal":
         link = optimal_leaf_ordering(link, cond)
     elif ordering != "plain":
