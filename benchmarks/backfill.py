@@ -47,10 +47,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(1992, 1, 1))
     parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2022, 12, 31))
-    parser.add_argument("--persistent", action="store_true",
-                        help="write to an on-disk SQLite instance (as `make demo` does) instead of an in-memory one")
-    parser.add_argument("--profile", action="store_true",
-                        help="measure the share inside asset bodies with cProfile (slows everything ~1.5x)")
+    parser.add_argument(
+        "--persistent",
+        action="store_true",
+        help="write to an on-disk SQLite instance (as `make demo` does) instead of an in-memory one",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="measure the share inside asset bodies with cProfile (slows everything ~1.5x)",
+    )
     args = parser.parse_args()
 
     from quant_assets.cli.runner import materialize_range
@@ -72,20 +78,30 @@ def main() -> None:
         t0 = time.perf_counter()
         if profile:
             profile.enable()
-        result = materialize_range(defs, manifest, args.start, args.end, instance,
-                                   run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+        result = materialize_range(
+            defs,
+            manifest,
+            args.start,
+            args.end,
+            instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
         if profile:
             profile.disable()
         wall = time.perf_counter() - t0
     print(f"backfill {args.start} .. {args.end}: {n_dates} rebalance dates, success={result.success}")
-    print(f"wall {wall:.1f} s = {1000 * wall / n_dates:.1f} ms per rebalance date, "
-          f"{'persistent (batched SQLite)' if args.persistent else 'ephemeral'} instance"
-          + (" (under cProfile)" if profile else ""))
+    print(
+        f"wall {wall:.1f} s = {1000 * wall / n_dates:.1f} ms per rebalance date, "
+        f"{'persistent (batched SQLite)' if args.persistent else 'ephemeral'} instance"
+        + (" (under cProfile)" if profile else "")
+    )
     if profile:
         bodies = _body_seconds(profile)
         ours = sum(bodies.values())
-        print(f"inside asset bodies {ours:.1f} s ({ours / wall:.0%}); Dagster and the rest "
-              f"{wall - ours:.1f} s ({1 - ours / wall:.0%})")
+        print(
+            f"inside asset bodies {ours:.1f} s ({ours / wall:.0%}); Dagster and the rest "
+            f"{wall - ours:.1f} s ({1 - ours / wall:.0%})"
+        )
         for kind, secs in sorted(bodies.items(), key=lambda kv: -kv[1]):
             print(f"  {kind:<24} {secs:6.1f} s  {secs / wall:5.1%}")
 

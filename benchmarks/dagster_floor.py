@@ -30,8 +30,12 @@ warnings.filterwarnings("ignore")
 import dagster as dg  # noqa: E402
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG  # noqa: E402
 
-PERIODS = {"year": ("0 0 1 1 *", "%Y"), "quarter": ("0 0 1 */3 *", "%Y-%m"), "month": ("0 0 1 * *", "%Y-%m"),
-           "week": ("0 0 * * 5", "%Y-%m-%d")}
+PERIODS = {
+    "year": ("0 0 1 1 *", "%Y"),
+    "quarter": ("0 0 1 */3 *", "%Y-%m"),
+    "month": ("0 0 1 * *", "%Y-%m"),
+    "week": ("0 0 * * 5", "%Y-%m-%d"),
+}
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -41,11 +45,16 @@ def trivial_graph(n_keys: int, keys_per_step: int, period: str, start: dt.dateti
     keys = [f"a{i}" for i in range(n_keys)]
     steps, previous = [], None
     for i in range(0, n_keys, keys_per_step):
-        group = keys[i:i + keys_per_step]
+        group = keys[i : i + keys_per_step]
         specs = [dg.AssetSpec(k, deps=[previous] if previous else [], partitions_def=partitions) for k in group]
 
-        @dg.multi_asset(specs=specs, name=f"step_{i}", partitions_def=partitions, can_subset=True,
-                        backfill_policy=dg.BackfillPolicy.single_run())
+        @dg.multi_asset(
+            specs=specs,
+            name=f"step_{i}",
+            partitions_def=partitions,
+            can_subset=True,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+        )
         def _step(context):
             for key in context.selected_asset_keys:
                 yield dg.MaterializeResult(asset_key=key, metadata={"rows": 1})
@@ -60,8 +69,10 @@ def instance_for(store: str, home: str) -> dg.DagsterInstance:
         return dg.DagsterInstance.ephemeral()
     config = ""
     if store == "batched":
-        config = ("event_log_storage:\n  module: quant_assets.assets.event_log\n  class: BatchingSqliteEventLogStorage\n"
-                  f"  config:\n    base_dir: {home}/storage\n")
+        config = (
+            "event_log_storage:\n  module: quant_assets.assets.event_log\n  class: BatchingSqliteEventLogStorage\n"
+            f"  config:\n    base_dir: {home}/storage\n"
+        )
     elif store == "postgres":
         url = os.environ["QUANT_ASSETS_BENCH_PG"]
         config = f"storage:\n  postgres:\n    postgres_url: {url}\n"
@@ -82,8 +93,11 @@ def measure(period: str, store: str, n_keys: int, keys_per_step: int, start: dt.
     try:
         instance = instance_for(store, home)
         t0 = time.perf_counter()
-        result = job.execute_in_process(instance=instance, run_config=QUIET, tags={
-            ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
+        result = job.execute_in_process(
+            instance=instance,
+            run_config=QUIET,
+            tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        )
         full = time.perf_counter() - t0
         t0 = time.perf_counter()
         last = job.execute_in_process(instance=instance, partition_key=keys[-1], run_config=QUIET)
@@ -95,9 +109,17 @@ def measure(period: str, store: str, n_keys: int, keys_per_step: int, start: dt.
     finally:
         shutil.rmtree(home, ignore_errors=True)
     n = n_keys * len(keys)
-    return {"period": period, "store": store, "keys": n_keys, "steps": -(-n_keys // keys_per_step),
-            "partitions": len(keys), "asset_partitions": n, "range_s": full, "ms_per_asset_partition": 1000 * full / n,
-            "newest_partition_s": newest}
+    return {
+        "period": period,
+        "store": store,
+        "keys": n_keys,
+        "steps": -(-n_keys // keys_per_step),
+        "partitions": len(keys),
+        "asset_partitions": n,
+        "range_s": full,
+        "ms_per_asset_partition": 1000 * full / n,
+        "newest_partition_s": newest,
+    }
 
 
 def main() -> None:
@@ -115,10 +137,13 @@ def main() -> None:
         for store in args.store:
             r = measure(period, store, args.keys, args.keys_per_step, start, end)
             scale = full_history_partitions[period] * args.keys / r["asset_partitions"]
-            print(f"{r['period']:>7} x {r['partitions']:>4} partitions, {r['keys']} keys in {r['steps']} steps, "
-                  f"{r['store']:>8}: {r['range_s']:7.1f} s = {r['ms_per_asset_partition']:5.2f} ms per asset partition"
-                  + (f" (full history ~{r['range_s'] * scale:.0f} s)" if abs(scale - 1) > 1e-9 else "")
-                  + f"; newest partition alone {r['newest_partition_s']:.2f} s", flush=True)
+            print(
+                f"{r['period']:>7} x {r['partitions']:>4} partitions, {r['keys']} keys in {r['steps']} steps, "
+                f"{r['store']:>8}: {r['range_s']:7.1f} s = {r['ms_per_asset_partition']:5.2f} ms per asset partition"
+                + (f" (full history ~{r['range_s'] * scale:.0f} s)" if abs(scale - 1) > 1e-9 else "")
+                + f"; newest partition alone {r['newest_partition_s']:.2f} s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

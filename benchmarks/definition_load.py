@@ -55,10 +55,14 @@ def generated_manifest(n_sleeves: int, per_meta: int = 10) -> dict:
     templates = list(base["sleeves"].values())
     sleeves = {f"sleeve_{i:03d}": dict(templates[i % len(templates)]) for i in range(n_sleeves)}
     names = list(sleeves)
-    groups = [names[i:i + per_meta] for i in range(0, n_sleeves, per_meta)]
-    metas = {f"group_{g:02d}": {"children": [f"sleeve:{s}" for s in group],
-                                "allocation": {"engine": "custom", "profile": "hrp"}}
-             for g, group in enumerate(groups)}
+    groups = [names[i : i + per_meta] for i in range(0, n_sleeves, per_meta)]
+    metas = {
+        f"group_{g:02d}": {
+            "children": [f"sleeve:{s}" for s in group],
+            "allocation": {"engine": "custom", "profile": "hrp"},
+        }
+        for g, group in enumerate(groups)
+    }
     if len(metas) > 1:
         metas["root"] = {"children": [f"meta:{m}" for m in metas], "allocation": {"engine": "custom", "profile": "hrp"}}
     base["sleeves"], base["metas"] = sleeves, metas
@@ -66,11 +70,14 @@ def generated_manifest(n_sleeves: int, per_meta: int = 10) -> dict:
 
 
 def load_once(manifest_path: Path, lakehouse: Path) -> dict:
-    env = {**os.environ, "QUANT_ASSETS_MANIFEST": str(manifest_path), "QUANT_ASSETS_LAKEHOUSE": str(lakehouse),
-           "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "QUANT_ASSETS_MANIFEST": str(manifest_path),
+        "QUANT_ASSETS_LAKEHOUSE": str(lakehouse),
+        "PYTHONWARNINGS": "ignore",
+    }
     env.setdefault("DAGSTER_HOME", str(lakehouse))
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -86,9 +93,11 @@ def main() -> None:
     best = min(runs, key=lambda r: r["import"] + r["build"])
     total = best["import"] + best["build"]
     print(f"{args.sleeves} sleeves x 5 lenses: {best['keys']} asset keys, {best['checks']} checks")
-    print(f"  libraries {best['import']:.2f} s + build {best['build']:.2f} s = {total:.2f} s "
-          f"(best of {args.repeats} fresh processes; target {TARGET_SECONDS:.0f} s: "
-          f"{'met' if total <= TARGET_SECONDS else 'missed'})")
+    print(
+        f"  libraries {best['import']:.2f} s + build {best['build']:.2f} s = {total:.2f} s "
+        f"(best of {args.repeats} fresh processes; target {TARGET_SECONDS:.0f} s: "
+        f"{'met' if total <= TARGET_SECONDS else 'missed'})"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,12 @@ warnings.filterwarnings("ignore")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partition", choices=["year", "quarter", "month"], default="year")
-    parser.add_argument("--history-start", type=dt.date.fromisoformat, default=dt.date(2019, 1, 1),
-                        help="first date of the (untimed) history; the meta layer needs about a year of it")
+    parser.add_argument(
+        "--history-start",
+        type=dt.date.fromisoformat,
+        default=dt.date(2019, 1, 1),
+        help="first date of the (untimed) history; the meta layer needs about a year of it",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,8 +62,11 @@ def main() -> None:
         home, lakehouse = tmp / "dagster_home", tmp / "lakehouse"
         home.mkdir()
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-        env = {"DAGSTER_HOME": str(home), "QUANT_ASSETS_LAKEHOUSE": str(lakehouse),
-               "QUANT_ASSETS_MANIFEST": str(manifest_path)}
+        env = {
+            "DAGSTER_HOME": str(home),
+            "QUANT_ASSETS_LAKEHOUSE": str(lakehouse),
+            "QUANT_ASSETS_MANIFEST": str(manifest_path),
+        }
         os.environ.update(env)
 
         from dagster import DagsterInstance
@@ -80,23 +87,40 @@ def main() -> None:
         t = time.perf_counter()
         # A price window reaches ~2 years back (500 sessions): market data starts that much earlier.
         warmup = args.history_start.replace(year=args.history_start.year - 2)
-        ok = materialize_range(defs, manifest, warmup, history_end, instance, selection="group:market_data",
-                               run_config=QUIET).success
+        ok = materialize_range(
+            defs, manifest, warmup, history_end, instance, selection="group:market_data", run_config=QUIET
+        ).success
         ok &= materialize_range(defs, manifest, args.history_start, history_end, instance, run_config=QUIET).success
-        print(f"history {args.history_start} .. {history_end} ({args.partition} partitions): "
-              f"{time.perf_counter() - t:.1f} s, success={ok} (not timed)")
+        print(
+            f"history {args.history_start} .. {history_end} ({args.partition} partitions): "
+            f"{time.perf_counter() - t:.1f} s, success={ok} (not timed)"
+        )
 
         t = time.perf_counter()
         ok = materialize_range(defs, manifest, newest_date, newest_date, instance, run_config=QUIET).success
         in_process = time.perf_counter() - t
         n_dates = len(periods.dates(newest_key))
-        print(f"update, in process: partition {newest_key} ({n_dates} rebalance dates, every asset) "
-              f"{in_process:.2f} s, success={ok}")
+        print(
+            f"update, in process: partition {newest_key} ({n_dates} rebalance dates, every asset) "
+            f"{in_process:.2f} s, success={ok}"
+        )
 
         t = time.perf_counter()
-        cli = subprocess.run([sys.executable, "-m", "quant_assets.cli.main", "backfill", "--start", str(newest_date),
-                              "--end", str(newest_date)], env={**os.environ, **env, "QUANT_ASSETS_PROGRESS": "0"},
-                             capture_output=True, text=True)
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "quant_assets.cli.main",
+                "backfill",
+                "--start",
+                str(newest_date),
+                "--end",
+                str(newest_date),
+            ],
+            env={**os.environ, **env, "QUANT_ASSETS_PROGRESS": "0"},
+            capture_output=True,
+            text=True,
+        )
         shell = time.perf_counter() - t
         if cli.returncode:
             raise SystemExit(f"quant-assets backfill failed:\n{cli.stdout}\n{cli.stderr}")
@@ -106,8 +130,10 @@ def main() -> None:
         ok = materialize_range(defs, manifest, newest_date, newest_date, instance, run_config=QUIET).success
         again = time.perf_counter() - t
         print(f"update again, in process (idempotent re-materialisation): {again:.2f} s, success={ok}")
-        print(f"target {TARGET_SECONDS:.0f} s: in process {'met' if in_process <= TARGET_SECONDS else 'missed'}, "
-              f"from the shell {'met' if shell <= TARGET_SECONDS else 'missed'}")
+        print(
+            f"target {TARGET_SECONDS:.0f} s: in process {'met' if in_process <= TARGET_SECONDS else 'missed'}, "
+            f"from the shell {'met' if shell <= TARGET_SECONDS else 'missed'}"
+        )
         instance.dispose()
 
 

@@ -48,8 +48,15 @@ def backfill(root: str) -> None:
     defs = build_definitions(manifest, root)
     instance = DagsterInstance.ephemeral()
     t0 = time.perf_counter()
-    first = materialize_range(defs, manifest, manifest.calendar.start, dt.date(2018, 12, 31), instance,
-                              selection="group:market_data", run_config=QUIET)
+    first = materialize_range(
+        defs,
+        manifest,
+        manifest.calendar.start,
+        dt.date(2018, 12, 31),
+        instance,
+        selection="group:market_data",
+        run_config=QUIET,
+    )
     second = materialize_range(defs, manifest, dt.date(2019, 1, 1), dt.date(2022, 12, 31), instance, run_config=QUIET)
     assert first.success and second.success
     print(f"backfilled market data 1992-2018 and the graph 2019-2022 in {time.perf_counter() - t0:.1f} s")
@@ -59,8 +66,10 @@ def compare(root: str) -> dict[str, dict]:
     con = duckdb.connect()
     out = {}
     for table, (keys, value) in TABLES.items():
-        ours = (f"SELECT {', '.join(keys)}, {value} FROM read_parquet('{root}/{table}/*/*.parquet', "
-                f"union_by_name=true) WHERE rebalance_date >= DATE '2020-01-01'")
+        ours = (
+            f"SELECT {', '.join(keys)}, {value} FROM read_parquet('{root}/{table}/*/*.parquet', "
+            f"union_by_name=true) WHERE rebalance_date >= DATE '2020-01-01'"
+        )
         theirs = f"SELECT * FROM read_parquet('{FIXTURES}/regression_{table}.parquet')"
         on = " AND ".join(f"a.{k} = b.{k}" for k in keys)
         rows = con.execute(
@@ -68,12 +77,20 @@ def compare(root: str) -> dict[str, dict]:
             f"max(abs(a.{value} - b.{value})) AS max_diff, "
             f"count(*) FILTER (WHERE abs(a.{value} - b.{value}) > {TOLERANCE}) AS over, "
             f"count(*) FILTER (WHERE a.{value} IS NULL OR b.{value} IS NULL) AS unmatched "
-            f"FROM ({theirs}) a FULL OUTER JOIN ({ours}) b ON {on}").fetchall()[0]
+            f"FROM ({theirs}) a FULL OUTER JOIN ({ours}) b ON {on}"
+        ).fetchall()[0]
         worst = con.execute(
             f"SELECT a.{', a.'.join(keys)}, a.{value} AS fixture, b.{value} AS ours FROM ({theirs}) a JOIN ({ours}) b "
-            f"ON {on} ORDER BY abs(a.{value} - b.{value}) DESC LIMIT 3").fetchall()
-        out[table] = {"fixture_rows": rows[0], "our_rows": rows[1], "max_abs_diff": rows[2], "over_tolerance": rows[3],
-                      "unmatched": rows[4], "worst": worst}
+            f"ON {on} ORDER BY abs(a.{value} - b.{value}) DESC LIMIT 3"
+        ).fetchall()
+        out[table] = {
+            "fixture_rows": rows[0],
+            "our_rows": rows[1],
+            "max_abs_diff": rows[2],
+            "over_tolerance": rows[3],
+            "unmatched": rows[4],
+            "worst": worst,
+        }
     return out
 
 
@@ -86,8 +103,10 @@ def main() -> None:
         if not args.lakehouse:
             backfill(root)
         for table, r in compare(root).items():
-            print(f"{table:<18} fixture {r['fixture_rows']:>6} rows, ours {r['our_rows']:>6}, unmatched "
-                  f"{r['unmatched']}, max |diff| {r['max_abs_diff']:.2e}, > {TOLERANCE:g}: {r['over_tolerance']}")
+            print(
+                f"{table:<18} fixture {r['fixture_rows']:>6} rows, ours {r['our_rows']:>6}, unmatched "
+                f"{r['unmatched']}, max |diff| {r['max_abs_diff']:.2e}, > {TOLERANCE:g}: {r['over_tolerance']}"
+            )
             if r["over_tolerance"]:
                 for w in r["worst"]:
                     print(f"    {w}")

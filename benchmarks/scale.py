@@ -60,11 +60,15 @@ def register_synthetic_source(n: int) -> str:
     frame = factor_model_closes(n, sessions)
     sectors = ["Energy", "Financials", "Health Care", "Industrials", "Information Technology"]
     name = f"synthetic_{n}"
-    SOURCES[name] = type(f"Synthetic{n}Source", (_SkfolioFrameSource,), {
-        "name": name,
-        "reference": {t: ("SYN", "equity", sectors[i % len(sectors)]) for i, t in enumerate(frame.columns)},
-        "_load": staticmethod(lambda: frame),
-    })
+    SOURCES[name] = type(
+        f"Synthetic{n}Source",
+        (_SkfolioFrameSource,),
+        {
+            "name": name,
+            "reference": {t: ("SYN", "equity", sectors[i % len(sectors)]) for i, t in enumerate(frame.columns)},
+            "_load": staticmethod(lambda: frame),
+        },
+    )
     return name
 
 
@@ -96,8 +100,14 @@ def run_once(n: int) -> dict:
         defs = build_definitions(manifest, lakehouse)
         dates = Periods(manifest.calendar).all_dates
         t = time.perf_counter()
-        result = materialize_range(defs, manifest, dates[0], dates[-1], DagsterInstance.ephemeral(),
-                                   run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+        result = materialize_range(
+            defs,
+            manifest,
+            dates[0],
+            dates[-1],
+            DagsterInstance.ephemeral(),
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
         wall = time.perf_counter() - t
         by_kind: dict[str, float] = defaultdict(float)
         for event in result.all_events:
@@ -106,26 +116,42 @@ def run_once(n: int) -> dict:
         files = [p for p in lakehouse.rglob("*.parquet")]
         size = sum(p.stat().st_size for p in files)
         prices = sum(p.stat().st_size for p in (lakehouse / "prices").rglob("*.parquet"))
-    return {"n": n, "ok": result.success, "dates": len(dates), "wall": wall, "by_kind": dict(by_kind),
-            "bytes": size, "price_bytes": prices}
+    return {
+        "n": n,
+        "ok": result.success,
+        "dates": len(dates),
+        "wall": wall,
+        "by_kind": dict(by_kind),
+        "bytes": size,
+        "price_bytes": prices,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, nargs="+", default=[20, 100, 500])
     args = parser.parse_args()
-    print(f"{'symbols':>8} {'s/rebalance':>12} {'universe':>9} {'funnel':>8} {'sleeve':>8} {'meta':>8} "
-          f"{'orders':>7} {'KB/rebalance':>13} {'of which prices':>16}")
+    print(
+        f"{'symbols':>8} {'s/rebalance':>12} {'universe':>9} {'funnel':>8} {'sleeve':>8} {'meta':>8} "
+        f"{'orders':>7} {'KB/rebalance':>13} {'of which prices':>16}"
+    )
     for n in args.symbols:
         r = run_once(n)
         k, d = r["by_kind"], r["dates"]
-        print(f"{n:>8} {r['wall'] / d:>12.3f} " + " ".join(
-            f"{k.get(kind, 0.0) / d:>{w}.3f}" for kind, w in
-            (("universe", 9), ("funnel", 8), ("sleeve", 8), ("meta", 8), ("orders", 7)))
+        print(
+            f"{n:>8} {r['wall'] / d:>12.3f} "
+            + " ".join(
+                f"{k.get(kind, 0.0) / d:>{w}.3f}"
+                for kind, w in (("universe", 9), ("funnel", 8), ("sleeve", 8), ("meta", 8), ("orders", 7))
+            )
             + f" {r['bytes'] / d / 1024:>13.1f} {r['price_bytes'] / d / 1024:>16.1f}"
-            + ("" if r["ok"] else "   RUN FAILED"), flush=True)
-    print("(seconds per rebalance date; step columns from Dagster's step durations; one year of weekly "
-          "rebalances, 2021, in process on an ephemeral instance)")
+            + ("" if r["ok"] else "   RUN FAILED"),
+            flush=True,
+        )
+    print(
+        "(seconds per rebalance date; step columns from Dagster's step durations; one year of weekly "
+        "rebalances, 2021, in process on an ephemeral instance)"
+    )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,7 @@ READ_REPEATS = 5
 LOCK_MESSAGE = "Could not set lock"
 
 DUCKDB_DDL = (
-    "CREATE TABLE IF NOT EXISTS prices "
-    "(rebalance_date DATE, universe VARCHAR, date DATE, symbol VARCHAR, close DOUBLE)"
+    "CREATE TABLE IF NOT EXISTS prices (rebalance_date DATE, universe VARCHAR, date DATE, symbol VARCHAR, close DOUBLE)"
 )
 AGG_SQL = "SELECT symbol, avg(close) AS avg_close FROM prices GROUP BY symbol"
 WINDOW_SQL = "SELECT * FROM prices WHERE rebalance_date BETWEEN ? AND ?"
@@ -189,8 +188,16 @@ def _writer(design: str, target: str, dates: list[dt.date], rows: int, barrier, 
                 con.close()
             break
     t1 = time.perf_counter()
-    queue.put({"pid": os.getpid(), "ok": ok, "lock_errors": lock_errors, "gave_up": gave_up,
-               "other_errors": other_errors, "seconds": t1 - t0})
+    queue.put(
+        {
+            "pid": os.getpid(),
+            "ok": ok,
+            "lock_errors": lock_errors,
+            "gave_up": gave_up,
+            "other_errors": other_errors,
+            "seconds": t1 - t0,
+        }
+    )
 
 
 def run_concurrent(design: str, target: Path, dates: list[dt.date], rows: int) -> dict:
@@ -199,8 +206,7 @@ def run_concurrent(design: str, target: Path, dates: list[dt.date], rows: int) -
     barrier = ctx.Barrier(3)
     queue = ctx.Queue()
     shares = [dates[0::2], dates[1::2]]
-    procs = [ctx.Process(target=_writer, args=(design, str(target), share, rows, barrier, queue))
-             for share in shares]
+    procs = [ctx.Process(target=_writer, args=(design, str(target), share, rows, barrier, queue)) for share in shares]
     for p in procs:
         p.start()
     barrier.wait(timeout=300)
@@ -272,8 +278,7 @@ def main() -> None:
     base = make_base(rows)
     dates = rebalance_dates(n)
     frames = [partition(base, d) for d in dates]
-    print(f"storage benchmark: N={n} partitions x R={base.height} rows, cpu_count={os.cpu_count()}",
-          flush=True)
+    print(f"storage benchmark: N={n} partitions x R={base.height} rows, cpu_count={os.cpu_count()}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="qa_storage_bench_"))
     try:
@@ -306,8 +311,7 @@ def main() -> None:
         add(pq, "sequential write (partitions/s)", f"{n / s_pq:.1f}")
         add(ddb, "sequential write (partitions/s)", f"{n / s_ddb:.1f}")
         add(ddb_pw, "sequential write (partitions/s)", f"{n / s_ddb_pw:.1f}")
-        print(f"1. sequential: parquet {s_pq:.2f}s, duckdb {s_ddb:.2f}s, duckdb conn/write {s_ddb_pw:.2f}s",
-              flush=True)
+        print(f"1. sequential: parquet {s_pq:.2f}s, duckdb {s_ddb:.2f}s, duckdb conn/write {s_ddb_pw:.2f}s", flush=True)
 
         # 2. idempotency ---------------------------------------------------------------------
         expected = n * base.height
@@ -327,31 +331,39 @@ def main() -> None:
         k = len(again)
         add(pq, f"rows after rewriting {k} partitions x2", f"{after_pq} (before {before_pq}) ok")
         add(ddb, f"rows after rewriting {k} partitions x2", f"{after_ddb} (before {before_ddb}) ok")
-        print(f"2. idempotency: parquet {before_pq} -> {after_pq}, duckdb {before_ddb} -> {after_ddb}",
-              flush=True)
+        print(f"2. idempotency: parquet {before_pq} -> {after_pq}, duckdb {before_ddb} -> {after_ddb}", flush=True)
 
         # 3. concurrency ---------------------------------------------------------------------
         c_pq = run_concurrent("parquet", tmp / "conc_lakehouse", dates, rows)
         written = len(Lakehouse(tmp / "conc_lakehouse").partitions(TABLE, ASSET))
         add(pq, "2 procs x N/2 writes: wall (s)", f"{c_pq['wall']:.2f}")
-        add(pq, "2 procs x N/2 writes: errors", f"{c_pq['other_errors'] + c_pq['lock_errors']} "
-            f"({c_pq['ok']}/{c_pq['attempted']} written, {written} files)")
+        add(
+            pq,
+            "2 procs x N/2 writes: errors",
+            f"{c_pq['other_errors'] + c_pq['lock_errors']} ({c_pq['ok']}/{c_pq['attempted']} written, {written} files)",
+        )
         print(f"3a. parquet concurrent: {c_pq}", flush=True)
 
         db_c = tmp / "conc_noretry.duckdb"
         duck_create(db_c)
         c_nr = run_concurrent("duckdb_noretry", db_c, dates, rows)
         add(ddb, "2 procs, no retry: wall (s)", f"{c_nr['wall']:.2f}")
-        add(ddb, "2 procs, no retry: lock errors", f"{c_nr['lock_errors']} "
-            f"({c_nr['ok']}/{c_nr['attempted']} written, other errors {c_nr['other_errors']})")
+        add(
+            ddb,
+            "2 procs, no retry: lock errors",
+            f"{c_nr['lock_errors']} ({c_nr['ok']}/{c_nr['attempted']} written, other errors {c_nr['other_errors']})",
+        )
         print(f"3b. duckdb concurrent, no retry: {c_nr}", flush=True)
 
         db_r = tmp / "conc_retry.duckdb"
         duck_create(db_r)
         c_r = run_concurrent("duckdb_retry", db_r, dates, rows)
         add(ddb, f"2 procs, retry {RETRY_SLEEP_S}s x<={RETRY_MAX_TRIES}: wall (s)", f"{c_r['wall']:.2f}")
-        add(ddb, "2 procs, retry: lock collisions", f"{c_r['lock_errors']} "
-            f"({c_r['ok']}/{c_r['attempted']} written, gave up {c_r['gave_up']})")
+        add(
+            ddb,
+            "2 procs, retry: lock collisions",
+            f"{c_r['lock_errors']} ({c_r['ok']}/{c_r['attempted']} written, gave up {c_r['gave_up']})",
+        )
         print(f"3c. duckdb concurrent, retry: {c_r}", flush=True)
 
         # 4. reads ---------------------------------------------------------------------------
@@ -384,8 +396,11 @@ def main() -> None:
         add(ddb, f"read {w}-partition window (ms, median of {READ_REPEATS})", f"{r_ddb * 1e3:.1f}")
         add(pq, f"SQL GROUP BY symbol, all partitions (ms, median of {READ_REPEATS})", f"{a_pq * 1e3:.1f}")
         add(ddb, f"SQL GROUP BY symbol, all partitions (ms, median of {READ_REPEATS})", f"{a_ddb * 1e3:.1f}")
-        print(f"4. reads: window parquet {r_pq * 1e3:.1f}ms / duckdb {r_ddb * 1e3:.1f}ms; "
-              f"agg parquet {a_pq * 1e3:.1f}ms / duckdb {a_ddb * 1e3:.1f}ms", flush=True)
+        print(
+            f"4. reads: window parquet {r_pq * 1e3:.1f}ms / duckdb {r_ddb * 1e3:.1f}ms; "
+            f"agg parquet {a_pq * 1e3:.1f}ms / duckdb {a_ddb * 1e3:.1f}ms",
+            flush=True,
+        )
 
         # 5. storage -------------------------------------------------------------------------
         b_pq = disk_bytes(tmp / "lakehouse")
@@ -397,9 +412,11 @@ def main() -> None:
 
     total = time.perf_counter() - t_script
     table = markdown(res)
-    header = (f"Storage benchmark: N={n} partitions x R={base.height} rows, os.cpu_count()={os.cpu_count()}, "
-              f"Python {platform.python_version()}, polars {pl.__version__}, duckdb {duckdb.__version__}, "
-              f"total {total:.1f} s")
+    header = (
+        f"Storage benchmark: N={n} partitions x R={base.height} rows, os.cpu_count()={os.cpu_count()}, "
+        f"Python {platform.python_version()}, polars {pl.__version__}, duckdb {duckdb.__version__}, "
+        f"total {total:.1f} s"
+    )
     print()
     print(header)
     print()

@@ -45,8 +45,15 @@ def main() -> dict[str, float]:
     ours = np.array([w.to_numpy() for w in ours])
 
     n = len(folds)
-    out = {"folds": n, "skfolio_s": t_sk, "ours_s": t_ours, "skfolio_fits_per_s": n / t_sk,
-           "ours_fits_per_s": n / t_ours, "ratio": t_sk / t_ours, "max_abs_dw": float(np.abs(ours - ref).max())}
+    out = {
+        "folds": n,
+        "skfolio_s": t_sk,
+        "ours_s": t_ours,
+        "skfolio_fits_per_s": n / t_sk,
+        "ours_fits_per_s": n / t_ours,
+        "ratio": t_sk / t_ours,
+        "max_abs_dw": float(np.abs(ours - ref).max()),
+    }
     print(f"data {X.shape[0]}x{X.shape[1]}, WalkForward(train_size=252, test_size=10): {n} folds")
     print(f"skfolio cross_val_predict(HierarchicalRiskParity()): {t_sk:.2f} s = {n / t_sk:.0f} fits/s")
     print(f"quant_assets optimise(hrp, custom, ward/pearson/optimal): {t_ours:.2f} s = {n / t_ours:.0f} fits/s")

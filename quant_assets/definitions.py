@@ -64,8 +64,13 @@ def build_definitions(manifest: Manifest | None = None, lakehouse_root: str | Pa
         assets=build_assets(ctx),
         executor=EXECUTOR,
         resources={"lakehouse": LakehouseResource(root=str(lakehouse_root or default_root()))},
-        jobs=[define_asset_job("walk_forward", selection=AssetSelection.all(),
-                               description="Every asset of the graph: a backfill of it is a walk-forward backtest.")],
+        jobs=[
+            define_asset_job(
+                "walk_forward",
+                selection=AssetSelection.all(),
+                description="Every asset of the graph: a backfill of it is a walk-forward backtest.",
+            )
+        ],
     )
 
 

@@ -5,6 +5,7 @@ Pure strings, no imports: the Dagster layer names its assets with these, and `ex
 find the stored partitions of an asset by the same names.
 """
 
+
 # fmt: off
 def candidates_name(universe: str) -> str: return f"candidates_{universe}"
 def prices_name(universe: str) -> str: return f"prices_{universe}"

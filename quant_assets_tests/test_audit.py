@@ -14,8 +14,14 @@ from quant_assets.audit.ledger import GENESIS, AuditLedger, frame_hash, record_h
 def fill(ledger: AuditLedger, n: int = 3) -> list[dict]:
     out = []
     for i in range(n):
-        intent = ledger.intent(step="sleeve_optimise", asset="sleeve_weights_x_hrp", partition=f"2020-01-{i + 3:02d}",
-                               run_id="run-1", params={"profile": "hrp"}, input_hashes={"streams": "abc"})
+        intent = ledger.intent(
+            step="sleeve_optimise",
+            asset="sleeve_weights_x_hrp",
+            partition=f"2020-01-{i + 3:02d}",
+            run_id="run-1",
+            params={"profile": "hrp"},
+            input_hashes={"streams": "abc"},
+        )
         out += [intent, ledger.outcome(intent, status="success", output_hash="def")]
     return out
 
@@ -31,12 +37,15 @@ def test_chain_links_every_record(tmp_path):
     assert ledger.records() == records
 
 
-@pytest.mark.parametrize("tamper, line, reason", [
-    (lambda lines: lines.__setitem__(2, lines[2].replace('"hrp"', '"max_sharpe"')), 3, "content does not match"),
-    (lambda lines: lines.pop(1), 2, "prev_hash does not match"),
-    (lambda lines: lines.insert(0, lines.pop(2)), 1, "prev_hash does not match"),
-    (lambda lines: lines.__setitem__(4, "{not json"), 5, "is not JSON"),
-])
+@pytest.mark.parametrize(
+    "tamper, line, reason",
+    [
+        (lambda lines: lines.__setitem__(2, lines[2].replace('"hrp"', '"max_sharpe"')), 3, "content does not match"),
+        (lambda lines: lines.pop(1), 2, "prev_hash does not match"),
+        (lambda lines: lines.insert(0, lines.pop(2)), 1, "prev_hash does not match"),
+        (lambda lines: lines.__setitem__(4, "{not json"), 5, "is not JSON"),
+    ],
+)
 def test_tampering_is_detected_at_the_first_broken_link(tmp_path, tamper, line, reason):
     ledger = AuditLedger(tmp_path / "ledger.jsonl")
     fill(ledger)
@@ -63,14 +72,26 @@ def test_rehashing_a_tampered_record_still_breaks_the_next_link(tmp_path):
 def test_dangling_intents_and_supersession(tmp_path):
     ledger = AuditLedger(tmp_path / "ledger.jsonl")
     fill(ledger, 2)
-    crashed = ledger.intent(step="meta_optimise", asset="meta_weights_m_hrp", partition="2020-01-10", run_id="run-2",
-                            params={}, input_hashes={})
+    crashed = ledger.intent(
+        step="meta_optimise",
+        asset="meta_weights_m_hrp",
+        partition="2020-01-10",
+        run_id="run-2",
+        params={},
+        input_hashes={},
+    )
     assert [r["hash"] for r in ledger.dangling_intents()] == [crashed["hash"]]
     assert ledger.dangling_intents(asset="sleeve_weights_x_hrp") == []
     assert ledger.dangling_intents(partitions={"2020-01-03"}) == []
     # re-materialising the partition appends a new intent and outcome: the crash is superseded
-    again = ledger.intent(step="meta_optimise", asset="meta_weights_m_hrp", partition="2020-01-10", run_id="run-3",
-                          params={}, input_hashes={})
+    again = ledger.intent(
+        step="meta_optimise",
+        asset="meta_weights_m_hrp",
+        partition="2020-01-10",
+        run_id="run-3",
+        params={},
+        input_hashes={},
+    )
     ledger.outcome(again, status="success", output_hash="x")
     assert ledger.dangling_intents() == []
     assert len(ledger.records()) == 7 and ledger.verify().ok  # history kept, chain intact
@@ -79,8 +100,9 @@ def test_dangling_intents_and_supersession(tmp_path):
 def _append_many(path: str, worker: int, n: int) -> None:
     ledger = AuditLedger(path)
     for i in range(n):
-        intent = ledger.intent(step="s", asset=f"a{worker}", partition=str(i), run_id=f"w{worker}", params={},
-                               input_hashes={})
+        intent = ledger.intent(
+            step="s", asset=f"a{worker}", partition=str(i), run_id=f"w{worker}", params={}, input_hashes={}
+        )
         ledger.outcome(intent, status="success", output_hash=None)
 
 
@@ -103,15 +125,18 @@ def test_two_processes_append_without_breaking_the_chain(tmp_path):
 
 def test_frame_hash_is_deterministic_and_content_sensitive():
     rng = np.random.default_rng(0)
-    df = pd.DataFrame(rng.normal(0, 0.01, (50, 4)), index=pd.bdate_range("2020-01-01", periods=50), columns=list("abcd"))
+    df = pd.DataFrame(
+        rng.normal(0, 0.01, (50, 4)), index=pd.bdate_range("2020-01-01", periods=50), columns=list("abcd")
+    )
     assert frame_hash(df) == frame_hash(df[list("dcba")].iloc[::-1])  # column and row order do not matter
     assert frame_hash(df) != frame_hash(df + 1e-6)  # an 8th-decimal change does
     assert frame_hash(pd.DataFrame()) == hashlib.sha256(b"empty").hexdigest()
     mixed = pd.DataFrame({"symbol": ["NYSE:KO", "NASDAQ:AAPL"], "weight": [0.25, 0.75]})
     assert frame_hash(mixed) == frame_hash(mixed.iloc[::-1][["weight", "symbol"]])
     assert frame_hash(mixed) != frame_hash(mixed.assign(weight=[0.75, 0.25]))
-    assert frame_hash(pd.Series([0.5, 0.5], index=["a", "b"], name="w")) == \
-        frame_hash(pd.Series([0.5, 0.5], index=["b", "a"], name="w"))
+    assert frame_hash(pd.Series([0.5, 0.5], index=["a", "b"], name="w")) == frame_hash(
+        pd.Series([0.5, 0.5], index=["b", "a"], name="w")
+    )
 
 
 def test_truncated_tail_blocks_appends_with_a_clear_error(tmp_path):

@@ -22,10 +22,13 @@ def test_yearly_partitions_hold_every_weekly_rebalance_date():
     assert all(periods.key(d) == k for k in keys for d in periods.dates(k))
 
 
-@pytest.mark.parametrize("period, keys", [
-    ("quarter", ["2020-01", "2020-04", "2020-07", "2020-10"]),
-    ("month", [f"2020-{m:02d}" for m in range(1, 13)]),
-])
+@pytest.mark.parametrize(
+    "period, keys",
+    [
+        ("quarter", ["2020-01", "2020-04", "2020-07", "2020-10"]),
+        ("month", [f"2020-{m:02d}" for m in range(1, 13)]),
+    ],
+)
 def test_quarterly_and_monthly_partitions_agree_with_dagster(period, keys):
     cal = Calendar(frequency="weekly", partition=period, start=dt.date(2020, 1, 1), end=dt.date(2021, 1, 1))
     periods = Periods(cal)

@@ -48,19 +48,34 @@ def test_sleeve_weight_within_tolerance_passes():
     [
         pytest.param([("A", "LONG", np.nan, 0.6), ("B", "LONG", 0.4, 0.4)], "non-finite weights", id="nan-weight"),
         pytest.param([("A", "LONG", 0.6, np.inf), ("B", "LONG", 0.4, 0.4)], "non-finite weights", id="inf-net"),
-        pytest.param([("A", "LONG", 1.1, 1.1), ("B", "LONG", -0.1, -0.1)], "negative atom weight -0.1",
-                     id="negative-weight"),
-        pytest.param([("A", "LONG", 0.6, 0.6), ("B", "LONG", 0.3, 0.3)], "atom weights sum to 0.90000000, not 1",
-                     id="sum-below-1"),
-        pytest.param([("A", "LONG", 0.6, 0.6), ("B", "LONG", 0.6, 0.6)], "atom weights sum to 1.20000000, not 1",
-                     id="sum-above-1"),
-        pytest.param([("A", "LONG", 0.6, 0.6), ("BINANCE:BTC_USDT", "SHORT", 0.4, 0.4)],
-                     "net weight sign/size disagrees with direction for ['BINANCE:BTC_USDT']",
-                     id="short-row-positive-net"),
-        pytest.param([("A", "LONG", 0.6, -0.6), ("B", "SHORT", 0.4, -0.4)],
-                     "net weight sign/size disagrees with direction for ['A']", id="long-row-negative-net"),
-        pytest.param([("A", "LONG", 0.6, 0.5), ("B", "LONG", 0.4, 0.4)],
-                     "net weight sign/size disagrees with direction for ['A']", id="net-size-wrong"),
+        pytest.param(
+            [("A", "LONG", 1.1, 1.1), ("B", "LONG", -0.1, -0.1)], "negative atom weight -0.1", id="negative-weight"
+        ),
+        pytest.param(
+            [("A", "LONG", 0.6, 0.6), ("B", "LONG", 0.3, 0.3)],
+            "atom weights sum to 0.90000000, not 1",
+            id="sum-below-1",
+        ),
+        pytest.param(
+            [("A", "LONG", 0.6, 0.6), ("B", "LONG", 0.6, 0.6)],
+            "atom weights sum to 1.20000000, not 1",
+            id="sum-above-1",
+        ),
+        pytest.param(
+            [("A", "LONG", 0.6, 0.6), ("BINANCE:BTC_USDT", "SHORT", 0.4, 0.4)],
+            "net weight sign/size disagrees with direction for ['BINANCE:BTC_USDT']",
+            id="short-row-positive-net",
+        ),
+        pytest.param(
+            [("A", "LONG", 0.6, -0.6), ("B", "SHORT", 0.4, -0.4)],
+            "net weight sign/size disagrees with direction for ['A']",
+            id="long-row-negative-net",
+        ),
+        pytest.param(
+            [("A", "LONG", 0.6, 0.5), ("B", "LONG", 0.4, 0.4)],
+            "net weight sign/size disagrees with direction for ['A']",
+            id="net-size-wrong",
+        ),
     ],
 )
 def test_sleeve_bad_inputs_fail(rows, expected):
@@ -161,8 +176,10 @@ def test_flattened_net_not_long_minus_short_fails():
 
 
 def test_flattened_contributions_not_conserved_fails():
-    assert (flattened_problem(_flat(GOOD_FLAT), _contrib([0.5, -0.2, -0.05]), PHYSICAL)
-            == "sum of path contributions differs from sum of net weights by 0.05")
+    assert (
+        flattened_problem(_flat(GOOD_FLAT), _contrib([0.5, -0.2, -0.05]), PHYSICAL)
+        == "sum of path contributions differs from sum of net weights by 0.05"
+    )
 
 
 def test_flattened_empty_flat_with_nonzero_contributions_fails():
@@ -192,20 +209,26 @@ from quant_assets.audit.checks import sign_problem, synthetic_stream_problem  # 
 
 
 def _paths(rows):
-    return pd.DataFrame(rows, columns=["symbol", "path", "sleeve", "atom_id", "direction", "path_weight",
-                                       "sleeve_weight", "contribution"])
+    return pd.DataFrame(
+        rows,
+        columns=["symbol", "path", "sleeve", "atom_id", "direction", "path_weight", "sleeve_weight", "contribution"],
+    )
 
 
 def test_sign_test_passes_a_consistent_tree_and_catches_lost_directions():
-    good = _paths([("X", "m/s", "s", "X|trend|short", "SHORT", 0.5, 1.0, -0.5),
-                     ("Y", "m/l", "l", "Y|trend|long", "LONG", 0.5, 1.0, 0.5)])
+    good = _paths(
+        [
+            ("X", "m/s", "s", "X|trend|short", "SHORT", 0.5, 1.0, -0.5),
+            ("Y", "m/l", "l", "Y|trend|long", "LONG", 0.5, 1.0, 0.5),
+        ]
+    )
     assert sign_problem(good, {"s": "short", "l": "long"}) is None
     lost = good.assign(direction=["LONG", "LONG"], contribution=[0.5, 0.5])  # a short sleeve emitting longs
-    assert sign_problem(lost, {"s": "short", "l": "long"}) == \
-        "m/s: atom X|trend|short is LONG but sleeve s is SHORT"
+    assert sign_problem(lost, {"s": "short", "l": "long"}) == "m/s: atom X|trend|short is LONG but sleeve s is SHORT"
     flipped = good.assign(contribution=[0.5, 0.5])
-    assert sign_problem(flipped, {"s": "short", "l": "long"}) == \
-        "m/s: SHORT atom X|trend|short has contribution +0.500000"
+    assert (
+        sign_problem(flipped, {"s": "short", "l": "long"}) == "m/s: SHORT atom X|trend|short has contribution +0.500000"
+    )
 
 
 def test_synthetic_stream_test_is_exact():
@@ -217,8 +240,9 @@ def test_synthetic_stream_test_is_exact():
 
 
 def test_conservation_counts_netted_away_gross():
-    contributions = _paths([("X", "m/l", "l", "X|t|long", "LONG", 0.6, 0.5, 0.3),
-                              ("X", "m/s", "s", "X|t|short", "SHORT", 0.4, 0.25, -0.1)])
+    contributions = _paths(
+        [("X", "m/l", "l", "X|t|long", "LONG", 0.6, 0.5, 0.3), ("X", "m/s", "s", "X|t|short", "SHORT", 0.4, 0.25, -0.1)]
+    )
     flat = pd.DataFrame({"symbol": ["X"], "net_weight": [0.2], "long_weight": [0.3], "short_weight": [0.1]})
     assert flattened_problem(flat, contributions, {"X"}) is None  # 0.4 gross = 0.2 net + 0.2 netted away
     wrong = flat.assign(long_weight=[0.35], short_weight=[0.15], net_weight=[0.2])

@@ -26,9 +26,14 @@ def deep(tmp_path_factory):
     }
     manifest = parse_manifest(data)
     root = tmp_path_factory.mktemp("deep")
-    result = materialize_range(build_definitions(manifest, root), manifest, dt.date(2019, 1, 1),
-                               dt.date(2019, 2, 28), DagsterInstance.ephemeral(),
-                               run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    result = materialize_range(
+        build_definitions(manifest, root),
+        manifest,
+        dt.date(2019, 1, 1),
+        dt.date(2019, 2, 28),
+        DagsterInstance.ephemeral(),
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
     return result, Lakehouse(root)
 
 
@@ -37,8 +42,10 @@ def test_three_levels_materialise_and_flatten_to_symbols(deep):
     assert result.success
     paths = lh.sql("SELECT DISTINCT path FROM flattened_contributions WHERE meta = 'top'")["path"].to_list()
     assert "top/stocks/longs/trend_long" in paths and "top/factor_rotation" in paths
-    flat = lh.sql("SELECT rebalance_date, sum(long_weight + short_weight) AS gross FROM flattened_weights "
-                  "WHERE meta = 'top' GROUP BY ALL").to_pandas()
+    flat = lh.sql(
+        "SELECT rebalance_date, sum(long_weight + short_weight) AS gross FROM flattened_weights "
+        "WHERE meta = 'top' GROUP BY ALL"
+    ).to_pandas()
     np.testing.assert_allclose(flat["gross"], 1.0, atol=1e-9)
 
 
@@ -47,10 +54,22 @@ def test_each_level_sees_its_child_meta_portfolio_stream(deep):
     children = lh.sql("SELECT DISTINCT child FROM meta_returns WHERE meta = 'stocks'")["child"].to_list()
     assert sorted(children) == ["longs", "trend_short"]
     # the stream 'stocks' sees for 'longs' is longs' own portfolio return, day by day
-    seen = lh.sql("SELECT date, ret FROM meta_returns WHERE meta = 'stocks' AND child = 'longs' "
-                  "AND rebalance_date <= '2019-02-22' ORDER BY date").to_pandas().set_index("date")["ret"]
-    own = lh.sql("SELECT date, ret FROM meta_portfolio_returns WHERE meta = 'longs' AND rebalance_date <= '2019-02-22'"
-                 " ORDER BY date").to_pandas().set_index("date")["ret"]
+    seen = (
+        lh.sql(
+            "SELECT date, ret FROM meta_returns WHERE meta = 'stocks' AND child = 'longs' "
+            "AND rebalance_date <= '2019-02-22' ORDER BY date"
+        )
+        .to_pandas()
+        .set_index("date")["ret"]
+    )
+    own = (
+        lh.sql(
+            "SELECT date, ret FROM meta_portfolio_returns WHERE meta = 'longs' AND rebalance_date <= '2019-02-22'"
+            " ORDER BY date"
+        )
+        .to_pandas()
+        .set_index("date")["ret"]
+    )
     assert len(seen) > 20
     np.testing.assert_allclose(seen.to_numpy(), own.reindex(seen.index).to_numpy(), atol=0)
     optimised = lh.sql("SELECT count(*) AS n FROM meta_weights WHERE meta = 'top' AND status = 'optimised'")["n"][0]

@@ -58,14 +58,23 @@ def test_every_asset_and_check_ran_for_every_partition(world):
     assert len(per_asset) == len(materialisable) == 139 and (per_asset == 3).all()
     assert sorted({e.partition for e in mats}) == PARTITIONS
     # each partition's metadata describes that partition: its own dates and rows
-    sel = {e.partition: e.materialization.metadata for e in mats if e.asset_key.to_user_string() == "selection_trend_long"}
+    sel = {
+        e.partition: e.materialization.metadata for e in mats if e.asset_key.to_user_string() == "selection_trend_long"
+    }
     assert [sel[k]["first_date"].value for k in PARTITIONS] == ["2019-01-04", "2019-02-01", "2019-03-01"]
     assert [sel[k]["rebalance_dates"].value for k in PARTITIONS] == [4, 4, 5]
     evaluations = res.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
-    assert {e.check_name for e in evaluations} == {"health_coverage", "weights_valid", "returns_in_bounds", "audit_complete", "directional_sign_test",
-                                                   "weights_within_bounds", "physical_and_conserved",
-                                                   "stages_consistent"}
+    assert {e.check_name for e in evaluations} == {
+        "health_coverage",
+        "weights_valid",
+        "returns_in_bounds",
+        "audit_complete",
+        "directional_sign_test",
+        "weights_within_bounds",
+        "physical_and_conserved",
+        "stages_consistent",
+    }
 
 
 def test_no_rebalance_date_reads_past_itself(world):
@@ -73,8 +82,9 @@ def test_no_rebalance_date_reads_past_itself(world):
         late = q(world, f"SELECT count(*) AS n FROM {table} WHERE date > rebalance_date")["n"][0]
         assert late == 0, table
     # daily data is stored once per session: no duplicates, and partitions hold their own dates
-    dup = q(world, "SELECT count(*) AS n FROM (SELECT universe, date, symbol FROM prices GROUP BY ALL "
-                   "HAVING count(*) > 1)")
+    dup = q(
+        world, "SELECT count(*) AS n FROM (SELECT universe, date, symbol FROM prices GROUP BY ALL HAVING count(*) > 1)"
+    )
     assert dup["n"][0] == 0
     warm_up = q(world, "SELECT min(date) AS d FROM prices")["d"][0]
     assert pd.Timestamp(warm_up) < pd.Timestamp("2017-02-01")  # the first partition's warm-up window
@@ -86,8 +96,11 @@ def test_no_rebalance_date_reads_past_itself(world):
 
 
 def test_sleeve_weights_sum_to_one_and_carry_their_sign(world):
-    w = q(world, "SELECT sleeve, risk, rebalance_date, sum(weight) AS s, sum(net_weight) AS net, "
-                 "min(weight) AS lo, count(*) AS n FROM sleeve_weights GROUP BY ALL")
+    w = q(
+        world,
+        "SELECT sleeve, risk, rebalance_date, sum(weight) AS s, sum(net_weight) AS net, "
+        "min(weight) AS lo, count(*) AS n FROM sleeve_weights GROUP BY ALL",
+    )
     assert len(w) == 4 * 5 * 13
     np.testing.assert_allclose(w["s"], 1.0, atol=1e-9)
     assert (w["lo"] > 0).all()
@@ -123,8 +136,11 @@ def test_meta_weights_within_bounds_and_optimised_once_history_exists(world):
 
 
 def test_flattened_weights_are_physical_and_traceable(world):
-    flat = q(world, "SELECT f.meta, f.risk, f.rebalance_date, f.symbol, f.net_weight, f.long_weight, f.short_weight "
-                    "FROM flattened_weights f")
+    flat = q(
+        world,
+        "SELECT f.meta, f.risk, f.rebalance_date, f.symbol, f.net_weight, f.long_weight, f.short_weight "
+        "FROM flattened_weights f",
+    )
     listed = q(world, "SELECT DISTINCT rebalance_date, symbol FROM candidates")
     merged = flat.merge(listed, on=["rebalance_date", "symbol"], how="left", indicator=True)
     assert (merged["_merge"] == "both").all()
@@ -137,25 +153,43 @@ def test_flattened_weights_are_physical_and_traceable(world):
 
 def test_nested_flatten_equals_parent_weight_times_child_contributions(world):
     d, risk = "2019-03-29", "hrp"
-    w = q(world, f"SELECT child, weight FROM meta_weights WHERE meta='total_portfolio' AND risk='{risk}' "
-                 f"AND rebalance_date='{d}'").set_index("child")["weight"]
-    inner = q(world, f"SELECT symbol, sum(contribution) AS c FROM flattened_contributions WHERE meta='us_stocks' "
-                     f"AND risk='{risk}' AND rebalance_date='{d}' GROUP BY symbol").set_index("symbol")["c"]
-    via = q(world, f"SELECT symbol, sum(contribution) AS c FROM flattened_contributions WHERE meta='total_portfolio' "
-                   f"AND risk='{risk}' AND rebalance_date='{d}' AND path LIKE 'total_portfolio/us_stocks/%' "
-                   f"GROUP BY symbol").set_index("symbol")["c"]
-    pd.testing.assert_series_equal(via.sort_index(), (inner * w["us_stocks"]).sort_index(), check_names=False,
-                                   atol=1e-12, rtol=0)
+    w = q(
+        world,
+        f"SELECT child, weight FROM meta_weights WHERE meta='total_portfolio' AND risk='{risk}' "
+        f"AND rebalance_date='{d}'",
+    ).set_index("child")["weight"]
+    inner = q(
+        world,
+        f"SELECT symbol, sum(contribution) AS c FROM flattened_contributions WHERE meta='us_stocks' "
+        f"AND risk='{risk}' AND rebalance_date='{d}' GROUP BY symbol",
+    ).set_index("symbol")["c"]
+    via = q(
+        world,
+        f"SELECT symbol, sum(contribution) AS c FROM flattened_contributions WHERE meta='total_portfolio' "
+        f"AND risk='{risk}' AND rebalance_date='{d}' AND path LIKE 'total_portfolio/us_stocks/%' "
+        f"GROUP BY symbol",
+    ).set_index("symbol")["c"]
+    pd.testing.assert_series_equal(
+        via.sort_index(), (inner * w["us_stocks"]).sort_index(), check_names=False, atol=1e-12, rtol=0
+    )
 
 
 def test_meta_portfolio_return_is_previous_weights_times_child_streams(world):
     risk = "min_variance"
-    mpr = q(world, f"SELECT date, ret, weights_date FROM meta_portfolio_returns WHERE meta='us_stocks' AND "
-                   f"risk='{risk}' AND rebalance_date='2019-03-29' ORDER BY date")
-    w = q(world, f"SELECT child, weight FROM meta_weights WHERE meta='us_stocks' AND risk='{risk}' AND "
-                 f"rebalance_date='{mpr['weights_date'][0].date()}'").set_index("child")["weight"]
-    child = q(world, f"SELECT sleeve, date, net_return FROM sleeve_returns WHERE risk='{risk}' AND "
-                     f"rebalance_date='2019-03-29'").pivot(index="date", columns="sleeve", values="net_return")
+    mpr = q(
+        world,
+        f"SELECT date, ret, weights_date FROM meta_portfolio_returns WHERE meta='us_stocks' AND "
+        f"risk='{risk}' AND rebalance_date='2019-03-29' ORDER BY date",
+    )
+    w = q(
+        world,
+        f"SELECT child, weight FROM meta_weights WHERE meta='us_stocks' AND risk='{risk}' AND "
+        f"rebalance_date='{mpr['weights_date'][0].date()}'",
+    ).set_index("child")["weight"]
+    child = q(
+        world,
+        f"SELECT sleeve, date, net_return FROM sleeve_returns WHERE risk='{risk}' AND rebalance_date='2019-03-29'",
+    ).pivot(index="date", columns="sleeve", values="net_return")
     first_day = float((child.iloc[0][w.index] * w).sum())
     assert mpr["ret"].iloc[0] == pytest.approx(first_day, abs=1e-12)
     # every later day: the weights have drifted with each child's own compounded stream
@@ -187,16 +221,37 @@ def test_reports_are_written_per_partition_and_any_date_renders(world):
     assert "# total_portfolio / hrp as of 2019-03-29" in last["markdown"]
     md = last["markdown"]
     assert "## Cluster tree" in md and "meta_cluster_tree_us_stocks_hrp" in md
-    for section in ("## Allocation over the last", "## Trailing out-of-sample performance", "Equity curve ",
-                    "## Children's correlations", "## Fallback and veto events", "## Top physical holdings"):
+    for section in (
+        "## Allocation over the last",
+        "## Trailing out-of-sample performance",
+        "Equity curve ",
+        "## Children's correlations",
+        "## Fallback and veto events",
+        "## Top physical holdings",
+    ):
         assert section in md, section
     assert "| child | factor_rotation | us_stocks |" in md and "| factor_rotation | 1.00 |" in md  # correlations
 
 
 def test_rematerialising_a_partition_replaces_never_duplicates(world):
-    tables = ["candidates", "prices", "returns", "returns_health", "features", "selection", "sleeve_weights",
-              "sleeve_returns", "meta_returns", "meta_weights", "meta_cluster_tree", "meta_portfolio_returns",
-              "flattened_weights", "flattened_contributions", "meta_report", "rebalance_orders"]
+    tables = [
+        "candidates",
+        "prices",
+        "returns",
+        "returns_health",
+        "features",
+        "selection",
+        "sleeve_weights",
+        "sleeve_returns",
+        "meta_returns",
+        "meta_weights",
+        "meta_cluster_tree",
+        "meta_portfolio_returns",
+        "flattened_weights",
+        "flattened_contributions",
+        "meta_report",
+        "rebalance_orders",
+    ]
     before = {t: q(world, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
     d = dt.date(2019, 2, 15)  # the middle partition: 2019-02
     again = materialize_range(world["defs"], world["manifest"], d, d, world["instance"], run_config=QUIET)
@@ -213,17 +268,28 @@ def test_blocking_check_stops_downstream(tmp_path):
     manifest = parse_manifest(data)
     defs = build_definitions(manifest, tmp_path)
     d = dt.date(2019, 1, 4)
-    res = materialize_range(defs, manifest, d, d, DagsterInstance.ephemeral(), raise_on_error=False,
-                            selection="key:*us_large_caps or key:*trend_long", run_config=QUIET)
+    res = materialize_range(
+        defs,
+        manifest,
+        d,
+        d,
+        DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        selection="key:*us_large_caps or key:*trend_long",
+        run_config=QUIET,
+    )
     assert not res.success
     failed = [e for e in res.get_asset_check_evaluations() if not e.passed]
-    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [("returns_us_large_caps",
-                                                                               "health_coverage")]
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
+        ("returns_us_large_caps", "health_coverage")
+    ]
     assert "coverage 0.00% below 50%" in str(failed[0].metadata["failures"].value)
     done = {e.asset_key.to_user_string() for e in res.get_asset_materialization_events()}
     assert "returns_us_large_caps" in done  # what failed is stored, so it can be inspected
-    assert not {"features_us_large_caps", "regime_us_large_caps", "selection_trend_long",
-                "sleeve_weights_trend_long_hrp"} & done  # nothing computed from it
+    assert (
+        not {"features_us_large_caps", "regime_us_large_caps", "selection_trend_long", "sleeve_weights_trend_long_hrp"}
+        & done
+    )  # nothing computed from it
     assert Lakehouse(tmp_path).read_partition("returns_health", "returns_us_large_caps", "2019-01") is not None
 
 
@@ -239,7 +305,9 @@ def test_audit_ledger_records_every_optimisation(world):
     assert len(outcomes) == (first["type"] == "intent").sum()
     assert set(outcomes["status"]) <= {"success", "fallback"}
     opt = q(world, "SELECT asset, rebalance_date, status FROM audit_optimisations")
-    assert len(opt[opt["asset"].str.startswith("sleeve_weights")].drop_duplicates(["asset", "rebalance_date"])) == 20 * 13
+    assert (
+        len(opt[opt["asset"].str.startswith("sleeve_weights")].drop_duplicates(["asset", "rebalance_date"])) == 20 * 13
+    )
     assert set(opt["status"]) <= {"success", "fallback", "equal_weight", "no_assets"}
     assert {"success", "equal_weight"} <= set(opt["status"])
 
@@ -248,18 +316,26 @@ def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
     from quant_assets.audit.explain import ExplainError, explain
 
     d = dt.date(2019, 3, 29)
-    flat = q(world, "SELECT symbol, net_weight, n_paths FROM flattened_weights WHERE meta='total_portfolio' AND "
-                    "risk='hrp' AND rebalance_date='2019-03-29' ORDER BY n_paths DESC, abs(net_weight) DESC")
+    flat = q(
+        world,
+        "SELECT symbol, net_weight, n_paths FROM flattened_weights WHERE meta='total_portfolio' AND "
+        "risk='hrp' AND rebalance_date='2019-03-29' ORDER BY n_paths DESC, abs(net_weight) DESC",
+    )
     symbol = flat["symbol"][0]
-    ex = explain(world["lh"], world["manifest"], "total_portfolio", "hrp", d, symbol, instance_lookup(world["instance"]))
+    ex = explain(
+        world["lh"], world["manifest"], "total_portfolio", "hrp", d, symbol, instance_lookup(world["instance"])
+    )
     assert ex.net_weight == pytest.approx(flat["net_weight"][0], abs=1e-15)
     assert len(ex.paths) == flat["n_paths"][0]
     assert ex.path_gap < 1e-12 and ex.sum_gap < 1e-12
     for p in ex.paths:
         assert [lv.parent for lv in p.levels][0] == "total_portfolio" and p.levels[-1].child == p.sleeve
     names = {r.asset for r in ex.inputs}
-    assert {"flattened_weights_total_portfolio_hrp", "meta_weights_total_portfolio_hrp",
-            "prices_us_large_caps"} <= names
+    assert {
+        "flattened_weights_total_portfolio_hrp",
+        "meta_weights_total_portfolio_hrp",
+        "prices_us_large_caps",
+    } <= names
     assert {r.partition.split(" ")[0] for r in ex.inputs} == {"2019-03"}
     runs = {r.run_id for r in ex.inputs}
     assert None not in runs  # every input partition was materialised in this instance
@@ -279,27 +355,45 @@ def test_orders_from_cash_then_drift_from_accepted_weights(world):
 
     path = state_path(world["lh"], "total_portfolio", "hrp")
     assert not path.exists()  # materialising never writes the user's state
-    cash = q(world, "SELECT * FROM rebalance_orders WHERE meta='total_portfolio' AND risk='hrp' "
-                    "AND rebalance_date='2019-03-29'")
-    target = q(world, "SELECT symbol, net_weight FROM flattened_weights WHERE meta='total_portfolio' AND risk='hrp' "
-                      "AND rebalance_date='2019-03-29'").set_index("symbol")["net_weight"]
+    cash = q(
+        world,
+        "SELECT * FROM rebalance_orders WHERE meta='total_portfolio' AND risk='hrp' AND rebalance_date='2019-03-29'",
+    )
+    target = q(
+        world,
+        "SELECT symbol, net_weight FROM flattened_weights WHERE meta='total_portfolio' AND risk='hrp' "
+        "AND rebalance_date='2019-03-29'",
+    ).set_index("symbol")["net_weight"]
     assert cash["implemented_as_of"].isna().all() and (cash["implemented"] == 0).all()
     opened = cash.groupby("symbol")["drift"].first()
-    pd.testing.assert_series_equal(opened.sort_index(), target[target.abs() >= 1e-4].sort_index(),
-                                   check_names=False, atol=1e-15)
+    pd.testing.assert_series_equal(
+        opened.sort_index(), target[target.abs() >= 1e-4].sort_index(), check_names=False, atol=1e-15
+    )
     assert set(cash.loc[cash["target"] < 0, "action"]) == {"SELL_SHORT"}
     assert set(cash.loc[cash["target"] > 0, "action"]) == {"BUY"}
     # accept the first date's target, re-materialise the orders of the last date
-    first = q(world, "SELECT symbol, net_weight FROM flattened_weights WHERE meta='total_portfolio' AND risk='hrp' "
-                     "AND rebalance_date='2019-01-04'")
+    first = q(
+        world,
+        "SELECT symbol, net_weight FROM flattened_weights WHERE meta='total_portfolio' AND risk='hrp' "
+        "AND rebalance_date='2019-01-04'",
+    )
     record_implemented(path, dt.date(2019, 1, 4), pd.Series(first["net_weight"].to_numpy(), index=first["symbol"]))
     assert set(read_state(path)["as_of"]) == {dt.date(2019, 1, 4)}
     d = dt.date(2019, 3, 29)
-    again = materialize_range(world["defs"], world["manifest"], d, d, world["instance"], run_config=QUIET,
-                              selection='key:"rebalance_orders_total_portfolio_hrp"')
+    again = materialize_range(
+        world["defs"],
+        world["manifest"],
+        d,
+        d,
+        world["instance"],
+        run_config=QUIET,
+        selection='key:"rebalance_orders_total_portfolio_hrp"',
+    )
     assert again.success
-    orders = q(world, "SELECT * FROM rebalance_orders WHERE meta='total_portfolio' AND risk='hrp' "
-                      "AND rebalance_date='2019-03-29'")
+    orders = q(
+        world,
+        "SELECT * FROM rebalance_orders WHERE meta='total_portfolio' AND risk='hrp' AND rebalance_date='2019-03-29'",
+    )
     assert len(orders) and (orders["implemented_as_of"] == pd.Timestamp("2019-01-04")).all()
     np.testing.assert_allclose(orders["drift"], orders["target"] - orders["implemented"], atol=1e-15)
     assert (orders.loc[orders["status"] == "SKIP", "drift"].abs() < 0.01).all()
@@ -340,9 +434,12 @@ def test_every_funnel_stage_is_stored_and_recruitment_saw_exactly_it(world):
 
 
 def test_duckdb_answers_why_a_symbol_was_not_selected(world):
-    why = q(world, "SELECT s.sleeve, s.rebalance_date, s.symbol, s.veto_reason, v.filter, v.reason, v.value, "
-                   "v.threshold FROM selection s JOIN vetoes v USING (rebalance_date, sleeve, symbol) "
-                   "WHERE NOT s.selected ORDER BY ALL")
+    why = q(
+        world,
+        "SELECT s.sleeve, s.rebalance_date, s.symbol, s.veto_reason, v.filter, v.reason, v.value, "
+        "v.threshold FROM selection s JOIN vetoes v USING (rebalance_date, sleeve, symbol) "
+        "WHERE NOT s.selected ORDER BY ALL",
+    )
     assert len(why) > 0
     assert set(why["filter"]) <= {"darwinian", "predictability", "trend_regime", "friction"}
     first = why.groupby(["sleeve", "rebalance_date", "symbol"]).first()
@@ -356,14 +453,20 @@ def test_regime_is_read_per_universe_and_drives_the_cluster_threshold(world):
     reg = q(world, "SELECT universe, rebalance_date, label, score FROM regime")
     assert len(reg) == 2 * 13 and set(reg["label"]) <= {"QUIET", "NORMAL", "TURBULENT", "CRISIS"}
     assert np.isfinite(reg["score"]).all()
-    clu = q(world, "SELECT DISTINCT c.sleeve, c.rebalance_date, c.threshold, c.regime, r.label FROM clusters c "
-                   "JOIN regime r ON r.rebalance_date = c.rebalance_date AND r.universe = 'us_large_caps' "
-                   "WHERE c.sleeve = 'trend_long'")
+    clu = q(
+        world,
+        "SELECT DISTINCT c.sleeve, c.rebalance_date, c.threshold, c.regime, r.label FROM clusters c "
+        "JOIN regime r ON r.rebalance_date = c.rebalance_date AND r.universe = 'us_large_caps' "
+        "WHERE c.sleeve = 'trend_long'",
+    )
     thresholds = world["manifest"].sleeves["trend_long"].selection.clustering.thresholds
     assert (clu["regime"] == clu["label"]).all()
     assert (clu["threshold"] == clu["regime"].map(thresholds)).all()
-    sens = q(world, "SELECT rebalance_date, threshold, n_clusters FROM cluster_sensitivity WHERE sleeve='trend_long' "
-                    "ORDER BY rebalance_date, threshold")
+    sens = q(
+        world,
+        "SELECT rebalance_date, threshold, n_clusters FROM cluster_sensitivity WHERE sleeve='trend_long' "
+        "ORDER BY rebalance_date, threshold",
+    )
     for _, g in sens.groupby("rebalance_date"):  # more clusters at tighter cuts, never fewer
         assert (np.diff(g["n_clusters"].to_numpy()) <= 0).all() and len(g) == 17
 
@@ -386,8 +489,11 @@ def test_sleeve_wealth_compounds_across_partitions(world):
 
 def test_tournament_scores_every_engine_and_profile(world):
     m = world["manifest"]
-    w = q(world, "SELECT sleeve, rebalance_date, engine, profile, sum(weight) AS s, min(weight) AS lo "
-                 "FROM tournament_weights GROUP BY ALL")
+    w = q(
+        world,
+        "SELECT sleeve, rebalance_date, engine, profile, sum(weight) AS s, min(weight) AS lo "
+        "FROM tournament_weights GROUP BY ALL",
+    )
     np.testing.assert_allclose(w["s"], 1.0, atol=1e-9)
     assert (w["lo"] > 0).all()
     per_date = w[(w["sleeve"] == "trend_long")].groupby("rebalance_date").size()
@@ -401,8 +507,11 @@ def test_tournament_scores_every_engine_and_profile(world):
     # same variant, same winners -> custom and skfolio HRP earn the same stream
     pair = r[r["profile"] == "hrp"].pivot_table(index=["sleeve", "date"], columns="engine", values="net_return")
     np.testing.assert_allclose(pair["custom"], pair["skfolio"], atol=1e-12)
-    event = [e for e in world["result"].get_asset_materialization_events()
-             if e.asset_key.to_user_string() == "tournament_trend_long" and e.partition == "2019-03"][0]
+    event = [
+        e
+        for e in world["result"].get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "tournament_trend_long" and e.partition == "2019-03"
+    ][0]
     md = event.materialization.metadata
     assert "| profile | engine | cagr |" in md["scoreboard"].value and "**" in md["scoreboard"].value
     assert md["equity_curves"].value.startswith("![") and md["drawdowns"].value.startswith("![")

@@ -89,23 +89,31 @@ def test_golden_values_per_profile(small, profile):
 def test_golden_hybrid_equal_weight(small):
     """0.5 inverse variance + 0.5 momentum rank inside clusters; momentum defaults to the window return."""
     res = optimise(small, "equal_weight", clusters=CLUSTERS, config=RiskConfig(hybrid_intra_weighting=True))
-    np.testing.assert_allclose(res.weights.to_numpy(),
-                               [0.168924179244, 0.164409154089, 1 / 3, 0.112385694130, 0.220947639204], atol=1e-8)
+    np.testing.assert_allclose(
+        res.weights.to_numpy(), [0.168924179244, 0.164409154089, 1 / 3, 0.112385694130, 0.220947639204], atol=1e-8
+    )
     # cluster {A, B}: inverse variance 0.6802/0.3198, momentum B > A -> ranks 1/3, 2/3
     var = small[["A", "B"]].var().to_numpy()
     ivp_a = (1 / var[0]) / (1 / var).sum()
     assert res.weights["A"] == pytest.approx((0.5 * ivp_a + 0.5 / 3) / 3, abs=1e-12)
-    explicit = optimise(small, "equal_weight", clusters=CLUSTERS, config=RiskConfig(hybrid_intra_weighting=True),
-                        momentum=pd.Series({"A": 2.0, "B": 1.0, "C": 0.0, "D": 0.0, "E": 5.0}))
+    explicit = optimise(
+        small,
+        "equal_weight",
+        clusters=CLUSTERS,
+        config=RiskConfig(hybrid_intra_weighting=True),
+        momentum=pd.Series({"A": 2.0, "B": 1.0, "C": 0.0, "D": 0.0, "E": 5.0}),
+    )
     assert explicit.weights["A"] == pytest.approx((0.5 * ivp_a + 0.5 * 2 / 3) / 3, abs=1e-12)
 
 
 def test_cvar_penalty_moves_weight_away_from_fat_tails(small):
     base = optimise(small, "min_variance").weights
     pen = optimise(small, "min_variance", config=RiskConfig(cvar_penalty=1.0))
-    np.testing.assert_allclose(pen.weights.to_numpy(),
-                               [0.297163042457, 0.089561693955, 0.190572403450, 0.110293877215, 0.312408982922],
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        pen.weights.to_numpy(),
+        [0.297163042457, 0.089561693955, 0.190572403450, 0.110293877215, 0.312408982922],
+        atol=1e-8,
+    )
     cvar = small.apply(lambda s: -np.sort(s.to_numpy())[:15].mean())
     worst = cvar.idxmax()
     assert pen.weights[worst] < base[worst]
@@ -161,8 +169,9 @@ def test_hrp_variants_agree_across_engines_to_1e12(sp500, linkage, order):
     for engine in engines:
         other = optimise(sp500, "hrp", engine=engine, config=cfg)
         assert (other.profile_used, other.engine) == ("hrp", engine)
-        np.testing.assert_allclose(ours.weights.to_numpy(), other.weights.to_numpy(), rtol=0, atol=1e-12,
-                                   err_msg=f"{engine} {linkage}/{order}")
+        np.testing.assert_allclose(
+            ours.weights.to_numpy(), other.weights.to_numpy(), rtol=0, atol=1e-12, err_msg=f"{engine} {linkage}/{order}"
+        )
 
 
 def test_default_variant_equals_skfolio_default_hrp(sp500):
@@ -183,15 +192,14 @@ def test_convex_profiles_agree_across_engines(sp500, profile, atol):
             continue
         other = optimise(window, profile, engine=engine)
         assert other.profile_used == profile, other.chain_text()
-        np.testing.assert_allclose(ours.weights.to_numpy(), other.weights.to_numpy(), rtol=0, atol=atol,
-                                   err_msg=engine)
+        np.testing.assert_allclose(ours.weights.to_numpy(), other.weights.to_numpy(), rtol=0, atol=atol, err_msg=engine)
 
 
 def test_walk_forward_folds_match_skfolio_cross_val_predict(sp500):
     from skfolio.model_selection import WalkForward, cross_val_predict
     from skfolio.optimization import HierarchicalRiskParity
 
-    X = sp500.iloc[:252 + 10 * 5]
+    X = sp500.iloc[: 252 + 10 * 5]
     pred = cross_val_predict(HierarchicalRiskParity(), X, cv=WalkForward(train_size=252, test_size=10))
     folds = list(WalkForward(train_size=252, test_size=10).split(X))
     for (train, _), portfolio in zip(folds, pred.portfolios):
@@ -208,13 +216,13 @@ def six(small) -> pd.DataFrame:
     return pd.DataFrame(rng.normal(0.0, [0.01, 0.012, 0.014, 0.016, 0.018, 0.02], (250, 6)), columns=list("abcdef"))
 
 
-@pytest.mark.parametrize("regime, share", [("QUIET", 0.05), ("NORMAL", 0.1 / 3), ("TURBULENT", 0.05 / 3),
-                                           ("CRISIS", 0.01)])
+@pytest.mark.parametrize(
+    "regime, share", [("QUIET", 0.05), ("NORMAL", 0.1 / 3), ("TURBULENT", 0.05 / 3), ("CRISIS", 0.01)]
+)
 def test_barbell_aggressor_shares_per_regime(six, regime, share):
     """6 assets in 6 clusters: k = min(5, 6 // 2, 5) = 3 aggressors sharing the regime's total."""
     scores = pd.Series([0.1, 0.9, 0.5, 0.8, 0.2, 0.7], index=six.columns)
-    res = optimise(six, "barbell", regime=regime, clusters=pd.Series(range(6), index=six.columns),
-                   antifragility=scores)
+    res = optimise(six, "barbell", regime=regime, clusters=pd.Series(range(6), index=six.columns), antifragility=scores)
     assert res.profile_used == "barbell"
     aggressors = ["b", "d", "f"]
     np.testing.assert_allclose(res.weights[aggressors].to_numpy(), share, rtol=0, atol=1e-15)
@@ -226,19 +234,27 @@ def test_barbell_aggressor_shares_per_regime(six, regime, share):
 
 
 def test_barbell_aggressor_total_is_configurable(six):
-    cfg = RiskConfig(aggressor_weights={"QUIET": 0.3, "NORMAL": 0.2, "TURBULENT": 0.1, "CRISIS": 0.0},
-                     max_aggressor_clusters=2)
+    cfg = RiskConfig(
+        aggressor_weights={"QUIET": 0.3, "NORMAL": 0.2, "TURBULENT": 0.1, "CRISIS": 0.0}, max_aggressor_clusters=2
+    )
     res = optimise(six, "barbell", config=cfg, antifragility=pd.Series(range(6), index=six.columns))
     assert res.weights[["e", "f"]].tolist() == pytest.approx([0.1, 0.1], abs=1e-15)  # 2 leaders x 0.2 / 2
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_barbell_with_one_cluster_falls_back_to_hrp_with_reason(six, engine):
-    res = optimise(six, "barbell", engine=engine, clusters=pd.Series(0, index=six.columns),
-                   antifragility=pd.Series(1.0, index=six.columns), config=cfg_for(engine))
+    res = optimise(
+        six,
+        "barbell",
+        engine=engine,
+        clusters=pd.Series(0, index=six.columns),
+        antifragility=pd.Series(1.0, index=six.columns),
+        config=cfg_for(engine),
+    )
     assert (res.profile_used, res.fallback_used) == ("hrp", True)
-    assert res.attempts[0].reason == ("ValueError: barbell needs at least 2 clusters, got 1: "
-                                      "no aggressor sleeve possible")
+    assert res.attempts[0].reason == (
+        "ValueError: barbell needs at least 2 clusters, got 1: no aggressor sleeve possible"
+    )
     valid(res, six.columns)
 
 
@@ -260,13 +276,16 @@ def test_barbell_library_engines_match_custom(six, engine):
 # --- cluster caps ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("totals, cap, expected", [
-    ([0.7, 0.2, 0.1], 0.25, [1 / 3] * 3),  # effective cap max(0.25, 1/3)
-    ([0.5, 0.3, 0.1, 0.1], 0.25, [0.25] * 4),
-    # Euclidean projection: the 0.05 excess is shared equally (not pro rata) by the uncapped clusters
-    ([0.4, 0.3, 0.2, 0.1], 0.35, [0.35, 0.3 + 0.05 / 3, 0.2 + 0.05 / 3, 0.1 + 0.05 / 3]),
-    ([0.2, 0.2, 0.2, 0.2, 0.2], 0.25, [0.2] * 5),  # already feasible: unchanged
-])
+@pytest.mark.parametrize(
+    "totals, cap, expected",
+    [
+        ([0.7, 0.2, 0.1], 0.25, [1 / 3] * 3),  # effective cap max(0.25, 1/3)
+        ([0.5, 0.3, 0.1, 0.1], 0.25, [0.25] * 4),
+        # Euclidean projection: the 0.05 excess is shared equally (not pro rata) by the uncapped clusters
+        ([0.4, 0.3, 0.2, 0.1], 0.35, [0.35, 0.3 + 0.05 / 3, 0.2 + 0.05 / 3, 0.1 + 0.05 / 3]),
+        ([0.2, 0.2, 0.2, 0.2, 0.2], 0.25, [0.2] * 5),  # already feasible: unchanged
+    ],
+)
 def test_cluster_cap_examples(totals, cap, expected):
     w = np.array(totals)
     out, eff = cap_cluster_weights(w, np.arange(len(w)), cap)
@@ -287,8 +306,9 @@ def test_cluster_cap_keeps_members_relative_weights():
 def test_cluster_caps_by_regime_in_optimise(sp500, regime, cap):
     window = sp500.iloc[-500:]
     clusters = pd.Series(np.arange(20) % 7, index=window.columns)  # 7 clusters: 1/7 = 0.143
-    res = optimise(window, "min_variance", clusters=clusters, regime=regime,
-                   config=RiskConfig(cluster_caps_enabled=True))
+    res = optimise(
+        window, "min_variance", clusters=clusters, regime=regime, config=RiskConfig(cluster_caps_enabled=True)
+    )
     totals = res.weights.groupby(clusters).sum()
     assert totals.max() <= max(cap, 1 / 7) + 1e-12
     assert res.provenance["cluster_cap"] == max(cap, 1 / 7)
@@ -374,8 +394,9 @@ def test_non_finite_returns_per_engine(small, engine, bad, profile):
 @pytest.mark.parametrize("profile", ["min_variance", "hrp", "max_sharpe", "risk_parity", "barbell"])
 def test_two_assets_per_engine(small, engine, profile):
     r = small[["A", "B"]]
-    res = optimise(r, profile, engine=engine, config=cfg_for(engine), antifragility=SCORES,
-                   clusters=pd.Series({"A": 0, "B": 1}))
+    res = optimise(
+        r, profile, engine=engine, config=cfg_for(engine), antifragility=SCORES, clusters=pd.Series({"A": 0, "B": 1})
+    )
     valid(res, r.columns)
     if profile in ("hrp", "min_variance") or (engine != "pyportfolioopt" and profile == "risk_parity"):
         assert res.profile_used == profile

@@ -135,9 +135,7 @@ def random_matrix() -> np.ndarray:
 def test_permutation_entropy_matrix_matches_1d(random_matrix):
     for order, delay in [(5, 1), (3, 1), (4, 2)]:
         one_d = [permutation_entropy(random_matrix[:, j], order, delay) for j in range(7)]
-        np.testing.assert_allclose(
-            permutation_entropy_matrix(random_matrix, order, delay), one_d, rtol=1e-12
-        )
+        np.testing.assert_allclose(permutation_entropy_matrix(random_matrix, order, delay), one_d, rtol=1e-12)
 
 
 def test_permutation_entropy_matrix_nan_column_matches_1d(random_matrix):
@@ -206,9 +204,7 @@ def test_compute_features_windows_and_full_hurst():
     for j, sym in enumerate(f.index):
         col = X[:, j]
         assert f.loc[sym, "momentum"] == np.mean(col[-60:]) * 252
-        assert f.loc[sym, "volatility"] == pytest.approx(
-            np.std(col[-60:], ddof=1) * math.sqrt(252), rel=1e-12
-        )
+        assert f.loc[sym, "volatility"] == pytest.approx(np.std(col[-60:], ddof=1) * math.sqrt(252), rel=1e-12)
         assert f.loc[sym, "entropy"] == pytest.approx(permutation_entropy(col[-60:]), rel=1e-12)
         assert f.loc[sym, "efficiency"] == pytest.approx(efficiency_ratio(col[-60:]), rel=1e-12)
         assert f.loc[sym, "hurst"] == pytest.approx(hurst_rs(col), rel=1e-12)
@@ -235,9 +231,18 @@ def test_compute_features_short_input_does_not_raise():
 
     zero = compute_features(_frame(np.empty((0, 2)), ["A", "B"]))
     assert list(zero.index) == ["A", "B"]
-    defaults = {"entropy": 1.0, "n_obs": 0.0, "hurst_clean": 0.5, "skew": 0.0, "kurtosis": 0.0,
-                "cvar": -0.1, "adf_pvalue": 0.5, "turbulence": 0.5, "antifragility": 0.0,
-                "vol_clustering": 0.0}
+    defaults = {
+        "entropy": 1.0,
+        "n_obs": 0.0,
+        "hurst_clean": 0.5,
+        "skew": 0.0,
+        "kurtosis": 0.0,
+        "cvar": -0.1,
+        "adf_pvalue": 0.5,
+        "turbulence": 0.5,
+        "antifragility": 0.0,
+        "vol_clustering": 0.0,
+    }
     assert zero.drop(columns=list(defaults)).isna().all().all()
     for col, value in defaults.items():
         assert (zero[col] == value).all(), col

@@ -78,41 +78,51 @@ def test_strict_selection_frame_exact(rets):
     res = run(r=rets)
     sel = res.selection
     assert list(sel.columns) == SELECTION_COLUMNS
-    expected = pd.DataFrame({
-        "symbol": SYMBOLS,
-        "direction": "LONG",
-        "score": [0.06, 0.05, 0.04, 0.03, -0.02, -0.07],
-        "rank": [1, 2, 3, 4, 5, 6],
-        "cluster": [1, 1, 1, 2, 2, 2],
-        "vetoed": False,
-        "veto_reason": "",
-        "selected": [True, True, False, True, True, False],
-        "selected_by": ["strict", "strict", "", "strict", "strict", ""],
-        "atom_id": [f"{s}|trend|long" for s in SYMBOLS],
-        "sign": 1,
-    })
+    expected = pd.DataFrame(
+        {
+            "symbol": SYMBOLS,
+            "direction": "LONG",
+            "score": [0.06, 0.05, 0.04, 0.03, -0.02, -0.07],
+            "rank": [1, 2, 3, 4, 5, 6],
+            "cluster": [1, 1, 1, 2, 2, 2],
+            "vetoed": False,
+            "veto_reason": "",
+            "selected": [True, True, False, True, True, False],
+            "selected_by": ["strict", "strict", "", "strict", "strict", ""],
+            "atom_id": [f"{s}|trend|long" for s in SYMBOLS],
+            "sign": 1,
+        }
+    )
     pd.testing.assert_frame_equal(sel, expected, check_dtype=False)
     assert res.stage_counts["stage"].tolist() == list(STAGES)
     assert counts(res) == {"strict": 4}
     assert list(res.vetoes.columns) == FUNNEL_VETO_COLUMNS and res.vetoes.empty
     assert res.winners == ["A1", "A2", "B1", "B2"]
     assert res.composition["atom_id"].tolist() == ["A1|trend|long", "A2|trend|long", "B1|trend|long", "B2|trend|long"]
-    pd.testing.assert_frame_equal(res.streams, rets[res.winners].set_axis(res.composition["atom_id"], axis=1),
-                                  check_names=False)
+    pd.testing.assert_frame_equal(
+        res.streams, rets[res.winners].set_axis(res.composition["atom_id"], axis=1), check_names=False
+    )
 
 
 def test_max_winners_caps_by_rank(rets):
-    assert winners(run(r=rets, s=settings(top_n_per_cluster=2, max_winners=3))) == \
-        {"A1": "strict", "A2": "strict", "B1": "strict"}
+    assert winners(run(r=rets, s=settings(top_n_per_cluster=2, max_winners=3))) == {
+        "A1": "strict",
+        "A2": "strict",
+        "B1": "strict",
+    }
 
 
 def test_short_sleeve_picks_most_bearish_per_cluster_and_flips_streams(rets):
     res = run(r=rets, s=settings(top_n_per_cluster=1), direction="short")
     assert res.selection["symbol"].tolist() == ["B3", "B2", "B1", "A3", "A2", "A1"]
-    assert set(res.selection["direction"]) == {"SHORT"} and set(res.selection["sign"]) == {-1}  # a short sleeve only ever emits shorts
+    assert set(res.selection["direction"]) == {"SHORT"} and set(res.selection["sign"]) == {
+        -1
+    }  # a short sleeve only ever emits shorts
     assert winners(res) == {"B3": "strict", "A3": "strict"}
-    assert res.composition[["atom_id", "symbol", "sign"]].values.tolist() == [["B3|trend|short", "B3", -1],
-                                                                              ["A3|trend|short", "A3", -1]]
+    assert res.composition[["atom_id", "symbol", "sign"]].values.tolist() == [
+        ["B3|trend|short", "B3", -1],
+        ["A3|trend|short", "A3", -1],
+    ]
     np.testing.assert_allclose(res.streams.to_numpy(), -rets[["B3", "A3"]].clip(upper=1.0).to_numpy())
 
 
@@ -128,7 +138,8 @@ def test_strict_vetoes_recorded_with_first_reason(rets):
     assert res.vetoes[["symbol", "filter", "reason", "lifted_by"]].values.tolist() == [
         ["A1", "predictability", "entropy_above_max", ""],
         ["A1", "predictability", "kurtosis_above_max", ""],
-        ["B2", "predictability", "kurtosis_above_max", ""]]
+        ["B2", "predictability", "kurtosis_above_max", ""],
+    ]
     sel = res.selection.set_index("symbol")
     assert sel.loc["A1", "veto_reason"] == "entropy_above_max" and sel.loc["B2", "vetoed"]
     assert winners(res) == {"A2": "strict", "A3": "strict", "B1": "strict", "B3": "strict"}
@@ -141,10 +152,18 @@ def test_stage2_relaxed_thresholds_lift_near_misses(rets):
     # entropy 0.97 > 0.95 (strict) but <= min(1, 0.95 x 1.2); efficiency 0.018 < 0.02 but >= 0.016
     f = feats(entropy={"A2": 0.97}, efficiency={"B2": 0.018})
     res = run(f, rets, settings(top_n_per_cluster=3, min_winners=6))
-    assert winners(res) == {"A1": "strict", "A3": "strict", "B1": "strict", "B3": "strict",
-                            "A2": "relaxed_thresholds", "B2": "relaxed_thresholds"}
+    assert winners(res) == {
+        "A1": "strict",
+        "A3": "strict",
+        "B1": "strict",
+        "B3": "strict",
+        "A2": "relaxed_thresholds",
+        "B2": "relaxed_thresholds",
+    }
     assert res.vetoes[["symbol", "reason", "lifted_by"]].values.tolist() == [
-        ["A2", "entropy_above_max", "relaxed_thresholds"], ["B2", "efficiency_below_min", "relaxed_thresholds"]]
+        ["A2", "entropy_above_max", "relaxed_thresholds"],
+        ["B2", "efficiency_below_min", "relaxed_thresholds"],
+    ]
     assert res.selection.set_index("symbol").loc[["A2", "B2"], "vetoed"].tolist() == [True, True]  # strict view
     assert counts(res) == {"strict": 4, "relaxed_thresholds": 2}
 
@@ -178,7 +197,12 @@ def test_stage4_global_topup_then_scarcity(rets):
     res = run(f, rets, settings(top_n_per_cluster=1, min_winners=3))
     assert winners(res) == {"A1": "strict", "B1": "cluster_representative", "A2": "scarcity"}
     assert res.vetoes.set_index("symbol")["lifted_by"].to_dict() == {
-        "A2": "scarcity", "A3": "", "B1": "cluster_representative", "B2": "", "B3": ""}
+        "A2": "scarcity",
+        "A3": "",
+        "B1": "cluster_representative",
+        "B2": "",
+        "B3": "",
+    }
     assert counts(res) == {"strict": 1, "cluster_representative": 1, "scarcity": 1}
 
 
@@ -189,8 +213,10 @@ def test_disabled_stages_and_no_score_never_picked(rets):
     f = feats(momentum={"A1": np.nan}, entropy={"B2": np.nan})
     res = run(f, rets, settings(top_n_per_cluster=3, min_winners=6, max_winners=6))
     assert res.selection["symbol"].tolist()[-1] == "A1"  # no score ranks last
-    assert res.selection.set_index("symbol").loc[["A1", "B2"], "veto_reason"].tolist() == ["missing_momentum",
-                                                                                           "missing_entropy"]
+    assert res.selection.set_index("symbol").loc[["A1", "B2"], "veto_reason"].tolist() == [
+        "missing_momentum",
+        "missing_entropy",
+    ]
     assert winners(res) == {"A2": "strict", "A3": "strict", "B1": "strict", "B3": "strict", "B2": "scarcity"}
 
 
@@ -211,22 +237,32 @@ def test_benchmark_never_vetoed_never_recruited(rets):
 
 
 def test_friction_and_trend_regime_in_the_chain(rets):
-    s = settings(filters=("predictability", "friction", "trend_regime"), friction=FrictionSettings(hurdle=0.02),
-                 top_n_per_cluster=3)
+    s = settings(
+        filters=("predictability", "friction", "trend_regime"),
+        friction=FrictionSettings(hurdle=0.02),
+        top_n_per_cluster=3,
+    )
     assert s.filters == ("darwinian", "predictability", "friction", "trend_regime")
     res = run(r=rets, s=s)
     # ECI = 0.2 x sqrt(1e6 / 1e8) = 0.02; net = momentum - 0.02 < 0.02 for A3 B1 B2 B3; A3, B3 below their MA
     assert res.vetoes[["symbol", "reason"]].values.tolist() == [
-        ["A3", "net_alpha_below_hurdle"], ["B1", "net_alpha_below_hurdle"], ["B2", "net_alpha_below_hurdle"],
-        ["B3", "net_alpha_below_hurdle"], ["A3", "below_long_ma"], ["B3", "below_long_ma"]]
+        ["A3", "net_alpha_below_hurdle"],
+        ["B1", "net_alpha_below_hurdle"],
+        ["B2", "net_alpha_below_hurdle"],
+        ["B3", "net_alpha_below_hurdle"],
+        ["A3", "below_long_ma"],
+        ["B3", "below_long_ma"],
+    ]
     assert winners(res) == {"A1": "strict", "A2": "strict"}
     short = run(r=rets, s=s, direction="short")  # bearish momentum; short needs price below its MA
     assert winners(short) == {"B3": "strict"}
 
 
 def test_regime_sets_the_cluster_threshold(rets):
-    loose = settings(clustering=ClusteringSettings(thresholds={"CRISIS": 0.01, "TURBULENT": 0.35, "NORMAL": 0.4,
-                                                               "QUIET": 2.0}), top_n_per_cluster=1)
+    loose = settings(
+        clustering=ClusteringSettings(thresholds={"CRISIS": 0.01, "TURBULENT": 0.35, "NORMAL": 0.4, "QUIET": 2.0}),
+        top_n_per_cluster=1,
+    )
     assert run(r=rets, s=loose, regime="NORMAL").clusters.n_clusters == 2
     quiet = run(r=rets, s=loose, regime="QUIET")
     assert quiet.clusters.n_clusters == 1 and winners(quiet) == {"A1": "strict"}
@@ -269,8 +305,9 @@ def test_odd_symbols_travel_intact(rets):
 
 
 def test_mps_ranker_through_the_funnel(rets):
-    s = settings(ranker=RankerSettings(name="mps", mps_weights={"momentum": 1.0, "stability": 1.0}),
-                 top_n_per_cluster=1)
+    s = settings(
+        ranker=RankerSettings(name="mps", mps_weights={"momentum": 1.0, "stability": 1.0}), top_n_per_cluster=1
+    )
     res = run(r=rets, s=s)
     assert {"momentum_prob", "stability_prob"} <= set(res.rankings.columns)
     assert winners(res) == {"A1": "strict", "B1": "strict"}
@@ -309,17 +346,37 @@ def test_settings_defaults_and_validation():
 
 def test_default_mps_on_the_full_feature_set(rets):
     """Every promised feature column; no volume (liquidity NaN -> 0.01 for all, so it cannot reorder)."""
-    f = feats().assign(liquidity=np.nan, antifragility=[0.4, 0.3, 0.2, 0.1, 0.1, 0.1], skew=0.1, cvar=-0.02,
-                       hurst_clean=(1 - 2 * (feats()["hurst"] - 0.5).abs()))
+    f = feats().assign(
+        liquidity=np.nan,
+        antifragility=[0.4, 0.3, 0.2, 0.1, 0.1, 0.1],
+        skew=0.1,
+        cvar=-0.02,
+        hurst_clean=(1 - 2 * (feats()["hurst"] - 0.5).abs()),
+    )
     res = run(f, rets, settings(ranker=RankerSettings(name="mps"), top_n_per_cluster=1))
     probs = {c for c in res.rankings.columns if c.endswith("_prob")}
-    assert probs == {f"{k}_prob" for k in ("momentum", "stability", "liquidity", "entropy", "efficiency", "hurst_clean",
-                                           "survival", "antifragility", "skew", "kurtosis", "cvar")}
+    assert probs == {
+        f"{k}_prob"
+        for k in (
+            "momentum",
+            "stability",
+            "liquidity",
+            "entropy",
+            "efficiency",
+            "hurst_clean",
+            "survival",
+            "antifragility",
+            "skew",
+            "kurtosis",
+            "cvar",
+        )
+    }
     assert set(res.rankings["liquidity_prob"]) == {0.01}
     assert res.rankings["symbol"].tolist() == SYMBOLS  # momentum and antifragility both favour A1 .. B3
     assert winners(res) == {"A1": "strict", "B1": "strict"}
-    res = run(f.assign(vol_clustering=0.6), rets, settings(ranker=RankerSettings(name="regime_fit"),
-                                                           top_n_per_cluster=1))
+    res = run(
+        f.assign(vol_clustering=0.6), rets, settings(ranker=RankerSettings(name="regime_fit"), top_n_per_cluster=1)
+    )
     # H 0.6 -> +0.1, vol clustering -> +0.1; A1 (momentum 0.06 > 0.05) EXPANSION +0.6, B3 STAGNATION -0.3
     np.testing.assert_allclose(res.rankings["score"], [0.8, 0.2, 0.2, 0.2, 0.2, -0.1])
     assert winners(res) == {"A1": "strict", "B1": "strict"}  # B1 and B2 tie at 0.2: symbol order

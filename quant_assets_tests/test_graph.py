@@ -29,8 +29,11 @@ def describe_graph(d: dg.Definitions) -> str:
             deps.append(parent.to_user_string() + shown)
         checks = sorted(c.name for c in node.check_keys)
         step = d.get_assets_def(key).node_def.name if node.is_materializable else "external"
-        lines.append(f"{key.to_user_string()} ({node.group_name}, step {step})"
-                     + (f" checks={checks}" if checks else "") + (" <- " + ", ".join(deps) if deps else ""))
+        lines.append(
+            f"{key.to_user_string()} ({node.group_name}, step {step})"
+            + (f" checks={checks}" if checks else "")
+            + (" <- " + ", ".join(deps) if deps else "")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -51,8 +54,12 @@ def test_nested_meta_becomes_asset_dependencies():
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("meta_returns_total_portfolio_hrp")).parent_keys}
     assert parents == {"meta_portfolio_returns_us_stocks_hrp", "sleeve_returns_factor_rotation_hrp"}
     flat = {k.to_user_string() for k in graph.get(dg.AssetKey("flattened_weights_total_portfolio_hrp")).parent_keys}
-    assert {"flattened_weights_us_stocks_hrp", "sleeve_weights_factor_rotation_hrp",
-            "candidates_us_large_caps", "candidates_us_factor_etfs"} <= flat
+    assert {
+        "flattened_weights_us_stocks_hrp",
+        "sleeve_weights_factor_rotation_hrp",
+        "candidates_us_large_caps",
+        "candidates_us_factor_etfs",
+    } <= flat
 
 
 def test_every_asset_has_the_global_policies():
@@ -60,8 +67,10 @@ def test_every_asset_has_the_global_policies():
     keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
     external = [k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).is_materializable]
     assert len(keys) == 135  # the tournament is opt-in (tournament.sleeves)
-    assert sorted(external) == [f"implemented_weights_total_portfolio_{r}"
-                                for r in ("barbell", "equal_weight", "hrp", "max_sharpe", "min_variance")]
+    assert sorted(external) == [
+        f"implemented_weights_total_portfolio_{r}"
+        for r in ("barbell", "equal_weight", "hrp", "max_sharpe", "min_variance")
+    ]
     groups = set()
     for key in keys:
         node = graph.get(key)
@@ -70,7 +79,9 @@ def test_every_asset_has_the_global_policies():
         assert node.freshness_policy is not None, key
         assert node.description, key
         assert node.owners == ["team:quant-research"], key
-        assert node.partitions_def is not None and not isinstance(node.partitions_def, dg.MultiPartitionsDefinition), key
+        assert node.partitions_def is not None and not isinstance(node.partitions_def, dg.MultiPartitionsDefinition), (
+            key
+        )
     assert groups == {"market_data", "selection", "sleeves", "meta", "reports", "execution"}
     assert graph.get(keys[0]).partitions_def.get_partition_keys() == [str(y) for y in range(1992, 2023)]
 

@@ -85,7 +85,12 @@ def test_toxic_move_reason_value_threshold(mixed):
 def test_zero_variance_constant_price(mixed):
     v = _verdict(mixed, "FLAT")
     assert (v["status"], v["reason"], v["value"], v["threshold"], v["n_obs"]) == (
-        "excluded", "zero_variance", 0.0, 0.0, 20)
+        "excluded",
+        "zero_variance",
+        0.0,
+        0.0,
+        20,
+    )
 
 
 def test_insufficient_history_reason_value_threshold(mixed):
@@ -105,8 +110,7 @@ def test_missing_data_share(mixed):
 
 def test_no_prices(mixed):
     v = _verdict(mixed, "DEAD")
-    assert (v["status"], v["reason"], v["value"], v["threshold"], v["n_obs"]) == (
-        "excluded", "no_prices", 0.0, 10.0, 0)
+    assert (v["status"], v["reason"], v["value"], v["threshold"], v["n_obs"]) == ("excluded", "no_prices", 0.0, 10.0, 0)
 
 
 def test_coverage_excludes_insufficient_history_from_denominator(mixed):
@@ -204,8 +208,7 @@ def test_coverage_three_of_four_eligible():
     young = np.full(n, np.nan)
     young[-3:] = [1.0, 1.1, 1.2]
     closes = pd.DataFrame(
-        {"A": _growing(n, 0.01), "B": _growing(n, 0.02), "C": _zigzag(n),
-         "FLAT": np.full(n, 3.0), "YOUNG": young},
+        {"A": _growing(n, 0.01), "B": _growing(n, 0.02), "C": _zigzag(n), "FLAT": np.full(n, 3.0), "YOUNG": young},
         index=_dates(n),
     )
     res = apply_health_policy(closes, POLICY, min_history=10)

@@ -10,8 +10,14 @@ from quant_assets.storage.lakehouse import Lakehouse, LakehouseError
 
 
 def frame(day: dt.date, n: int = 3) -> pl.DataFrame:
-    return pl.DataFrame({"universe": ["u"] * n, "date": [day - dt.timedelta(days=i) for i in range(n)],
-                         "symbol": [f"S{i}" for i in range(n)], "close": [float(i + 1) for i in range(n)]})
+    return pl.DataFrame(
+        {
+            "universe": ["u"] * n,
+            "date": [day - dt.timedelta(days=i) for i in range(n)],
+            "symbol": [f"S{i}" for i in range(n)],
+            "close": [float(i + 1) for i in range(n)],
+        }
+    )
 
 
 def test_rewrite_replaces_never_duplicates(tmp_path):
@@ -30,8 +36,10 @@ def test_reads_by_partition_keys(tmp_path):
     years = ["2019", "2020", "2021", "2022"]
     for y in years:
         lh.write_partition("prices", "prices_u", y, frame(dt.date(int(y), 6, 30), 1))
-    assert lh.read("prices", "prices_u", ["2020", "2021"])["date"].to_list() == [dt.date(2020, 6, 30),
-                                                                                 dt.date(2021, 6, 30)]
+    assert lh.read("prices", "prices_u", ["2020", "2021"])["date"].to_list() == [
+        dt.date(2020, 6, 30),
+        dt.date(2021, 6, 30),
+    ]
     assert lh.read("prices", "prices_u", ["2019", "1999"]).height == 1  # a partition never written: no rows
     assert lh.read("prices", "prices_u", ["2030"]).columns == list(frame(dt.date(2020, 1, 1)).columns)
     assert lh.read_partition("prices", "prices_u", "1999") is None
@@ -46,7 +54,9 @@ def test_schema_errors_name_the_table_and_column(tmp_path):
     # A failed write loses nothing already stored.
     lh.write_partition("prices", "prices_u", "2020-01-03", frame(dt.date(2020, 1, 3)))
     with pytest.raises(pl.exceptions.PolarsError):
-        lh.write_partition("prices", "prices_u", "2020-01-03", frame(dt.date(2020, 1, 3)).with_columns(close=pl.lit("x")))
+        lh.write_partition(
+            "prices", "prices_u", "2020-01-03", frame(dt.date(2020, 1, 3)).with_columns(close=pl.lit("x"))
+        )
     assert lh.read("prices", "prices_u")["close"].to_list() == [1.0, 2.0, 3.0]
 
 

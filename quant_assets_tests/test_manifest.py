@@ -60,14 +60,20 @@ def test_depth_limit_names_the_path(base):
         parse_manifest(with_metas(base, metas, max_meta_depth=2))
 
 
-@pytest.mark.parametrize("lo, hi, message", [
-    (0.4, 0.6, r"3 children x min_weight 0.4 > 1"),
-    (0.0, 0.3, r"3 children x max_weight 0.3 < 1"),
-    (0.5, 0.4, r"min_weight \(0.5\) exceeds max_weight \(0.4\)"),
-])
+@pytest.mark.parametrize(
+    "lo, hi, message",
+    [
+        (0.4, 0.6, r"3 children x min_weight 0.4 > 1"),
+        (0.0, 0.3, r"3 children x max_weight 0.3 < 1"),
+        (0.5, 0.4, r"min_weight \(0.5\) exceeds max_weight \(0.4\)"),
+    ],
+)
 def test_infeasible_bounds_fail_at_load(base, lo, hi, message):
-    meta = {"children": ["sleeve:trend_long", "sleeve:reversion_long", "sleeve:trend_short"],
-            "min_weight": lo, "max_weight": hi}
+    meta = {
+        "children": ["sleeve:trend_long", "sleeve:reversion_long", "sleeve:trend_short"],
+        "min_weight": lo,
+        "max_weight": hi,
+    }
     with pytest.raises(ManifestError, match=message):
         parse_manifest(with_metas(base, {"m": meta}))
 

@@ -8,8 +8,14 @@ from quant_assets.meta.aggregate import aggregate, cluster_tree, flatten, net_by
 
 
 def sleeve(rows, direction="LONG"):
-    return pd.DataFrame({"symbol": [s for s, _ in rows], "atom_id": [f"{s}|trend|{direction.lower()}" for s, _ in rows],
-                         "direction": direction, "weight": [w for _, w in rows]})
+    return pd.DataFrame(
+        {
+            "symbol": [s for s, _ in rows],
+            "atom_id": [f"{s}|trend|{direction.lower()}" for s, _ in rows],
+            "direction": direction,
+            "weight": [w for _, w in rows],
+        }
+    )
 
 
 def test_aggregator_inner_join_keeps_common_dates_only():
@@ -39,8 +45,10 @@ def test_aggregator_normalises_timezones():
 
 def test_flattener_projection_seed_example():
     meta_weights = pd.Series({"crypto_long": 0.6, "crypto_short": 0.4})
-    rows = {"crypto_long": sleeve_contributions("crypto_long", sleeve([("BTCUSDT", 0.5), ("ETHUSDT", 0.5)])),
-            "crypto_short": sleeve_contributions("crypto_short", sleeve([("XRPUSDT", 1.0)]))}
+    rows = {
+        "crypto_long": sleeve_contributions("crypto_long", sleeve([("BTCUSDT", 0.5), ("ETHUSDT", 0.5)])),
+        "crypto_short": sleeve_contributions("crypto_short", sleeve([("XRPUSDT", 1.0)])),
+    }
     flat = net_by_symbol(flatten("meta", meta_weights, rows)).set_index("symbol")
     assert flat.loc["BTCUSDT", "net_weight"] == pytest.approx(0.30)
     assert flat.loc["ETHUSDT", "net_weight"] == pytest.approx(0.30)
@@ -50,8 +58,10 @@ def test_flattener_projection_seed_example():
 
 def test_short_sleeve_flattens_to_negative_weights_and_nets_against_longs():
     meta_weights = pd.Series({"longs": 0.6, "shorts": 0.4})
-    rows = {"longs": sleeve_contributions("longs", sleeve([("BTC", 0.5), ("ETH", 0.5)])),
-            "shorts": sleeve_contributions("shorts", sleeve([("XRP", 0.75), ("BTC", 0.25)], "SHORT"))}
+    rows = {
+        "longs": sleeve_contributions("longs", sleeve([("BTC", 0.5), ("ETH", 0.5)])),
+        "shorts": sleeve_contributions("shorts", sleeve([("XRP", 0.75), ("BTC", 0.25)], "SHORT")),
+    }
     contributions = flatten("m", meta_weights, rows)
     flat = net_by_symbol(contributions).set_index("symbol")
     assert flat.loc["XRP", "net_weight"] == pytest.approx(-0.30)
@@ -67,17 +77,25 @@ def test_short_sleeve_flattens_to_negative_weights_and_nets_against_longs():
 
 def test_nested_two_level_flatten():
     # root = 0.7 x inner + 0.3 x etf; inner = 0.5 x a + 0.5 x b (b short).
-    inner = flatten("inner", pd.Series({"a": 0.5, "b": 0.5}), {
-        "a": sleeve_contributions("a", sleeve([("X", 0.4), ("Y", 0.6)])),
-        "b": sleeve_contributions("b", sleeve([("Y", 1.0)], "SHORT")),
-    })
-    root = flatten("root", pd.Series({"inner": 0.7, "etf": 0.3}), {
-        "inner": inner,
-        "etf": sleeve_contributions("etf", sleeve([("Z", 1.0)])),
-    })
+    inner = flatten(
+        "inner",
+        pd.Series({"a": 0.5, "b": 0.5}),
+        {
+            "a": sleeve_contributions("a", sleeve([("X", 0.4), ("Y", 0.6)])),
+            "b": sleeve_contributions("b", sleeve([("Y", 1.0)], "SHORT")),
+        },
+    )
+    root = flatten(
+        "root",
+        pd.Series({"inner": 0.7, "etf": 0.3}),
+        {
+            "inner": inner,
+            "etf": sleeve_contributions("etf", sleeve([("Z", 1.0)])),
+        },
+    )
     flat = net_by_symbol(root).set_index("symbol")["net_weight"]
-    assert flat["X"] == pytest.approx(0.7 * 0.5 * 0.4)                       # 0.14
-    assert flat["Y"] == pytest.approx(0.7 * 0.5 * 0.6 - 0.7 * 0.5 * 1.0)     # -0.14
+    assert flat["X"] == pytest.approx(0.7 * 0.5 * 0.4)  # 0.14
+    assert flat["Y"] == pytest.approx(0.7 * 0.5 * 0.6 - 0.7 * 0.5 * 1.0)  # -0.14
     assert flat["Z"] == pytest.approx(0.3)
     paths = set(root["path"])
     assert paths == {"root/inner/a", "root/inner/b", "root/etf"}
@@ -96,8 +114,7 @@ def test_zero_weight_and_empty_children_contribute_nothing():
 def test_cluster_tree_levels_and_intra_weights():
     rng = np.random.default_rng(3)
     f1, f2 = rng.normal(0, 0.01, 300), rng.normal(0, 0.01, 300)
-    returns = pd.DataFrame({"a": f1 + rng.normal(0, 1e-4, 300), "b": f1 + rng.normal(0, 1e-4, 300),
-                            "c": f2})
+    returns = pd.DataFrame({"a": f1 + rng.normal(0, 1e-4, 300), "b": f1 + rng.normal(0, 1e-4, 300), "c": f2})
     w = pd.Series({"a": 0.2, "b": 0.3, "c": 0.5})
     tree = cluster_tree("m", w, returns, 0.5, refs={"c": "meta_cluster_tree_c_hrp"})
     clusters = tree[tree["kind"] == "cluster"].set_index("node")["weight"].sort_values()
@@ -126,24 +143,46 @@ def three_children():
 
 def test_health_gate_vetoes_with_reasons(three_children):
     m = three_children.assign(cash=0.0)
-    shares = {"a": success_share([True, True, True, False]), "b": success_share([True, False, False, True]),
-              "c": float("nan")}
+    shares = {
+        "a": success_share([True, True, True, False]),
+        "b": success_share([True, False, False, True]),
+        "c": float("nan"),
+    }
     assert shares["a"] == 0.75 and shares["b"] == 0.5
     vetoed = health_vetoes(m, shares, threshold=0.75)
-    assert vetoed == {"b": "optimisation success 50% < 75% over the window",
-                      "cash": "flat stream: no investable data in the window"}
+    assert vetoed == {
+        "b": "optimisation success 50% < 75% over the window",
+        "cash": "flat stream: no investable data in the window",
+    }
 
 
 def test_vetoed_child_gets_zero_and_the_rest_renormalise(three_children):
-    alloc = allocate(three_children, profile="hrp", engine="skfolio", chain=("hrp", "equal_weight"), lower=0.05,
-                     upper=0.9, min_history=1000, vetoed={"b": "optimisation success 50% < 75%"})
+    alloc = allocate(
+        three_children,
+        profile="hrp",
+        engine="skfolio",
+        chain=("hrp", "equal_weight"),
+        lower=0.05,
+        upper=0.9,
+        min_history=1000,
+        vetoed={"b": "optimisation success 50% < 75%"},
+    )
     assert alloc.weights.to_dict() == pytest.approx({"a": 0.5, "b": 0.0, "c": 0.5})
     assert alloc.status.startswith("equal_weight: 120 < 1000 days of history; vetoed b")
     assert meta_weights_problem(alloc.weights, 0.05, 0.9, set(alloc.vetoed)) is None
-    assert "vetoed children hold weight" in meta_weights_problem(pd.Series({"a": 0.5, "b": 0.1, "c": 0.4}),
-                                                                  0.05, 0.9, {"b"})
-    optimised = allocate(three_children, profile="min_variance", engine="skfolio", chain=("min_variance",),
-                         lower=0.0, upper=1.0, min_history=60, vetoed={"b": "x"})
+    assert "vetoed children hold weight" in meta_weights_problem(
+        pd.Series({"a": 0.5, "b": 0.1, "c": 0.4}), 0.05, 0.9, {"b"}
+    )
+    optimised = allocate(
+        three_children,
+        profile="min_variance",
+        engine="skfolio",
+        chain=("min_variance",),
+        lower=0.0,
+        upper=1.0,
+        min_history=60,
+        vetoed={"b": "x"},
+    )
     # min-variance of the two survivors (sigma 1% vs 1.5%, ~uncorrelated) is ~ (1/1)/(1/1+1/2.25) = 0.69 / 0.31
     assert optimised.weights["b"] == 0.0 and optimised.weights.sum() == pytest.approx(1.0)
     assert optimised.weights["a"] == pytest.approx(0.69, abs=0.05)
@@ -151,12 +190,21 @@ def test_vetoed_child_gets_zero_and_the_rest_renormalise(three_children):
 
 def test_bounds_relax_when_vetoes_leave_too_few_children(three_children):
     two = three_children[["a", "b"]]
-    alloc = allocate(two, profile="hrp", engine="skfolio", chain=("hrp",), lower=0.1, upper=0.9, min_history=10,
-                     vetoed={"b": "flat"})
+    alloc = allocate(
+        two, profile="hrp", engine="skfolio", chain=("hrp",), lower=0.1, upper=0.9, min_history=10, vetoed={"b": "flat"}
+    )
     assert alloc.weights.to_dict() == {"a": 1.0, "b": 0.0}
     assert "max weight relaxed to 1.0000 for 1 healthy children" in alloc.status
-    everyone = allocate(two, profile="hrp", engine="skfolio", chain=("hrp",), lower=0.1, upper=0.9, min_history=10,
-                        vetoed={"a": "flat", "b": "flat"})
+    everyone = allocate(
+        two,
+        profile="hrp",
+        engine="skfolio",
+        chain=("hrp",),
+        lower=0.1,
+        upper=0.9,
+        min_history=10,
+        vetoed={"a": "flat", "b": "flat"},
+    )
     assert everyone.weights.to_dict() == {"a": 0.5, "b": 0.5}
     assert everyone.status.startswith("equal_weight: every child vetoed")
 
@@ -177,12 +225,21 @@ class AlwaysFails(Stub):
 
 def test_meta_fallback_chain_through_a_failing_engine(three_children):
     register_engine(AlwaysFails())
-    alloc = allocate(three_children, profile="hrp", engine="always_fails_stub",
-                     chain=("hrp", "min_variance", "max_sharpe", "equal_weight"), lower=0.0, upper=1.0,
-                     min_history=10, vetoed={})
+    alloc = allocate(
+        three_children,
+        profile="hrp",
+        engine="always_fails_stub",
+        chain=("hrp", "min_variance", "max_sharpe", "equal_weight"),
+        lower=0.0,
+        upper=1.0,
+        min_history=10,
+        vetoed={},
+    )
     assert alloc.profile_used == "equal_weight" and alloc.engine == "platform"
-    assert alloc.status.startswith("fallback: always_fails_stub/hrp:failed (RuntimeError: hrp exploded on purpose)"
-                                   " -> always_fails_stub/min_variance:failed")
+    assert alloc.status.startswith(
+        "fallback: always_fails_stub/hrp:failed (RuntimeError: hrp exploded on purpose)"
+        " -> always_fails_stub/min_variance:failed"
+    )
     assert "always_fails_stub/max_sharpe:failed" in alloc.status and "platform/equal_weight:success" in alloc.status
     assert alloc.weights.sum() == pytest.approx(1.0)
 

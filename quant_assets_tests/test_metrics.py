@@ -68,7 +68,7 @@ def test_drawdown_counts_a_first_day_loss_and_is_compounded():
 def test_stitched_not_averaged_window_annualisation():
     # -40% over 10 days then 240 flat days; stitched CAGR is the 250-day compounding, not the
     # average of "annualised" windows (the 10-day window alone annualises to about -100%).
-    r = pd.Series([0.6 ** 0.1 - 1] * 10 + [0.0] * 240)
+    r = pd.Series([0.6**0.1 - 1] * 10 + [0.0] * 240)
     p = performance(r)
     assert p["total_return"] == pytest.approx(-0.4, abs=1e-12)
     assert p["cagr"] == pytest.approx(0.6 ** (252 / 250) - 1, abs=1e-12)
@@ -102,11 +102,26 @@ def test_crypto_series_annualises_with_365_unless_overridden():
 
 @pytest.mark.parametrize("data", [pd.Series(dtype=float), pd.Series([np.nan, np.nan]), [], [0.01]])
 def test_empty_and_one_row_give_nan_not_errors(data):
-    p = performance(data, benchmark=pd.Series([0.01]), weights_history=pd.Series(dtype=float),
-                    turnover=pd.Series(dtype=float))
+    p = performance(
+        data, benchmark=pd.Series([0.01]), weights_history=pd.Series(dtype=float), turnover=pd.Series(dtype=float)
+    )
     assert LEGACY_KEYS <= set(p)
-    for k in ("cagr", "ann_return", "ann_vol", "sharpe", "sortino", "calmar", "var95", "cvar95", "beta",
-              "turnover", "hhi", "effective_n", "af_dist", "stress_alpha"):
+    for k in (
+        "cagr",
+        "ann_return",
+        "ann_vol",
+        "sharpe",
+        "sortino",
+        "calmar",
+        "var95",
+        "cvar95",
+        "beta",
+        "turnover",
+        "hhi",
+        "effective_n",
+        "af_dist",
+        "stress_alpha",
+    ):
         assert math.isnan(p[k]), k
     assert p["af_dist_reason"].startswith("insufficient") and p["stress_alpha_reason"].startswith("insufficient")
     if p["days"] == 1:
@@ -140,10 +155,8 @@ def test_effective_n_matches_skfolio():
     from skfolio import Portfolio
 
     w = np.array([0.4, 0.3, 0.2, 0.1])
-    X = pd.DataFrame(np.random.default_rng(0).normal(0, 0.01, (30, 4)),
-                     index=pd.bdate_range("2024-01-01", periods=30))
-    assert concentration(pd.Series(w))[1] == pytest.approx(Portfolio(X, weights=w).effective_number_assets,
-                                                           rel=1e-12)
+    X = pd.DataFrame(np.random.default_rng(0).normal(0, 0.01, (30, 4)), index=pd.bdate_range("2024-01-01", periods=30))
+    assert concentration(pd.Series(w))[1] == pytest.approx(Portfolio(X, weights=w).effective_number_assets, rel=1e-12)
 
 
 def test_beta_golden_and_alignment():
@@ -293,7 +306,7 @@ def _png(md: str, title: str) -> bytes:
     prefix = f"![{title}](data:image/png;base64,"
     assert md.startswith(prefix) and md.endswith(")")
     assert len(md) < 60_000
-    raw = base64.b64decode(md[len(prefix):-1], validate=True)
+    raw = base64.b64decode(md[len(prefix) : -1], validate=True)
     assert raw[:8] == PNG_MAGIC
     return raw
 
@@ -322,8 +335,7 @@ def test_equity_and_drawdown_charts_are_small_pngs(long_history):
 def test_line_plot_and_timeline():
     from quant_assets.meta.plots import line_plot_md, timeline_md
 
-    _png(line_plot_md([0.1, 0.2, 0.3], {"hrp": [1, 2, 3], "erc": [3, 2, 1]}, "Frontier", "vol", "return"),
-         "Frontier")
+    _png(line_plot_md([0.1, 0.2, 0.3], {"hrp": [1, 2, 3], "erc": [3, 2, 1]}, "Frontier", "vol", "return"), "Frontier")
     idx = pd.bdate_range("2020-01-01", periods=400)
     labels = pd.Series(np.repeat(["QUIET", "NORMAL", "TURBULENT", "CRISIS"], 100), index=idx)
     _png(timeline_md(labels, "Regime"), "Regime")

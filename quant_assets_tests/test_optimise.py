@@ -124,16 +124,21 @@ def test_hierarchical_equal_weight_unknown_cluster_labels_fall_back_to_one_over_
     np.testing.assert_allclose(w, [0.5, 0.5], atol=1e-15)
 
 
-@pytest.mark.parametrize("engine, message", [
-    ("skfolio", "under-performing your risk-free rate"),
-    ("custom", "no asset has an expected return above the risk-free rate 0"),
-])
+@pytest.mark.parametrize(
+    "engine, message",
+    [
+        ("skfolio", "under-performing your risk-free rate"),
+        ("custom", "no asset has an expected return above the risk-free rate 0"),
+    ],
+)
 def test_max_sharpe_with_zero_means_falls_back_and_records_why(uncorrelated, engine, message):
     res = optimise(uncorrelated, "max_sharpe", engine=engine)
     assert res.profile_used == "min_variance"
     assert res.fallback_used
     assert [(a.engine, a.profile, a.status) for a in res.attempts] == [
-        (engine, "max_sharpe", "failed"), (engine, "min_variance", "success")]
+        (engine, "max_sharpe", "failed"),
+        (engine, "min_variance", "success"),
+    ]
     assert message in res.attempts[0].reason
 
 
@@ -272,7 +277,10 @@ def test_bad_engine_answers_rejected_and_recorded(uncorrelated, engine, reason):
 def test_chain_stops_at_first_success(uncorrelated):
     res = optimise(uncorrelated, "max_sharpe", engine="hrp_only_stub")
     assert [(a.profile, a.status) for a in res.attempts] == [
-        ("max_sharpe", "failed"), ("min_variance", "failed"), ("hrp", "success")]
+        ("max_sharpe", "failed"),
+        ("min_variance", "failed"),
+        ("hrp", "success"),
+    ]
     assert res.attempts[0].reason == "RuntimeError: max_sharpe unsupported"
     assert (res.profile_used, res.engine) == ("hrp", "hrp_only_stub")
     np.testing.assert_allclose(res.weights.to_numpy(), [0.25, 0.75], atol=1e-15)

@@ -24,10 +24,14 @@ def test_shorts_keep_their_side():
     target = pd.Series({"S": -0.30, "T": -0.10, "U": -0.05, "V": 0.20})
     o = rebalance_orders(implemented, target, min_trade=0.01)
     legs = {(r.symbol, r.action): round(r.size, 12) for r in o.itertuples()}
-    assert legs == {("S", "SELL_SHORT"): 0.10,       # a bigger short is a sale, never a buy
-                    ("T", "BUY_TO_COVER"): 0.20,
-                    ("U", "SELL"): 0.10, ("U", "SELL_SHORT"): 0.05,   # long -> short: two legs
-                    ("V", "BUY_TO_COVER"): 0.10, ("V", "BUY"): 0.20}  # short -> long: two legs
+    assert legs == {
+        ("S", "SELL_SHORT"): 0.10,  # a bigger short is a sale, never a buy
+        ("T", "BUY_TO_COVER"): 0.20,
+        ("U", "SELL"): 0.10,
+        ("U", "SELL_SHORT"): 0.05,  # long -> short: two legs
+        ("V", "BUY_TO_COVER"): 0.10,
+        ("V", "BUY"): 0.20,
+    }  # short -> long: two legs
     assert o.set_index(["symbol", "action"]).loc[("S", "SELL_SHORT"), "drift"] == pytest.approx(-0.10)
     assert required_turnover(implemented, target) == pytest.approx((0.1 + 0.2 + 0.15 + 0.3) / 2)
 
@@ -35,7 +39,9 @@ def test_shorts_keep_their_side():
 def test_from_cash_and_no_drift():
     target = pd.Series({"A": 0.6, "B": -0.4})
     o = rebalance_orders(pd.Series(dtype=float), target)
-    assert {(r.symbol, r.action, round(r.size, 12)) for r in o.itertuples()} == {("A", "BUY", 0.6),
-                                                                                 ("B", "SELL_SHORT", 0.4)}
+    assert {(r.symbol, r.action, round(r.size, 12)) for r in o.itertuples()} == {
+        ("A", "BUY", 0.6),
+        ("B", "SELL_SHORT", 0.4),
+    }
     assert rebalance_orders(target, target).empty
     assert required_turnover(target, target) == 0.0

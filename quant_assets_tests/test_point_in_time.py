@@ -25,10 +25,28 @@ from quant_assets.storage.lakehouse import Lakehouse
 CUT = dt.date(2020, 2, 21)
 AFTER = dt.date(2020, 2, 28)
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-TABLES = ["candidates", "prices", "returns", "returns_health", "features", "regime", "clusters",
-          "cluster_sensitivity", "rankings", "vetoes", "selection", "sleeve_weights", "sleeve_returns",
-          "meta_returns", "meta_weights", "meta_cluster_tree", "meta_portfolio_returns", "flattened_weights",
-          "flattened_contributions", "rebalance_orders"]
+TABLES = [
+    "candidates",
+    "prices",
+    "returns",
+    "returns_health",
+    "features",
+    "regime",
+    "clusters",
+    "cluster_sensitivity",
+    "rankings",
+    "vetoes",
+    "selection",
+    "sleeve_weights",
+    "sleeve_returns",
+    "meta_returns",
+    "meta_weights",
+    "meta_cluster_tree",
+    "meta_portfolio_returns",
+    "flattened_weights",
+    "flattened_contributions",
+    "rebalance_orders",
+]
 
 
 class RewrittenFutureSource(sources.SkfolioSP500Source):
@@ -53,8 +71,9 @@ def _world(root, source: str):
     data["lookbacks"]["meta_min_history_days"] = 10
     manifest = parse_manifest(data)
     defs = build_definitions(manifest, root)
-    assert materialize_range(defs, manifest, dt.date(2020, 1, 1), dt.date(2020, 3, 31), DagsterInstance.ephemeral(),
-                             run_config=QUIET).success
+    assert materialize_range(
+        defs, manifest, dt.date(2020, 1, 1), dt.date(2020, 3, 31), DagsterInstance.ephemeral(), run_config=QUIET
+    ).success
     return Lakehouse(root)
 
 
@@ -62,8 +81,10 @@ def _world(root, source: str):
 def worlds(tmp_path_factory):
     sources.SOURCES[RewrittenFutureSource.name] = RewrittenFutureSource
     try:
-        yield (_world(tmp_path_factory.mktemp("true"), "skfolio_sp500"),
-               _world(tmp_path_factory.mktemp("rewritten"), RewrittenFutureSource.name))
+        yield (
+            _world(tmp_path_factory.mktemp("true"), "skfolio_sp500"),
+            _world(tmp_path_factory.mktemp("rewritten"), RewrittenFutureSource.name),
+        )
     finally:
         sources.SOURCES.pop(RewrittenFutureSource.name, None)
 
@@ -84,8 +105,10 @@ def test_rows_up_to_the_cut_ignore_a_rewritten_future(worlds, table):
 
 def test_the_rewritten_future_is_visible_after_the_cut(worlds):
     true, rewritten = worlds
-    q = f"SELECT symbol, momentum FROM features WHERE rebalance_date = '{AFTER}' AND universe='us_large_caps' " \
+    q = (
+        f"SELECT symbol, momentum FROM features WHERE rebalance_date = '{AFTER}' AND universe='us_large_caps' "
         f"AND symbol <> 'INDEX:SP500' ORDER BY symbol"
+    )
     a, b = true.sql(q).to_pandas(), rewritten.sql(q).to_pandas()
     assert list(a["symbol"]) == list(b["symbol"])
     assert (a["momentum"] - b["momentum"]).abs().max() > 0.1

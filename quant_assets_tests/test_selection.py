@@ -54,8 +54,6 @@ N = 120
 SYMBOLS = ["A1", "A2", "A3", "B1", "B2", "B3"]
 
 
-
-
 @pytest.fixture(scope="module")
 def factor_returns() -> pd.DataFrame:
     """Two independent factors, three noisy members each (within-block rho ~0.9, across ~0)."""
@@ -178,21 +176,25 @@ def test_clustering_settings_validation():
 # --- probability maps ------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "expected"), [
-    ("rank", [0.01, 0.505, 1.0]),
-    ("rank_desc", [1.0, 0.505, 0.01]),
-    ("zscore", [1 / 3, 0.5, 2 / 3]),
-    ("logistic", [0.268941, 0.5, 0.731059]),
-    ("cdf", [0.1, 0.2, 0.3]),
-    ("minmax", [0.0, 0.5, 1.0]),
-])
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("rank", [0.01, 0.505, 1.0]),
+        ("rank_desc", [1.0, 0.505, 0.01]),
+        ("zscore", [1 / 3, 0.5, 2 / 3]),
+        ("logistic", [0.268941, 0.5, 0.731059]),
+        ("cdf", [0.1, 0.2, 0.3]),
+        ("minmax", [0.0, 0.5, 1.0]),
+    ],
+)
 def test_probability_maps(method, expected):
     np.testing.assert_allclose(prob_map(pd.Series([0.1, 0.2, 0.3]), method).to_numpy(), expected, atol=1e-6)
 
 
 def test_cdf_outside_unit_interval_uses_normal_cdf_and_nan_is_001():
-    np.testing.assert_allclose(prob_map(pd.Series([-1.0, 0.0, 1.0]), "cdf").to_numpy(), [0.158655, 0.5, 0.841345],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        prob_map(pd.Series([-1.0, 0.0, 1.0]), "cdf").to_numpy(), [0.158655, 0.5, 0.841345], atol=1e-6
+    )
     out = prob_map(pd.Series([0.3, np.nan, 0.1]), "rank")
     np.testing.assert_allclose(out.to_numpy(), [1.0, 0.01, 0.01])
     assert prob_map(pd.Series([np.nan, np.nan]), "zscore").tolist() == [0.01, 0.01]
@@ -205,8 +207,10 @@ def test_cdf_outside_unit_interval_uses_normal_cdf_and_nan_is_001():
 
 
 def test_sleeve_sign():
-    assert [sleeve_sign(lg, d) for lg, d in [("trend", "long"), ("trend", "SHORT"), ("reversion", "long"),
-                                              ("reversion", "short")]] == [1, -1, -1, 1]
+    assert [
+        sleeve_sign(lg, d)
+        for lg, d in [("trend", "long"), ("trend", "SHORT"), ("reversion", "long"), ("reversion", "short")]
+    ] == [1, -1, -1, 1]
     with pytest.raises(ValueError, match="logic"):
         sleeve_sign("carry", "long")
     with pytest.raises(ValueError, match="direction"):
@@ -228,10 +232,22 @@ def test_signal_short_trend_ranks_most_bearish_first():
 
 
 def test_signal_reversion_buys_losers_and_sells_winners():
-    assert _order(rank_candidates(_features(), RankerSettings(), "reversion", "long")) == \
-        ["B3", "A2", "B1", "A1", "B2", "A3"]
-    assert _order(rank_candidates(_features(), RankerSettings(), "reversion", "short")) == \
-        ["A3", "B2", "A1", "B1", "A2", "B3"]
+    assert _order(rank_candidates(_features(), RankerSettings(), "reversion", "long")) == [
+        "B3",
+        "A2",
+        "B1",
+        "A1",
+        "B2",
+        "A3",
+    ]
+    assert _order(rank_candidates(_features(), RankerSettings(), "reversion", "short")) == [
+        "A3",
+        "B2",
+        "A1",
+        "B1",
+        "A2",
+        "B3",
+    ]
 
 
 def test_ties_broken_by_symbol_and_nan_last():
@@ -242,8 +258,9 @@ def test_ties_broken_by_symbol_and_nan_last():
 
 
 def _mps_features() -> pd.DataFrame:
-    return pd.DataFrame({"momentum": [0.3, 0.1, -0.2], "entropy": [0.9, 0.5, 0.7], "n_obs": [252.0, 126.0, 63.0]},
-                        index=["X", "Y", "Z"])
+    return pd.DataFrame(
+        {"momentum": [0.3, 0.1, -0.2], "entropy": [0.9, 0.5, 0.7], "n_obs": [252.0, 126.0, 63.0]}, index=["X", "Y", "Z"]
+    )
 
 
 def test_mps_alpha_is_product_of_weighted_probabilities():
@@ -253,7 +270,7 @@ def test_mps_alpha_is_product_of_weighted_probabilities():
     np.testing.assert_allclose(out["momentum_prob"][["X", "Y", "Z"]], [1.0, 0.505, 0.01])
     np.testing.assert_allclose(out["entropy_prob"][["X", "Y", "Z"]], [0.01, 1.0, 0.505])
     np.testing.assert_allclose(out["survival_prob"][["X", "Y", "Z"]], [1.0, 0.5, 0.25])
-    alpha = {"X": 1.0 ** 2 * 0.01 * 1.0, "Y": 0.505 ** 2 * 1.0 * 0.5, "Z": 0.01 ** 2 * 0.505 * 0.25}
+    alpha = {"X": 1.0**2 * 0.01 * 1.0, "Y": 0.505**2 * 1.0 * 0.5, "Z": 0.01**2 * 0.505 * 0.25}
     np.testing.assert_allclose(out["score"][["X", "Y", "Z"]], [alpha["X"], alpha["Y"], alpha["Z"]])
     assert out.sort_values("rank").index.tolist() == ["Y", "X", "Z"]
 
@@ -279,8 +296,13 @@ def test_mps_settings_errors():
 def test_asset_quadrant():
     mom = pd.Series([0.2, 0.2, -0.2, -0.2, 0.0])
     vol = pd.Series([0.2, 0.9, 0.9, 0.2, 0.3])  # median 0.3 -> stressed above 0.45
-    assert asset_quadrant(mom, vol, 0.05, 1.5).tolist() == ["EXPANSION", "INFLATIONARY_TREND", "CRISIS",
-                                                            "STAGNATION", "NORMAL"]
+    assert asset_quadrant(mom, vol, 0.05, 1.5).tolist() == [
+        "EXPANSION",
+        "INFLATIONARY_TREND",
+        "CRISIS",
+        "STAGNATION",
+        "NORMAL",
+    ]
 
 
 def test_regime_fit_scores_exact():
@@ -293,8 +315,16 @@ def test_regime_fit_scores_exact():
 
 
 def test_regime_fit_ranker_direction_aware():
-    feats = pd.DataFrame({"momentum": [0.3, -0.3, 0.0], "volatility": [0.2, 0.2, 0.2], "hurst": [0.6, 0.6, 0.6],
-                          "vol_clustering": [0.0, 0.0, 0.0], "n_obs": [120.0, 120.0, 120.0]}, index=["UP", "DOWN", "FLAT"])
+    feats = pd.DataFrame(
+        {
+            "momentum": [0.3, -0.3, 0.0],
+            "volatility": [0.2, 0.2, 0.2],
+            "hurst": [0.6, 0.6, 0.6],
+            "vol_clustering": [0.0, 0.0, 0.0],
+            "n_obs": [120.0, 120.0, 120.0],
+        },
+        index=["UP", "DOWN", "FLAT"],
+    )
     settings = RankerSettings(name="regime_fit")
     long_ = rank_candidates(feats, settings, "trend", "long", "NORMAL").set_index("symbol")
     assert long_.sort_values("rank").index.tolist() == ["UP", "FLAT", "DOWN"]
@@ -329,11 +359,15 @@ def test_ranker_registry():
 
 def test_darwinian_missing_health_survival():
     feats = _features(momentum={"A1": np.nan}, n_obs={"B1": 20.0, "B2": 26.0}).assign(
-        healthy=[True, False, True, True, True, True])
+        healthy=[True, False, True, True, True, True]
+    )
     out = apply_filters(feats, [DarwinianFilter()], "long", required=["momentum"])
     assert list(out.columns) == VETO_COLUMNS
-    assert _vetoes(out) == [("A1", "darwinian", "missing_momentum"), ("A2", "darwinian", "failed_health"),
-                            ("B1", "darwinian", "survival_below_min")]
+    assert _vetoes(out) == [
+        ("A1", "darwinian", "missing_momentum"),
+        ("A2", "darwinian", "failed_health"),
+        ("B1", "darwinian", "survival_below_min"),
+    ]
     assert out.loc[2, "value"] == pytest.approx(20 / 252) and out.loc[2, "threshold"] == 0.1
 
 
@@ -349,15 +383,22 @@ def test_darwinian_checks_columns_of_the_other_filters():
 
 
 def test_predictability_exact_vetoes_raw_hurst_band():
-    feats = _features(entropy={"A1": 0.96}, efficiency={"A2": 0.01}, hurst={"A3": 0.5, "B1": 0.52},
-                      kurtosis={"B2": 25.0}, volatility={"B3": 3.0})
+    feats = _features(
+        entropy={"A1": 0.96},
+        efficiency={"A2": 0.01},
+        hurst={"A3": 0.5, "B1": 0.52},
+        kurtosis={"B2": 25.0},
+        volatility={"B3": 3.0},
+    )
     feats["hurst_clean"] = (1 - 2 * (feats["hurst"] - 0.5).abs()).clip(0, 1)
     out = apply_filters(feats, [PredictabilityFilter()], "long")
-    assert _vetoes(out) == [("A1", "predictability", "entropy_above_max"),
-                            ("A2", "predictability", "efficiency_below_min"),
-                            ("A3", "predictability", "hurst_random_walk"),  # raw H 0.5; B1 on the edge passes
-                            ("B2", "predictability", "kurtosis_above_max"),
-                            ("B3", "predictability", "volatility_above_max")]
+    assert _vetoes(out) == [
+        ("A1", "predictability", "entropy_above_max"),
+        ("A2", "predictability", "efficiency_below_min"),
+        ("A3", "predictability", "hurst_random_walk"),  # raw H 0.5; B1 on the edge passes
+        ("B2", "predictability", "kurtosis_above_max"),
+        ("B3", "predictability", "volatility_above_max"),
+    ]
     assert out["value"].tolist() == [0.96, 0.01, 0.5, 25.0, 3.0]
     assert out["threshold"].tolist() == [0.95, 0.02, 0.48, 20.0, 2.5]
 
@@ -383,17 +424,24 @@ def test_eci_formula():
 
 
 def test_friction_vetoes_and_waiver():
-    feats = pd.DataFrame({"momentum": [0.05, 0.01, 1.5, 1.5, -0.3], "volatility": [0.2] * 5,
-                          "adv": [np.nan, np.nan, 1e6, 1e6, np.nan]}, index=["OK", "THIN", "W1", "W2", "DN"])
+    feats = pd.DataFrame(
+        {"momentum": [0.05, 0.01, 1.5, 1.5, -0.3], "volatility": [0.2] * 5, "adv": [np.nan, np.nan, 1e6, 1e6, np.nan]},
+        index=["OK", "THIN", "W1", "W2", "DN"],
+    )
     # net: OK 0.03, THIN -0.01, W1/W2 1.3, DN -0.32 (long)
     flt = FrictionFilter(FrictionSettings(hurdle=0.02))
-    assert _vetoes(apply_filters(feats, [flt], "long")) == [("THIN", "friction", "net_alpha_below_hurdle"),
-                                                             ("DN", "friction", "net_alpha_below_hurdle")]
+    assert _vetoes(apply_filters(feats, [flt], "long")) == [
+        ("THIN", "friction", "net_alpha_below_hurdle"),
+        ("DN", "friction", "net_alpha_below_hurdle"),
+    ]
     np.testing.assert_allclose(apply_filters(feats, [flt], "long")["value"], [-0.01, -0.32])
     # short: bearish momentum 0.3 - 0.02 = 0.28 passes; the longs' momentum now counts against them
     assert _vetoes(apply_filters(feats, [flt], "short"))[0:4] == [
-        ("OK", "friction", "net_alpha_below_hurdle"), ("THIN", "friction", "net_alpha_below_hurdle"),
-        ("W1", "friction", "net_alpha_below_hurdle"), ("W2", "friction", "net_alpha_below_hurdle")]
+        ("OK", "friction", "net_alpha_below_hurdle"),
+        ("THIN", "friction", "net_alpha_below_hurdle"),
+        ("W1", "friction", "net_alpha_below_hurdle"),
+        ("W2", "friction", "net_alpha_below_hurdle"),
+    ]
     # the waiver: momentum > 1 and net >= 1.25 x hurdle (bites only for a negative hurdle)
     neg = FrictionFilter(FrictionSettings(hurdle=-1.0))
     feats2 = pd.DataFrame({"momentum": [1.1, 0.5], "volatility": [2.3, 1.6], "adv": [1e6, 1e6]}, index=["S", "T"])
@@ -402,19 +450,27 @@ def test_friction_vetoes_and_waiver():
 
 
 def test_trend_regime_proxy_with_fallback():
-    feats = pd.DataFrame({"rating_ma": [0.5, -0.2, np.nan, np.nan, 0.0],
-                          "return_60d": [-0.1, 0.3, 0.2, np.nan, 0.1]}, index=["P", "Q", "R", "S", "T"])
+    feats = pd.DataFrame(
+        {"rating_ma": [0.5, -0.2, np.nan, np.nan, 0.0], "return_60d": [-0.1, 0.3, 0.2, np.nan, 0.1]},
+        index=["P", "Q", "R", "S", "T"],
+    )
     flt = TrendRegimeFilter()
-    assert _vetoes(apply_filters(feats, [flt], "long")) == [("S", "trend_regime", "trend_unknown"),
-                                                             ("Q", "trend_regime", "below_long_ma"),
-                                                             ("T", "trend_regime", "below_long_ma")]
-    assert _vetoes(apply_filters(feats, [flt], "short")) == [("S", "trend_regime", "trend_unknown"),
-                                                              ("P", "trend_regime", "above_long_ma"),
-                                                              ("R", "trend_regime", "above_long_ma"),
-                                                              ("T", "trend_regime", "above_long_ma")]
+    assert _vetoes(apply_filters(feats, [flt], "long")) == [
+        ("S", "trend_regime", "trend_unknown"),
+        ("Q", "trend_regime", "below_long_ma"),
+        ("T", "trend_regime", "below_long_ma"),
+    ]
+    assert _vetoes(apply_filters(feats, [flt], "short")) == [
+        ("S", "trend_regime", "trend_unknown"),
+        ("P", "trend_regime", "above_long_ma"),
+        ("R", "trend_regime", "above_long_ma"),
+        ("T", "trend_regime", "above_long_ma"),
+    ]
     only_returns = feats.drop(columns="rating_ma")
-    assert _vetoes(apply_filters(only_returns, [flt], "long")) == [("S", "trend_regime", "trend_unknown"),
-                                                                    ("P", "trend_regime", "below_long_ma")]
+    assert _vetoes(apply_filters(only_returns, [flt], "long")) == [
+        ("S", "trend_regime", "trend_unknown"),
+        ("P", "trend_regime", "below_long_ma"),
+    ]
     wide = TrendRegimeFilter(TrendRegimeSettings(threshold=0.25))
     assert [v[0] for v in _vetoes(apply_filters(feats, [wide], "long"))] == ["S", "Q", "R", "T"]
     with pytest.raises(KeyError, match="trend_regime needs"):
@@ -434,8 +490,11 @@ def test_filter_registry_and_type_checks():
         settings_model = DarwinianSettings  # any model; unused
 
         def vetoes(self, features, direction, required=()):
-            return [{"symbol": s, "filter": self.name, "reason": "bank", "value": np.nan, "threshold": np.nan}
-                    for s in features.index if s.startswith("B")]
+            return [
+                {"symbol": s, "filter": self.name, "reason": "bank", "value": np.nan, "threshold": np.nan}
+                for s in features.index
+                if s.startswith("B")
+            ]
 
     try:
         assert [v[0] for v in _vetoes(apply_filters(_features(), ["no_banks_test"], "long"))] == ["B1", "B2", "B3"]
@@ -461,8 +520,11 @@ def test_composition_map_signs_and_odd_symbols():
     odd = ["BINANCE:BTC_USDT", "BINANCE:BTC_USDC", "NYSE:BRK_B"]
     short = composition_map(odd, "trend", "SHORT")
     assert list(short.columns) == ["atom_id", "symbol", "logic", "direction", "sign"]
-    assert short["atom_id"].tolist() == ["BINANCE:BTC_USDT|trend|short", "BINANCE:BTC_USDC|trend|short",
-                                         "NYSE:BRK_B|trend|short"]
+    assert short["atom_id"].tolist() == [
+        "BINANCE:BTC_USDT|trend|short",
+        "BINANCE:BTC_USDC|trend|short",
+        "NYSE:BRK_B|trend|short",
+    ]
     assert short["symbol"].tolist() == odd and short["sign"].tolist() == [-1, -1, -1]
     assert composition_map(["X"], "reversion", "long")[["direction", "sign"]].values.tolist() == [["long", 1]]
     # the reference's "first underscore" parse would have merged BTC_USDT and BTC_USDC
@@ -473,5 +535,3 @@ def test_synthetic_long_caps_short_loss():
     r = pd.DataFrame({"x": [0.1, -0.2, 4.0]})
     pd.testing.assert_frame_equal(synthetic_long(r, "long"), r)
     np.testing.assert_allclose(synthetic_long(r, "short")["x"], [-0.1, 0.2, -1.0])
-
-

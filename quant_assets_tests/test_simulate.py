@@ -233,8 +233,12 @@ def test_short_stream_floor_on_plus_400_day():
 def test_wealth_persists_across_two_periods():
     rate = 0.001
     s1 = _streams([[0.02, -0.01], [0.03, 0.01]], ["A", "B"])
-    s2 = pd.DataFrame([[-0.04, 0.02], [0.01, 0.05], [0.0, -0.02]], columns=["A", "B"],
-                      index=pd.bdate_range("2024-01-03", periods=3), dtype=float)
+    s2 = pd.DataFrame(
+        [[-0.04, 0.02], [0.01, 0.05], [0.0, -0.02]],
+        columns=["A", "B"],
+        index=pd.bdate_range("2024-01-03", periods=3),
+        dtype=float,
+    )
     w1, w2 = pd.Series({"A": 0.6, "B": 0.4}), pd.Series({"A": 0.3, "B": 0.7})
     p1 = holding_period(w1, s1, turnover(w1, None), rate)
     _, drifted = drift(w1, s1)
@@ -246,8 +250,9 @@ def test_wealth_persists_across_two_periods():
     assert p2.daily["wealth"].iloc[0] == pytest.approx(p1.end_wealth * (1 + p2.daily["net_return"].iloc[0]), abs=1e-15)
     stitched = pd.concat([p1.daily["net_return"], p2.daily["net_return"]])
     assert np.prod(1 + stitched.to_numpy()) == pytest.approx(p2.end_wealth, abs=1e-14)
-    np.testing.assert_allclose(np.cumprod(1 + stitched.to_numpy()),
-                               pd.concat([p1.daily["wealth"], p2.daily["wealth"]]).to_numpy(), rtol=1e-14)
+    np.testing.assert_allclose(
+        np.cumprod(1 + stitched.to_numpy()), pd.concat([p1.daily["wealth"], p2.daily["wealth"]]).to_numpy(), rtol=1e-14
+    )
     assert not p2.bankrupt and not p2.daily["bankrupt"].any()
 
 
@@ -277,8 +282,14 @@ def test_bankruptcy_floor_liquidates_and_stays_in_cash():
     assert d["bankrupt"].tolist() == [True, True, True]
     assert res.bankrupt and res.end_weights.empty and res.end_wealth == pytest.approx(0.005, abs=1e-15)
     # the next period stays in cash, whatever it is asked to trade: no friction, zero returns
-    nxt = holding_period(W55, _streams([[0.5, 0.5], [0.2, 0.2]], ["A", "B"]), traded=1.0, rate=0.01,
-                         start_wealth=res.end_wealth, bankrupt=res.bankrupt)
+    nxt = holding_period(
+        W55,
+        _streams([[0.5, 0.5], [0.2, 0.2]], ["A", "B"]),
+        traded=1.0,
+        rate=0.01,
+        start_wealth=res.end_wealth,
+        bankrupt=res.bankrupt,
+    )
     assert nxt.bankrupt and nxt.end_wealth == res.end_wealth
     assert (nxt.daily[["gross_return", "cost", "net_return", "turnover"]].to_numpy() == 0).all()
     assert nxt.daily["bankrupt"].all()

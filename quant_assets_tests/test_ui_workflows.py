@@ -27,8 +27,9 @@ ROOT_FLAT = "flattened_weights_total_portfolio_hrp"
 
 pytestmark = [
     pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"UI tests need Chromium at {CHROMIUM} "
-                                                            "(apt-get install chromium); skipped"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason=f"UI tests need Chromium at {CHROMIUM} (apt-get install chromium); skipped"
+    ),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api", reason="UI tests need playwright (make env)")
 
@@ -60,11 +61,21 @@ def _wait_loaded(proc: subprocess.Popen, timeout: float = 90) -> None:
 def ui(tmp_path_factory):
     home, lakehouse = tmp_path_factory.mktemp("dagster_home"), tmp_path_factory.mktemp("lakehouse")
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "QUANT_ASSETS_LAKEHOUSE": str(lakehouse),
-           "QUANT_ASSETS_UI_PORT": str(PORT)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "QUANT_ASSETS_LAKEHOUSE": str(lakehouse),
+        "QUANT_ASSETS_UI_PORT": str(PORT),
+    }
     log = open(tmp_path_factory.mktemp("logs") / "dagster_dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "quant_assets.cli.devserver"], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quant_assets.cli.devserver"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_loaded(proc)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -101,14 +112,19 @@ def wait_for_runs(started_after: float, timeout: float = 300) -> list[dict]:
 
 def failures(runs: list[dict]) -> str:
     """The step failures of the runs that did not succeed: what an assertion should show."""
-    query = ("query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection { events { "
-             "... on ExecutionStepFailureEvent { stepKey error { message causes { message } } } } } } } }")
+    query = (
+        "query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection { events { "
+        "... on ExecutionStepFailureEvent { stepKey error { message causes { message } } } } } } } }"
+    )
     out = []
     for r in runs:
         if r["status"] != "SUCCESS":
             events = _graphql(query, {"id": r["runId"]})["runOrError"]["eventConnection"]["events"]
-            out += [f"{e['stepKey']}: {(e['error']['causes'] or [e['error']])[-1]['message'][:300]}"
-                    for e in events if e.get("stepKey") and e.get("error")]
+            out += [
+                f"{e['stepKey']}: {(e['error']['causes'] or [e['error']])[-1]['message'][:300]}"
+                for e in events
+                if e.get("stepKey") and e.get("error")
+            ]
     return "; ".join(out)
 
 
@@ -159,9 +175,24 @@ def test_2_backfill_a_date_range_of_the_meta_group(ui):
     from dagster import DagsterInstance
 
     env = ui["env"]
-    subprocess.run([sys.executable, "-m", "quant_assets.cli.main", "backfill", "--start", "1992-01-01", "--end",
-                    "1994-12-31", "--select", "group:market_data or group:selection or group:sleeves"],
-                   cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quant_assets.cli.main",
+            "backfill",
+            "--start",
+            "1992-01-01",
+            "--end",
+            "1994-12-31",
+            "--select",
+            "group:market_data or group:selection or group:sleeves",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     t0 = time.time()
     open_lineage_selection(page, "group:meta")
     shot(page, "2a_meta_group")
@@ -182,7 +213,9 @@ def test_2_backfill_a_date_range_of_the_meta_group(ui):
     finally:
         os.environ.pop("DAGSTER_HOME", None)
     assert {"1993", "1994"} <= done
-    print(f"workflow 2 (backfill two yearly partitions, 104 rebalance dates, of the meta group): {time.time() - t0:.1f} s")
+    print(
+        f"workflow 2 (backfill two yearly partitions, 104 rebalance dates, of the meta group): {time.time() - t0:.1f} s"
+    )
 
 
 def test_3_lineage_of_a_flattened_weight_reaches_sleeve_returns_and_prices(ui):
@@ -194,12 +227,22 @@ def test_3_lineage_of_a_flattened_weight_reaches_sleeve_returns_and_prices(ui):
     shot(page, "3a_asset_lineage_tab_upstream_all")
     open_lineage_selection(page, f'+key:"{ROOT_FLAT}"')
     # The sidebar tree is virtualised: expand one group at a time, check its nodes, fold it again.
-    upstream = {"meta": ["meta_weights_total_portfolio_hrp", "meta_returns_us_stocks_hrp"],
-                "sleeves": ["sleeve_returns_trend_long_hrp", "sleeve_returns_trend_short_hrp",
-                            "sleeve_weights_trend_short_hrp"],
-                "selection": ["selection_trend_long", "vetoes_trend_long", "rankings_trend_long",
-                              "clusters_trend_long", "regime_us_large_caps"],
-                "market_data": ["prices_us_large_caps", "prices_us_factor_etfs"]}
+    upstream = {
+        "meta": ["meta_weights_total_portfolio_hrp", "meta_returns_us_stocks_hrp"],
+        "sleeves": [
+            "sleeve_returns_trend_long_hrp",
+            "sleeve_returns_trend_short_hrp",
+            "sleeve_weights_trend_short_hrp",
+        ],
+        "selection": [
+            "selection_trend_long",
+            "vetoes_trend_long",
+            "rankings_trend_long",
+            "clusters_trend_long",
+            "regime_us_large_caps",
+        ],
+        "market_data": ["prices_us_large_caps", "prices_us_factor_etfs"],
+    }
     for group, nodes in upstream.items():
         page.locator("button", has_text=group).first.click()
         page.keyboard.press("ArrowRight")  # expand the group in the sidebar tree
@@ -215,8 +258,10 @@ def test_3_lineage_of_a_flattened_weight_reaches_sleeve_returns_and_prices(ui):
 def test_4_funnel_plots_render_on_the_asset_pages(ui):
     """The regime timeline and the threshold-sensitivity picture of a partition of workflow 2, in the UI."""
     page = ui["page"]
-    for asset, key, name in (("regime_us_large_caps", "timeline", "4a_regime_timeline"),
-                             ("cluster_sensitivity_trend_long", "sensitivity", "4b_cluster_sensitivity")):
+    for asset, key, name in (
+        ("regime_us_large_caps", "timeline", "4a_regime_timeline"),
+        ("cluster_sensitivity_trend_long", "sensitivity", "4b_cluster_sensitivity"),
+    ):
         page.goto(f"{URL}/assets/{asset}")
         row = page.locator("tr", has_text=key).last
         row.wait_for()

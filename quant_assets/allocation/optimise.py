@@ -65,10 +65,27 @@ from quant_assets.allocation.engines.riskfolio import RiskfolioEngine
 from quant_assets.allocation.engines.skfolio import SkfolioEngine
 from quant_assets.selection.regime import REGIME_LABELS as REGIMES  # the detector owns the labels
 
-__all__ = ["Attempt", "DEFAULT_CONFIG", "ENGINES", "Engine", "EngineOutput", "EngineRequest", "FALLBACK_CHAINS",
-           "OptimisationResult", "PROFILES", "REGIMES", "RiskConfig", "UnsupportedProfile", "cap_cluster_weights",
-           "capped_simplex", "hierarchical_equal_weight", "optimise", "optimise_array", "project_bounded_simplex",
-           "register_engine"]
+__all__ = [
+    "Attempt",
+    "DEFAULT_CONFIG",
+    "ENGINES",
+    "Engine",
+    "EngineOutput",
+    "EngineRequest",
+    "FALLBACK_CHAINS",
+    "OptimisationResult",
+    "PROFILES",
+    "REGIMES",
+    "RiskConfig",
+    "UnsupportedProfile",
+    "cap_cluster_weights",
+    "capped_simplex",
+    "hierarchical_equal_weight",
+    "optimise",
+    "optimise_array",
+    "project_bounded_simplex",
+    "register_engine",
+]
 
 Regime = Literal["QUIET", "NORMAL", "TURBULENT", "CRISIS"]
 PLAIN_EW_PROFILES = ("market", "benchmark", "raw_pool_ew")
@@ -110,30 +127,46 @@ class RiskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hrp_linkage: Literal["ward", "single", "average", "complete"] = Field(
-        "ward", description="scipy linkage; ward = skfolio's default (riskfolio/pypfopt default to single)")
+        "ward", description="scipy linkage; ward = skfolio's default (riskfolio/pypfopt default to single)"
+    )
     hrp_distance: Literal["pearson"] = Field("pearson", description="sqrt(0.5 (1 - rho)), rho = Pearson")
     hrp_leaf_order: Literal["optimal", "plain"] = Field(
-        "optimal", description="optimal leaf ordering (skfolio/riskfolio default) or plain; moves weights by "
-                               "up to 4.5 pp, so it is part of the variant. pyportfolioopt supports plain only")
+        "optimal",
+        description="optimal leaf ordering (skfolio/riskfolio default) or plain; moves weights by "
+        "up to 4.5 pp, so it is part of the variant. pyportfolioopt supports plain only",
+    )
     covariance: Literal["sample", "ledoit_wolf"] = Field("sample", description="sample = ddof 1")
-    shrinkage: float = Field(0.0, ge=0, le=1, description="correlation shrunk toward identity by this intensity "
-                                                          "(spec default 0.01; 0 keeps engines comparable)")
-    cluster_caps_enabled: bool = Field(False, description="cap each cluster's total weight (off: keeps outputs "
-                                                          "identical to the uncapped profiles)")
+    shrinkage: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="correlation shrunk toward identity by this intensity "
+        "(spec default 0.01; 0 keeps engines comparable)",
+    )
+    cluster_caps_enabled: bool = Field(
+        False, description="cap each cluster's total weight (off: keeps outputs identical to the uncapped profiles)"
+    )
     cluster_caps: PerRegime = Field(
         PerRegime(QUIET=0.25, NORMAL=0.25, TURBULENT=0.20, CRISIS=0.15),
         description="largest total weight of one correlation cluster, per regime: 25 % in calm markets (QUIET, "
-                    "NORMAL), 20 % when TURBULENT, 15 % in a CRISIS, when correlations rise and clusters move "
-                    "together. Effective cap max(cap, 1/n_clusters)")
+        "NORMAL), 20 % when TURBULENT, 15 % in a CRISIS, when correlations rise and clusters move "
+        "together. Effective cap max(cap, 1/n_clusters)",
+    )
     aggressor_weights: PerRegime = Field(
         PerRegime(QUIET=0.15, NORMAL=0.10, TURBULENT=0.05, CRISIS=0.03),
-        description="barbell aggressor sleeve total per regime (code/benchmark spec values, not the doc's 8%/5%)")
+        description="barbell aggressor sleeve total per regime (code/benchmark spec values, not the doc's 8%/5%)",
+    )
     max_aggressor_clusters: int = Field(5, ge=0)
-    cvar_penalty: float = Field(0.0, ge=0, description="lambda of the CVaR fragility penalty (custom engine; "
-                                                       "min_variance, max_sharpe, risk_parity); 0 = off")
+    cvar_penalty: float = Field(
+        0.0,
+        ge=0,
+        description="lambda of the CVaR fragility penalty (custom engine; "
+        "min_variance, max_sharpe, risk_parity); 0 = off",
+    )
     cvar_alpha: float = Field(0.95, gt=0.5, lt=1)
-    hybrid_intra_weighting: bool = Field(False, description="equal_weight inside clusters: (1 - share) inverse "
-                                                            "variance + share momentum rank")
+    hybrid_intra_weighting: bool = Field(
+        False, description="equal_weight inside clusters: (1 - share) inverse variance + share momentum rank"
+    )
     hybrid_momentum_share: float = Field(0.5, ge=0, le=1)
 
     @model_validator(mode="after")
@@ -188,30 +221,41 @@ class OptimisationResult:
         return self.profile_used != self.requested
 
     def chain_text(self) -> str:
-        return " -> ".join(f"{a.engine}/{a.profile}:{a.status}" + (f" ({a.reason})" if a.reason else "")
-                           for a in self.attempts)
+        return " -> ".join(
+            f"{a.engine}/{a.profile}:{a.status}" + (f" ({a.reason})" if a.reason else "") for a in self.attempts
+        )
 
     @property
     def provenance(self) -> dict[str, Any]:
         """JSON-able record of how the weights were produced (built on access: free in hot loops)."""
         cfg = self.config
         return {
-            "engine": self.engine, "requested_engine": self.requested_engine,
-            "profile_requested": self.requested, "profile_used": self.profile_used,
+            "engine": self.engine,
+            "requested_engine": self.requested_engine,
+            "profile_requested": self.requested,
+            "profile_used": self.profile_used,
             "fallback_used": self.fallback_used,
-            "variant": self.diagnostics.get("variant"), "solver": self.diagnostics.get("solver"),
-            "covariance": cfg.covariance, "shrinkage": cfg.shrinkage, "hrp_variant": cfg.hrp_variant,
-            "regime": self.regime, "cluster_cap": self.diagnostics.get("cluster_cap"),
-            "cvar_penalty": cfg.cvar_penalty, "hybrid_intra_weighting": cfg.hybrid_intra_weighting,
-            "fallback_chain": [{"engine": a.engine, "profile": a.profile, "status": a.status, "reason": a.reason}
-                               for a in self.attempts],
+            "variant": self.diagnostics.get("variant"),
+            "solver": self.diagnostics.get("solver"),
+            "covariance": cfg.covariance,
+            "shrinkage": cfg.shrinkage,
+            "hrp_variant": cfg.hrp_variant,
+            "regime": self.regime,
+            "cluster_cap": self.diagnostics.get("cluster_cap"),
+            "cvar_penalty": cfg.cvar_penalty,
+            "hybrid_intra_weighting": cfg.hybrid_intra_weighting,
+            "fallback_chain": [
+                {"engine": a.engine, "profile": a.profile, "status": a.status, "reason": a.reason}
+                for a in self.attempts
+            ],
             "dropped": dict(self.dropped),
             "diagnostics": {k: v for k, v in self.diagnostics.items() if k not in ("variant", "solver")},
         }
 
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (CustomEngine(), SkfolioEngine(), RiskfolioEngine(),
-                                                     PyPortfolioOptEngine())}
+ENGINES: dict[str, Engine] = {
+    e.name: e for e in (CustomEngine(), SkfolioEngine(), RiskfolioEngine(), PyPortfolioOptEngine())
+}
 BUILTIN_ENGINES: tuple[str, ...] = tuple(ENGINES)
 _PLATFORM = CustomEngine()  # computes the 1/n-type profiles whatever engine was asked for
 
@@ -257,11 +301,18 @@ def _by_label(series: pd.Series | np.ndarray | None, columns: list) -> np.ndarra
     return np.asarray(series)
 
 
-def optimise(returns: pd.DataFrame, profile: str, engine: str = "custom",
-             clusters: pd.Series | np.ndarray | None = None, chain: tuple[str, ...] | None = None, *,
-             config: RiskConfig | None = None, regime: str = "NORMAL",
-             antifragility: pd.Series | np.ndarray | None = None,
-             momentum: pd.Series | np.ndarray | None = None) -> OptimisationResult:
+def optimise(
+    returns: pd.DataFrame,
+    profile: str,
+    engine: str = "custom",
+    clusters: pd.Series | np.ndarray | None = None,
+    chain: tuple[str, ...] | None = None,
+    *,
+    config: RiskConfig | None = None,
+    regime: str = "NORMAL",
+    antifragility: pd.Series | np.ndarray | None = None,
+    momentum: pd.Series | np.ndarray | None = None,
+) -> OptimisationResult:
     """Weights for `profile` over the columns of `returns` (rows = dates), falling back along `chain`.
 
     clusters: label per column (None = each asset its own cluster) for equal_weight, barbell and the
@@ -271,16 +322,33 @@ def optimise(returns: pd.DataFrame, profile: str, engine: str = "custom",
     regime: one of REGIMES; selects the cluster cap and the barbell aggressor total.
     """
     columns = list(returns.columns)
-    return optimise_array(returns.to_numpy(dtype=float), columns, profile, engine,
-                          _by_label(clusters, columns), chain, config=config, regime=regime,
-                          antifragility=_by_label(antifragility, columns), momentum=_by_label(momentum, columns))
+    return optimise_array(
+        returns.to_numpy(dtype=float),
+        columns,
+        profile,
+        engine,
+        _by_label(clusters, columns),
+        chain,
+        config=config,
+        regime=regime,
+        antifragility=_by_label(antifragility, columns),
+        momentum=_by_label(momentum, columns),
+    )
 
 
-def optimise_array(X: np.ndarray, columns: list, profile: str, engine: str = "custom",
-                   clusters: np.ndarray | None = None, chain: tuple[str, ...] | None = None, *,
-                   config: RiskConfig | None = None, regime: str = "NORMAL",
-                   antifragility: np.ndarray | None = None,
-                   momentum: np.ndarray | None = None) -> OptimisationResult:
+def optimise_array(
+    X: np.ndarray,
+    columns: list,
+    profile: str,
+    engine: str = "custom",
+    clusters: np.ndarray | None = None,
+    chain: tuple[str, ...] | None = None,
+    *,
+    config: RiskConfig | None = None,
+    regime: str = "NORMAL",
+    antifragility: np.ndarray | None = None,
+    momentum: np.ndarray | None = None,
+) -> OptimisationResult:
     """`optimise` on a (dates x assets) array whose columns are named `columns`; per-column inputs
     are arrays in column order. What the walk-forward loops call: no pandas on the way."""
     if profile not in FALLBACK_CHAINS:
@@ -322,13 +390,15 @@ def optimise_array(X: np.ndarray, columns: list, profile: str, engine: str = "cu
         else:
             full = np.zeros(len(columns))
             full[keep] = w
-        return OptimisationResult(full, columns, profile, used, used_engine, attempts, dropped, engine, cfg, regime,
-                                  diagnostics or {})
+        return OptimisationResult(
+            full, columns, profile, used, used_engine, attempts, dropped, engine, cfg, regime, diagnostics or {}
+        )
 
     if n == 0:
         attempts.append(Attempt("platform", profile, "failed", "no investable assets"))
-        return OptimisationResult(np.zeros(len(columns)), columns, profile, "none", "platform", attempts, dropped,
-                                  engine, cfg, regime)
+        return OptimisationResult(
+            np.zeros(len(columns)), columns, profile, "none", "platform", attempts, dropped, engine, cfg, regime
+        )
     if n == 1:
         attempts.append(Attempt("platform", profile, "success", "single asset"))
         return finish(np.ones(1), profile, "platform")
@@ -337,9 +407,16 @@ def optimise_array(X: np.ndarray, columns: list, profile: str, engine: str = "cu
     labels = None if clusters is None else np.asarray(clusters)[idx]
     if labels is not None and pd.isna(labels).any():
         labels = None  # partial cluster information: every asset is its own cluster (documented fallback)
-    request = EngineRequest(profile, X, [columns[i] for i in idx], cfg, regime, labels,
-                            None if antifragility is None else np.asarray(antifragility, dtype=float)[idx],
-                            None if momentum is None else np.asarray(momentum, dtype=float)[idx])
+    request = EngineRequest(
+        profile,
+        X,
+        [columns[i] for i in idx],
+        cfg,
+        regime,
+        labels,
+        None if antifragility is None else np.asarray(antifragility, dtype=float)[idx],
+        None if momentum is None else np.asarray(momentum, dtype=float)[idx],
+    )
     backend = ENGINES[engine]
     for step in chain:
         request.profile = step

@@ -88,10 +88,13 @@ def partitions_of(periods: Periods) -> TimeWindowPartitionsDefinition:
     fmt = PERIOD_FORMAT[periods.period]
     start = dt.datetime.combine(first, dt.time())
     if cal.end is None:  # open-ended: include the current, unfinished period
-        return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[periods.period], start=start, fmt=fmt,
-                                              end_offset=1)
+        return TimeWindowPartitionsDefinition(
+            cron_schedule=PERIOD_CRON[periods.period], start=start, fmt=fmt, end_offset=1
+        )
     end = dt.datetime.combine(next_period_start(periods.all_dates[-1], periods.period), dt.time())
     return TimeWindowPartitionsDefinition(cron_schedule=PERIOD_CRON[periods.period], start=start, end=end, fmt=fmt)
+
+
 OWNER = "team:quant-research"
 
 
@@ -133,6 +136,7 @@ PREVIOUS_PARTITION = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
 # ---- a run of a step ---------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -189,7 +193,8 @@ class Run:
             raise UpstreamMissingError(
                 f"{asset}[{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}] is not materialised "
                 f"(table {table}); materialise it first, e.g. select the asset with its upstream or backfill "
-                f"those periods")
+                f"those periods"
+            )
         return self.lh.read(table, asset, [k for k in keys if k in stored])
 
     def earlier_keys(self, start: dt.date) -> list[str]:
@@ -204,8 +209,14 @@ class Run:
 
     # ---- writes --------------------------------------------------------------------------
 
-    def write(self, table: str, asset: str, frame: pl.DataFrame | pd.DataFrame, column: str = "rebalance_date",
-              **identity: str) -> dict[str, pl.DataFrame]:
+    def write(
+        self,
+        table: str,
+        asset: str,
+        frame: pl.DataFrame | pd.DataFrame,
+        column: str = "rebalance_date",
+        **identity: str,
+    ) -> dict[str, pl.DataFrame]:
         """Write the rows of every run partition (an empty file where a partition has none), atomically
         per file. Rows are assigned by their `column` date; identity columns are added in front."""
         if isinstance(frame, pd.DataFrame):
@@ -231,19 +242,41 @@ class Run:
 
     # ---- results -------------------------------------------------------------------------
 
-    def describe(self, asset: str, table: str, parts: dict[str, pl.DataFrame], column: str = "rebalance_date",
-                 per_partition: dict[str, dict] | None = None, **common) -> None:
+    def describe(
+        self,
+        asset: str,
+        table: str,
+        parts: dict[str, pl.DataFrame],
+        column: str = "rebalance_date",
+        per_partition: dict[str, dict] | None = None,
+        **common,
+    ) -> None:
         """Metadata of every partition (rows, dates, location, its own facts) and of the step."""
         for key, part in parts.items():
-            md = {"dagster/row_count": part.height, "dagster/uri": MetadataValue.path(str(self.lh.path(table, asset, key)))}
+            md = {
+                "dagster/row_count": part.height,
+                "dagster/uri": MetadataValue.path(str(self.lh.path(table, asset, key))),
+            }
             if part.height and column in part.columns:
                 dates = part[column]
-                md.update({"first_date": str(dates.min()), "last_date": str(dates.max()),
-                           f"{'rebalance_dates' if column == 'rebalance_date' else 'days'}": dates.n_unique()})
+                md.update(
+                    {
+                        "first_date": str(dates.min()),
+                        "last_date": str(dates.max()),
+                        f"{'rebalance_dates' if column == 'rebalance_date' else 'days'}": dates.n_unique(),
+                    }
+                )
             md.update((per_partition or {}).get(key, {}))
             self.context.add_asset_metadata(md, asset_key=asset, partition_key=key)
-        self._results[asset] = ({"dagster/column_schema": column_schema(table), "lakehouse_table": table,
-                                 "partitions_in_run": len(self.keys), **common}, self._results.get(asset, ({}, []))[1])
+        self._results[asset] = (
+            {
+                "dagster/column_schema": column_schema(table),
+                "lakehouse_table": table,
+                "partitions_in_run": len(self.keys),
+                **common,
+            },
+            self._results.get(asset, ({}, []))[1],
+        )
 
     def check(self, asset: str, result: AssetCheckResult) -> None:
         md, checks = self._results.get(asset, ({}, []))
@@ -261,9 +294,17 @@ def check_result(name: str, asset: str, failures: dict[str, str], checked: int, 
     """A check over every rebalance date of the run: fails if any date fails, naming the dates and why."""
     shown = dict(list(failures.items())[:20])
     return AssetCheckResult(
-        check_name=name, asset_key=AssetKey(asset), passed=not failures, severity=AssetCheckSeverity.ERROR,
-        metadata={"dates_checked": checked, "dates_failed": len(failures), "failures": MetadataValue.json(shown),
-                  **metadata})
+        check_name=name,
+        asset_key=AssetKey(asset),
+        passed=not failures,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "dates_checked": checked,
+            "dates_failed": len(failures),
+            "failures": MetadataValue.json(shown),
+            **metadata,
+        },
+    )
 
 
 def markdown_table(df: pd.DataFrame | pl.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") -> str:
@@ -311,8 +352,10 @@ def performance_metadata(days: np.ndarray, returns: np.ndarray, turnover: np.nda
     if turnover is not None and len(turnover):
         perf["turnover"] = float(np.mean(turnover))
     keys = ("total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar", "cvar95", "turnover")
-    return {"oos_days": int(perf["days"]),
-            **{f"oos_{k}": round(float(perf[k]), 6) for k in keys if k in perf and np.isfinite(perf[k])}}
+    return {
+        "oos_days": int(perf["days"]),
+        **{f"oos_{k}": round(float(perf[k]), 6) for k in keys if k in perf and np.isfinite(perf[k])},
+    }
 
 
 def instance_lookup(instance) -> Callable[[str, str], tuple[str, str | None, str] | None]:
@@ -320,7 +363,8 @@ def instance_lookup(instance) -> Callable[[str, str], tuple[str, str | None, str
 
     def latest(asset: str, partition: str) -> tuple[str, str | None, str] | None:
         result = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1)
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
+        )
         if not result.records:
             return None
         entry = result.records[0].event_log_entry

@@ -62,8 +62,13 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     def config_type(cls):
         from dagster import Field, StringSource
 
-        return {"base_dir": Field(StringSource, is_required=False,
-                                  description="default: $DAGSTER_HOME/storage, where Dagster's own SQLite log lives")}
+        return {
+            "base_dir": Field(
+                StringSource,
+                is_required=False,
+                description="default: $DAGSTER_HOME/storage, where Dagster's own SQLite log lives",
+            )
+        }
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # the parent hard-codes its own class
@@ -71,9 +76,11 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         if not base_dir:
             home = os.environ.get("DAGSTER_HOME")
             if not home:
-                raise RuntimeError("BatchingSqliteEventLogStorage stores its events under $DAGSTER_HOME/storage: "
-                                   "set DAGSTER_HOME to the instance's folder (make ui / make demo do), or give "
-                                   "the storage a base_dir in dagster.yaml")
+                raise RuntimeError(
+                    "BatchingSqliteEventLogStorage stores its events under $DAGSTER_HOME/storage: "
+                    "set DAGSTER_HOME to the instance's folder (make ui / make demo do), or give "
+                    "the storage a base_dir in dagster.yaml"
+                )
             base_dir = os.path.join(home, "storage")
         return cls(base_dir, inst_data=inst_data)
 
@@ -88,8 +95,11 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             # One connection per shard, kept open (StaticPool; `_connect` holds `_db_lock`, so
             # it is never shared between threads at once). Closing a WAL database's last
             # connection checkpoints it: Dagster's NullPool paid that on every statement.
-            engine = create_engine(self.conn_string_for_shard(shard), poolclass=StaticPool,
-                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
+            engine = create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=StaticPool,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            )
             event.listen(engine, "connect", _fast_commit)
             self._engines[shard] = engine
         return engine
@@ -134,8 +144,14 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         with its tags and the asset-key index update. Anything else in a batch (check evaluations,
         run status events, several runs) goes through `store_event` one by one, as before.
         """
-        simple = all(e.run_id == events[0].run_id and (not e.is_dagster_event or e.dagster_event_type in ASSET_EVENTS)
-                     for e in events) if events else False
+        simple = (
+            all(
+                e.run_id == events[0].run_id and (not e.is_dagster_event or e.dagster_event_type in ASSET_EVENTS)
+                for e in events
+            )
+            if events
+            else False
+        )
         if not simple:
             for e in events:
                 self.store_event(e)

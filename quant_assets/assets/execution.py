@@ -72,18 +72,33 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
     specs, states = [], []
     for risk in lenses:
         n_flat, n_orders, n_state = flattened_name(meta, risk), orders_name(meta, risk), implemented_name(meta, risk)
-        states.append(AssetSpec(n_state, group_name="execution", owners=[OWNER], kinds={"csv"},
-                                description=f"The weights of `{meta}` / `{risk}` you last implemented (you provide it): "
-                                            f"lakehouse/state/{n_state}.csv with columns as_of,symbol,weight."))
-        specs.append(AssetSpec(n_orders, group_name="execution", kinds={"pandas", "parquet"}, deps=[n_flat, n_state],
-                               **ctx.spec_defaults,
-                               description=f"Orders taking `{meta}` / `{risk}` from the last implemented weights (as "
-                                           f"of the rebalance date) to its flattened target: side-aware legs, drifts "
-                                           f"below {cfg.min_trade:.0%} skipped as dust, required one-way turnover in "
-                                           f"the metadata."))
+        states.append(
+            AssetSpec(
+                n_state,
+                group_name="execution",
+                owners=[OWNER],
+                kinds={"csv"},
+                description=f"The weights of `{meta}` / `{risk}` you last implemented (you provide it): "
+                f"lakehouse/state/{n_state}.csv with columns as_of,symbol,weight.",
+            )
+        )
+        specs.append(
+            AssetSpec(
+                n_orders,
+                group_name="execution",
+                kinds={"pandas", "parquet"},
+                deps=[n_flat, n_state],
+                **ctx.spec_defaults,
+                description=f"Orders taking `{meta}` / `{risk}` from the last implemented weights (as "
+                f"of the rebalance date) to its flattened target: side-aware legs, drifts "
+                f"below {cfg.min_trade:.0%} skipped as dust, required one-way turnover in "
+                f"the metadata.",
+            )
+        )
 
-    @multi_asset(name=f"orders_{meta}", specs=specs, can_subset=True, partitions_def=ctx.partitions,
-                 backfill_policy=SINGLE_RUN)
+    @multi_asset(
+        name=f"orders_{meta}", specs=specs, can_subset=True, partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN
+    )
     def orders(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         for risk in lenses:
@@ -95,8 +110,10 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
             implemented = {d: dict(zip(g["symbol"], g["weight"].astype(float))) for d, g in state.groupby("as_of")}
             as_of_dates = sorted(implemented)
             flat = run.read("flattened_weights", n_flat)
-            targets = {g["rebalance_date"][0]: dict(zip(g["symbol"].to_list(), g["net_weight"].to_list()))
-                       for g in flat.partition_by("rebalance_date", maintain_order=True)}
+            targets = {
+                g["rebalance_date"][0]: dict(zip(g["symbol"].to_list(), g["net_weight"].to_list()))
+                for g in flat.partition_by("rebalance_date", maintain_order=True)
+            }
             columns: dict[str, list] = {}
             status, per_date = {}, {}
             for d in run.dates:
@@ -104,32 +121,48 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
                 known = [a for a in as_of_dates if a <= d]
                 if not known:
                     as_of, current = None, {}
-                    status[d] = f"no implemented weights as of {d}: orders from cash (record them with quant-assets accept)"
+                    status[d] = (
+                        f"no implemented weights as of {d}: orders from cash (record them with quant-assets accept)"
+                    )
                 else:
                     as_of = known[-1]
                     current = implemented[as_of]
                     status[d] = f"drift vs weights implemented on {as_of}"
                 rows = order_rows(current, target, cfg.min_trade)
-                per_date[d] = (turnover_of(current, target), sum(r["status"] == "EXECUTE" for r in rows),
-                               sum(r["status"] == "SKIP" for r in rows))
+                per_date[d] = (
+                    turnover_of(current, target),
+                    sum(r["status"] == "EXECUTE" for r in rows),
+                    sum(r["status"] == "SKIP" for r in rows),
+                )
                 for r in rows:
                     for k, v in r.items():
                         columns.setdefault(k, []).append(v)
                     columns.setdefault("implemented_as_of", []).append(as_of)
                     columns.setdefault("rebalance_date", []).append(d)
-            parts = run.write("rebalance_orders", n_orders, pl.DataFrame(columns, schema_overrides={
-                "implemented_as_of": pl.Date, "rebalance_date": pl.Date}) if columns else pl.DataFrame(),
-                meta=meta, risk=risk)
+            parts = run.write(
+                "rebalance_orders",
+                n_orders,
+                pl.DataFrame(columns, schema_overrides={"implemented_as_of": pl.Date, "rebalance_date": pl.Date})
+                if columns
+                else pl.DataFrame(),
+                meta=meta,
+                risk=risk,
+            )
             per_key = {}
             for k in run.keys:
                 key_dates = [d for d in run.periods.dates(k) if d in per_date]
                 if key_dates:
                     turnover, execute, dust = per_date[key_dates[-1]]
-                    per_key[k] = {"preview": preview(parts[k]), "status_last_date": status[key_dates[-1]],
-                                  "required_turnover_last_date": turnover, "orders_to_execute_last_date": execute,
-                                  "dust_skipped_last_date": dust}
-            run.describe(n_orders, "rebalance_orders", parts, per_partition=per_key,
-                         state_file=MetadataValue.path(str(path)))
+                    per_key[k] = {
+                        "preview": preview(parts[k]),
+                        "status_last_date": status[key_dates[-1]],
+                        "required_turnover_last_date": turnover,
+                        "orders_to_execute_last_date": execute,
+                        "dust_skipped_last_date": dust,
+                    }
+            run.describe(
+                n_orders, "rebalance_orders", parts, per_partition=per_key, state_file=MetadataValue.path(str(path))
+            )
         yield from run.results()
 
     return [*states, orders]

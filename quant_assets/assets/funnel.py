@@ -9,7 +9,6 @@ Benchmarks (universe `benchmarks:`) are priced and featured with the universe bu
 they never enter the clusters, the rankings, the vetoes or the winners.
 """
 
-
 import datetime as dt
 import json
 
@@ -51,8 +50,9 @@ def features_by_date(frame: pl.DataFrame) -> dict[dt.date, FeatureView]:
     out = {}
     for g in frame.partition_by("rebalance_date", maintain_order=True):
         values = g.select(FEATURE_COLUMNS).to_numpy()
-        out[g["rebalance_date"][0]] = FeatureView(g["symbol"].to_list(),
-                                                  {c: values[:, j] for j, c in enumerate(FEATURE_COLUMNS)})
+        out[g["rebalance_date"][0]] = FeatureView(
+            g["symbol"].to_list(), {c: values[:, j] for j, c in enumerate(FEATURE_COLUMNS)}
+        )
     return out
 
 
@@ -80,8 +80,9 @@ def regime_by_date(frame: pl.DataFrame) -> dict[dt.date, str]:
     return dict(zip(frame["rebalance_date"].to_list(), frame["label"].to_list()))
 
 
-def stage_mismatch(stored_rank: pd.DataFrame, stored_veto: pd.DataFrame, res, d: dt.date, n_rank: str,
-                   n_veto: str) -> str | None:
+def stage_mismatch(
+    stored_rank: pd.DataFrame, stored_veto: pd.DataFrame, res, d: dt.date, n_rank: str, n_veto: str
+) -> str | None:
     """Recruitment recomputed ranks and strict vetoes from the features: they must equal the stored stages."""
     ours = dict(zip(res.rankings["symbol"].astype(str), res.rankings["rank"].astype(int)))
     if dict(zip(stored_rank["symbol"], stored_rank["rank"].astype(int))) != ours:
@@ -102,41 +103,81 @@ def funnel_step(ctx: GraphContext, sleeve: str):
     s = cfg.selection
     universe = cfg.universe
     lb = m.lookbacks
-    n_feats, n_rets, n_reg, n_cand = features_name(universe), returns_name(universe), regime_name(universe), \
-        candidates_name(universe)
+    n_feats, n_rets, n_reg, n_cand = (
+        features_name(universe),
+        returns_name(universe),
+        regime_name(universe),
+        candidates_name(universe),
+    )
     n_clu, n_sens = clusters_name(sleeve), cluster_sensitivity_name(sleeve)
     n_rank, n_veto, n_sel = rankings_name(sleeve), vetoes_name(sleeve), selection_name(sleeve)
     ranker = get_ranker(s.ranker.name)
     thresholds = ", ".join(f"{k} {v}" for k, v in s.clustering.thresholds.items())
     common = dict(ctx.spec_defaults, group_name="selection")
     specs = [
-        AssetSpec(n_clu, kinds={"scipy", "parquet"}, deps=[n_rets, n_reg, n_cand], **common,
-                  description=f"Partitioning for `{sleeve}`: Ward clusters of `{universe}` on sqrt(0.5 (1 - rho)) "
-                              f"averaged over lookbacks {list(s.clustering.lookbacks)}, cut at the regime's threshold "
-                              f"({thresholds}), at most {s.clustering.max_clusters} clusters."),
-        AssetSpec(n_sens, kinds={"scipy", "parquet"}, deps=[n_rets, n_cand], **common,
-                  description=f"How many clusters `{sleeve}`'s universe splits into as the distance threshold moves "
-                              f"0.10 -> 0.90: the evidence for choosing the regime thresholds ({thresholds})."),
-        AssetSpec(n_rank, kinds={"numpy", "parquet"}, deps=[n_feats, n_reg, n_cand], **common,
-                  description=f"Inference for `{sleeve}`: the `{s.ranker.name}` ranker over `{universe}`'s features, "
-                              f"oriented for {cfg.logic}/{cfg.direction} (rank 1 = best for this sleeve; a short ranks "
-                              f"the most bearish first)."),
-        AssetSpec(n_veto, kinds={"numpy", "parquet"}, deps=[n_feats, n_cand], **common,
-                  description=f"Policy for `{sleeve}`: the filter chain {list(s.filters)} at strict thresholds, one "
-                              f"row per veto (symbol, filter, reason, value, threshold). Benchmarks are never vetoed."),
-        AssetSpec(n_sel, kinds={"scipy", "parquet"}, deps=[n_rank, n_veto, n_clu, n_feats, n_rets, n_reg, n_cand],
-                  **common,
-                  description=f"Recruitment and synthesis for `{sleeve}`: the best {s.top_n_per_cluster} non-vetoed "
-                              f"names per cluster (at most {s.max_winners}); below {s.min_winners} winners the "
-                              f"relaxation stages {list(s.relaxation.stages)} run in order and each winner records the "
-                              f"stage that picked it. Winners become atoms `SYMBOL|{cfg.logic}|{cfg.direction}` with "
-                              f"a sign."),
+        AssetSpec(
+            n_clu,
+            kinds={"scipy", "parquet"},
+            deps=[n_rets, n_reg, n_cand],
+            **common,
+            description=f"Partitioning for `{sleeve}`: Ward clusters of `{universe}` on sqrt(0.5 (1 - rho)) "
+            f"averaged over lookbacks {list(s.clustering.lookbacks)}, cut at the regime's threshold "
+            f"({thresholds}), at most {s.clustering.max_clusters} clusters.",
+        ),
+        AssetSpec(
+            n_sens,
+            kinds={"scipy", "parquet"},
+            deps=[n_rets, n_cand],
+            **common,
+            description=f"How many clusters `{sleeve}`'s universe splits into as the distance threshold moves "
+            f"0.10 -> 0.90: the evidence for choosing the regime thresholds ({thresholds}).",
+        ),
+        AssetSpec(
+            n_rank,
+            kinds={"numpy", "parquet"},
+            deps=[n_feats, n_reg, n_cand],
+            **common,
+            description=f"Inference for `{sleeve}`: the `{s.ranker.name}` ranker over `{universe}`'s features, "
+            f"oriented for {cfg.logic}/{cfg.direction} (rank 1 = best for this sleeve; a short ranks "
+            f"the most bearish first).",
+        ),
+        AssetSpec(
+            n_veto,
+            kinds={"numpy", "parquet"},
+            deps=[n_feats, n_cand],
+            **common,
+            description=f"Policy for `{sleeve}`: the filter chain {list(s.filters)} at strict thresholds, one "
+            f"row per veto (symbol, filter, reason, value, threshold). Benchmarks are never vetoed.",
+        ),
+        AssetSpec(
+            n_sel,
+            kinds={"scipy", "parquet"},
+            deps=[n_rank, n_veto, n_clu, n_feats, n_rets, n_reg, n_cand],
+            **common,
+            description=f"Recruitment and synthesis for `{sleeve}`: the best {s.top_n_per_cluster} non-vetoed "
+            f"names per cluster (at most {s.max_winners}); below {s.min_winners} winners the "
+            f"relaxation stages {list(s.relaxation.stages)} run in order and each winner records the "
+            f"stage that picked it. Winners become atoms `SYMBOL|{cfg.logic}|{cfg.direction}` with "
+            f"a sign.",
+        ),
     ]
-    checks = [AssetCheckSpec("stages_consistent", asset=n_sel, blocking=True,
-                             description="Recruitment saw exactly the stored rankings, vetoes and clusters")]
+    checks = [
+        AssetCheckSpec(
+            "stages_consistent",
+            asset=n_sel,
+            blocking=True,
+            description="Recruitment saw exactly the stored rankings, vetoes and clusters",
+        )
+    ]
 
-    @multi_asset(name=f"funnel_{sleeve}", specs=specs, check_specs=checks, can_subset=True,
-                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    @multi_asset(
+        name=f"funnel_{sleeve}",
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        partitions_def=ctx.partitions,
+        backfill_policy=SINGLE_RUN,
+    )
     def funnel(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
@@ -144,9 +185,11 @@ def funnel_step(ctx: GraphContext, sleeve: str):
         feats = features_by_date(run.read("features", n_feats))
         regimes = regime_by_date(run.read("regime", n_reg))
         computed = {name: run.is_selected(name) for name in (n_clu, n_sens, n_rank, n_veto, n_sel)}
-        stored = {name: by_date(run.read(table, name)) for name, table in
-                  ((n_clu, "clusters"), (n_rank, "rankings"), (n_veto, "vetoes")) if not computed[name]
-                  and computed[n_sel]}
+        stored = {
+            name: by_date(run.read(table, name))
+            for name, table in ((n_clu, "clusters"), (n_rank, "rankings"), (n_veto, "vetoes"))
+            if not computed[name] and computed[n_sel]
+        }
         out = {n: {} for n in (n_clu, n_sens, n_rank, n_veto, n_sel)}
 
         def add(name: str, columns: dict[str, list]) -> None:
@@ -164,32 +207,65 @@ def funnel_step(ctx: GraphContext, sleeve: str):
             X = dense_matrix(panel, u.rows[d], symbols)
             regime = check_regime(regimes[d])
             n = len(symbols)
-            tree = Dendrogram.of(X, s.clustering.lookbacks) if (computed[n_clu] or computed[n_sens] or
-                                                                 (computed[n_sel] and n_clu not in stored)) else None
+            tree = (
+                Dendrogram.of(X, s.clustering.lookbacks)
+                if (computed[n_clu] or computed[n_sens] or (computed[n_sel] and n_clu not in stored))
+                else None
+            )
             if tree is not None and (computed[n_clu] or n_clu not in stored):
                 labels, recut = tree.labels(s.clustering.thresholds[regime], s.clustering.max_clusters)
                 cluster_of = dict(zip(symbols, labels.tolist()))
                 if computed[n_clu]:
-                    add(n_clu, {"rebalance_date": [d] * n, "symbol": symbols, "cluster": labels.tolist(),
-                                "threshold": [float(s.clustering.thresholds[regime])] * n,
-                                "n_clusters": [len(set(labels.tolist()))] * n, "regime": [regime] * n,
-                                "recut": [recut] * n, "lookbacks": [",".join(map(str, tree.lookbacks))] * n})
+                    add(
+                        n_clu,
+                        {
+                            "rebalance_date": [d] * n,
+                            "symbol": symbols,
+                            "cluster": labels.tolist(),
+                            "threshold": [float(s.clustering.thresholds[regime])] * n,
+                            "n_clusters": [len(set(labels.tolist()))] * n,
+                            "regime": [regime] * n,
+                            "recut": [recut] * n,
+                            "lookbacks": [",".join(map(str, tree.lookbacks))] * n,
+                        },
+                    )
             else:
                 frame = stored.get(n_clu, {}).get(d, pd.DataFrame(columns=["symbol", "cluster"]))
                 cluster_of = dict(zip(frame["symbol"], frame["cluster"].astype(int)))
             if computed[n_sens]:
                 k = len(SENSITIVITY_THRESHOLDS)
-                add(n_sens, {"rebalance_date": [d] * k, "threshold": list(SENSITIVITY_THRESHOLDS),
-                             "n_clusters": tree.counts(SENSITIVITY_THRESHOLDS).tolist()})
-            ranking = ranker.rank_view(view, s.ranker, cfg.logic, cfg.direction, regime) if n else Ranking([], np.zeros(0))
+                add(
+                    n_sens,
+                    {
+                        "rebalance_date": [d] * k,
+                        "threshold": list(SENSITIVITY_THRESHOLDS),
+                        "n_clusters": tree.counts(SENSITIVITY_THRESHOLDS).tolist(),
+                    },
+                )
+            ranking = (
+                ranker.rank_view(view, s.ranker, cfg.logic, cfg.direction, regime) if n else Ranking([], np.zeros(0))
+            )
             strict = run_filters(view, chain, cfg.direction, required=required) if n else []
             if computed[n_rank]:
-                add(n_rank, {"rebalance_date": [d] * n, "symbol": ranking.symbols, "score": ranking.scores.tolist(),
-                             "rank": list(range(1, n + 1)), "ranker": [s.ranker.name] * n,
-                             "detail": [detail_json(ranking.extra, i) for i in range(n)]})
+                add(
+                    n_rank,
+                    {
+                        "rebalance_date": [d] * n,
+                        "symbol": ranking.symbols,
+                        "score": ranking.scores.tolist(),
+                        "rank": list(range(1, n + 1)),
+                        "ranker": [s.ranker.name] * n,
+                        "detail": [detail_json(ranking.extra, i) for i in range(n)],
+                    },
+                )
             if computed[n_veto]:
-                add(n_veto, {"rebalance_date": [d] * len(strict), **{c: [r[j] for r in strict]
-                                                                      for j, c in enumerate(VETO_COLUMNS)}})
+                add(
+                    n_veto,
+                    {
+                        "rebalance_date": [d] * len(strict),
+                        **{c: [r[j] for r in strict] for j, c in enumerate(VETO_COLUMNS)},
+                    },
+                )
             if computed[n_sel]:
                 res = funnel_view(view, cluster_of, regime, s, cfg.logic, cfg.direction, ranking=ranking, strict=strict)
                 add(n_sel, {"rebalance_date": [d] * n, **res.selection_columns()})
@@ -198,43 +274,73 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                     stages[stage] = stages.get(stage, 0) + 1
                 if stored:  # a stage read from storage must be what this recruitment would have computed
                     problem = stage_mismatch(
-                        stored[n_rank].get(d, pd.DataFrame(columns=["symbol", "rank"])) if n_rank in stored
+                        stored[n_rank].get(d, pd.DataFrame(columns=["symbol", "rank"]))
+                        if n_rank in stored
                         else ranking.frame(),
-                        stored[n_veto].get(d, pd.DataFrame(columns=VETO_COLUMNS)) if n_veto in stored
-                        else veto_frame(strict), res, d, n_rank, n_veto)
+                        stored[n_veto].get(d, pd.DataFrame(columns=VETO_COLUMNS))
+                        if n_veto in stored
+                        else veto_frame(strict),
+                        res,
+                        d,
+                        n_rank,
+                        n_veto,
+                    )
                     if problem:
                         failures[d.isoformat()] = problem
-        for name, table in ((n_clu, "clusters"), (n_sens, "cluster_sensitivity"), (n_rank, "rankings"),
-                            (n_veto, "vetoes"), (n_sel, "selection")):
+        for name, table in (
+            (n_clu, "clusters"),
+            (n_sens, "cluster_sensitivity"),
+            (n_rank, "rankings"),
+            (n_veto, "vetoes"),
+            (n_sel, "selection"),
+        ):
             if not computed[name]:
                 continue
             frame = pl.DataFrame(out[name]) if out[name] else pl.DataFrame()
             parts = run.write(table, name, frame, sleeve=sleeve)
-            per_key = {k: {"preview": preview(p.filter(pl.col("selected")) if name == n_sel and p.height else p)}
-                       for k, p in parts.items()}
+            per_key = {
+                k: {"preview": preview(p.filter(pl.col("selected")) if name == n_sel and p.height else p)}
+                for k, p in parts.items()
+            }
             if name == n_sel:
                 for k in parts:
                     w = [winners[d] for d in run.periods.dates(k) if d in winners]
                     per_key[k].update(winners_mean=float(np.mean(w)) if w else 0.0, winners_min=min(w, default=0))
                 run.describe(name, table, parts, per_partition=per_key, winners_by_stage=MetadataValue.json(stages))
-                run.check(name, check_result("stages_consistent", name, failures, len(dates),
-                                             inputs="recomputed in this step" if not stored else "read from storage"))
+                run.check(
+                    name,
+                    check_result(
+                        "stages_consistent",
+                        name,
+                        failures,
+                        len(dates),
+                        inputs="recomputed in this step" if not stored else "read from storage",
+                    ),
+                )
             elif name == n_sens:
                 for k, p in parts.items():
                     if p.height:
                         grid = p.pivot(on="rebalance_date", index="threshold", values="n_clusters").sort("threshold")
-                        per_key[k]["sensitivity"] = MetadataValue.md(heatmap_md(
-                            grid.drop("threshold").to_numpy(), f"Clusters vs distance threshold, {sleeve}, {k}",
-                            f"Rows: thresholds {SENSITIVITY_THRESHOLDS[0]:.2f} (top) .. {SENSITIVITY_THRESHOLDS[-1]:.2f} "
-                            f"(bottom); columns: the {grid.width - 1} rebalance dates; colour: number of clusters "
-                            f"(min {p['n_clusters'].min()}, max {p['n_clusters'].max()})."))
+                        per_key[k]["sensitivity"] = MetadataValue.md(
+                            heatmap_md(
+                                grid.drop("threshold").to_numpy(),
+                                f"Clusters vs distance threshold, {sleeve}, {k}",
+                                f"Rows: thresholds {SENSITIVITY_THRESHOLDS[0]:.2f} (top) .. "
+                                f"{SENSITIVITY_THRESHOLDS[-1]:.2f} "
+                                f"(bottom); columns: the {grid.width - 1} rebalance dates; colour: number of clusters "
+                                f"(min {p['n_clusters'].min()}, max {p['n_clusters'].max()}).",
+                            )
+                        )
                 run.describe(name, table, parts, per_partition=per_key)
             elif name == n_veto:
                 for k, p in parts.items():
                     counts = p.group_by("filter").len() if p.height else None
                     per_key[k]["vetoes_per_filter"] = MetadataValue.json(
-                        {f_: int(dict(zip(counts["filter"], counts["len"])).get(f_, 0)) if counts is not None else 0
-                         for f_ in s.filters})
+                        {
+                            f_: int(dict(zip(counts["filter"], counts["len"])).get(f_, 0)) if counts is not None else 0
+                            for f_ in s.filters
+                        }
+                    )
                 run.describe(name, table, parts, per_partition=per_key)
             else:
                 run.describe(name, table, parts, per_partition=per_key)

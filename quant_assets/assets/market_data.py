@@ -6,7 +6,6 @@ window, which reaches into the two previous periods' files. The calendar's first
 stores the warm-up sessions its first window needs, so the history starts self-contained.
 """
 
-
 import datetime as dt
 import json
 
@@ -36,8 +35,17 @@ from quant_assets.meta.plots import regime_strip_md
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
 from quant_assets.selection.regime import COMPONENTS, detect_regimes
 
-CANDIDATE_COLUMNS = ["symbol", "ticker", "exchange", "asset_type", "sector", "first_date", "direction",
-                     "metadata", "is_benchmark"]
+CANDIDATE_COLUMNS = [
+    "symbol",
+    "ticker",
+    "exchange",
+    "asset_type",
+    "sector",
+    "first_date",
+    "direction",
+    "metadata",
+    "is_benchmark",
+]
 
 
 CLOSE_COLUMNS = ("date", "symbol", "close")
@@ -50,7 +58,9 @@ def window_start(d: dt.date, prices_days: int) -> dt.date:
 
 def discover(universe_cfg, d: dt.date) -> list[dict]:
     """Candidate rows of a universe on `d`: its source's symbols listed by then, and its benchmarks."""
-    found = [c.row() | {"is_benchmark": False} for c in get_source(universe_cfg.source).discover(d, universe_cfg.symbols)]
+    found = [
+        c.row() | {"is_benchmark": False} for c in get_source(universe_cfg.source).discover(d, universe_cfg.symbols)
+    ]
     for ref in universe_cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
         source, _, ticker = ref.partition(":")
         found += [c.row() | {"is_benchmark": True} for c in get_source(source).discover(d, [ticker])]
@@ -87,7 +97,9 @@ def by_source(rows: list[dict]) -> dict[str, list[str]]:
     return out
 
 
-def universe_view(run: Run, universe: str, span_from: dt.date, panel_from: str = "returns") -> tuple[Panel, UniverseDates]:
+def universe_view(
+    run: Run, universe: str, span_from: dt.date, panel_from: str = "returns"
+) -> tuple[Panel, UniverseDates]:
     """A downstream step's view of a universe: the panel from `span_from` and the stored health
     verdicts (kept, members, benchmarks, dense rows) of the run's dates."""
     m = run.graph.manifest
@@ -115,42 +127,88 @@ def universe_step(ctx: GraphContext, universe: str):
     m = ctx.manifest
     cfg = m.universes[universe]
     lb = m.lookbacks
-    n_cand, n_prices, n_rets, n_feats, n_reg = (candidates_name(universe), prices_name(universe),
-                                                returns_name(universe), features_name(universe), regime_name(universe))
+    n_cand, n_prices, n_rets, n_feats, n_reg = (
+        candidates_name(universe),
+        prices_name(universe),
+        returns_name(universe),
+        features_name(universe),
+        regime_name(universe),
+    )
     s = cfg.regime
     common = ctx.spec_defaults
     specs = [
-        AssetSpec(n_cand, group_name="market_data", kinds={"python", "parquet"}, **common,
-                  description=f"Symbols listed in universe `{universe}` (source `{cfg.source}`) on each rebalance "
-                              f"date, in the standard candidate schema; benchmarks flagged."),
-        AssetSpec(n_prices, group_name="market_data", kinds={"python", "parquet"}, deps=[n_cand], **common,
-                  description=f"Daily closes of `{universe}`, one row per symbol and session, stored once in the "
-                              f"partition of its date. A rebalance date's window is its last {lb.prices_days} sessions "
-                              f"and reaches into the two previous periods."),
-        AssetSpec(n_rets, group_name="market_data", kinds={"python", "parquet"}, deps=[n_prices, n_cand], **common,
-                  description=f"Simple daily returns of `{universe}` (stored once per session) and, per rebalance "
-                              f"date, the health verdict of every candidate on its window (floor "
-                              f"{lb.min_history_days} obs, |r| <= {m.health.toxic_abs_return}, no zero variance, "
-                              f"no forward fill) in `returns_health`."),
-        AssetSpec(n_feats, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], skippable=True,
-                  **common,
-                  description=f"Per-symbol features of `{universe}` on each rebalance date: the trailing "
-                              f"{lb.features_days} sessions for path features (momentum, volatility, entropy, "
-                              f"efficiency, ADF, wavelet turbulence), the whole window for sample-hungry ones (Hurst, "
-                              f"skew, kurtosis, CVaR, antifragility, technical ratings). Closes only: liquidity is NaN "
-                              f"until a source brings volume."),
-        AssetSpec(n_reg, group_name="selection", kinds={"numpy", "parquet"}, deps=[n_rets, n_cand], skippable=True,
-                  **common,
-                  description=f"Regime of `{universe}` on the trailing {s.lookback_days} sessions of its "
-                              f"cross-sectional mean return (benchmarks excluded): QUIET < {s.quiet_below} <= NORMAL "
-                              f"< {s.turbulent_at} <= TURBULENT < {s.crisis_at} <= CRISIS. Drives cluster thresholds, "
-                              f"cluster caps and the barbell's aggressor share."),
+        AssetSpec(
+            n_cand,
+            group_name="market_data",
+            kinds={"python", "parquet"},
+            **common,
+            description=f"Symbols listed in universe `{universe}` (source `{cfg.source}`) on each rebalance "
+            f"date, in the standard candidate schema; benchmarks flagged.",
+        ),
+        AssetSpec(
+            n_prices,
+            group_name="market_data",
+            kinds={"python", "parquet"},
+            deps=[n_cand],
+            **common,
+            description=f"Daily closes of `{universe}`, one row per symbol and session, stored once in the "
+            f"partition of its date. A rebalance date's window is its last {lb.prices_days} sessions "
+            f"and reaches into the two previous periods.",
+        ),
+        AssetSpec(
+            n_rets,
+            group_name="market_data",
+            kinds={"python", "parquet"},
+            deps=[n_prices, n_cand],
+            **common,
+            description=f"Simple daily returns of `{universe}` (stored once per session) and, per rebalance "
+            f"date, the health verdict of every candidate on its window (floor "
+            f"{lb.min_history_days} obs, |r| <= {m.health.toxic_abs_return}, no zero variance, "
+            f"no forward fill) in `returns_health`.",
+        ),
+        AssetSpec(
+            n_feats,
+            group_name="selection",
+            kinds={"numpy", "parquet"},
+            deps=[n_rets, n_cand],
+            skippable=True,
+            **common,
+            description=f"Per-symbol features of `{universe}` on each rebalance date: the trailing "
+            f"{lb.features_days} sessions for path features (momentum, volatility, entropy, "
+            f"efficiency, ADF, wavelet turbulence), the whole window for sample-hungry ones (Hurst, "
+            f"skew, kurtosis, CVaR, antifragility, technical ratings). Closes only: liquidity is NaN "
+            f"until a source brings volume.",
+        ),
+        AssetSpec(
+            n_reg,
+            group_name="selection",
+            kinds={"numpy", "parquet"},
+            deps=[n_rets, n_cand],
+            skippable=True,
+            **common,
+            description=f"Regime of `{universe}` on the trailing {s.lookback_days} sessions of its "
+            f"cross-sectional mean return (benchmarks excluded): QUIET < {s.quiet_below} <= NORMAL "
+            f"< {s.turbulent_at} <= TURBULENT < {s.crisis_at} <= CRISIS. Drives cluster thresholds, "
+            f"cluster caps and the barbell's aggressor share.",
+        ),
     ]
-    checks = [AssetCheckSpec("health_coverage", asset=n_rets, blocking=True,
-                             description=f"Share of eligible symbols kept >= {m.health.min_coverage}")]
+    checks = [
+        AssetCheckSpec(
+            "health_coverage",
+            asset=n_rets,
+            blocking=True,
+            description=f"Share of eligible symbols kept >= {m.health.min_coverage}",
+        )
+    ]
 
-    @multi_asset(name=f"universe_{universe}", specs=specs, check_specs=checks, can_subset=True,
-                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    @multi_asset(
+        name=f"universe_{universe}",
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        partitions_def=ctx.partitions,
+        backfill_policy=SINGLE_RUN,
+    )
     def universe_data(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
@@ -172,13 +230,31 @@ def universe_step(ctx: GraphContext, universe: str):
             for d in track(dates, f"{n_cand}"):
                 found = discover(cfg, d)
                 rows += [r | {"rebalance_date": d} for r in found]
-            cands = pl.DataFrame(rows, schema_overrides={"rebalance_date": pl.Date, "first_date": pl.Date,
-                                                         "sector": pl.Utf8}) if rows else pl.DataFrame()
+            cands = (
+                pl.DataFrame(
+                    rows, schema_overrides={"rebalance_date": pl.Date, "first_date": pl.Date, "sector": pl.Utf8}
+                )
+                if rows
+                else pl.DataFrame()
+            )
             parts = run.write("candidates", n_cand, cands, universe=universe)
-            run.describe(n_cand, "candidates", parts, per_partition={
-                k: {"preview": preview(p), "n_candidates_last_date": int(p.filter(
-                    pl.col("rebalance_date") == p["rebalance_date"].max()).height) if p.height else 0}
-                for k, p in parts.items()}, benchmarks=", ".join(cfg.benchmarks) or "none")
+            run.describe(
+                n_cand,
+                "candidates",
+                parts,
+                per_partition={
+                    k: {
+                        "preview": preview(p),
+                        "n_candidates_last_date": int(
+                            p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()).height
+                        )
+                        if p.height
+                        else 0,
+                    }
+                    for k, p in parts.items()
+                },
+                benchmarks=", ".join(cfg.benchmarks) or "none",
+            )
             cands = pl.concat(list(parts.values()))
         else:
             cands = run.read("candidates", n_cand)
@@ -187,8 +263,13 @@ def universe_step(ctx: GraphContext, universe: str):
         if run.is_selected(n_prices):
             prices = pl.concat([period_closes(key) for key in run.keys])
             parts = run.write("prices", n_prices, prices, column="date", universe=universe)
-            run.describe(n_prices, "prices", parts, column="date", per_partition={
-                k: {"symbols": p["symbol"].n_unique() if p.height else 0} for k, p in parts.items()})
+            run.describe(
+                n_prices,
+                "prices",
+                parts,
+                column="date",
+                per_partition={k: {"symbols": p["symbol"].n_unique() if p.height else 0} for k, p in parts.items()},
+            )
         if not {n_rets, n_feats, n_reg} & run.selected:
             yield from run.results()
             return
@@ -198,11 +279,13 @@ def universe_step(ctx: GraphContext, universe: str):
         if missing := [k for k in earlier if k not in stored]:
             # A range starting mid-history: the window's earlier sessions come from the source, as
             # those periods' prices would (the same function); nothing is written for them.
-            context.log.info(f"{n_prices}{missing} not in the lakehouse: the window's earlier sessions are "
-                             f"read from the source")
+            context.log.info(
+                f"{n_prices}{missing} not in the lakehouse: the window's earlier sessions are read from the source"
+            )
             closes = pl.concat([closes, *(period_closes(k).select(CLOSE_COLUMNS) for k in missing)])
-        current = (pl.concat(list(parts.values())) if run.is_selected(n_prices)
-                   else run.read("prices", n_prices)).select(CLOSE_COLUMNS)
+        current = (
+            pl.concat(list(parts.values())) if run.is_selected(n_prices) else run.read("prices", n_prices)
+        ).select(CLOSE_COLUMNS)
         panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)
         # 3. returns and health verdicts
         if run.is_selected(n_rets):
@@ -210,14 +293,19 @@ def universe_step(ctx: GraphContext, universe: str):
             if run.first_key == run.periods.keys[0]:
                 first_row = 0  # the warm-up sessions are the first partition's
             elif first_row == 0 and panel.dates.size:
-                raise RuntimeError(f"{n_rets}[{run.first_key}]: the first session's return needs the previous "
-                                   f"period's last close: materialise {n_prices}[{run.periods.previous(run.first_key)}]")
+                raise RuntimeError(
+                    f"{n_rets}[{run.first_key}]: the first session's return needs the previous "
+                    f"period's last close: materialise {n_prices}[{run.periods.previous(run.first_key)}]"
+                )
             have = ~np.isnan(panel.closes[first_row:])
             r_idx, c_idx = np.nonzero(have)
-            returns = pl.DataFrame({
-                "date": panel.dates[first_row:][r_idx], "symbol": np.array(panel.symbols, dtype=object)[c_idx],
-                "ret": panel.returns[first_row:][r_idx, c_idx]}).with_columns(pl.col("date").cast(pl.Date),
-                                                                              pl.col("ret").fill_nan(None))
+            returns = pl.DataFrame(
+                {
+                    "date": panel.dates[first_row:][r_idx],
+                    "symbol": np.array(panel.symbols, dtype=object)[c_idx],
+                    "ret": panel.returns[first_row:][r_idx, c_idx],
+                }
+            ).with_columns(pl.col("date").cast(pl.Date), pl.col("ret").fill_nan(None))
             u = judge_dates(panel, dates, sets, m.health, lb.prices_days, lb.min_history_days)
             rparts = run.write("returns", n_rets, returns, column="date", universe=universe)
             hparts = run.write("returns_health", n_rets, u.health, universe=universe)
@@ -229,39 +317,62 @@ def universe_step(ctx: GraphContext, universe: str):
             for key, h in hparts.items():
                 last = h.filter(pl.col("rebalance_date") == h["rebalance_date"].max()) if h.height else h
                 excluded = h.filter(pl.col("status") == "excluded").group_by("reason").len()
-                per_key[key] = {"symbols_kept_last_date": int((last["status"] == "kept").sum()) if last.height else 0,
-                                "exclusions_by_reason": MetadataValue.json(dict(zip(excluded["reason"].to_list(),
-                                                                                    excluded["len"].to_list())))}
+                per_key[key] = {
+                    "symbols_kept_last_date": int((last["status"] == "kept").sum()) if last.height else 0,
+                    "exclusions_by_reason": MetadataValue.json(
+                        dict(zip(excluded["reason"].to_list(), excluded["len"].to_list()))
+                    ),
+                }
             run.describe(n_rets, "returns", rparts, column="date", per_partition=per_key)
-            run.check(n_rets, check_result("health_coverage", n_rets, failures, len(dates),
-                                           threshold=m.health.min_coverage))
+            run.check(
+                n_rets, check_result("health_coverage", n_rets, failures, len(dates), threshold=m.health.min_coverage)
+            )
             if failures:  # a blocking check: what is computed from these returns waits until they are fixed
-                context.log.error(f"{n_rets}: health_coverage failed on {len(failures)} dates; "
-                                  f"{n_feats} and {n_reg} are not materialised")
+                context.log.error(
+                    f"{n_rets}: health_coverage failed on {len(failures)} dates; "
+                    f"{n_feats} and {n_reg} are not materialised"
+                )
                 run.selected -= {n_feats, n_reg}
         else:
             _, u = universe_view(run, universe, span_from)
-            panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)
+            panel = Panel.from_closes(
+                pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
+            )
         # 4. features
         if run.is_selected(n_feats):
             feats = features_by_date(panel, u, dates, lb.features_days)
             parts = run.write("features", n_feats, feats, universe=universe)
-            run.describe(n_feats, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()})
+            run.describe(
+                n_feats, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}
+            )
         # 5. regime
         if run.is_selected(n_reg):
             readings = detect_regimes([member_mean(panel, u.rows[d], u.members[d]) for d in dates], s)
-            frame = pd.DataFrame([{"rebalance_date": d, "score": r.score, "label": r.label,
-                                   **{c: getattr(r, c) for c in COMPONENTS}, "n_obs": r.n_obs}
-                                  for d, r in zip(dates, readings)])
+            frame = pd.DataFrame(
+                [
+                    {
+                        "rebalance_date": d,
+                        "score": r.score,
+                        "label": r.label,
+                        **{c: getattr(r, c) for c in COMPONENTS},
+                        "n_obs": r.n_obs,
+                    }
+                    for d, r in zip(dates, readings)
+                ]
+            )
             parts = run.write("regime", n_reg, frame, universe=universe)
             per_key = {}
             for key, p in parts.items():
                 labels = p["label"].to_list()
-                per_key[key] = {"label_last_date": labels[-1] if labels else "",
-                                "label_counts": MetadataValue.json(pd.Series(labels).value_counts().to_dict()),
-                                "timeline": MetadataValue.md(regime_strip_md(
-                                    [str(x) for x in p["rebalance_date"].to_list()], labels,
-                                    f"Regime of {universe}, {key}"))}
+                per_key[key] = {
+                    "label_last_date": labels[-1] if labels else "",
+                    "label_counts": MetadataValue.json(pd.Series(labels).value_counts().to_dict()),
+                    "timeline": MetadataValue.md(
+                        regime_strip_md(
+                            [str(x) for x in p["rebalance_date"].to_list()], labels, f"Regime of {universe}, {key}"
+                        )
+                    ),
+                }
             run.describe(n_reg, "regime", parts, per_partition=per_key)
         yield from run.results()
 
@@ -270,4 +381,3 @@ def universe_step(ctx: GraphContext, universe: str):
 
 def universe_assets(ctx: GraphContext, universe: str) -> list:
     return [universe_step(ctx, universe)]
-

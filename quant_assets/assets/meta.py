@@ -11,7 +11,6 @@ A child meta contributes its meta_portfolio_returns / flattened contributions, n
 mean of its sleeves, so nesting to any depth is the same code path.
 """
 
-
 import datetime as dt
 from dataclasses import dataclass
 
@@ -116,16 +115,21 @@ class Allocation:
 
 
 def allocations_by_date(frame: pl.DataFrame) -> dict[dt.date, Allocation]:
-    return {g["rebalance_date"][0]: Allocation(g["weight"].to_numpy(), g)
-            for g in frame.partition_by("rebalance_date", maintain_order=True)}
+    return {
+        g["rebalance_date"][0]: Allocation(g["weight"].to_numpy(), g)
+        for g in frame.partition_by("rebalance_date", maintain_order=True)
+    }
 
 
 def child_stream(frame: pl.DataFrame, value: str) -> ChildStream:
     """A stored stream (rebalance_date, date, value) as a ChildStream."""
     if frame.height == 0:
         return ChildStream.empty()
-    return ChildStream(frame["rebalance_date"].to_numpy().astype("datetime64[D]"),
-                       frame["date"].to_numpy().astype("datetime64[D]"), frame[value].to_numpy().astype(float))
+    return ChildStream(
+        frame["rebalance_date"].to_numpy().astype("datetime64[D]"),
+        frame["date"].to_numpy().astype("datetime64[D]"),
+        frame[value].to_numpy().astype(float),
+    )
 
 
 def py_dates(frame: pl.DataFrame) -> pd.DataFrame:
@@ -147,72 +151,134 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     n_mr, n_mw, n_tree = meta_returns_name(meta, risk), meta_weights_name(meta, risk), meta_tree_name(meta, risk)
     n_mpr, n_flat, n_rep = meta_portfolio_returns_name(meta, risk), flattened_name(meta, risk), report_name(meta, risk)
     stream_assets = [child_stream_asset(c, risk)[1] for c in children]
-    weight_windows = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else meta_weights_name(c.name, risk)
-                      for c in children]  # read over the trailing window (health gate)
-    child_holdings = [sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk)
-                      for c in children]
+    weight_windows = [
+        sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else meta_weights_name(c.name, risk) for c in children
+    ]  # read over the trailing window (health gate)
+    child_holdings = [
+        sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk) for c in children
+    ]
     universes = sorted({m.sleeves[s].universe for s in m.descendant_sleeves(meta)})
     directions = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
     chain = FALLBACK_CHAINS[cfg.allocation.profile]
     sources = [TableColumnDep(asset_key=AssetKey(n_mw), column_name="weight")] + [
         TableColumnDep(asset_key=AssetKey(a), column_name="net_weight" if a.startswith("flattened") else "weight")
-        for a in child_holdings]
-    column_lineage = TableColumnLineage(deps_by_column={
-        "net_weight": sources, "long_weight": sources, "short_weight": sources,
-        "symbol": [TableColumnDep(asset_key=AssetKey(a), column_name="symbol") for a in child_holdings]})
+        for a in child_holdings
+    ]
+    column_lineage = TableColumnLineage(
+        deps_by_column={
+            "net_weight": sources,
+            "long_weight": sources,
+            "short_weight": sources,
+            "symbol": [TableColumnDep(asset_key=AssetKey(a), column_name="symbol") for a in child_holdings],
+        }
+    )
     common = ctx.spec_defaults
     specs = [
-        AssetSpec(n_mr, group_name="meta", kinds={"pandas", "parquet"}, deps=stream_assets, **common,
-                  description=f"Daily out-of-sample streams of `{meta}`'s children ({', '.join(map(str, children))}) "
-                              f"under the `{risk}` lens, side by side, stored once per day. The allocation on D uses "
-                              f"the trailing {lb.meta_window_days} sessions of them, inner-joined on dates."),
-        AssetSpec(n_mw, group_name="meta", kinds={cfg.allocation.engine, "parquet"}, deps=[n_mr, *weight_windows],
-                  **common,
-                  description=f"Allocation of `{meta}` across its children under `{risk}`: "
-                              f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain {' -> '.join(chain)}, "
-                              f"projected to [{cfg.min_weight}, {cfg.max_weight}]. Children below "
-                              f"{cfg.min_child_success_share:.0%} successful optimisations over the window, or with a "
-                              f"flat stream, are vetoed for the date. Equal weight until {lb.meta_min_history_days} "
-                              f"sessions of history exist."),
-        AssetSpec(n_tree, group_name="meta", kinds={"scipy", "parquet"},
-                  deps=[n_mw, n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"], **common,
-                  description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters of "
-                              f"children, cluster and intra-cluster weights, child metas' trees by reference."),
-        AssetSpec(n_mpr, group_name="meta", kinds={"numpy", "parquet"}, deps=[n_mw, *stream_assets], **common,
-                  description=f"`{meta}`'s own out-of-sample daily returns under `{risk}`: the previous rebalance's "
-                              f"meta weights drifting over the children's realised streams. This is what a parent "
-                              f"meta sees."),
-        AssetSpec(n_flat, group_name="meta", kinds={"pandas", "parquet"},
-                  deps=[n_mw, *child_holdings, *[candidates_name(u) for u in universes]], **common,
-                  metadata={"dagster/column_lineage": column_lineage},
-                  description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, "
-                              f"long and short gross apart, and every root-to-atom path in `flattened_contributions`."),
-        AssetSpec(n_rep, group_name="reports", kinds={"markdown", "parquet"}, deps=[n_mr, n_tree, n_flat, n_mw, n_mpr],
-                  **common,
-                  description=f"Markdown report of `{meta}` under `{risk}` as of each partition's last rebalance date: "
-                              f"allocation with effective N and health, allocation over time, children's "
-                              f"correlations, trailing out-of-sample performance and equity curve, fallback and veto "
-                              f"events, top physical holdings with contributors, cluster tree. Any other date: "
-                              f"`quant-assets report {meta} {risk} DATE`."),
+        AssetSpec(
+            n_mr,
+            group_name="meta",
+            kinds={"pandas", "parquet"},
+            deps=stream_assets,
+            **common,
+            description=f"Daily out-of-sample streams of `{meta}`'s children ({', '.join(map(str, children))}) "
+            f"under the `{risk}` lens, side by side, stored once per day. The allocation on D uses "
+            f"the trailing {lb.meta_window_days} sessions of them, inner-joined on dates.",
+        ),
+        AssetSpec(
+            n_mw,
+            group_name="meta",
+            kinds={cfg.allocation.engine, "parquet"},
+            deps=[n_mr, *weight_windows],
+            **common,
+            description=f"Allocation of `{meta}` across its children under `{risk}`: "
+            f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain {' -> '.join(chain)}, "
+            f"projected to [{cfg.min_weight}, {cfg.max_weight}]. Children below "
+            f"{cfg.min_child_success_share:.0%} successful optimisations over the window, or with a "
+            f"flat stream, are vetoed for the date. Equal weight until {lb.meta_min_history_days} "
+            f"sessions of history exist.",
+        ),
+        AssetSpec(
+            n_tree,
+            group_name="meta",
+            kinds={"scipy", "parquet"},
+            deps=[n_mw, n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
+            **common,
+            description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters of "
+            f"children, cluster and intra-cluster weights, child metas' trees by reference.",
+        ),
+        AssetSpec(
+            n_mpr,
+            group_name="meta",
+            kinds={"numpy", "parquet"},
+            deps=[n_mw, *stream_assets],
+            **common,
+            description=f"`{meta}`'s own out-of-sample daily returns under `{risk}`: the previous rebalance's "
+            f"meta weights drifting over the children's realised streams. This is what a parent "
+            f"meta sees.",
+        ),
+        AssetSpec(
+            n_flat,
+            group_name="meta",
+            kinds={"pandas", "parquet"},
+            deps=[n_mw, *child_holdings, *[candidates_name(u) for u in universes]],
+            **common,
+            metadata={"dagster/column_lineage": column_lineage},
+            description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, "
+            f"long and short gross apart, and every root-to-atom path in `flattened_contributions`.",
+        ),
+        AssetSpec(
+            n_rep,
+            group_name="reports",
+            kinds={"markdown", "parquet"},
+            deps=[n_mr, n_tree, n_flat, n_mw, n_mpr],
+            **common,
+            description=f"Markdown report of `{meta}` under `{risk}` as of each partition's last rebalance date: "
+            f"allocation with effective N and health, allocation over time, children's "
+            f"correlations, trailing out-of-sample performance and equity curve, fallback and veto "
+            f"events, top physical holdings with contributors, cluster tree. Any other date: "
+            f"`quant-assets report {meta} {risk} DATE`.",
+        ),
     ]
     checks = [
-        AssetCheckSpec("weights_within_bounds", asset=n_mw, blocking=True,
-                       description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}], vetoed "
-                                   f"children at 0"),
-        AssetCheckSpec("audit_complete", asset=n_mw, blocking=True,
-                       description="Every optimisation of the run is in the audit ledger, intent and outcome, linked "
-                                   "into the chain"),
-        AssetCheckSpec("returns_in_bounds", asset=n_mpr, blocking=True,
-                       description="Daily returns finite and within [-1, 10]"),
-        AssetCheckSpec("physical_and_conserved", asset=n_flat, blocking=True,
-                       description="Physical symbols listed on the date; net = long - short; paths conserve: sum = "
-                                   "net, gross = net gross + netted away"),
-        AssetCheckSpec("directional_sign_test", asset=n_flat, blocking=True,
-                       description="Every path keeps its sleeve's direction; shorts never go long"),
+        AssetCheckSpec(
+            "weights_within_bounds",
+            asset=n_mw,
+            blocking=True,
+            description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}], vetoed children at 0",
+        ),
+        AssetCheckSpec(
+            "audit_complete",
+            asset=n_mw,
+            blocking=True,
+            description="Every optimisation of the run is in the audit ledger, intent and outcome, linked "
+            "into the chain",
+        ),
+        AssetCheckSpec(
+            "returns_in_bounds", asset=n_mpr, blocking=True, description="Daily returns finite and within [-1, 10]"
+        ),
+        AssetCheckSpec(
+            "physical_and_conserved",
+            asset=n_flat,
+            blocking=True,
+            description="Physical symbols listed on the date; net = long - short; paths conserve: sum = "
+            "net, gross = net gross + netted away",
+        ),
+        AssetCheckSpec(
+            "directional_sign_test",
+            asset=n_flat,
+            blocking=True,
+            description="Every path keeps its sleeve's direction; shorts never go long",
+        ),
     ]
 
-    @multi_asset(name=f"meta_{meta}_{risk}", specs=specs, check_specs=checks, can_subset=True,
-                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    @multi_asset(
+        name=f"meta_{meta}_{risk}",
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        partitions_def=ctx.partitions,
+        backfill_policy=SINGLE_RUN,
+    )
     def meta_lens(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
@@ -222,20 +288,28 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         streams = {}
         for c in children:
             table, name, col = child_stream_asset(c, risk)
-            frame = pl.concat([run.read(table, name, earlier, required=False), run.read(table, name)],
-                              how="vertical_relaxed")
+            frame = pl.concat(
+                [run.read(table, name, earlier, required=False), run.read(table, name)], how="vertical_relaxed"
+            )
             streams[c.name] = child_stream(frame, col)
         # meta_returns: the children's streams side by side, once per day
         if run.is_selected(n_mr):
             columns: dict[str, list] = {}
             for c, st in streams.items():
                 sel = st.rows(dates[0] - dt.timedelta(days=1), dates[-1])
-                for k, v in (("rebalance_date", st.periods[sel].tolist()), ("date", st.dates[sel].tolist()),
-                             ("child", [c] * (sel.stop - sel.start)), ("ret", st.values[sel].tolist())):
+                for k, v in (
+                    ("rebalance_date", st.periods[sel].tolist()),
+                    ("date", st.dates[sel].tolist()),
+                    ("child", [c] * (sel.stop - sel.start)),
+                    ("ret", st.values[sel].tolist()),
+                ):
                     columns.setdefault(k, []).extend(v)
-            parts = run.write("meta_returns", n_mr, pl.DataFrame(columns) if columns else pl.DataFrame(),
-                              meta=meta, risk=risk)
-            run.describe(n_mr, "meta_returns", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()})
+            parts = run.write(
+                "meta_returns", n_mr, pl.DataFrame(columns) if columns else pl.DataFrame(), meta=meta, risk=risk
+            )
+            run.describe(
+                n_mr, "meta_returns", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}
+            )
         results = _allocations(run, streams) if ({n_mw, n_tree, n_flat, n_rep} & run.selected) else None
         if run.is_selected(n_mpr):
             _portfolio_returns(run, streams, previous_key)
@@ -251,15 +325,28 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         histories = {}
         for c, name in zip(children, weight_windows):
             table = "sleeve_weights" if c.kind == "sleeve" else "meta_weights"
-            frame = pl.concat([run.read(table, name, earlier, required=False), run.read(table, name)],
-                              how="vertical_relaxed")
+            frame = pl.concat(
+                [run.read(table, name, earlier, required=False), run.read(table, name)], how="vertical_relaxed"
+            )
             histories[c.name] = SuccessHistory(optimisation_history(frame, c, risk))
         compute_w = run.is_selected(n_mw)
         stored = None if compute_w else allocations_by_date(run.read("meta_weights", n_mw))
-        logs = {k: OptimisationLog("meta_optimise", n_mw, k, run.run_id,
-                                   {"engine": cfg.allocation.engine, "profile": cfg.allocation.profile,
-                                    "chain": list(chain), "bounds": [cfg.min_weight, cfg.max_weight],
-                                    "window_days": lb.meta_window_days}) for k in run.keys}
+        logs = {
+            k: OptimisationLog(
+                "meta_optimise",
+                n_mw,
+                k,
+                run.run_id,
+                {
+                    "engine": cfg.allocation.engine,
+                    "profile": cfg.allocation.profile,
+                    "chain": list(chain),
+                    "bounds": [cfg.min_weight, cfg.max_weight],
+                    "window_days": lb.meta_window_days,
+                },
+            )
+            for k in run.keys
+        }
         out: dict[dt.date, Allocation] = {}
         columns: dict[str, list] = {}
         failures, lost = {}, {}
@@ -274,23 +361,46 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             vetoed = health_vetoes_array(values, names, shares, cfg.min_child_success_share)
             inputs = {"meta_returns": matrix_digest(iso_days(days), names, values)}
             try:
-                alloc = allocate_array(values, names, profile=cfg.allocation.profile, engine=cfg.allocation.engine,
-                                       chain=chain, lower=cfg.min_weight, upper=cfg.max_weight,
-                                       min_history=lb.meta_min_history_days, vetoed=vetoed)
+                alloc = allocate_array(
+                    values,
+                    names,
+                    profile=cfg.allocation.profile,
+                    engine=cfg.allocation.engine,
+                    chain=chain,
+                    lower=cfg.min_weight,
+                    upper=cfg.max_weight,
+                    min_history=lb.meta_min_history_days,
+                    vetoed=vetoed,
+                )
             except Exception as err:
                 logs[run.key_of(d)].add(d, inputs, "error", None, error=repr(err)[:300])
                 run.ledger.append_pairs([log.pair() for log in logs.values() if log.entries])
                 raise
             w = alloc.values
             kind = alloc.status.split(":")[0].split(";")[0].strip()  # optimised | fallback | equal_weight
-            logs[run.key_of(d)].add(d, inputs, {"optimised": "success"}.get(kind, kind), weights_digest(names, w),
-                                    status_text=alloc.status, engine=alloc.engine, profile_used=alloc.profile_used,
-                                    vetoed=vetoed)
-            row = {"rebalance_date": [d] * len(names), "child": names, "child_kind": [c.kind for c in children],
-                   "weight": w.tolist(), "raw_weight": alloc.raw_values.tolist(),
-                   "cluster": labels.tolist(), "engine": [alloc.engine] * len(names),
-                   "profile_used": [alloc.profile_used] * len(names), "status": [alloc.status] * len(names),
-                   "vetoed": [vetoed.get(c, "") for c in names], "success_share": [shares[c] for c in names]}
+            logs[run.key_of(d)].add(
+                d,
+                inputs,
+                {"optimised": "success"}.get(kind, kind),
+                weights_digest(names, w),
+                status_text=alloc.status,
+                engine=alloc.engine,
+                profile_used=alloc.profile_used,
+                vetoed=vetoed,
+            )
+            row = {
+                "rebalance_date": [d] * len(names),
+                "child": names,
+                "child_kind": [c.kind for c in children],
+                "weight": w.tolist(),
+                "raw_weight": alloc.raw_values.tolist(),
+                "cluster": labels.tolist(),
+                "engine": [alloc.engine] * len(names),
+                "profile_used": [alloc.profile_used] * len(names),
+                "status": [alloc.status] * len(names),
+                "vetoed": [vetoed.get(c, "") for c in names],
+                "success_share": [shares[c] for c in names],
+            }
             for k, v in row.items():
                 columns.setdefault(k, []).extend(v)
             out[d] = Allocation(w, row, values, labels)
@@ -303,22 +413,45 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             parts = run.write("meta_weights", n_mw, pl.DataFrame(columns), meta=meta, risk=risk)
             per_key = {}
             for k, p in parts.items():
-                statuses = p.group_by("rebalance_date", maintain_order=True).agg(pl.col("status").first())["status"].to_list()
-                per_key[k] = {"preview": preview(p), "status_last_date": statuses[-1] if statuses else "",
-                              "dates_equal_weight": sum(x.startswith("equal_weight") for x in statuses),
-                              "dates_with_fallback": sum(x.startswith("fallback") for x in statuses),
-                              "child_vetoes": int((p["vetoed"] != "").sum()),
-                              "join_lost_share_max": max((lost[d_] for d_ in run.periods.dates(k) if d_ in lost),
-                                                         default=0.0)}
-            run.describe(n_mw, "meta_weights", parts, per_partition=per_key,
-                         allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}")
-            run.check(n_mw, check_result("weights_within_bounds", n_mw, failures, len(dates),
-                                         bounds=f"[{cfg.min_weight}, {cfg.max_weight}]"))
-            run.check(n_mw, check_result("audit_complete", n_mw, {} if ledger_check.ok else {"ledger": ledger_check.reason},
-                                         len(dates), ledger_records=len(written)))
+                statuses = (
+                    p.group_by("rebalance_date", maintain_order=True).agg(pl.col("status").first())["status"].to_list()
+                )
+                per_key[k] = {
+                    "preview": preview(p),
+                    "status_last_date": statuses[-1] if statuses else "",
+                    "dates_equal_weight": sum(x.startswith("equal_weight") for x in statuses),
+                    "dates_with_fallback": sum(x.startswith("fallback") for x in statuses),
+                    "child_vetoes": int((p["vetoed"] != "").sum()),
+                    "join_lost_share_max": max((lost[d_] for d_ in run.periods.dates(k) if d_ in lost), default=0.0),
+                }
+            run.describe(
+                n_mw,
+                "meta_weights",
+                parts,
+                per_partition=per_key,
+                allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}",
+            )
+            run.check(
+                n_mw,
+                check_result(
+                    "weights_within_bounds", n_mw, failures, len(dates), bounds=f"[{cfg.min_weight}, {cfg.max_weight}]"
+                ),
+            )
+            run.check(
+                n_mw,
+                check_result(
+                    "audit_complete",
+                    n_mw,
+                    {} if ledger_check.ok else {"ledger": ledger_check.reason},
+                    len(dates),
+                    ledger_records=len(written),
+                ),
+            )
         if run.is_selected(n_tree):
-            refs = {c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
-                    for c in children}
+            refs = {
+                c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
+                for c in children
+            }
             columns = {}
             for d, a in out.items():
                 rows = tree_rows(meta, names, np.asarray(a.weights, dtype=float), a.labels, refs)
@@ -326,10 +459,20 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 for k, v in rows.items():
                     columns.setdefault(k, []).extend(v)
             parts = run.write("meta_cluster_tree", n_tree, pl.DataFrame(columns), meta=meta, risk=risk)
-            run.describe(n_tree, "meta_cluster_tree", parts,
-                         per_partition={k: {"tree": MetadataValue.md(render_tree(
-                             p.filter(pl.col("rebalance_date") == p["rebalance_date"].max())))}
-                             for k, p in parts.items() if p.height})
+            run.describe(
+                n_tree,
+                "meta_cluster_tree",
+                parts,
+                per_partition={
+                    k: {
+                        "tree": MetadataValue.md(
+                            render_tree(p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()))
+                        )
+                    }
+                    for k, p in parts.items()
+                    if p.height
+                },
+            )
         return out
 
     def _portfolio_returns(run: Run, streams: dict[str, ChildStream], previous_key: str | None) -> None:
@@ -353,19 +496,25 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             if not len(days):
                 continue
             port, _ = drift_array(w, values)
-            for k, v in (("rebalance_date", [d] * len(days)), ("date", days.tolist()), ("ret", port.tolist()),
-                         ("weights_date", [prev[-1]] * len(days))):
+            for k, v in (
+                ("rebalance_date", [d] * len(days)),
+                ("date", days.tolist()),
+                ("ret", port.tolist()),
+                ("weights_date", [prev[-1]] * len(days)),
+            ):
                 columns.setdefault(k, []).extend(v)
             problem = returns_problem(port, "daily return")
             if problem:
                 failures[d.isoformat()] = problem
-        parts = run.write("meta_portfolio_returns", n_mpr, pl.DataFrame(columns) if columns else pl.DataFrame(),
-                          meta=meta, risk=risk)
+        parts = run.write(
+            "meta_portfolio_returns", n_mpr, pl.DataFrame(columns) if columns else pl.DataFrame(), meta=meta, risk=risk
+        )
         per_key = {}
         for k, p in parts.items():
             per_key[k] = performance_metadata(p["date"].to_numpy(), p["ret"].to_numpy())
-        run.describe(n_mpr, "meta_portfolio_returns", parts, per_partition=per_key,
-                     dates_without_previous_weights=skipped)
+        run.describe(
+            n_mpr, "meta_portfolio_returns", parts, per_partition=per_key, dates_without_previous_weights=skipped
+        )
         run.check(n_mpr, check_result("returns_in_bounds", n_mpr, failures, len(dates)))
 
     def _flatten(run: Run, results: dict[dt.date, "Allocation"]) -> None:
@@ -375,13 +524,17 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             table, _ = child_weights_asset(c, risk)
             frame = run.read(table, name)
             if c.kind == "sleeve":
-                holdings[c.name] = {g["rebalance_date"][0]: sleeve_rows(c.name, g["atom_id"].to_list(),
-                                                                        g["symbol"].to_list(), g["direction"][0],
-                                                                        g["weight"].to_numpy())
-                                    for g in frame.partition_by("rebalance_date", maintain_order=True)}
+                holdings[c.name] = {
+                    g["rebalance_date"][0]: sleeve_rows(
+                        c.name, g["atom_id"].to_list(), g["symbol"].to_list(), g["direction"][0], g["weight"].to_numpy()
+                    )
+                    for g in frame.partition_by("rebalance_date", maintain_order=True)
+                }
             else:
-                holdings[c.name] = {g["rebalance_date"][0]: {col: g[col].to_list() for col in CONTRIBUTION_COLUMNS}
-                                    for g in frame.partition_by("rebalance_date", maintain_order=True)}
+                holdings[c.name] = {
+                    g["rebalance_date"][0]: {col: g[col].to_list() for col in CONTRIBUTION_COLUMNS}
+                    for g in frame.partition_by("rebalance_date", maintain_order=True)
+                }
         listed: dict[dt.date, set[str]] = {}
         for u in universes:
             for g in run.read("candidates", candidates_name(u)).partition_by("rebalance_date"):
@@ -406,17 +559,28 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 sign_failures[d.isoformat()] = sign_issue
         empty_flat = {k: [] for k in ("rebalance_date", *NET_COLUMNS)}
         empty_contrib = {k: [] for k in ("rebalance_date", *CONTRIBUTION_COLUMNS)}
-        parts = run.write("flattened_weights", n_flat, pl.DataFrame(flats or empty_flat,
-                                                                  schema_overrides={"rebalance_date": pl.Date}),
-                          meta=meta, risk=risk)
-        run.write("flattened_contributions", n_flat, pl.DataFrame(contribs or empty_contrib,
-                                                                  schema_overrides={"rebalance_date": pl.Date}),
-                  meta=meta, risk=risk)
+        parts = run.write(
+            "flattened_weights",
+            n_flat,
+            pl.DataFrame(flats or empty_flat, schema_overrides={"rebalance_date": pl.Date}),
+            meta=meta,
+            risk=risk,
+        )
+        run.write(
+            "flattened_contributions",
+            n_flat,
+            pl.DataFrame(contribs or empty_contrib, schema_overrides={"rebalance_date": pl.Date}),
+            meta=meta,
+            risk=risk,
+        )
         per_key = {}
         for k, p in parts.items():
             last = p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()) if p.height else p
-            per_key[k] = {"preview": preview(p), "gross_exposure_last_date": float(last["net_weight"].abs().sum()),
-                          "net_exposure_last_date": float(last["net_weight"].sum())}
+            per_key[k] = {
+                "preview": preview(p),
+                "gross_exposure_last_date": float(last["net_weight"].abs().sum()),
+                "net_exposure_last_date": float(last["net_weight"].sum()),
+            }
         run.describe(n_flat, "flattened_weights", parts, per_partition=per_key)
         run.check(n_flat, check_result("physical_and_conserved", n_flat, failures, len(dates)))
         run.check(n_flat, check_result("directional_sign_test", n_flat, sign_failures, len(dates)))
@@ -428,11 +592,16 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             keys = sorted({k for d in last_dates for k in report_window_keys(run.periods, d, lb)})
             tables = report_tables(run.lh, meta, risk, keys)
         for d in last_dates:
-            reports.append({"rebalance_date": d,
-                            "markdown": report_at(run.lh, meta, risk, d, run.periods, lb, tables=tables)})
+            reports.append(
+                {"rebalance_date": d, "markdown": report_at(run.lh, meta, risk, d, run.periods, lb, tables=tables)}
+            )
         parts = run.write("meta_report", n_rep, pd.DataFrame(reports), meta=meta, risk=risk)
-        run.describe(n_rep, "meta_report", parts, per_partition={
-            k: {"report": MetadataValue.md(p["markdown"][0])} for k, p in parts.items() if p.height})
+        run.describe(
+            n_rep,
+            "meta_report",
+            parts,
+            per_partition={k: {"report": MetadataValue.md(p["markdown"][0])} for k, p in parts.items() if p.height},
+        )
 
     return meta_lens
 
@@ -442,10 +611,13 @@ REPORT_TABLES = ("meta_weights", "meta_cluster_tree", "flattened_weights", "meta
 
 def report_tables(lh, meta: str, risk: str, keys: list[str]) -> dict[str, pl.DataFrame]:
     """The stored tables a meta lens's reports render from, each read once for the periods `keys`."""
-    names = {"meta_weights": meta_weights_name(meta, risk), "meta_cluster_tree": meta_tree_name(meta, risk),
-             "flattened_weights": flattened_name(meta, risk),
-             "meta_portfolio_returns": meta_portfolio_returns_name(meta, risk),
-             "meta_returns": meta_returns_name(meta, risk)}
+    names = {
+        "meta_weights": meta_weights_name(meta, risk),
+        "meta_cluster_tree": meta_tree_name(meta, risk),
+        "flattened_weights": flattened_name(meta, risk),
+        "meta_portfolio_returns": meta_portfolio_returns_name(meta, risk),
+        "meta_returns": meta_returns_name(meta, risk),
+    }
     return {t: lh.read(t, names[t], keys) for t in REPORT_TABLES}
 
 
@@ -474,8 +646,17 @@ def report_at(lh, meta: str, risk: str, d: dt.date, periods, lb, tables: dict[st
         matrix = wide.select(sorted(c for c in wide.columns if c != "date"))
     else:
         matrix = pl.DataFrame()
-    return render_report(meta, risk, d, history.filter(on_date), tables["meta_cluster_tree"].filter(on_date),
-                         tables["flattened_weights"].filter(on_date), perf, history, matrix)
+    return render_report(
+        meta,
+        risk,
+        d,
+        history.filter(on_date),
+        tables["meta_cluster_tree"].filter(on_date),
+        tables["flattened_weights"].filter(on_date),
+        perf,
+        history,
+        matrix,
+    )
 
 
 def render_tree(tree: pl.DataFrame) -> str:
@@ -506,11 +687,20 @@ def sparkline(values) -> str:
     return "".join(SPARKS[int(round((x - lo) / (hi - lo) * (len(SPARKS) - 1)))] for x in v)
 
 
-def render_report(meta: str, risk: str, d: dt.date, weights: pl.DataFrame, tree: pl.DataFrame,
-                  flat: pl.DataFrame, returns: pl.DataFrame, history: pl.DataFrame, matrix: pl.DataFrame) -> str:
+def render_report(
+    meta: str,
+    risk: str,
+    d: dt.date,
+    weights: pl.DataFrame,
+    tree: pl.DataFrame,
+    flat: pl.DataFrame,
+    returns: pl.DataFrame,
+    history: pl.DataFrame,
+    matrix: pl.DataFrame,
+) -> str:
     """The report of one meta lens at one date (every section computed from data <= d)."""
     w = weights["weight"].to_numpy()
-    eff_n = 1.0 / float((w ** 2).sum()) if len(w) else float("nan")
+    eff_n = 1.0 / float((w**2).sum()) if len(w) else float("nan")
     ret = returns["ret"].to_numpy().astype(float) if returns.height else np.array([])
     perf = headline(ret[np.isfinite(ret)])
     pct = lambda v: "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2%}"  # noqa: E731
@@ -521,9 +711,11 @@ def render_report(meta: str, risk: str, d: dt.date, weights: pl.DataFrame, tree:
     for c in sorted(by_date["child"].unique().to_list()):
         v = by_date.filter(pl.col("child") == c)["weight"].to_numpy()
         time_lines.append(f"- `{c}` {sparkline(v)} {v[0]:.2f} -> {v[-1]:.2f} (min {v.min():.2f}, max {v.max():.2f})")
-    events = (by_date.filter(~pl.col("status").str.starts_with("optimised") | (pl.col("vetoed") != ""))
-              .group_by("rebalance_date", maintain_order=True)
-              .agg(pl.col("status").first(), pl.col("vetoed").filter(pl.col("vetoed") != "").str.join("; ")))
+    events = (
+        by_date.filter(~pl.col("status").str.starts_with("optimised") | (pl.col("vetoed") != ""))
+        .group_by("rebalance_date", maintain_order=True)
+        .agg(pl.col("status").first(), pl.col("vetoed").filter(pl.col("vetoed") != "").str.join("; "))
+    )
     corr = pl.DataFrame()
     if matrix.width > 1 and matrix.height > 2:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -532,40 +724,45 @@ def render_report(meta: str, risk: str, d: dt.date, weights: pl.DataFrame, tree:
     wealth = np.cumprod(1.0 + ret) if len(ret) else np.array([])
     top = flat.head(10).select("symbol", "net_weight", "long_weight", "short_weight", "contributors")
     net = flat["net_weight"].to_numpy()
-    return "\n".join([
-        f"# {meta} / {risk} as of {d.isoformat()}",
-        "",
-        f"**Allocation** ({weights['engine'][0]}/{weights['profile_used'][0]}, effective N {eff_n:.2f}): "
-        f"{weights['status'][0]}",
-        "",
-        markdown_table(alloc),
-        "",
-        f"## Allocation over the last {n_dates} rebalances",
-        "",
-        *time_lines,
-        "",
-        f"## Trailing out-of-sample performance ({perf['days']} days, stitched)",
-        "",
-        (f"Total return {pct(perf['total_return'])}, CAGR {pct(perf['cagr'])}, vol {pct(perf['ann_vol'])}, "
-         f"Sharpe {perf['sharpe']:.2f}, max drawdown {pct(perf['max_drawdown'])}.  \n"
-         f"Equity curve {sparkline(wealth[:: max(1, len(wealth) // 60)])} ({wealth[-1]:.3f})")
-        if perf["days"] > 1 else "Not enough out-of-sample history yet.",
-        "",
-        "## Children's correlations (meta window)",
-        "",
-        markdown_table(corr, floatfmt=".2f"),
-        "",
-        f"## Fallback and veto events ({events.height} of {n_dates} rebalances)",
-        "",
-        markdown_table(events.tail(8)) if events.height else "None: every allocation optimised.",
-        "",
-        "## Top physical holdings (signed net)",
-        "",
-        markdown_table(top),
-        "",
-        f"Gross {np.abs(net).sum():.4f}, net {net.sum():.4f}, {len(net)} symbols.",
-        "",
-        "## Cluster tree",
-        "",
-        render_tree(tree),
-    ])
+    return "\n".join(
+        [
+            f"# {meta} / {risk} as of {d.isoformat()}",
+            "",
+            f"**Allocation** ({weights['engine'][0]}/{weights['profile_used'][0]}, effective N {eff_n:.2f}): "
+            f"{weights['status'][0]}",
+            "",
+            markdown_table(alloc),
+            "",
+            f"## Allocation over the last {n_dates} rebalances",
+            "",
+            *time_lines,
+            "",
+            f"## Trailing out-of-sample performance ({perf['days']} days, stitched)",
+            "",
+            (
+                f"Total return {pct(perf['total_return'])}, CAGR {pct(perf['cagr'])}, vol {pct(perf['ann_vol'])}, "
+                f"Sharpe {perf['sharpe']:.2f}, max drawdown {pct(perf['max_drawdown'])}.  \n"
+                f"Equity curve {sparkline(wealth[:: max(1, len(wealth) // 60)])} ({wealth[-1]:.3f})"
+            )
+            if perf["days"] > 1
+            else "Not enough out-of-sample history yet.",
+            "",
+            "## Children's correlations (meta window)",
+            "",
+            markdown_table(corr, floatfmt=".2f"),
+            "",
+            f"## Fallback and veto events ({events.height} of {n_dates} rebalances)",
+            "",
+            markdown_table(events.tail(8)) if events.height else "None: every allocation optimised.",
+            "",
+            "## Top physical holdings (signed net)",
+            "",
+            markdown_table(top),
+            "",
+            f"Gross {np.abs(net).sum():.4f}, net {net.sum():.4f}, {len(net)} symbols.",
+            "",
+            "## Cluster tree",
+            "",
+            render_tree(tree),
+        ]
+    )

@@ -6,7 +6,6 @@ kept next to the atom weight. All lenses of a sleeve share one step: they read t
 returns and features, and share the covariance of the same winners.
 """
 
-
 import datetime as dt
 from dataclasses import dataclass
 
@@ -63,13 +62,15 @@ def selections_by_date(frame: pl.DataFrame) -> dict[dt.date, Selected]:
     out = {}
     for g in frame.partition_by("rebalance_date", maintain_order=True):
         g = g.sort("rank")
-        out[g["rebalance_date"][0]] = Selected(g["symbol"].to_list(), g["atom_id"].to_list(),
-                                               g["cluster"].to_list(), g["selected"].to_list())
+        out[g["rebalance_date"][0]] = Selected(
+            g["symbol"].to_list(), g["atom_id"].to_list(), g["cluster"].to_list(), g["selected"].to_list()
+        )
     return out
 
 
-def sleeve_pool(risk: str, sel: Selected | None, available: set[str], benchmarks: set[str], logic: str,
-                direction: str) -> tuple[list[str], list[str], list[int]]:
+def sleeve_pool(
+    risk: str, sel: Selected | None, available: set[str], benchmarks: set[str], logic: str, direction: str
+) -> tuple[list[str], list[str], list[int]]:
     """The atoms a profile allocates over: (symbols, atom ids, clusters).
 
     Most profiles hold the winners; the baselines hold the benchmarks (`market`) or every
@@ -89,8 +90,10 @@ def atom_scores(streams: np.ndarray, momentum: np.ndarray, sign: float) -> dict:
     """What barbell and hybrid weighting need per atom (arrays in atom order), oriented like the
     atom's own stream: antifragility of the synthetic-long stream (a short's upside is the stock's
     downside) and the stock's momentum times the sleeve's sign."""
-    return {"antifragility": antifragility_matrix(np.where(np.isnan(streams), 0.0, streams)),
-            "momentum": sign * momentum}
+    return {
+        "antifragility": antifragility_matrix(np.where(np.isnan(streams), 0.0, streams)),
+        "momentum": sign * momentum,
+    }
 
 
 def sleeve_step(ctx: GraphContext, sleeve: str):
@@ -107,34 +110,65 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
     for risk in lenses:
         n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
         specs += [
-            AssetSpec(n_w, kinds={cfg.engine, "parquet"}, deps=[n_sel, n_rets, n_feats, n_reg, n_cand], **common,
-                      description=f"`{risk}` weights of sleeve `{sleeve}` over {POOL_DESCRIPTION.get(risk, 'its winners')}, "
-                                  f"optimised with {cfg.engine} on the last {lb.optimisation_days} sessions; failures "
-                                  f"fall back along a recorded chain ({' -> '.join(FALLBACK_CHAINS[risk])}). How every "
-                                  f"date was produced (engine, variant, solver, covariance, chain with reasons) is in "
-                                  f"the audit ledger."),
-            AssetSpec(n_r, kinds={"numpy", "parquet"}, **common,
-                      deps=[n_w, n_rets, AssetDep(n_r, partition_mapping=PREVIOUS_PARTITION)],
-                      description=f"Out-of-sample daily returns of sleeve `{sleeve}` under `{risk}`: the previous "
-                                  f"rebalance's weights drifting over (previous date, this date], net of friction "
-                                  f"({rate * 1e4:.0f} bps on traded notional). Wealth carries over from the previous "
-                                  f"partition; below {BANKRUPTCY_FLOOR:.0%} of the start the book is liquidated to "
-                                  f"cash and stays there."),
+            AssetSpec(
+                n_w,
+                kinds={cfg.engine, "parquet"},
+                deps=[n_sel, n_rets, n_feats, n_reg, n_cand],
+                **common,
+                description=f"`{risk}` weights of sleeve `{sleeve}` over {POOL_DESCRIPTION.get(risk, 'its winners')}, "
+                f"optimised with {cfg.engine} on the last {lb.optimisation_days} sessions; failures "
+                f"fall back along a recorded chain ({' -> '.join(FALLBACK_CHAINS[risk])}). How every "
+                f"date was produced (engine, variant, solver, covariance, chain with reasons) is in "
+                f"the audit ledger.",
+            ),
+            AssetSpec(
+                n_r,
+                kinds={"numpy", "parquet"},
+                **common,
+                deps=[n_w, n_rets, AssetDep(n_r, partition_mapping=PREVIOUS_PARTITION)],
+                description=f"Out-of-sample daily returns of sleeve `{sleeve}` under `{risk}`: the previous "
+                f"rebalance's weights drifting over (previous date, this date], net of friction "
+                f"({rate * 1e4:.0f} bps on traded notional). Wealth carries over from the previous "
+                f"partition; below {BANKRUPTCY_FLOOR:.0%} of the start the book is liquidated to "
+                f"cash and stays there.",
+            ),
         ]
         checks += [
-            AssetCheckSpec("weights_valid", asset=n_w, blocking=True,
-                           description="Finite, >= 0, summing to 1 (or cash); net signed by direction"),
-            AssetCheckSpec("audit_complete", asset=n_w, blocking=True,
-                           description="Every optimisation of the run is in the audit ledger, intent and outcome, "
-                                       "linked into the chain"),
-            AssetCheckSpec("directional_sign_test", asset=n_w, blocking=True,
-                           description="Optimiser streams are r (long) or exactly -min(r, 1) (short)"),
-            AssetCheckSpec("returns_in_bounds", asset=n_r, blocking=True,
-                           description="Daily net returns finite and within [-1, 10]"),
+            AssetCheckSpec(
+                "weights_valid",
+                asset=n_w,
+                blocking=True,
+                description="Finite, >= 0, summing to 1 (or cash); net signed by direction",
+            ),
+            AssetCheckSpec(
+                "audit_complete",
+                asset=n_w,
+                blocking=True,
+                description="Every optimisation of the run is in the audit ledger, intent and outcome, "
+                "linked into the chain",
+            ),
+            AssetCheckSpec(
+                "directional_sign_test",
+                asset=n_w,
+                blocking=True,
+                description="Optimiser streams are r (long) or exactly -min(r, 1) (short)",
+            ),
+            AssetCheckSpec(
+                "returns_in_bounds",
+                asset=n_r,
+                blocking=True,
+                description="Daily net returns finite and within [-1, 10]",
+            ),
         ]
 
-    @multi_asset(name=f"sleeve_{sleeve}", specs=specs, check_specs=checks, can_subset=True,
-                 partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN)
+    @multi_asset(
+        name=f"sleeve_{sleeve}",
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        partitions_def=ctx.partitions,
+        backfill_policy=SINGLE_RUN,
+    )
     def sleeve_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
@@ -155,60 +189,102 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         regimes = regime_by_date(run.read("regime", n_reg))
         sign = -1.0 if cfg.direction == "short" else 1.0
         short = cfg.direction == "short"
-        logs = {r: {k: OptimisationLog("sleeve_optimise", sleeve_weights_name(sleeve, r), k, run.run_id,
-                                       {"engine": cfg.engine, "profile": r, "chain": list(FALLBACK_CHAINS[r]),
-                                        "window_days": lb.optimisation_days,
-                                        "config": cfg.risk.model_dump(mode="json")}) for k in run.keys}
-                for r in wanted}
+        logs = {
+            r: {
+                k: OptimisationLog(
+                    "sleeve_optimise",
+                    sleeve_weights_name(sleeve, r),
+                    k,
+                    run.run_id,
+                    {
+                        "engine": cfg.engine,
+                        "profile": r,
+                        "chain": list(FALLBACK_CHAINS[r]),
+                        "window_days": lb.optimisation_days,
+                        "config": cfg.risk.model_dump(mode="json"),
+                    },
+                )
+                for k in run.keys
+            }
+            for r in wanted
+        }
         out: dict[str, dict[dt.date, Holding]] = {r: {} for r in wanted}
         columns = {r: {} for r in wanted}
         failures = {r: {} for r in wanted}
         sign_failures = {r: {} for r in wanted}
         for d in track(dates, f"sleeve_{sleeve}"):
             kept = u.kept[d]
-            X = dense_matrix(panel, u.rows[d][-lb.optimisation_days:], kept)
+            X = dense_matrix(panel, u.rows[d][-lb.optimisation_days :], kept)
             col = {s_: i for i, s_ in enumerate(kept)}
             view = feats.get(d)
             momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
             pools: dict[tuple, tuple] = {}  # profiles on the same atoms share streams, hashes and scores
-            rows = u.rows[d][-lb.optimisation_days:]
+            rows = u.rows[d][-lb.optimisation_days :]
             for risk in wanted:
-                symbols, ids, clusters = sleeve_pool(risk, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic,
-                                                     cfg.direction)
+                symbols, ids, clusters = sleeve_pool(
+                    risk, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic, cfg.direction
+                )
                 key = tuple(ids)
                 if key not in pools:
                     raw = X[:, [col[s_] for s_ in symbols]]
                     streams = -np.minimum(raw, 1.0) if short else raw
                     mom = np.array([momentum.get(s_, np.nan) for s_ in symbols], dtype=float)
                     index = [panel.iso[i] for i in rows]
-                    pools[key] = (streams, synthetic_stream_problem(streams, raw, cfg.direction),
-                                  {"streams": matrix_digest(index, ids, streams),
-                                   "selection": selection_digest(symbols, clusters)},
-                                  atom_scores(streams, mom, sign))
+                    pools[key] = (
+                        streams,
+                        synthetic_stream_problem(streams, raw, cfg.direction),
+                        {
+                            "streams": matrix_digest(index, ids, streams),
+                            "selection": selection_digest(symbols, clusters),
+                        },
+                        atom_scores(streams, mom, sign),
+                    )
                 streams, issue, inputs, scores = pools[key]
                 if issue:
                     sign_failures[risk][d.isoformat()] = issue
                 log = logs[risk][run.key_of(d)]
                 try:
-                    result = optimise_array(streams, ids, risk, engine=cfg.engine, clusters=np.array(clusters),
-                                            config=cfg.risk, regime=regimes[d], **scores)
+                    result = optimise_array(
+                        streams,
+                        ids,
+                        risk,
+                        engine=cfg.engine,
+                        clusters=np.array(clusters),
+                        config=cfg.risk,
+                        regime=regimes[d],
+                        **scores,
+                    )
                 except Exception as err:
                     log.add(d, inputs, "error", None, error=repr(err)[:300])
                     _append(run, logs)
                     raise
                 w = result.values
                 keep = w > 0 if result.profile_used != "none" else np.zeros(len(w), dtype=bool)
-                h = Holding([i for i, k in zip(ids, keep) if k], [s_ for s_, k in zip(symbols, keep) if k], w[keep],
-                            [c for c, k in zip(clusters, keep) if k], result.engine, result.profile_used)
+                h = Holding(
+                    [i for i, k in zip(ids, keep) if k],
+                    [s_ for s_, k in zip(symbols, keep) if k],
+                    w[keep],
+                    [c for c, k in zip(clusters, keep) if k],
+                    result.engine,
+                    result.profile_used,
+                )
                 out[risk][d] = h
-                status = "no_assets" if result.profile_used == "none" else \
-                    "fallback" if result.fallback_used else "success"
+                status = (
+                    "no_assets" if result.profile_used == "none" else "fallback" if result.fallback_used else "success"
+                )
                 log.add(d, inputs, status, h.hash(), regime=regimes[d], **_provenance(result))
                 n = len(h.ids)
-                for k_, v in (("rebalance_date", [d] * n), ("atom_id", h.ids), ("symbol", h.symbols),
-                              ("direction", [cfg.direction.upper()] * n), ("weight", h.weights.tolist()),
-                              ("net_weight", (sign * h.weights).tolist()), ("cluster", h.clusters),
-                              ("engine", [h.engine] * n), ("profile_used", [h.profile_used] * n)):
+                for k_, v in (
+                    ("rebalance_date", [d] * n),
+                    ("atom_id", h.ids),
+                    ("symbol", h.symbols),
+                    ("direction", [cfg.direction.upper()] * n),
+                    ("weight", h.weights.tolist()),
+                    ("net_weight", (sign * h.weights).tolist()),
+                    ("cluster", h.clusters),
+                    ("engine", [h.engine] * n),
+                    ("profile_used", [h.profile_used] * n),
+                ):
                     columns[risk].setdefault(k_, []).extend(v)
                 problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
                 if problem:
@@ -217,20 +293,38 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         ledger_check = run.ledger.verify_batch(offset, written)
         for risk in wanted:
             n_w = sleeve_weights_name(sleeve, risk)
-            parts = run.write("sleeve_weights", n_w, pl.DataFrame(columns[risk]) if columns[risk] else pl.DataFrame(),
-                              sleeve=sleeve, risk=risk)
+            parts = run.write(
+                "sleeve_weights",
+                n_w,
+                pl.DataFrame(columns[risk]) if columns[risk] else pl.DataFrame(),
+                sleeve=sleeve,
+                risk=risk,
+            )
             per_key = {}
             for k, p in parts.items():
                 fb = [e for e in logs[risk][k].entries if e["status"] != "success"]
-                per_key[k] = {"preview": preview(p), "fallbacks": len(fb),
-                              "fallback_dates": MetadataValue.json({e["rebalance_date"]: e["chain"] for e in fb[:20]})}
+                per_key[k] = {
+                    "preview": preview(p),
+                    "fallbacks": len(fb),
+                    "fallback_dates": MetadataValue.json({e["rebalance_date"]: e["chain"] for e in fb[:20]}),
+                }
             run.describe(n_w, "sleeve_weights", parts, per_partition=per_key, engine=cfg.engine, requested_profile=risk)
             run.check(n_w, check_result("weights_valid", n_w, failures[risk], len(dates)))
-            run.check(n_w, check_result("directional_sign_test", n_w, sign_failures[risk], len(dates),
-                                        direction=cfg.direction))
-            run.check(n_w, check_result("audit_complete", n_w, {} if ledger_check.ok else {"ledger": ledger_check.reason},
-                                        len(dates), ledger_records=len(written),
-                                        ledger=MetadataValue.path(str(run.ledger.path))))
+            run.check(
+                n_w,
+                check_result("directional_sign_test", n_w, sign_failures[risk], len(dates), direction=cfg.direction),
+            )
+            run.check(
+                n_w,
+                check_result(
+                    "audit_complete",
+                    n_w,
+                    {} if ledger_check.ok else {"ledger": ledger_check.reason},
+                    len(dates),
+                    ledger_records=len(written),
+                    ledger=MetadataValue.path(str(run.ledger.path)),
+                ),
+            )
         return out
 
     def _returns(run: Run, panel, risk: str, computed: dict[dt.date, Holding] | None) -> None:
@@ -261,34 +355,60 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             w2 = weights.get(prev[0]) if len(prev) == 2 else None
             rows = panel.between(prev[0] if w2 is not None else d1, d)
             symbols = sorted(set(w1.symbols) | (set(w2.symbols) if w2 is not None else set()))
-            returns = panel.returns[rows][:, panel.columns(symbols)] if symbols else \
-                np.zeros((rows.stop - rows.start, 0))
+            returns = (
+                panel.returns[rows][:, panel.columns(symbols)] if symbols else np.zeros((rows.stop - rows.start, 0))
+            )
             days = panel.dates[rows]
             split = int(np.searchsorted(days, np.datetime64(d1, "D"), side="right")) if w2 is not None else 0
-            p = book.period(returns, symbols, (w1.ids, w1.symbols, w1.weights),
-                            (w2.ids, w2.symbols, w2.weights) if w2 is not None else None, split, state[0], state[1])
+            p = book.period(
+                returns,
+                symbols,
+                (w1.ids, w1.symbols, w1.weights),
+                (w2.ids, w2.symbols, w2.weights) if w2 is not None else None,
+                split,
+                state[0],
+                state[1],
+            )
             state = (p.end_wealth, p.bankrupt)
             held = days[split:]
             n = len(held)
-            for k_, v in (("rebalance_date", [d] * n), ("date", held.tolist()), ("gross_return", p.gross.tolist()),
-                          ("cost", p.cost.tolist()), ("net_return", p.net.tolist()), ("turnover", p.turnover.tolist()),
-                          ("wealth", p.wealth.tolist()), ("bankrupt", p.bankrupt_flags.tolist()),
-                          ("weights_date", [d1] * n)):
+            for k_, v in (
+                ("rebalance_date", [d] * n),
+                ("date", held.tolist()),
+                ("gross_return", p.gross.tolist()),
+                ("cost", p.cost.tolist()),
+                ("net_return", p.net.tolist()),
+                ("turnover", p.turnover.tolist()),
+                ("wealth", p.wealth.tolist()),
+                ("bankrupt", p.bankrupt_flags.tolist()),
+                ("weights_date", [d1] * n),
+            ):
                 columns.setdefault(k_, []).extend(v)
             problem = returns_problem(p.net, "daily net return") if n else None
             if problem:
                 failures[d.isoformat()] = problem
-        parts = run.write("sleeve_returns", n_r, pl.DataFrame(columns) if columns else pl.DataFrame(),
-                          sleeve=sleeve, risk=risk)
+        parts = run.write(
+            "sleeve_returns", n_r, pl.DataFrame(columns) if columns else pl.DataFrame(), sleeve=sleeve, risk=risk
+        )
         per_key = {}
         for k, part in parts.items():
             turnover = part.filter(pl.col("turnover") > 0)["turnover"].to_numpy() if part.height else None
-            per_key[k] = {**performance_metadata(part["date"].to_numpy(), part["net_return"].to_numpy(), turnover),
-                          "wealth_end": float(part["wealth"][-1]) if part.height else float("nan"),
-                          "dates_without_previous_weights": sum(1 for s_ in skipped
-                                                                if run.key_of(dt.date.fromisoformat(s_)) == k)}
-        run.describe(n_r, "sleeve_returns", parts, column="rebalance_date", per_partition=per_key,
-                     wealth_restarted_at_1=restarted, bankrupt=bool(state[1]) if state else False)
+            per_key[k] = {
+                **performance_metadata(part["date"].to_numpy(), part["net_return"].to_numpy(), turnover),
+                "wealth_end": float(part["wealth"][-1]) if part.height else float("nan"),
+                "dates_without_previous_weights": sum(
+                    1 for s_ in skipped if run.key_of(dt.date.fromisoformat(s_)) == k
+                ),
+            }
+        run.describe(
+            n_r,
+            "sleeve_returns",
+            parts,
+            column="rebalance_date",
+            per_partition=per_key,
+            wealth_restarted_at_1=restarted,
+            bankrupt=bool(state[1]) if state else False,
+        )
         run.check(n_r, check_result("returns_in_bounds", n_r, failures, len(dates)))
 
     return sleeve_lenses
@@ -311,10 +431,17 @@ class Holding:
 
 
 def holdings_by_date(frame: pl.DataFrame) -> dict[dt.date, Holding]:
-    return {g["rebalance_date"][0]: Holding(g["atom_id"].to_list(), g["symbol"].to_list(), g["weight"].to_numpy(),
-                                            g["cluster"].to_list(), g["engine"][0] if g.height else "",
-                                            g["profile_used"][0] if g.height else "")
-            for g in frame.partition_by("rebalance_date", maintain_order=True)}
+    return {
+        g["rebalance_date"][0]: Holding(
+            g["atom_id"].to_list(),
+            g["symbol"].to_list(),
+            g["weight"].to_numpy(),
+            g["cluster"].to_list(),
+            g["engine"][0] if g.height else "",
+            g["profile_used"][0] if g.height else "",
+        )
+        for g in frame.partition_by("rebalance_date", maintain_order=True)
+    }
 
 
 def _stored_state(run: Run, asset: str, key: str) -> tuple[float, bool] | None:
@@ -334,6 +461,13 @@ def _append(run: Run, logs: dict[str, dict[str, OptimisationLog]]):
 def _provenance(result) -> dict:
     """What varies per date in how the weights were produced (the static part is in the intent)."""
     p = result.provenance
-    return {"profile_used": result.profile_used, "engine": result.engine, "chain": result.chain_text(),
-            "variant": p["variant"], "solver": p["solver"], "cluster_cap": p["cluster_cap"],
-            "dropped": p["dropped"], "diagnostics": p["diagnostics"]}
+    return {
+        "profile_used": result.profile_used,
+        "engine": result.engine,
+        "chain": result.chain_text(),
+        "variant": p["variant"],
+        "solver": p["solver"],
+        "cluster_cap": p["cluster_cap"],
+        "dropped": p["dropped"],
+        "diagnostics": p["diagnostics"],
+    }

@@ -9,7 +9,6 @@ The tournament is the costliest asset of the graph (19 contenders a date, some o
 at 5-50 ms a fit), so a sleeve takes part only when `tournament.sleeves` lists it.
 """
 
-
 import datetime as dt
 
 import numpy as np
@@ -45,19 +44,35 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
     cfg, t = m.sleeves[sleeve], m.tournament
     universe, lb = cfg.universe, m.lookbacks
     rate = m.friction[m.universes[universe].asset_class].rate
-    n_t, n_sel, n_rets, n_feats = tournament_name(sleeve), selection_name(sleeve), returns_name(universe), \
-        features_name(universe)
+    n_t, n_sel, n_rets, n_feats = (
+        tournament_name(sleeve),
+        selection_name(sleeve),
+        returns_name(universe),
+        features_name(universe),
+    )
     contenders = [(p, "platform") if p in PLATFORM_PROFILES else None for p in t.profiles]
-    contenders = sorted({c for c in contenders if c} |
-                        {(p, e) for p in t.profiles if p not in PLATFORM_PROFILES for e in t.engines})
+    contenders = sorted(
+        {c for c in contenders if c} | {(p, e) for p in t.profiles if p not in PLATFORM_PROFILES for e in t.engines}
+    )
 
-    @asset(name=n_t, group_name="reports", kinds={"numpy", "parquet"}, **ctx.spec_defaults,
-           backfill_policy=SINGLE_RUN,
-           deps=[n_sel, n_rets, n_feats, regime_name(universe), candidates_name(universe),
-                 AssetDep(n_t, partition_mapping=PREVIOUS_PARTITION)],
-           description=f"Tournament of sleeve `{sleeve}`: {len(contenders)} contenders (engines {t.engines} x "
-                       f"profiles {t.profiles}) optimised on the same winners and walked forward with the same "
-                       f"friction and wealth carry. Each partition's metadata is that period's scoreboard.")
+    @asset(
+        name=n_t,
+        group_name="reports",
+        kinds={"numpy", "parquet"},
+        **ctx.spec_defaults,
+        backfill_policy=SINGLE_RUN,
+        deps=[
+            n_sel,
+            n_rets,
+            n_feats,
+            regime_name(universe),
+            candidates_name(universe),
+            AssetDep(n_t, partition_mapping=PREVIOUS_PARTITION),
+        ],
+        description=f"Tournament of sleeve `{sleeve}`: {len(contenders)} contenders (engines {t.engines} x "
+        f"profiles {t.profiles}) optimised on the same winners and walked forward with the same "
+        f"friction and wealth carry. Each partition's metadata is that period's scoreboard.",
+    )
     def tournament(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
@@ -80,23 +95,40 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
         w_frames, r_frames = [], []
         for d in track(dates, n_t):
             kept = u.kept[d]
-            X = dense_matrix(panel, u.rows[d][-lb.optimisation_days:], kept)
+            X = dense_matrix(panel, u.rows[d][-lb.optimisation_days :], kept)
             col = {s_: i for i, s_ in enumerate(kept)}
             view = feats.get(d)
             momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
             rows = []
             for profile, engine in contenders:
-                symbols, ids, clusters = sleeve_pool(profile, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic,
-                                                     cfg.direction)
+                symbols, ids, clusters = sleeve_pool(
+                    profile, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic, cfg.direction
+                )
                 raw = X[:, [col[s_] for s_ in symbols]]
                 streams = -np.minimum(raw, 1.0) if cfg.direction == "short" else raw
                 mom = np.array([momentum.get(s_, np.nan) for s_ in symbols], dtype=float)
-                res = optimise_array(streams, ids, profile, engine="custom" if engine == "platform" else engine,
-                                     clusters=np.array(clusters), config=cfg.risk, regime=regimes[d],
-                                     **atom_scores(streams, mom, sign))
-                rows.append(pd.DataFrame({"engine": engine, "profile": profile, "atom_id": ids, "symbol": symbols,
-                                          "weight": res.values,
-                                          "profile_used": res.profile_used}))
+                res = optimise_array(
+                    streams,
+                    ids,
+                    profile,
+                    engine="custom" if engine == "platform" else engine,
+                    clusters=np.array(clusters),
+                    config=cfg.risk,
+                    regime=regimes[d],
+                    **atom_scores(streams, mom, sign),
+                )
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "engine": engine,
+                            "profile": profile,
+                            "atom_id": ids,
+                            "symbol": symbols,
+                            "weight": res.values,
+                            "profile_used": res.profile_used,
+                        }
+                    )
+                )
             frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["engine", "profile"])
             weights[d] = frame[frame["weight"] > 0]
             w_frames.append(weights[d].assign(rebalance_date=d))
@@ -106,32 +138,52 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
                 continue
             w2 = weights.get(prev[0]) if len(prev) == 2 else None
             window = panel.between(prev[0] if w2 is not None else prev[-1], d)
-            raw = pd.DataFrame(panel.returns[window], index=pd.DatetimeIndex(panel.dates[window]), columns=panel.symbols)
+            raw = pd.DataFrame(
+                panel.returns[window], index=pd.DatetimeIndex(panel.dates[window]), columns=panel.symbols
+            )
             for profile, engine in contenders:  # every contender every date: an empty book is cash
                 target = w1[(w1["profile"] == profile) & (w1["engine"] == engine)]
                 before = None if w2 is None else w2[(w2["profile"] == profile) & (w2["engine"] == engine)]
                 wealth, bankrupt = state.get((profile, engine), (1.0, False))
-                period = rebalance_period(raw, target, before if before is not None and len(before) else None,
-                                          (prev[0] if w2 is not None else None, prev[-1], d), cfg.direction,
-                                          rate, start_wealth=wealth, bankrupt=bankrupt)
+                period = rebalance_period(
+                    raw,
+                    target,
+                    before if before is not None and len(before) else None,
+                    (prev[0] if w2 is not None else None, prev[-1], d),
+                    cfg.direction,
+                    rate,
+                    start_wealth=wealth,
+                    bankrupt=bankrupt,
+                )
                 state[(profile, engine)] = (period.end_wealth, period.bankrupt)
                 daily = period.daily.rename_axis("date").reset_index()
-                r_frames.append(daily.assign(engine=engine, profile=profile, date=daily["date"].dt.date,
-                                             rebalance_date=d))
+                r_frames.append(
+                    daily.assign(engine=engine, profile=profile, date=daily["date"].dt.date, rebalance_date=d)
+                )
         wparts = run.write("tournament_weights", n_t, pd.concat(w_frames, ignore_index=True), sleeve=sleeve)
-        rparts = run.write("tournament_returns", n_t, pd.concat(r_frames, ignore_index=True) if r_frames else
-                           pd.DataFrame(), sleeve=sleeve)
+        rparts = run.write(
+            "tournament_returns",
+            n_t,
+            pd.concat(r_frames, ignore_index=True) if r_frames else pd.DataFrame(),
+            sleeve=sleeve,
+        )
         per_key = {}
         for key in run.keys:
             returns, w = rparts[key].to_pandas(), wparts[key].to_pandas()
             board = scoreboard(returns, w) if len(returns) else pd.DataFrame()
-            md = {"scoreboard": MetadataValue.md(f"Scoreboard of {key}, best engine per profile in bold (highest "
-                                                 f"Sharpe):\n\n" + scoreboard_markdown(board))}
+            md = {
+                "scoreboard": MetadataValue.md(
+                    f"Scoreboard of {key}, best engine per profile in bold (highest "
+                    f"Sharpe):\n\n" + scoreboard_markdown(board)
+                )
+            }
             best = board[board["best_engine"]] if len(board) else board
             if len(best):
                 series = stitched(returns)
                 curves = {f"{r.profile} ({r.engine})": series[(r.profile, r.engine)] for r in best.itertuples()}
-                md["equity_curves"] = MetadataValue.md(equity_curves_md(curves, f"{sleeve} {key}: best engine per profile"))
+                md["equity_curves"] = MetadataValue.md(
+                    equity_curves_md(curves, f"{sleeve} {key}: best engine per profile")
+                )
                 md["drawdowns"] = MetadataValue.md(drawdowns_md(curves, f"{sleeve} {key}: drawdowns"))
                 md["best_profile"] = str(best.sort_values("sharpe", ascending=False).iloc[0]["profile"])
             per_key[key] = md

@@ -18,12 +18,17 @@ def sleeve_weights_problem(w: pd.DataFrame) -> str | None:
     net weights signed by direction, so gross sum |net| equals sum weight."""
     if w.empty:
         return None
-    return sleeve_weight_arrays_problem(w["weight"].to_numpy(dtype=float), w["net_weight"].to_numpy(dtype=float),
-                                        w["direction"].astype(str).tolist(), w["symbol"].tolist())
+    return sleeve_weight_arrays_problem(
+        w["weight"].to_numpy(dtype=float),
+        w["net_weight"].to_numpy(dtype=float),
+        w["direction"].astype(str).tolist(),
+        w["symbol"].tolist(),
+    )
 
 
-def sleeve_weight_arrays_problem(weight: np.ndarray, net: np.ndarray, directions: list[str],
-                                 symbols: list[str]) -> str | None:
+def sleeve_weight_arrays_problem(
+    weight: np.ndarray, net: np.ndarray, directions: list[str], symbols: list[str]
+) -> str | None:
     """`sleeve_weights_problem` on the columns of one date's weights."""
     if len(weight) == 0:
         return None
@@ -44,8 +49,9 @@ def sleeve_weight_arrays_problem(weight: np.ndarray, net: np.ndarray, directions
     return None
 
 
-def meta_weights_problem(weights: pd.Series, lower: float, upper: float,
-                         vetoed: frozenset[str] | set[str] = frozenset()) -> str | None:
+def meta_weights_problem(
+    weights: pd.Series, lower: float, upper: float, vetoed: frozenset[str] | set[str] = frozenset()
+) -> str | None:
     """Finite, summing to 1, vetoed children at exactly 0, the others within the bounds (the cap
     relaxed to 1/n when vetoes leave too few children to reach 1 under it)."""
     names = list(weights.index)
@@ -115,13 +121,15 @@ def flattened_problem(flat, contributions, physical: set[str]) -> str | None:
 def sign_problem(contributions, sleeve_directions: dict[str, str]) -> str | None:
     """Directional sign test: every path keeps its sleeve's direction, and its sign follows it
     (a short sleeve that emits a long physical weight lost its direction on the way)."""
-    for path, atom, direction, sleeve in zip(contributions["path"], contributions["atom_id"],
-                                             contributions["direction"], contributions["sleeve"]):
+    for path, atom, direction, sleeve in zip(
+        contributions["path"], contributions["atom_id"], contributions["direction"], contributions["sleeve"]
+    ):
         expected = sleeve_directions.get(sleeve, "?").upper()
         if direction != expected:
             return f"{path}: atom {atom} is {direction} but sleeve {sleeve} is {expected}"
-    for path, atom, direction, c in zip(contributions["path"], contributions["atom_id"], contributions["direction"],
-                                        contributions["contribution"]):
+    for path, atom, direction, c in zip(
+        contributions["path"], contributions["atom_id"], contributions["direction"], contributions["contribution"]
+    ):
         if (direction == "SHORT" and c > 0) or (direction == "LONG" and c < 0):
             return f"{path}: {direction} atom {atom} has contribution {c:+.6f}"
     return None

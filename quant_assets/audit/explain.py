@@ -100,20 +100,29 @@ class Explanation:
         return abs(sum(p.contribution for p in self.paths) - self.net_weight)
 
     def render(self) -> str:
-        lines = [f"{self.symbol} in {self.meta} / {self.risk} on {self.date}: net {self.net_weight:+.6f} "
-                 f"(long {self.long_weight:.6f}, short {self.short_weight:.6f}) from {len(self.paths)} path(s)"]
+        lines = [
+            f"{self.symbol} in {self.meta} / {self.risk} on {self.date}: net {self.net_weight:+.6f} "
+            f"(long {self.long_weight:.6f}, short {self.short_weight:.6f}) from {len(self.paths)} path(s)"
+        ]
         for p in sorted(self.paths, key=lambda p: -abs(p.contribution)):
             chain = " -> ".join([self.meta] + [f"{lv.child} ({lv.weight:.4f})" for lv in p.levels])
             sign = "-" if p.direction == "SHORT" else "+"
-            lines.append(f"  {chain} -> atom {p.atom_id} (sleeve weight {p.sleeve_weight:.4f}, {p.direction}, "
-                         f"sign {sign}) = {p.contribution:+.6f}")
-        lines.append(f"  check: product along each path = contribution (max gap {self.path_gap:.1e}); "
-                     f"sum of paths = net weight (gap {self.sum_gap:.1e})")
+            lines.append(
+                f"  {chain} -> atom {p.atom_id} (sleeve weight {p.sleeve_weight:.4f}, {p.direction}, "
+                f"sign {sign}) = {p.contribution:+.6f}"
+            )
+        lines.append(
+            f"  check: product along each path = contribution (max gap {self.path_gap:.1e}); "
+            f"sum of paths = net weight (gap {self.sum_gap:.1e})"
+        )
         if self.inputs:
             lines.append("inputs (asset[partition]: Dagster run, data version, materialised at | audit ledger):")
             for r in self.inputs:
-                dagster = (f"run {r.run_id[:8]}, data version {(r.data_version or '-')[:12]}, {r.materialized_at}"
-                           if r.run_id else "not materialised in this Dagster instance")
+                dagster = (
+                    f"run {r.run_id[:8]}, data version {(r.data_version or '-')[:12]}, {r.materialized_at}"
+                    if r.run_id
+                    else "not materialised in this Dagster instance"
+                )
                 ledger = f" | {r.ledger}" if r.ledger else ""
                 if r.ledger_match is not None:
                     ledger += " (stored weights match)" if r.ledger_match else " (STORED WEIGHTS DIFFER FROM LEDGER)"
@@ -139,8 +148,15 @@ def _meta_weights(lh: Lakehouse, periods: Periods, meta: str, risk: str, date: d
     return frame.set_index("child")["weight"]
 
 
-def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.date, symbol: str,
-            materializations: MaterializationLookup | None = None) -> Explanation:
+def explain(
+    lh: Lakehouse,
+    manifest: Manifest,
+    meta: str,
+    risk: str,
+    date: dt.date,
+    symbol: str,
+    materializations: MaterializationLookup | None = None,
+) -> Explanation:
     if meta not in manifest.metas:
         raise ExplainError(f"unknown meta {meta!r}; metas: {sorted(manifest.metas)}")
     if risk not in manifest.meta_risks(meta):
@@ -148,14 +164,18 @@ def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.da
     periods = Periods(manifest.calendar)
     if date not in set(periods.all_dates):
         near = [d for d in periods.all_dates if d <= date][-1:] or periods.all_dates[:1]
-        raise ExplainError(f"{date} is not a rebalance date of the calendar ({manifest.calendar.frequency}); "
-                           f"the nearest before it is {near[0] if near else 'none'}")
+        raise ExplainError(
+            f"{date} is not a rebalance date of the calendar ({manifest.calendar.frequency}); "
+            f"the nearest before it is {near[0] if near else 'none'}"
+        )
     flat_asset = flattened_name(meta, risk)
     flat = _rows(lh, "flattened_weights", flat_asset, periods, date)
     if flat is None or flat.empty:
         stored = lh.partitions("flattened_weights", flat_asset)
-        raise ExplainError(f"{flat_asset} has no weights for {date}: partition {periods.key(date)} is not "
-                           f"materialised (stored: {', '.join(stored[-3:]) or 'none yet'})")
+        raise ExplainError(
+            f"{flat_asset} has no weights for {date}: partition {periods.key(date)} is not "
+            f"materialised (stored: {', '.join(stored[-3:]) or 'none yet'})"
+        )
     flat = flat.set_index("symbol")
     if symbol not in flat.index:
         held = ", ".join(flat.index[:12])
@@ -171,16 +191,28 @@ def explain(lh: Lakehouse, manifest: Manifest, meta: str, risk: str, date: dt.da
             if parent not in weights_cache:
                 weights_cache[parent] = _meta_weights(lh, periods, parent, risk, date)
             levels.append(Level(parent, child, float(weights_cache[parent][child])))
-        paths.append(PathExplanation(r.path, levels, r.sleeve, r.atom_id, r.direction, float(r.sleeve_weight),
-                                     float(r.contribution)))
-    out = Explanation(meta, risk, date, symbol, float(flat.loc[symbol, "net_weight"]),
-                      float(flat.loc[symbol, "long_weight"]), float(flat.loc[symbol, "short_weight"]), paths)
+        paths.append(
+            PathExplanation(
+                r.path, levels, r.sleeve, r.atom_id, r.direction, float(r.sleeve_weight), float(r.contribution)
+            )
+        )
+    out = Explanation(
+        meta,
+        risk,
+        date,
+        symbol,
+        float(flat.loc[symbol, "net_weight"]),
+        float(flat.loc[symbol, "long_weight"]),
+        float(flat.loc[symbol, "short_weight"]),
+        paths,
+    )
     out.inputs = _inputs(lh, manifest, periods, out, materializations)
     return out
 
 
-def _inputs(lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation,
-            materializations: MaterializationLookup | None) -> list[InputRecord]:
+def _inputs(
+    lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation, materializations: MaterializationLookup | None
+) -> list[InputRecord]:
     """Every asset partition the weight depends on, upstream from the flattened weights."""
     inputs = [("flattened_weights", flattened_name(ex.meta, ex.risk))]
     for meta in dict.fromkeys(lv.parent for p in ex.paths for lv in p.levels):
@@ -189,8 +221,12 @@ def _inputs(lh: Lakehouse, manifest: Manifest, periods: Periods, ex: Explanation
             inputs.append(("flattened_weights", flattened_name(meta, ex.risk)))
     for sleeve in dict.fromkeys(p.sleeve for p in ex.paths):
         universe = manifest.sleeves[sleeve].universe
-        inputs += [("sleeve_weights", sleeve_weights_name(sleeve, ex.risk)), ("selection", selection_name(sleeve)),
-                   ("returns_health", returns_name(universe)), ("prices", prices_name(universe))]
+        inputs += [
+            ("sleeve_weights", sleeve_weights_name(sleeve, ex.risk)),
+            ("selection", selection_name(sleeve)),
+            ("returns_health", returns_name(universe)),
+            ("prices", prices_name(universe)),
+        ]
     partition = periods.key(ex.date)
     outcomes = _latest_outcomes(lh, {a for _, a in inputs}, partition, ex.date.isoformat())
     records = []

@@ -86,7 +86,8 @@ class AuditLedger:
                 except (json.JSONDecodeError, KeyError):
                     raise AuditLedgerError(
                         f"{f.name}: the last record is incomplete (a writer died mid-append?); "
-                        f"nothing more is appended until it is repaired: run `quant-assets audit`") from None
+                        f"nothing more is appended until it is repaired: run `quant-assets audit`"
+                    ) from None
             size = min(end, size * 2)
 
     def append(self, record: dict) -> dict:
@@ -153,16 +154,35 @@ class AuditLedger:
                 return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} is not linked to the one before")
         return VerifyResult(True, len(written))
 
-    def intent(self, *, step: str, asset: str, partition: str, run_id: str, params: dict,
-               input_hashes: dict[str, str]) -> dict:
-        return self.append({"type": "intent", "step": step, "asset": asset, "partition": partition,
-                            "run_id": run_id, "params": params, "input_hashes": input_hashes})
+    def intent(
+        self, *, step: str, asset: str, partition: str, run_id: str, params: dict, input_hashes: dict[str, str]
+    ) -> dict:
+        return self.append(
+            {
+                "type": "intent",
+                "step": step,
+                "asset": asset,
+                "partition": partition,
+                "run_id": run_id,
+                "params": params,
+                "input_hashes": input_hashes,
+            }
+        )
 
     def outcome(self, intent: dict, *, status: str, output_hash: str | None, detail: dict | None = None) -> dict:
-        return self.append({"type": "outcome", "step": intent["step"], "asset": intent["asset"],
-                            "partition": intent["partition"], "run_id": intent["run_id"],
-                            "intent_hash": intent["hash"], "status": status, "output_hash": output_hash,
-                            "detail": detail or {}})
+        return self.append(
+            {
+                "type": "outcome",
+                "step": intent["step"],
+                "asset": intent["asset"],
+                "partition": intent["partition"],
+                "run_id": intent["run_id"],
+                "intent_hash": intent["hash"],
+                "status": status,
+                "output_hash": output_hash,
+                "detail": detail or {},
+            }
+        )
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -230,11 +250,11 @@ class OptimisationLog:
     inputs: dict = field(default_factory=dict)
     entries: list = field(default_factory=list)
 
-    def add(self, date: dt.date, input_hashes: dict[str, str], status: str, output_hash: str | None,
-            **detail) -> None:
+    def add(self, date: dt.date, input_hashes: dict[str, str], status: str, output_hash: str | None, **detail) -> None:
         self.inputs[date.isoformat()] = input_hashes
-        self.entries.append({"rebalance_date": date.isoformat(), "status": status, "output_hash": output_hash,
-                             **detail})
+        self.entries.append(
+            {"rebalance_date": date.isoformat(), "status": status, "output_hash": output_hash, **detail}
+        )
 
     @property
     def status(self) -> str:
@@ -248,7 +268,11 @@ class OptimisationLog:
         keys = {"step": self.step, "asset": self.asset, "partition": self.partition, "run_id": self.run_id}
         intent = {"type": "intent", **keys, "params": self.params, "input_hashes": self.inputs}
         joined = "|".join(f"{e['rebalance_date']}:{e['output_hash']}" for e in self.entries)
-        outcome = {"type": "outcome", **keys, "status": self.status,
-                   "output_hash": hashlib.sha256(joined.encode()).hexdigest(),
-                   "detail": {"optimisations": self.entries}}
+        outcome = {
+            "type": "outcome",
+            **keys,
+            "status": self.status,
+            "output_hash": hashlib.sha256(joined.encode()).hexdigest(),
+            "detail": {"optimisations": self.entries},
+        }
         return intent, outcome

@@ -49,28 +49,49 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     first, last = partition_range(manifest, start, end)
     ensure_dagster_home()
     os.environ.setdefault(PROGRESS, "1")  # each step shows its dates done and an ETA
-    print(f"materialising partitions {first} .. {last} ({selection or 'all assets'}); one bar per asset step:",
-          flush=True)
+    print(
+        f"materialising partitions {first} .. {last} ({selection or 'all assets'}); one bar per asset step:", flush=True
+    )
     with DagsterInstance.get() as instance:
         t0 = time.perf_counter()
         warm_up = missing_warm_up(manifest, Lakehouse(default_root()), start, end)
         if warm_up and (selection is None or selection != "group:market_data"):
             # The funnel and the sleeves read a ~2-year window of returns: store those periods first.
-            print(f"first, the market data of {warm_up[0]} .. {warm_up[-1]} (the trailing windows of "
-                  f"{first} reach back there and it is not stored yet)", flush=True)
+            print(
+                f"first, the market data of {warm_up[0]} .. {warm_up[-1]} (the trailing windows of "
+                f"{first} reach back there and it is not stored yet)",
+                flush=True,
+            )
             first_start = Periods(manifest.calendar).window(warm_up[0])[0]
             last_end = Periods(manifest.calendar).window(warm_up[-1])[1] - dt.timedelta(days=1)
-            pre = materialize_range(defs, manifest, first_start, last_end, instance, selection="group:market_data",
-                                    raise_on_error=False, run_config=None if verbose else QUIET_LOGS)
+            pre = materialize_range(
+                defs,
+                manifest,
+                first_start,
+                last_end,
+                instance,
+                selection="group:market_data",
+                raise_on_error=False,
+                run_config=None if verbose else QUIET_LOGS,
+            )
             if not pre.success:
                 print(f"run {pre.run_id[:8]} FAILED: market data of {warm_up[0]} .. {warm_up[-1]}")
                 return False
-        result = materialize_range(defs, manifest, start, end, instance, selection=selection, raise_on_error=False,
-                                   run_config=None if verbose else QUIET_LOGS)
+        result = materialize_range(
+            defs,
+            manifest,
+            start,
+            end,
+            instance,
+            selection=selection,
+            raise_on_error=False,
+            run_config=None if verbose else QUIET_LOGS,
+        )
         took = time.perf_counter() - t0
     status = "succeeded" if result.success else "FAILED"
-    print(f"run {result.run_id[:8]} {status}: partitions {first} .. {last} ({selection or 'all assets'}) "
-          f"in {took:.1f} s")
+    print(
+        f"run {result.run_id[:8]} {status}: partitions {first} .. {last} ({selection or 'all assets'}) in {took:.1f} s"
+    )
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -93,8 +114,10 @@ def cmd_demo(args) -> int:
     cal = manifest.calendar
     start = args.start or cal.demo_start or cal.start
     end = args.end or cal.demo_end or (cal.end - dt.timedelta(days=1) if cal.end else dt.date(2022, 12, 31))
-    print(f"quant_assets demo: every asset, every weekly rebalance {start} .. {end}, on the real S&P 500 data "
-          f"bundled in skfolio. Lakehouse: {default_root()}")
+    print(
+        f"quant_assets demo: every asset, every weekly rebalance {start} .. {end}, on the real S&P 500 data "
+        f"bundled in skfolio. Lakehouse: {default_root()}"
+    )
     t0 = time.perf_counter()
     if not _run(start, end, None, args.verbose):
         return 1
@@ -111,30 +134,48 @@ def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = Non
 
     for root in manifest.roots:
         lens = risk or ("hrp" if "hrp" in manifest.meta_risks(root) else manifest.meta_risks(root)[0])
-        w = lh.sql(f"SELECT child, weight, status FROM meta_weights WHERE meta = '{root}' AND risk = '{lens}' "
-                   f"AND rebalance_date = DATE '{date}' ORDER BY weight DESC").to_pandas()
-        flat = lh.sql(f"SELECT symbol, net_weight, long_weight, short_weight, contributors FROM flattened_weights WHERE meta = '{root}' AND "
-                      f"risk = '{lens}' AND rebalance_date = DATE '{date}' ORDER BY abs(net_weight) DESC").to_pandas()
+        w = lh.sql(
+            f"SELECT child, weight, status FROM meta_weights WHERE meta = '{root}' AND risk = '{lens}' "
+            f"AND rebalance_date = DATE '{date}' ORDER BY weight DESC"
+        ).to_pandas()
+        flat = lh.sql(
+            "SELECT symbol, net_weight, long_weight, short_weight, contributors FROM flattened_weights "
+            f"WHERE meta = '{root}' AND "
+            f"risk = '{lens}' AND rebalance_date = DATE '{date}' ORDER BY abs(net_weight) DESC"
+        ).to_pandas()
         print(f"== root meta `{root}` under the `{lens}` lens, as of {date} ==")
-        print("allocation: " + ", ".join(f"{r.child} {r.weight:.1%}" for r in w.itertuples())
-              + (f"  [{w['status'].iloc[0]}]" if len(w) else ""))
-        print(f"top flattened weights ({len(flat)} physical symbols, gross {flat['net_weight'].abs().sum():.3f}, "
-              f"net {flat['net_weight'].sum():+.3f}):")
+        print(
+            "allocation: "
+            + ", ".join(f"{r.child} {r.weight:.1%}" for r in w.itertuples())
+            + (f"  [{w['status'].iloc[0]}]" if len(w) else "")
+        )
+        print(
+            f"top flattened weights ({len(flat)} physical symbols, gross {flat['net_weight'].abs().sum():.3f}, "
+            f"net {flat['net_weight'].sum():+.3f}):"
+        )
         for r in flat.head(8).itertuples():
             print(f"  {r.symbol:<12} {r.net_weight:+.4f}   via {r.contributors}")
         netted = flat[(flat["long_weight"] > 0) & (flat["short_weight"] > 0)]
         if len(netted):
-            print(f"  ({len(netted)} symbols held long in one sleeve and short in another: their paths net out, "
-                  f"so gross is below the paths' sum)")
+            print(
+                f"  ({len(netted)} symbols held long in one sleeve and short in another: their paths net out, "
+                f"so gross is below the paths' sum)"
+            )
         print("out-of-sample performance of each lens over the run (stitched daily returns):")
         for lens_ in manifest.meta_risks(root):
-            rets = lh.sql(f"SELECT date, ret FROM meta_portfolio_returns WHERE meta = '{root}' AND risk = '{lens_}' "
-                          f"AND rebalance_date <= DATE '{date}' ORDER BY date").to_pandas()
+            rets = lh.sql(
+                f"SELECT date, ret FROM meta_portfolio_returns WHERE meta = '{root}' AND risk = '{lens_}' "
+                f"AND rebalance_date <= DATE '{date}' ORDER BY date"
+            ).to_pandas()
             p = performance(rets["ret"])
-            print(f"  {lens_:<13} {p['days']:>5} days  CAGR {p['cagr']:+.2%}  vol {p['ann_vol']:.2%}  "
-                  f"Sharpe {p['sharpe']:.2f}  max drawdown {p['max_drawdown']:.2%}")
-    print("\nNext: `make ui` (http://127.0.0.1:3000, or QUANT_ASSETS_UI_PORT) for the graph, partitions, checks and the "
-          "meta_report_* assets; `make sql Q=\"SELECT * FROM meta_weights LIMIT 5\"` to query the lakehouse.")
+            print(
+                f"  {lens_:<13} {p['days']:>5} days  CAGR {p['cagr']:+.2%}  vol {p['ann_vol']:.2%}  "
+                f"Sharpe {p['sharpe']:.2f}  max drawdown {p['max_drawdown']:.2%}"
+            )
+    print(
+        "\nNext: `make ui` (http://127.0.0.1:3000, or QUANT_ASSETS_UI_PORT) for the graph, partitions, checks and the "
+        'meta_report_* assets; `make sql Q="SELECT * FROM meta_weights LIMIT 5"` to query the lakehouse.'
+    )
 
 
 def cmd_sql(args) -> int:
@@ -165,8 +206,17 @@ def cmd_explain(args) -> int:
     ensure_dagster_home()
     try:
         with DagsterInstance.get() as instance:
-            print(explain(Lakehouse(default_root()), load_manifest(), args.meta, args.risk, args.date, args.symbol,
-                          instance_lookup(instance)).render())
+            print(
+                explain(
+                    Lakehouse(default_root()),
+                    load_manifest(),
+                    args.meta,
+                    args.risk,
+                    args.date,
+                    args.symbol,
+                    instance_lookup(instance),
+                ).render()
+            )
     except ExplainError as err:
         print(f"cannot explain: {err}", file=sys.stderr)
         return 2
@@ -179,8 +229,10 @@ def cmd_audit(args) -> int:
     ledger = AuditLedger.in_lakehouse(default_root())
     result = ledger.verify()
     dangling = ledger.dangling_intents()
-    print(f"{ledger.path}: {result.records} records, chain {'intact' if result.ok else 'BROKEN'}"
-          + (f" at line {result.first_broken}: {result.reason}" if not result.ok else ""))
+    print(
+        f"{ledger.path}: {result.records} records, chain {'intact' if result.ok else 'BROKEN'}"
+        + (f" at line {result.first_broken}: {result.reason}" if not result.ok else "")
+    )
     print(f"intents without an outcome (latest per asset partition): {len(dangling)}")
     for rec in dangling[:20]:
         print(f"  {rec['asset']}[{rec['partition']}] run {rec['run_id'][:8]} at {rec['ts']}")
@@ -199,8 +251,9 @@ def cmd_accept(args) -> int:
     stored = lh.read_partition("flattened_weights", name, Periods(load_manifest().calendar).key(args.date))
     flat = None if stored is None else stored.filter(stored["rebalance_date"] == args.date)
     if flat is None or flat.height == 0:
-        print(f"cannot accept: {name} has no weights for {args.date} (materialise its partition first)",
-              file=sys.stderr)
+        print(
+            f"cannot accept: {name} has no weights for {args.date} (materialise its partition first)", file=sys.stderr
+        )
         return 2
     import pandas as pd
 
@@ -218,8 +271,11 @@ def cmd_report(args) -> int:
 
     manifest = load_manifest()
     if args.meta not in manifest.metas or args.risk not in manifest.meta_risks(args.meta):
-        print(f"cannot report: no meta lens {args.meta} / {args.risk}; metas: "
-              f"{ {m: manifest.meta_risks(m) for m in manifest.metas} }", file=sys.stderr)
+        print(
+            f"cannot report: no meta lens {args.meta} / {args.risk}; metas: "
+            f"{ {m: manifest.meta_risks(m) for m in manifest.metas} }",
+            file=sys.stderr,
+        )
         return 2
     periods = Periods(manifest.calendar)
     if args.date not in set(periods.all_dates):
@@ -228,8 +284,11 @@ def cmd_report(args) -> int:
     try:
         print(report_at(Lakehouse(default_root()), args.meta, args.risk, args.date, periods, manifest.lookbacks))
     except (KeyError, IndexError):
-        print(f"cannot report: {args.meta} / {args.risk} has nothing stored for {args.date} "
-              f"(materialise partition {periods.key(args.date)} first)", file=sys.stderr)
+        print(
+            f"cannot report: {args.meta} / {args.risk} has nothing stored for {args.date} "
+            f"(materialise partition {periods.key(args.date)} first)",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

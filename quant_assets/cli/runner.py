@@ -21,14 +21,23 @@ def partition_range(manifest: Manifest, start: dt.date, end: dt.date) -> tuple[s
     """First and last partitions (periods) holding a rebalance date in [start, end]; none is an error."""
     keys = Periods(manifest.calendar).keys_between(start, end)
     if not keys:
-        raise ValueError(f"no rebalance date between {start} and {end} "
-                         f"(calendar {manifest.calendar.frequency} from {manifest.calendar.start})")
+        raise ValueError(
+            f"no rebalance date between {start} and {end} "
+            f"(calendar {manifest.calendar.frequency} from {manifest.calendar.start})"
+        )
     return keys[0], keys[-1]
 
 
-def materialize_range(defs: Definitions, manifest: Manifest, start: dt.date, end: dt.date,
-                      instance: DagsterInstance, selection: str | AssetSelection | None = None,
-                      raise_on_error: bool = True, run_config: dict | None = None) -> ExecuteInProcessResult:
+def materialize_range(
+    defs: Definitions,
+    manifest: Manifest,
+    start: dt.date,
+    end: dt.date,
+    instance: DagsterInstance,
+    selection: str | AssetSelection | None = None,
+    raise_on_error: bool = True,
+    run_config: dict | None = None,
+) -> ExecuteInProcessResult:
     first, last = partition_range(manifest, start, end)
     if isinstance(selection, str):
         selection = AssetSelection.from_string(selection)

@@ -62,7 +62,8 @@ class Lookbacks(_Strict):
     def _consistent(self) -> Lookbacks:
         if self.min_history_days > self.prices_days:
             raise ValueError(
-                f"lookbacks.min_history_days ({self.min_history_days}) exceeds lookbacks.prices_days ({self.prices_days})"
+                f"lookbacks.min_history_days ({self.min_history_days}) exceeds "
+                f"lookbacks.prices_days ({self.prices_days})"
             )
         if self.meta_min_history_days > self.meta_window_days:
             raise ValueError(
@@ -88,11 +89,12 @@ class Universe(_Strict):
     benchmarks: list[str] = Field(
         default_factory=list,
         description="reference series as 'source:TICKER' (e.g. skfolio_sp500_index:SP500): priced and featured "
-                    "with the universe, never vetoed, never recruited; the `market` profile holds them",
+        "with the universe, never vetoed, never recruited; the `market` profile holds them",
     )
 
-    regime: RegimeSettings = Field(default_factory=RegimeSettings,
-                                   description="regime detector on the cross-sectional mean return")
+    regime: RegimeSettings = Field(
+        default_factory=RegimeSettings, description="regime detector on the cross-sectional mean return"
+    )
 
     @field_validator("benchmarks")
     @classmethod
@@ -112,12 +114,18 @@ class Sleeve(_Strict):
     direction: Literal["long", "short"] = "long"
     selection: SelectionSettings = Field(
         default_factory=SelectionSettings,
-        description="the funnel: ranker, clustering, filter chain, recruitment and relaxation (selection.py)")
+        description="the funnel: ranker, clustering, filter chain, recruitment and relaxation (selection.py)",
+    )
     risk_profiles: list[str] = Field(default_factory=lambda: list(DEFAULT_SLEEVE_PROFILES))
-    engine: str = Field("custom", description="custom (numpy, default: 13x faster walk-forward at equal weights), "
-                                              "skfolio, riskfolio, pyportfolioopt")
-    risk: RiskConfig = Field(default_factory=RiskConfig,
-                             description="HRP variant, covariance, cluster caps, barbell and CVaR options (optimise.py)")
+    engine: str = Field(
+        "custom",
+        description="custom (numpy, default: 13x faster walk-forward at equal weights), "
+        "skfolio, riskfolio, pyportfolioopt",
+    )
+    risk: RiskConfig = Field(
+        default_factory=RiskConfig,
+        description="HRP variant, covariance, cluster caps, barbell and CVaR options (optimise.py)",
+    )
     description: str = ""
 
     @field_validator("risk_profiles")
@@ -214,13 +222,16 @@ class Meta(_Strict):
 class Tournament(_Strict):
     """The scoreboard: every sleeve under engines x profiles, walked forward next to the graph's lenses."""
 
-    engines: list[str] = Field(default_factory=lambda: ["custom", "skfolio", "pyportfolioopt"],
-                               description="riskfolio is the slowest (~50 ms a fit): opt in here")
+    engines: list[str] = Field(
+        default_factory=lambda: ["custom", "skfolio", "pyportfolioopt"],
+        description="riskfolio is the slowest (~50 ms a fit): opt in here",
+    )
     profiles: list[str] = Field(default_factory=lambda: list(PROFILES))
     sleeves: list[str] | None = Field(
         default_factory=list,
         description="sleeves scored by the tournament ([] = none, the default: it costs ~19 optimisations per "
-                    "sleeve and date; None = every sleeve)")
+        "sleeve and date; None = every sleeve)",
+    )
 
     @field_validator("engines")
     @classmethod
@@ -269,18 +280,22 @@ class Manifest(_Strict):
 
         for name, universe in self.universes.items():
             if universe.source not in SOURCES:
-                raise ValueError(f"universes.{name}.source: unknown source {universe.source!r}; "
-                                 f"registered: {sorted(SOURCES)}")
+                raise ValueError(
+                    f"universes.{name}.source: unknown source {universe.source!r}; registered: {sorted(SOURCES)}"
+                )
             for ref in universe.benchmarks:
                 if ref.partition(":")[0] not in SOURCES:
-                    raise ValueError(f"universes.{name}.benchmarks: unknown source in {ref!r}; "
-                                     f"registered: {sorted(SOURCES)}")
+                    raise ValueError(
+                        f"universes.{name}.benchmarks: unknown source in {ref!r}; registered: {sorted(SOURCES)}"
+                    )
         for name, sleeve in self.sleeves.items():
             if sleeve.universe not in self.universes:
                 raise ValueError(f"sleeves.{name}.universe: unknown universe {sleeve.universe!r}")
             if "market" in sleeve.risk_profiles and not self.universes[sleeve.universe].benchmarks:
-                raise ValueError(f"sleeves.{name}.risk_profiles: `market` holds the universe's benchmarks, and "
-                                 f"universes.{sleeve.universe}.benchmarks is empty")
+                raise ValueError(
+                    f"sleeves.{name}.risk_profiles: `market` holds the universe's benchmarks, and "
+                    f"universes.{sleeve.universe}.benchmarks is empty"
+                )
             ac = self.universes[sleeve.universe].asset_class
             if ac not in self.friction:
                 raise ValueError(f"sleeves.{name}: no friction rates for asset class {ac!r}")
@@ -360,7 +375,7 @@ def _check_cycles(metas: dict[str, Meta]) -> None:
             if child.kind != "meta":
                 continue
             if state.get(child.name) == 1:
-                cycle = path[path.index(child.name):] + [child.name]
+                cycle = path[path.index(child.name) :] + [child.name]
                 raise ValueError(f"meta cycle: {' -> '.join(cycle)}")
             if state.get(child.name) is None:
                 visit(child.name, path + [child.name])
@@ -386,9 +401,7 @@ def _check_depth(metas: dict[str, Meta], limit: int) -> None:
     for name in metas:
         path = longest(name)
         if len(path) > limit:
-            raise ValueError(
-                f"meta nesting depth {len(path)} exceeds max_meta_depth {limit}: {' -> '.join(path)}"
-            )
+            raise ValueError(f"meta nesting depth {len(path)} exceeds max_meta_depth {limit}: {' -> '.join(path)}")
 
 
 def _format_validation_error(err: ValidationError, origin: str) -> str:

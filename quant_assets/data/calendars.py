@@ -37,7 +37,8 @@ class Calendar(BaseModel):
     frequency: Literal["daily", "weekly", "monthly"] = "weekly"
     weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = "friday"
     partition: Literal["year", "quarter", "month"] = Field(
-        "year", description="Dagster partition = one calendar period holding its rebalance dates as rows")
+        "year", description="Dagster partition = one calendar period holding its rebalance dates as rows"
+    )
     start: dt.date
     end: dt.date | None = Field(default=None, description="exclusive; None = open-ended")
     demo_start: dt.date | None = Field(default=None, description="`make demo` range; default: the whole calendar")
@@ -146,7 +147,7 @@ class Periods:
     def dates_before(self, d: dt.date, n: int) -> tuple[dt.date, ...]:
         """The `n` rebalance dates strictly before `d`, oldest first (fewer near the start)."""
         i = int(np.searchsorted(self._ordinals, d.toordinal()))
-        return self.all_dates[max(0, i - n):i]
+        return self.all_dates[max(0, i - n) : i]
 
     @cached_property
     def keys(self) -> tuple[str, ...]:
@@ -165,5 +166,3 @@ class Periods:
     def keys_between(self, start: dt.date, end: dt.date) -> list[str]:
         """Periods holding a rebalance date in [start, end]."""
         return list(dict.fromkeys(self.key(d) for d in self.all_dates if start <= d <= end))
-
-

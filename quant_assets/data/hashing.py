@@ -21,7 +21,9 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return f"{float(v):.8f}"
     if isinstance(v, (pd.Timestamp, dt.datetime, dt.date)):
-        return pd.Timestamp(v).tz_localize(None).isoformat() if getattr(v, "tzinfo", None) else pd.Timestamp(v).isoformat()
+        return (
+            pd.Timestamp(v).tz_localize(None).isoformat() if getattr(v, "tzinfo", None) else pd.Timestamp(v).isoformat()
+        )
     return str(v)
 
 

@@ -41,9 +41,17 @@ class Verdicts:
         return float(self.kept[eligible].mean())
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"symbol": self.symbols, "status": np.where(self.kept, "kept", "excluded"),
-                             "reason": self.reason, "value": self.value, "threshold": self.threshold,
-                             "n_obs": np.asarray(self.n_obs, dtype=np.int64)}, columns=VERDICT_COLUMNS)
+        return pd.DataFrame(
+            {
+                "symbol": self.symbols,
+                "status": np.where(self.kept, "kept", "excluded"),
+                "reason": self.reason,
+                "value": self.value,
+                "threshold": self.threshold,
+                "n_obs": np.asarray(self.n_obs, dtype=np.int64),
+            },
+            columns=VERDICT_COLUMNS,
+        )
 
 
 class HealthPolicy(BaseModel):
@@ -64,8 +72,9 @@ def simple_returns(closes: np.ndarray) -> np.ndarray:
     return out
 
 
-def judge(closes: np.ndarray, returns: np.ndarray, symbols: list[str], policy: HealthPolicy,
-          min_history: int) -> Verdicts:
+def judge(
+    closes: np.ndarray, returns: np.ndarray, symbols: list[str], policy: HealthPolicy, min_history: int
+) -> Verdicts:
     """Verdicts for the columns of one window.
 
     closes: (sessions, symbols), NaN where no trade; returns: the (sessions - 1) simple returns after

@@ -32,9 +32,16 @@ class Candidate:
     metadata: dict = field(default_factory=dict)
 
     def row(self) -> dict:
-        return {"symbol": self.symbol, "ticker": self.ticker, "exchange": self.exchange, "asset_type": self.asset_type,
-                "sector": self.sector, "first_date": self.first_date, "direction": self.direction,
-                "metadata": json.dumps(self.metadata, sort_keys=True)}
+        return {
+            "symbol": self.symbol,
+            "ticker": self.ticker,
+            "exchange": self.exchange,
+            "asset_type": self.asset_type,
+            "sector": self.sector,
+            "first_date": self.first_date,
+            "direction": self.direction,
+            "metadata": json.dumps(self.metadata, sort_keys=True),
+        }
 
 
 class PriceSource(ABC):
@@ -79,9 +86,17 @@ class _SkfolioFrameSource(PriceSource):
             if first is None or first.date() > as_of:
                 continue  # not listed yet: invisible to a point-in-time discovery
             exchange, asset_type, sector = self.reference[ticker]
-            out.append(Candidate(symbol=self._symbol(ticker), ticker=ticker, exchange=exchange,
-                                 asset_type=asset_type, sector=sector, first_date=first.date(),
-                                 metadata={"source": self.name}))
+            out.append(
+                Candidate(
+                    symbol=self._symbol(ticker),
+                    ticker=ticker,
+                    exchange=exchange,
+                    asset_type=asset_type,
+                    sector=sector,
+                    first_date=first.date(),
+                    metadata={"source": self.name},
+                )
+            )
         return out
 
     def closes(self, symbols: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -90,7 +105,7 @@ class _SkfolioFrameSource(PriceSource):
         missing = [s for s in symbols if s not in by_symbol]
         if missing:
             raise KeyError(f"source {self.name!r} has no prices for {missing}")
-        window = frame.loc[pd.Timestamp(start): pd.Timestamp(end), [by_symbol[s] for s in symbols]]
+        window = frame.loc[pd.Timestamp(start) : pd.Timestamp(end), [by_symbol[s] for s in symbols]]
         window.columns = list(symbols)
         return window
 
@@ -147,9 +162,16 @@ class SkfolioFactorsSource(_SkfolioFrameSource):
     """Five iShares MSCI USA factor ETFs, daily closes 2014-01-02 .. 2022-12-28 (skfolio, BSD-3)."""
 
     name = "skfolio_factors"
-    reference = {t: ("BATS", "etf", f"Factor: {s}") for t, s in
-                 {"MTUM": "momentum", "QUAL": "quality", "SIZE": "size", "USMV": "min volatility",
-                  "VLUE": "value"}.items()}
+    reference = {
+        t: ("BATS", "etf", f"Factor: {s}")
+        for t, s in {
+            "MTUM": "momentum",
+            "QUAL": "quality",
+            "SIZE": "size",
+            "USMV": "min volatility",
+            "VLUE": "value",
+        }.items()
+    }
 
     @staticmethod
     def _load() -> pd.DataFrame:

@@ -27,9 +27,14 @@ def _legs(implemented: float, target: float) -> list[tuple[str, float]]:
 
 def rebalance_orders(implemented: pd.Series, target: pd.Series, min_trade: float = 0.01) -> pd.DataFrame:
     """One row per order leg: EXECUTE when the symbol's |drift| >= min_trade, else SKIP (dust)."""
-    return pd.DataFrame(order_rows(dict(zip(implemented.index, implemented.to_numpy(float))),
-                                   dict(zip(target.index, target.to_numpy(float))), min_trade),
-                        columns=ORDER_COLUMNS)
+    return pd.DataFrame(
+        order_rows(
+            dict(zip(implemented.index, implemented.to_numpy(float))),
+            dict(zip(target.index, target.to_numpy(float))),
+            min_trade,
+        ),
+        columns=ORDER_COLUMNS,
+    )
 
 
 def order_rows(implemented: dict[str, float], target: dict[str, float], min_trade: float = 0.01) -> list[dict]:
@@ -42,15 +47,25 @@ def order_rows(implemented: dict[str, float], target: dict[str, float], min_trad
             continue
         status = "EXECUTE" if abs(drift) >= min_trade else "SKIP"
         for action, size in _legs(float(cur), float(tgt)):
-            rows.append({"symbol": sym, "implemented": float(cur), "target": float(tgt), "drift": drift,
-                         "action": action, "size": size, "status": status})
+            rows.append(
+                {
+                    "symbol": sym,
+                    "implemented": float(cur),
+                    "target": float(tgt),
+                    "drift": drift,
+                    "action": action,
+                    "size": size,
+                    "status": status,
+                }
+            )
     return sorted(rows, key=lambda r: (r["status"], -r["size"]))
 
 
 def required_turnover(implemented: pd.Series, target: pd.Series) -> float:
     """One-way turnover to reach the target: sum |drift| / 2."""
-    return turnover_of(dict(zip(implemented.index, implemented.to_numpy(float))),
-                       dict(zip(target.index, target.to_numpy(float))))
+    return turnover_of(
+        dict(zip(implemented.index, implemented.to_numpy(float))), dict(zip(target.index, target.to_numpy(float)))
+    )
 
 
 def turnover_of(implemented: dict[str, float], target: dict[str, float]) -> float:

@@ -18,8 +18,16 @@ from quant_assets.selection.clustering import Dendrogram
 
 FLAT_STD = 1e-12
 
-CONTRIBUTION_COLUMNS = ["symbol", "path", "sleeve", "atom_id", "direction", "path_weight",
-                        "sleeve_weight", "contribution"]
+CONTRIBUTION_COLUMNS = [
+    "symbol",
+    "path",
+    "sleeve",
+    "atom_id",
+    "direction",
+    "path_weight",
+    "sleeve_weight",
+    "contribution",
+]
 
 
 def _utc_index(s: pd.Series) -> pd.Series:
@@ -44,8 +52,7 @@ def aggregate(streams: dict[str, pd.Series], join: str = "inner") -> tuple[pd.Da
         return pd.DataFrame(), {"union_days": 0, "kept_days": 0, "lost_share": 0.0}
     frame = pd.concat(cols, axis=1, join=join).sort_index()
     union = len(pd.concat(cols, axis=1, join="outer"))
-    info = {"union_days": union, "kept_days": len(frame),
-            "lost_share": (1 - len(frame) / union) if union else 0.0}
+    info = {"union_days": union, "kept_days": len(frame), "lost_share": (1 - len(frame) / union) if union else 0.0}
     return frame, info
 
 
@@ -54,16 +61,18 @@ def sleeve_contributions(sleeve: str, weights: pd.DataFrame) -> pd.DataFrame:
     if weights.empty:
         return pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
     sign = np.where(weights["direction"].str.upper() == "SHORT", -1.0, 1.0)
-    return pd.DataFrame({
-        "symbol": weights["symbol"].to_numpy(),
-        "path": sleeve,
-        "sleeve": sleeve,
-        "atom_id": weights["atom_id"].to_numpy(),
-        "direction": weights["direction"].str.upper().to_numpy(),
-        "path_weight": 1.0,
-        "sleeve_weight": weights["weight"].to_numpy(dtype=float),
-        "contribution": sign * weights["weight"].to_numpy(dtype=float),
-    })
+    return pd.DataFrame(
+        {
+            "symbol": weights["symbol"].to_numpy(),
+            "path": sleeve,
+            "sleeve": sleeve,
+            "atom_id": weights["atom_id"].to_numpy(),
+            "direction": weights["direction"].str.upper().to_numpy(),
+            "path_weight": 1.0,
+            "sleeve_weight": weights["weight"].to_numpy(dtype=float),
+            "contribution": sign * weights["weight"].to_numpy(dtype=float),
+        }
+    )
 
 
 def flatten(meta: str, child_weights: pd.Series, child_rows: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -95,15 +104,19 @@ def net_by_symbol(contributions: pd.DataFrame, min_abs: float = 0.0) -> pd.DataF
         return pd.DataFrame(columns=cols)
     c = contributions
     grouped = c.groupby("symbol", sort=False)
-    out = pd.DataFrame({
-        "net_weight": grouped["contribution"].sum(),
-        "long_weight": c["contribution"].clip(lower=0).groupby(c["symbol"], sort=False).sum(),
-        "short_weight": (-c["contribution"].clip(upper=0)).groupby(c["symbol"], sort=False).sum(),
-        "n_paths": grouped.size(),
-        "contributors": grouped[["path", "contribution"]].apply(
-            lambda g: "; ".join(f"{p} {v:+.4f}" for p, v in
-                                sorted(zip(g["path"], g["contribution"]), key=lambda t: -abs(t[1])))),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "net_weight": grouped["contribution"].sum(),
+            "long_weight": c["contribution"].clip(lower=0).groupby(c["symbol"], sort=False).sum(),
+            "short_weight": (-c["contribution"].clip(upper=0)).groupby(c["symbol"], sort=False).sum(),
+            "n_paths": grouped.size(),
+            "contributors": grouped[["path", "contribution"]].apply(
+                lambda g: "; ".join(
+                    f"{p} {v:+.4f}" for p, v in sorted(zip(g["path"], g["contribution"]), key=lambda t: -abs(t[1]))
+                )
+            ),
+        }
+    ).reset_index()
     out = out[out["net_weight"].abs() >= min_abs] if min_abs > 0 else out
     return out.reindex(out["net_weight"].abs().sort_values(ascending=False).index).reset_index(drop=True)[cols]
 
@@ -122,27 +135,45 @@ def child_clusters(weights: pd.Series, returns: pd.DataFrame, threshold: float =
     return pd.Series(np.arange(1, len(weights) + 1), index=weights.index)
 
 
-def cluster_tree(meta: str, weights: pd.Series, returns: pd.DataFrame, threshold: float,
-                 refs: dict[str, str]) -> pd.DataFrame:
+def cluster_tree(
+    meta: str, weights: pd.Series, returns: pd.DataFrame, threshold: float, refs: dict[str, str]
+) -> pd.DataFrame:
     """The uncollapsed tree at one level: meta -> correlation clusters of children -> children.
 
     Child rows carry their intra-cluster weight and a `ref` to the child's own artefact (a child
     meta's tree, a sleeve's weights), so nested levels are linked by reference, not copied.
     """
     labels = child_clusters(weights, returns, threshold)
-    rows = [{"node": meta, "parent": "", "level": 0, "kind": "meta", "weight": float(weights.sum()),
-             "intra_weight": 1.0, "ref": ""}]
+    rows = [
+        {
+            "node": meta,
+            "parent": "",
+            "level": 0,
+            "kind": "meta",
+            "weight": float(weights.sum()),
+            "intra_weight": 1.0,
+            "ref": "",
+        }
+    ]
     for label in sorted(labels.unique()):
         members = labels.index[labels == label]
         cw = float(weights[members].sum())
         node = f"{meta}/cluster_{label}"
-        rows.append({"node": node, "parent": meta, "level": 1, "kind": "cluster", "weight": cw,
-                     "intra_weight": 1.0, "ref": ""})
+        rows.append(
+            {"node": node, "parent": meta, "level": 1, "kind": "cluster", "weight": cw, "intra_weight": 1.0, "ref": ""}
+        )
         for child in members:
-            rows.append({"node": child, "parent": node, "level": 2, "kind": "child",
-                         "weight": float(weights[child]),
-                         "intra_weight": float(weights[child] / cw) if cw > 0 else 0.0,
-                         "ref": refs.get(child, "")})
+            rows.append(
+                {
+                    "node": child,
+                    "parent": node,
+                    "level": 2,
+                    "kind": "child",
+                    "weight": float(weights[child]),
+                    "intra_weight": float(weights[child] / cw) if cw > 0 else 0.0,
+                    "ref": refs.get(child, ""),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -161,8 +192,9 @@ def health_vetoes(matrix: pd.DataFrame, shares: dict[str, float], threshold: flo
     return health_vetoes_array(matrix.to_numpy(dtype=float), list(matrix.columns), shares, threshold)
 
 
-def health_vetoes_array(values: np.ndarray, names: list[str], shares: dict[str, float],
-                        threshold: float) -> dict[str, str]:
+def health_vetoes_array(
+    values: np.ndarray, names: list[str], shares: dict[str, float], threshold: float
+) -> dict[str, str]:
     """`health_vetoes` on the (days x children) matrix as an array."""
     vetoed: dict[str, str] = {}
     present = ~np.isnan(values)
@@ -201,28 +233,64 @@ class MetaAllocation:
         return pd.Series(self.raw_values, index=self.names, dtype=float)
 
 
-def allocate(matrix: pd.DataFrame, *, profile: str, engine: str, chain: tuple[str, ...], lower: float,
-             upper: float, min_history: int, vetoed: dict[str, str]) -> MetaAllocation:
+def allocate(
+    matrix: pd.DataFrame,
+    *,
+    profile: str,
+    engine: str,
+    chain: tuple[str, ...],
+    lower: float,
+    upper: float,
+    min_history: int,
+    vetoed: dict[str, str],
+) -> MetaAllocation:
     """Optimise across the healthy children, then project onto the manifest's bounds.
 
     Vetoed children get exactly 0 and the rest are re-normalised. If the survivors cannot reach
     1 under `upper` (2 children, max 0.9, one vetoed), the cap is relaxed to 1/n and said so.
     With every child vetoed the meta falls back to equal weight, flagged in the status.
     """
-    return allocate_array(matrix.to_numpy(dtype=float), list(matrix.columns), profile=profile, engine=engine,
-                          chain=chain, lower=lower, upper=upper, min_history=min_history, vetoed=vetoed)
+    return allocate_array(
+        matrix.to_numpy(dtype=float),
+        list(matrix.columns),
+        profile=profile,
+        engine=engine,
+        chain=chain,
+        lower=lower,
+        upper=upper,
+        min_history=min_history,
+        vetoed=vetoed,
+    )
 
 
-def allocate_array(values: np.ndarray, names: list[str], *, profile: str, engine: str, chain: tuple[str, ...],
-                   lower: float, upper: float, min_history: int, vetoed: dict[str, str]) -> MetaAllocation:
+def allocate_array(
+    values: np.ndarray,
+    names: list[str],
+    *,
+    profile: str,
+    engine: str,
+    chain: tuple[str, ...],
+    lower: float,
+    upper: float,
+    min_history: int,
+    vetoed: dict[str, str],
+) -> MetaAllocation:
     """`allocate` on the (days x children) matrix as an array, children named `names`."""
     live = [i for i, c in enumerate(names) if c not in vetoed]
     notes = [f"vetoed {c} ({r})" for c, r in vetoed.items()]
     k = len(names)
     if not live:
         w = np.full(k, 1.0 / k)
-        return MetaAllocation(w, w.copy(), names, "platform", "equal_weight",
-                              "equal_weight: every child vetoed; " + "; ".join(notes), dict(vetoed), (0.0, 1.0))
+        return MetaAllocation(
+            w,
+            w.copy(),
+            names,
+            "platform",
+            "equal_weight",
+            "equal_weight: every child vetoed; " + "; ".join(notes),
+            dict(vetoed),
+            (0.0, 1.0),
+        )
     if len(values) < min_history:
         raw = np.full(len(live), 1.0 / len(live))
         eng, used, status = "platform", "equal_weight", f"equal_weight: {len(values)} < {min_history} days of history"
@@ -280,8 +348,9 @@ class ChildStream:
         return pd.Series(self.values[sel], index=pd.DatetimeIndex(self.dates[sel])).sort_index()
 
 
-def window_matrix(streams: dict[str, ChildStream], names: list[str], after, until,
-                  tail: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def window_matrix(
+    streams: dict[str, ChildStream], names: list[str], after, until, tail: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """The children's streams over the periods in (after, until], inner-joined on dates, last `tail` days.
 
     A child with no row in the window is left out of the join (all NaN in its column): it would
@@ -300,8 +369,11 @@ def window_matrix(streams: dict[str, ChildStream], names: list[str], after, unti
     common = union
     for c in joined:
         common = np.intersect1d(common, dates_by[c], assume_unique=True)
-    info = {"union_days": len(union), "kept_days": len(common),
-            "lost_share": (1 - len(common) / len(union)) if len(union) else 0.0}
+    info = {
+        "union_days": len(union),
+        "kept_days": len(common),
+        "lost_share": (1 - len(common) / len(union)) if len(union) else 0.0,
+    }
     common = common[-tail:] if tail else common
     matrix = np.full((len(common), len(names)), np.nan)
     for j, c in enumerate(names):
@@ -315,8 +387,11 @@ def window_matrix(streams: dict[str, ChildStream], names: list[str], after, unti
 def outer_matrix(streams: dict[str, ChildStream], names: list[str], after, until) -> tuple[np.ndarray, np.ndarray]:
     """Every day any child has in the periods (after, until], NaN where a child has none (earns 0)."""
     parts = {c: streams[c].rows(after, until) for c in names}
-    dates = np.unique(np.concatenate([streams[c].dates[parts[c]] for c in names])) if names else \
-        np.array([], dtype="datetime64[D]")
+    dates = (
+        np.unique(np.concatenate([streams[c].dates[parts[c]] for c in names]))
+        if names
+        else np.array([], dtype="datetime64[D]")
+    )
     matrix = np.full((len(dates), len(names)), np.nan)
     for j, c in enumerate(names):
         ds = streams[c].dates[parts[c]]
@@ -340,8 +415,9 @@ class SuccessHistory:
         return float((self.cum[hi] - self.cum[lo]) / (hi - lo)) if hi > lo else float("nan")
 
 
-def flatten_rows(meta: str, child_weights: list[tuple[str, float]],
-                 child_rows: dict[str, dict[str, list]]) -> dict[str, list]:
+def flatten_rows(
+    meta: str, child_weights: list[tuple[str, float]], child_rows: dict[str, dict[str, list]]
+) -> dict[str, list]:
     """`flatten` on column lists (CONTRIBUTION_COLUMNS): each child's rows scaled by its weight, path prefixed."""
     out: dict[str, list] = {c: [] for c in CONTRIBUTION_COLUMNS}
     for child, w in child_weights:
@@ -359,15 +435,23 @@ def flatten_rows(meta: str, child_weights: list[tuple[str, float]],
     return out
 
 
-def sleeve_rows(sleeve: str, atom_ids: list[str], symbols: list[str], direction: str,
-                weights: np.ndarray) -> dict[str, list]:
+def sleeve_rows(
+    sleeve: str, atom_ids: list[str], symbols: list[str], direction: str, weights: np.ndarray
+) -> dict[str, list]:
     """`sleeve_contributions` on column lists: path = sleeve, path weight 1, signed by direction."""
     d = direction.upper()
     sign = -1.0 if d == "SHORT" else 1.0
     n = len(atom_ids)
-    return {"symbol": list(symbols), "path": [sleeve] * n, "sleeve": [sleeve] * n, "atom_id": list(atom_ids),
-            "direction": [d] * n, "path_weight": [1.0] * n, "sleeve_weight": [float(w) for w in weights],
-            "contribution": [sign * float(w) for w in weights]}
+    return {
+        "symbol": list(symbols),
+        "path": [sleeve] * n,
+        "sleeve": [sleeve] * n,
+        "atom_id": list(atom_ids),
+        "direction": [d] * n,
+        "path_weight": [1.0] * n,
+        "sleeve_weight": [float(w) for w in weights],
+        "contribution": [sign * float(w) for w in weights],
+    }
 
 
 NET_COLUMNS = ["symbol", "net_weight", "long_weight", "short_weight", "n_paths", "contributors"]
@@ -403,21 +487,42 @@ def net_rows(contributions: dict[str, list]) -> dict[str, list]:
     return out
 
 
-def tree_rows(meta: str, names: list[str], weights: np.ndarray, labels: np.ndarray,
-              refs: dict[str, str]) -> dict[str, list]:
+def tree_rows(
+    meta: str, names: list[str], weights: np.ndarray, labels: np.ndarray, refs: dict[str, str]
+) -> dict[str, list]:
     """`cluster_tree` on column lists: meta -> correlation clusters of children -> children."""
-    out = {"node": [meta], "parent": [""], "level": [0], "kind": ["meta"], "weight": [float(weights.sum())],
-           "intra_weight": [1.0], "ref": [""]}
+    out = {
+        "node": [meta],
+        "parent": [""],
+        "level": [0],
+        "kind": ["meta"],
+        "weight": [float(weights.sum())],
+        "intra_weight": [1.0],
+        "ref": [""],
+    }
     for label in sorted(set(labels.tolist())):
         members = [i for i, lab in enumerate(labels) if lab == label]
         cw = float(weights[members].sum())
         node = f"{meta}/cluster_{label}"
-        for k, v in (("node", node), ("parent", meta), ("level", 1), ("kind", "cluster"), ("weight", cw),
-                     ("intra_weight", 1.0), ("ref", "")):
+        for k, v in (
+            ("node", node),
+            ("parent", meta),
+            ("level", 1),
+            ("kind", "cluster"),
+            ("weight", cw),
+            ("intra_weight", 1.0),
+            ("ref", ""),
+        ):
             out[k].append(v)
         for i in members:
-            for k, v in (("node", names[i]), ("parent", node), ("level", 2), ("kind", "child"),
-                         ("weight", float(weights[i])),
-                         ("intra_weight", float(weights[i] / cw) if cw > 0 else 0.0), ("ref", refs.get(names[i], ""))):
+            for k, v in (
+                ("node", names[i]),
+                ("parent", node),
+                ("level", 2),
+                ("kind", "child"),
+                ("weight", float(weights[i])),
+                ("intra_weight", float(weights[i] / cw) if cw > 0 else 0.0),
+                ("ref", refs.get(names[i], "")),
+            ):
                 out[k].append(v)
     return out

@@ -44,7 +44,8 @@ def _to_md(fig, title: str) -> str:
     # A 64-colour palette PNG is ~3x smaller than RGBA and indistinguishable for line charts.
     raw.seek(0)
     Image.open(raw).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(
-        buf, format="PNG", optimize=True)
+        buf, format="PNG", optimize=True
+    )
     b64 = base64.b64encode(buf.getvalue()).decode("ascii")
     alt = title.replace("[", "(").replace("]", ")")
     return f"![{alt}](data:image/png;base64,{b64})"
@@ -127,8 +128,14 @@ def timeline_md(labels: pd.Series, title: str = "Regime", colours: dict[str, str
             c = seen.setdefault(lab, colours.get(lab, matplotlib.colors.to_hex(plt.get_cmap("tab10")(len(seen) % 10))))
             ax.axvspan(x[k], e, color=c, linewidth=0)
         ax.set_xlim(x[0], ends[-1])
-        ax.legend(handles=[matplotlib.patches.Patch(color=c, label=lab) for lab, c in seen.items()], fontsize=7,
-                  loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=max(1, len(seen)), frameon=False)
+        ax.legend(
+            handles=[matplotlib.patches.Patch(color=c, label=lab) for lab, c in seen.items()],
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.35),
+            ncol=max(1, len(seen)),
+            frameon=False,
+        )
     return _to_md(fig, title)
 
 
@@ -147,8 +154,9 @@ def _png_md(pixels: np.ndarray, title: str, caption: str, cmap: str | None = Non
     return f"**{title}**\n\n![{alt}](data:image/png;base64,{b64})\n\n{caption}"
 
 
-def regime_strip_md(dates: list, labels: list[str], title: str, colours: dict[str, str] | None = None,
-                    cell: int = 10, height: int = 24) -> str:
+def regime_strip_md(
+    dates: list, labels: list[str], title: str, colours: dict[str, str] | None = None, cell: int = 10, height: int = 24
+) -> str:
     """One coloured cell per rebalance date (left to right), coloured by its regime label."""
     matplotlib, plt = _matplotlib()
     colours = {**REGIME_COLOURS, **(colours or {})}
@@ -157,8 +165,12 @@ def regime_strip_md(dates: list, labels: list[str], title: str, colours: dict[st
     counts = pd.Series(labels).value_counts()
     legend = ", ".join(f"{lab} {counts.get(lab, 0)}" for lab in colours if counts.get(lab, 0))
     span = f"{dates[0]} .. {dates[-1]}" if dates else "no dates"
-    return _png_md(pixels, title, f"One cell per rebalance date, {span}: {legend} "
-                                  f"(QUIET light blue, NORMAL green, TURBULENT orange, CRISIS red).")
+    return _png_md(
+        pixels,
+        title,
+        f"One cell per rebalance date, {span}: {legend} "
+        f"(QUIET light blue, NORMAL green, TURBULENT orange, CRISIS red).",
+    )
 
 
 def heatmap_md(values: np.ndarray, title: str, caption: str, cell: int = 8) -> str:
@@ -168,5 +180,11 @@ def heatmap_md(values: np.ndarray, title: str, caption: str, cell: int = 8) -> s
         v = np.zeros((1, 1))
     pixels = np.repeat(np.repeat(v, cell, axis=0), cell, axis=1)
     lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
-    return _png_md(pixels, title, f"{caption} Colour scale {lo:g} (dark) .. {hi:g} (yellow).", cmap="viridis",
-                   vmin=lo, vmax=hi if hi > lo else lo + 1)
+    return _png_md(
+        pixels,
+        title,
+        f"{caption} Colour scale {lo:g} (dark) .. {hi:g} (yellow).",
+        cmap="viridis",
+        vmin=lo,
+        vmax=hi if hi > lo else lo + 1,
+    )

@@ -32,11 +32,13 @@ class ClusteringSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lookbacks: tuple[int, ...] = Field((60, 120, 200), min_length=1,
-                                       description="Correlation windows (rows); those longer than the data are skipped")
+    lookbacks: tuple[int, ...] = Field(
+        (60, 120, 200), min_length=1, description="Correlation windows (rows); those longer than the data are skipped"
+    )
     thresholds: dict[str, float] = Field(
         default_factory=lambda: {"CRISIS": 0.3, "TURBULENT": 0.35, "NORMAL": 0.4, "QUIET": 0.5},
-        description="Ward distance cut per regime; tighter in stress, when correlations converge")
+        description="Ward distance cut per regime; tighter in stress, when correlations converge",
+    )
     max_clusters: int = Field(25, ge=1, description="More flat clusters than this -> re-cut with maxclust")
 
     @field_validator("lookbacks")
@@ -82,7 +84,7 @@ def distance_matrix(X: np.ndarray, lookbacks: tuple[int, ...] | None = None) -> 
     used = tuple(lb for lb in (lookbacks or ()) if lb <= n_rows) or (n_rows,)
     dists = []
     for lb in used:
-        corr = pearson(X[n_rows - lb:]) if lb >= 2 else np.full((X.shape[1], X.shape[1]), np.nan)
+        corr = pearson(X[n_rows - lb :]) if lb >= 2 else np.full((X.shape[1], X.shape[1]), np.nan)
         corr = np.nan_to_num(corr, nan=0.0)
         dists.append(np.sqrt(np.clip(0.5 * (1.0 - corr), 0.0, 1.0)))
     dist = np.mean(dists, axis=0)
@@ -91,7 +93,9 @@ def distance_matrix(X: np.ndarray, lookbacks: tuple[int, ...] | None = None) -> 
     return dist, used
 
 
-def correlation_distance(returns: pd.DataFrame, lookbacks: tuple[int, ...] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+def correlation_distance(
+    returns: pd.DataFrame, lookbacks: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, tuple[int, ...]]:
     """`distance_matrix` of a returns frame (columns = symbols)."""
     return distance_matrix(returns.to_numpy(dtype=float), lookbacks)
 
@@ -137,8 +141,9 @@ class Dendrogram:
         return self.n - np.searchsorted(heights, t, side="right")
 
 
-def cut(returns: pd.DataFrame, threshold: float, lookbacks: tuple[int, ...] | None = None,
-        max_clusters: int | None = None) -> ClusterResult:
+def cut(
+    returns: pd.DataFrame, threshold: float, lookbacks: tuple[int, ...] | None = None, max_clusters: int | None = None
+) -> ClusterResult:
     """Ward clusters of the columns cut at `threshold`; re-cut with maxclust above `max_clusters`."""
     cols = list(returns.columns)
     tree = Dendrogram.of(returns.to_numpy(dtype=float), lookbacks)
@@ -156,8 +161,7 @@ def cluster(returns: pd.DataFrame, settings: ClusteringSettings, regime: str) ->
 SENSITIVITY_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.10, 0.9001, 0.05), 2))
 
 
-def threshold_sensitivity(returns: pd.DataFrame, settings: ClusteringSettings,
-                          thresholds=None) -> pd.DataFrame:
+def threshold_sensitivity(returns: pd.DataFrame, settings: ClusteringSettings, thresholds=None) -> pd.DataFrame:
     """How many clusters each distance cut gives (no max_clusters ceiling): to choose thresholds."""
     thresholds = [float(t) for t in (SENSITIVITY_THRESHOLDS if thresholds is None else thresholds)]
     tree = Dendrogram.of(returns.to_numpy(dtype=float), settings.lookbacks)

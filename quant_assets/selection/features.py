@@ -32,28 +32,28 @@ __all__ = [
 
 # Other modules select columns by these names; order is the frame's column order.
 FEATURE_COLUMNS: list[str] = [
-    "momentum",        # mean daily return x annualisation (last `window` rows)
-    "volatility",      # sample std x sqrt(annualisation) (last `window` rows)
-    "stability",       # 1 / (volatility + 1e-9)
-    "entropy",         # normalised permutation entropy (last `window` rows)
-    "hurst",           # R/S Hurst exponent (whole column)
-    "hurst_clean",     # clip(1 - 2|H - 0.5|, 0, 1); 1 = random walk, NaN H -> 0.5
-    "efficiency",      # Kaufman efficiency ratio (last `window` rows)
-    "skew",            # biased sample skewness, signed (whole column)
-    "kurtosis",        # biased excess kurtosis (whole column)
-    "cvar",            # mean of returns <= 5% quantile, negative (whole column)
-    "liquidity",       # min(1, adv / 5e8); NaN without volume data
-    "adv",             # value traded used for liquidity; NaN without volume data
-    "adf_pvalue",      # ADF unit-root p-value (last `window` rows)
-    "turbulence",      # Haar DWT detail-energy share (last `window` rows)
-    "antifragility",   # cross-sectional [minmax(skew) + minmax(tail gain)] x min(1, N/252)
+    "momentum",  # mean daily return x annualisation (last `window` rows)
+    "volatility",  # sample std x sqrt(annualisation) (last `window` rows)
+    "stability",  # 1 / (volatility + 1e-9)
+    "entropy",  # normalised permutation entropy (last `window` rows)
+    "hurst",  # R/S Hurst exponent (whole column)
+    "hurst_clean",  # clip(1 - 2|H - 0.5|, 0, 1); 1 = random walk, NaN H -> 0.5
+    "efficiency",  # Kaufman efficiency ratio (last `window` rows)
+    "skew",  # biased sample skewness, signed (whole column)
+    "kurtosis",  # biased excess kurtosis (whole column)
+    "cvar",  # mean of returns <= 5% quantile, negative (whole column)
+    "liquidity",  # min(1, adv / 5e8); NaN without volume data
+    "adv",  # value traded used for liquidity; NaN without volume data
+    "adf_pvalue",  # ADF unit-root p-value (last `window` rows)
+    "turbulence",  # Haar DWT detail-energy share (last `window` rows)
+    "antifragility",  # cross-sectional [minmax(skew) + minmax(tail gain)] x min(1, N/252)
     "vol_clustering",  # lag-1 autocorrelation of |r| (last `window` rows)
-    "return_20d",      # compounded return of the last 20 rows
-    "return_60d",      # compounded return of the last 60 rows
-    "rating_ma",       # moving-average vote consensus in [-1, 1]
-    "rating_osc",      # close-only oscillator vote consensus in [-1, 1]
-    "rating_all",      # mean of rating_ma and rating_osc
-    "n_obs",           # rows seen
+    "return_20d",  # compounded return of the last 20 rows
+    "return_60d",  # compounded return of the last 60 rows
+    "rating_ma",  # moving-average vote consensus in [-1, 1]
+    "rating_osc",  # close-only oscillator vote consensus in [-1, 1]
+    "rating_all",  # mean of rating_ma and rating_osc
+    "n_obs",  # rows seen
 ]
 
 _HURST_MIN_OBS = 32
@@ -133,12 +133,8 @@ def permutation_entropy_matrix(X, order: int = 5, delay: int = 1) -> np.ndarray:
         return out
 
     # Embedding (m, W, order): position k of window i is x[i + k*delay].
-    emb = np.stack(
-        [XT[:, slice(k * delay, k * delay + n_windows)] for k in range(order)], axis=2
-    )
-    valid = ~np.stack(
-        [nan_mask[:, slice(k * delay, k * delay + n_windows)] for k in range(order)], axis=2
-    ).any(axis=2)
+    emb = np.stack([XT[:, slice(k * delay, k * delay + n_windows)] for k in range(order)], axis=2)
+    valid = ~np.stack([nan_mask[:, slice(k * delay, k * delay + n_windows)] for k in range(order)], axis=2).any(axis=2)
 
     perms = np.argsort(emb, axis=2, kind="stable")
     weights = order ** np.arange(order - 1, -1, -1, dtype=np.int64)
@@ -707,13 +703,12 @@ def compute_features(
         adv = np.where(np.isfinite(adv) & (adv > 0), adv, np.nan)
     data["adv"] = adv
     data["liquidity"] = np.minimum(1.0, adv / _LIQUIDITY_BASELINE)
-    return pd.DataFrame(
-        {c: np.asarray(data[c], dtype=float) for c in FEATURE_COLUMNS}, index=symbols
-    )
+    return pd.DataFrame({c: np.asarray(data[c], dtype=float) for c in FEATURE_COLUMNS}, index=symbols)
 
 
-def feature_rows(XT: np.ndarray, window: int = 120, pe_order: int = 5, pe_delay: int = 1,
-                 annualisation: int = 252) -> dict[str, np.ndarray]:
+def feature_rows(
+    XT: np.ndarray, window: int = 120, pe_order: int = 5, pe_delay: int = 1, annualisation: int = 252
+) -> dict[str, np.ndarray]:
     """Every per-row feature of a dense (rows x dates) matrix, one row per (symbol, as-of date).
 
     The kernel of `compute_features`, without the cross-sectional antifragility (it returns the
@@ -724,7 +719,7 @@ def feature_rows(XT: np.ndarray, window: int = 120, pe_order: int = 5, pe_delay:
     XT = np.ascontiguousarray(XT, dtype=float)
     m, n = XT.shape
     nan_col = np.full(m, np.nan)
-    tail = np.ascontiguousarray(XT[:, max(n - int(window), 0):])
+    tail = np.ascontiguousarray(XT[:, max(n - int(window), 0) :])
     nt = tail.shape[1]
 
     momentum = tail.mean(axis=1) * annualisation if nt >= 1 else nan_col.copy()
@@ -773,8 +768,9 @@ def feature_rows(XT: np.ndarray, window: int = 120, pe_order: int = 5, pe_delay:
     }
 
 
-def features_of_windows(windows: list[np.ndarray], window: int = 120, pe_order: int = 5, pe_delay: int = 1,
-                        annualisation: int = 252) -> list[np.ndarray]:
+def features_of_windows(
+    windows: list[np.ndarray], window: int = 120, pe_order: int = 5, pe_delay: int = 1, annualisation: int = 252
+) -> list[np.ndarray]:
     """Features of many dense (symbols x dates) blocks, e.g. one per rebalance date and symbol group.
 
     Blocks of equal length are stacked and computed in one kernel call; antifragility is scaled
@@ -793,7 +789,7 @@ def features_of_windows(windows: list[np.ndarray], window: int = 120, pe_order: 
         for i, size in zip(members, sizes):
             block = np.full((size, len(FEATURE_COLUMNS)), np.nan)
             if size:
-                part = {k: v[offset:offset + size] for k, v in rows.items()}
+                part = {k: v[offset : offset + size] for k, v in rows.items()}
                 part["antifragility"] = antifragility_scores(part["_skew_for_af"], part["_tail_gain"], n)
                 for j, c in enumerate(FEATURE_COLUMNS):
                     if c in part:

@@ -31,8 +31,10 @@ def _direction(direction: str) -> str:
 
 
 def _rows(filter_name: str, symbols: Iterable, reason: str, values: Iterable, threshold: float) -> list[dict]:
-    return [{"symbol": str(s), "filter": filter_name, "reason": reason, "value": float(v),
-             "threshold": float(threshold)} for s, v in zip(symbols, values)]
+    return [
+        {"symbol": str(s), "filter": filter_name, "reason": reason, "value": float(v), "threshold": float(threshold)}
+        for s, v in zip(symbols, values)
+    ]
 
 
 # --- settings --------------------------------------------------------------------------------------
@@ -119,7 +121,9 @@ class Filter:
     def __init__(self, settings: BaseModel | None = None):
         self.settings = settings if settings is not None else self.settings_model()
         if not isinstance(self.settings, self.settings_model):
-            raise TypeError(f"{self.name} filter needs {self.settings_model.__name__}, got {type(self.settings).__name__}")
+            raise TypeError(
+                f"{self.name} filter needs {self.settings_model.__name__}, got {type(self.settings).__name__}"
+            )
 
     def with_overrides(self, updates: Mapping | None) -> Filter:
         """A copy with some thresholds replaced (validated): how relaxation loosens a filter."""
@@ -182,9 +186,17 @@ class PredictabilityFilter(Filter):
 
     def required_columns(self, direction):
         s: PredictabilitySettings = self.settings
-        return [c for c, on in (("entropy", s.entropy_max), ("efficiency", s.efficiency_min),
-                                ("hurst", s.hurst_band), ("kurtosis", s.kurtosis_max),
-                                ("volatility", s.vol_max)) if on is not None]
+        return [
+            c
+            for c, on in (
+                ("entropy", s.entropy_max),
+                ("efficiency", s.efficiency_min),
+                ("hurst", s.hurst_band),
+                ("kurtosis", s.kurtosis_max),
+                ("volatility", s.vol_max),
+            )
+            if on is not None
+        ]
 
     def veto_rows(self, view, direction, required=()):
         s: PredictabilitySettings = self.settings
@@ -209,8 +221,9 @@ class PredictabilityFilter(Filter):
         return rows
 
 
-def execution_cost_index(volatility: pd.Series, adv: pd.Series | None, notional: float = 1e6,
-                         fallback: float = 1e8) -> pd.Series:
+def execution_cost_index(
+    volatility: pd.Series, adv: pd.Series | None, notional: float = 1e6, fallback: float = 1e8
+) -> pd.Series:
     """ECI = annualised vol x sqrt(notional / ADV); ADV missing or <= 0 -> `fallback`."""
     adv_arr = None if adv is None else adv.to_numpy(dtype=float)
     return pd.Series(_eci(volatility.to_numpy(dtype=float), adv_arr, notional, fallback), index=volatility.index)
@@ -295,9 +308,14 @@ def make_filter(name: str, settings: BaseModel | None = None) -> Filter:
     return cls(settings)
 
 
-def run_filters(view: FeatureView, filters: Sequence[Filter | str], direction: str,
-                benchmarks: Iterable[str] = (), overrides: Mapping[str, Mapping] | None = None,
-                required: Sequence[str] = ()) -> list[Veto]:
+def run_filters(
+    view: FeatureView,
+    filters: Sequence[Filter | str],
+    direction: str,
+    benchmarks: Iterable[str] = (),
+    overrides: Mapping[str, Mapping] | None = None,
+    required: Sequence[str] = (),
+) -> list[Veto]:
     """Run the filters in order on a FeatureView: one (symbol, filter, reason, value, threshold) per veto.
 
     `overrides` maps a filter name to threshold updates (e.g. {"predictability": {"entropy_max": 0.99}}).
@@ -322,9 +340,14 @@ def run_filters(view: FeatureView, filters: Sequence[Filter | str], direction: s
     return [r for r in rows if r[0] not in skip] if skip else rows
 
 
-def apply_filters(features: pd.DataFrame, filters: Sequence[Filter | str], direction: str,
-                  benchmarks: Iterable[str] = (), overrides: Mapping[str, Mapping] | None = None,
-                  required: Sequence[str] = ()) -> pd.DataFrame:
+def apply_filters(
+    features: pd.DataFrame,
+    filters: Sequence[Filter | str],
+    direction: str,
+    benchmarks: Iterable[str] = (),
+    overrides: Mapping[str, Mapping] | None = None,
+    required: Sequence[str] = (),
+) -> pd.DataFrame:
     """`run_filters` on a features frame: one row per veto (symbol, filter, reason, value, threshold)."""
     rows = run_filters(FeatureView.from_frame(features), filters, direction, benchmarks, overrides, required)
     return veto_frame(rows)

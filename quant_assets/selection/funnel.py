@@ -40,15 +40,34 @@ from quant_assets.selection.filters import (
 from quant_assets.selection.rankers import FeatureView, RankerSettings, Ranking, get_ranker, sleeve_sign
 
 __all__ = [
-    "FUNNEL_VETO_COLUMNS", "SELECTION_COLUMNS", "STAGES", "FunnelResult",
-    "RelaxationSettings", "SelectionSettings", "atom_id", "composition_map", "correlation_clusters",
-    "run_funnel", "synthetic_long",
+    "FUNNEL_VETO_COLUMNS",
+    "SELECTION_COLUMNS",
+    "STAGES",
+    "FunnelResult",
+    "RelaxationSettings",
+    "SelectionSettings",
+    "atom_id",
+    "composition_map",
+    "correlation_clusters",
+    "run_funnel",
+    "synthetic_long",
 ]
 
 STAGES = ("strict", "relaxed_thresholds", "cluster_representative", "global_topup", "scarcity")
 RELAXATION_STAGES = STAGES[1:]
-SELECTION_COLUMNS = ["symbol", "direction", "score", "rank", "cluster", "vetoed", "veto_reason",
-                     "selected", "selected_by", "atom_id", "sign"]
+SELECTION_COLUMNS = [
+    "symbol",
+    "direction",
+    "score",
+    "rank",
+    "cluster",
+    "vetoed",
+    "veto_reason",
+    "selected",
+    "selected_by",
+    "atom_id",
+    "sign",
+]
 FUNNEL_VETO_COLUMNS = [*VETO_COLUMNS, "lifted_by"]
 COMPOSITION_COLUMNS = ["atom_id", "symbol", "logic", "direction", "sign"]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -65,12 +84,14 @@ class RelaxationSettings(BaseModel):
     model_config = _STRICT
 
     stages: tuple[Literal["relaxed_thresholds", "cluster_representative", "global_topup", "scarcity"], ...] = Field(
-        RELAXATION_STAGES, description="relaxation stages enabled, always run in the canonical order")
+        RELAXATION_STAGES, description="relaxation stages enabled, always run in the canonical order"
+    )
     entropy_factor: float = Field(1.2, ge=1, description="stage 2: entropy_max x this ...")
     entropy_cap: float = Field(1.0, gt=0, le=1, description="... capped here")
     efficiency_factor: float = Field(0.8, ge=0, le=1, description="stage 2: efficiency_min x this")
     representative_entropy_max: float | None = Field(
-        0.999, gt=0, le=1, description="stage 3: a cluster representative must have entropy <= this")
+        0.999, gt=0, le=1, description="stage 3: a cluster representative must have entropy <= this"
+    )
 
 
 class SelectionSettings(BaseModel):
@@ -80,9 +101,11 @@ class SelectionSettings(BaseModel):
 
     ranker: RankerSettings = RankerSettings()
     clustering: ClusteringSettings = ClusteringSettings()
-    filters: tuple[str, ...] = Field(("darwinian", "predictability"),
-                                     description="policy chain in order; darwinian is always first "
-                                                 "(added when omitted). Also: friction, trend_regime")
+    filters: tuple[str, ...] = Field(
+        ("darwinian", "predictability"),
+        description="policy chain in order; darwinian is always first "
+        "(added when omitted). Also: friction, trend_regime",
+    )
     darwinian: DarwinianSettings = DarwinianSettings()
     predictability: PredictabilitySettings = PredictabilitySettings()
     friction: FrictionSettings = FrictionSettings()
@@ -114,8 +137,10 @@ class SelectionSettings(BaseModel):
 
     def build_filters(self) -> list[Filter]:
         """The filter chain, each with its settings from this model (registered extras: defaults)."""
-        return [make_filter(name, getattr(self, name, None) if name in type(self).model_fields else None)
-                for name in self.filters]
+        return [
+            make_filter(name, getattr(self, name, None) if name in type(self).model_fields else None)
+            for name in self.filters
+        ]
 
 
 class FunnelResult:
@@ -125,9 +150,19 @@ class FunnelResult:
     `selection`, `stage_counts`, `composition`, `streams`) are built when asked for.
     """
 
-    def __init__(self, ranking: Ranking, strict: list, lifted: list[str], cluster_of: dict[str, int],
-                 picked: dict[str, str], first_reason: dict[str, str], logic: str, direction: str,
-                 returns: pd.DataFrame | None, clusters: ClusterResult):
+    def __init__(
+        self,
+        ranking: Ranking,
+        strict: list,
+        lifted: list[str],
+        cluster_of: dict[str, int],
+        picked: dict[str, str],
+        first_reason: dict[str, str],
+        logic: str,
+        direction: str,
+        returns: pd.DataFrame | None,
+        clusters: ClusterResult,
+    ):
         self.ranking, self.strict, self.lifted, self.cluster_of = ranking, strict, lifted, cluster_of
         self.picked, self.first_reason, self.logic, self.direction = picked, first_reason, logic, direction
         self.returns, self.clusters = returns, clusters
@@ -140,12 +175,17 @@ class FunnelResult:
         """The selection table's columns (SELECTION_COLUMNS), one entry per candidate in rank order."""
         order, d = self.ranking.symbols, self.direction
         return {
-            "symbol": list(order), "direction": [d.upper()] * len(order), "score": list(self.ranking.scores),
-            "rank": list(range(1, len(order) + 1)), "cluster": [self.cluster_of[s] for s in order],
+            "symbol": list(order),
+            "direction": [d.upper()] * len(order),
+            "score": list(self.ranking.scores),
+            "rank": list(range(1, len(order) + 1)),
+            "cluster": [self.cluster_of[s] for s in order],
             "vetoed": [s in self.first_reason for s in order],
             "veto_reason": [self.first_reason.get(s, "") for s in order],
-            "selected": [s in self.picked for s in order], "selected_by": [self.picked.get(s, "") for s in order],
-            "atom_id": [atom_id(s, self.logic, d) for s in order], "sign": [1 if d == "long" else -1] * len(order),
+            "selected": [s in self.picked for s in order],
+            "selected_by": [self.picked.get(s, "") for s in order],
+            "atom_id": [atom_id(s, self.logic, d) for s in order],
+            "sign": [1 if d == "long" else -1] * len(order),
         }
 
     @cached_property
@@ -160,12 +200,14 @@ class FunnelResult:
     @cached_property
     def selection(self) -> pd.DataFrame:
         return pd.DataFrame(self.selection_columns(), columns=SELECTION_COLUMNS).astype(
-            {"score": float, "rank": int, "cluster": int, "vetoed": bool, "selected": bool, "sign": int})
+            {"score": float, "rank": int, "cluster": int, "vetoed": bool, "selected": bool, "sign": int}
+        )
 
     @cached_property
     def stage_counts(self) -> pd.DataFrame:
-        return pd.DataFrame({"stage": list(STAGES),
-                             "winners": [sum(v == st for v in self.picked.values()) for st in STAGES]})
+        return pd.DataFrame(
+            {"stage": list(STAGES), "winners": [sum(v == st for v in self.picked.values()) for st in STAGES]}
+        )
 
     @cached_property
     def composition(self) -> pd.DataFrame:
@@ -174,7 +216,8 @@ class FunnelResult:
     @cached_property
     def streams(self) -> pd.DataFrame:
         return synthetic_long(self.returns[self.winners], self.direction).set_axis(
-            self.composition["atom_id"].tolist(), axis=1)
+            self.composition["atom_id"].tolist(), axis=1
+        )
 
 
 # --- synthesis (stage 6) ---------------------------------------------------------------------------
@@ -198,8 +241,10 @@ def composition_map(symbols: Iterable[str], logic: str, direction: str) -> pd.Da
     sleeve_sign(logic, d)
     syms = [str(s) for s in symbols]
     sign = 1 if d == "long" else -1
-    return pd.DataFrame({"atom_id": [atom_id(s, logic, d) for s in syms], "symbol": syms, "logic": logic,
-                         "direction": d, "sign": sign}, columns=COMPOSITION_COLUMNS).astype({"sign": int})
+    return pd.DataFrame(
+        {"atom_id": [atom_id(s, logic, d) for s in syms], "symbol": syms, "logic": logic, "direction": d, "sign": sign},
+        columns=COMPOSITION_COLUMNS,
+    ).astype({"sign": int})
 
 
 # --- recruitment (stage 5) -------------------------------------------------------------------------
@@ -241,10 +286,18 @@ def _vetoed(vetoes: list) -> set[str]:
     return {row[0] for row in vetoes}
 
 
-def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterResult | None, regime: str,
-               settings: SelectionSettings, logic: str, direction: str,
-               benchmarks: Iterable[str] = (), rankings: pd.DataFrame | None = None,
-               strict: pd.DataFrame | None = None) -> FunnelResult:
+def run_funnel(
+    features: pd.DataFrame,
+    returns: pd.DataFrame,
+    clusters: ClusterResult | None,
+    regime: str,
+    settings: SelectionSettings,
+    logic: str,
+    direction: str,
+    benchmarks: Iterable[str] = (),
+    rankings: pd.DataFrame | None = None,
+    strict: pd.DataFrame | None = None,
+) -> FunnelResult:
     """Stages 3-6 for one sleeve on one date.
 
     Candidates are the symbols with a feature row, a returns column and a cluster label (`clusters`
@@ -275,18 +328,44 @@ def run_funnel(features: pd.DataFrame, returns: pd.DataFrame, clusters: ClusterR
     labels.index = labels.index.astype(str)
     symbols = [s for s in in_returns if s in labels.index]
     view = FeatureView.from_frame(feats.loc[symbols])
-    ranking = None if rankings is None else Ranking(
-        [str(x) for x in rankings["symbol"]], rankings["score"].to_numpy(dtype=float),
-        {c: rankings[c].to_numpy() for c in rankings.columns if c not in ("symbol", "score", "rank")})
+    ranking = (
+        None
+        if rankings is None
+        else Ranking(
+            [str(x) for x in rankings["symbol"]],
+            rankings["score"].to_numpy(dtype=float),
+            {c: rankings[c].to_numpy() for c in rankings.columns if c not in ("symbol", "score", "rank")},
+        )
+    )
     strict_rows = None if strict is None else [tuple(r) for r in strict[VETO_COLUMNS].itertuples(index=False)]
-    return funnel_view(view, {s: int(labels[s]) for s in symbols}, regime, settings, logic, d, benchmarks,
-                       ranking, strict_rows, rets, clusters)
+    return funnel_view(
+        view,
+        {s: int(labels[s]) for s in symbols},
+        regime,
+        settings,
+        logic,
+        d,
+        benchmarks,
+        ranking,
+        strict_rows,
+        rets,
+        clusters,
+    )
 
 
-def funnel_view(view: FeatureView, cluster_of: dict[str, int], regime: str, settings: SelectionSettings, logic: str,
-                direction: str, benchmarks: Iterable[str] = (), ranking: Ranking | None = None,
-                strict: list | None = None, returns: pd.DataFrame | None = None,
-                clusters: ClusterResult | None = None) -> FunnelResult:
+def funnel_view(
+    view: FeatureView,
+    cluster_of: dict[str, int],
+    regime: str,
+    settings: SelectionSettings,
+    logic: str,
+    direction: str,
+    benchmarks: Iterable[str] = (),
+    ranking: Ranking | None = None,
+    strict: list | None = None,
+    returns: pd.DataFrame | None = None,
+    clusters: ClusterResult | None = None,
+) -> FunnelResult:
     """`run_funnel` on arrays: the candidates of `view`, each with its cluster label (the hot path)."""
     d = direction.lower()
     benchmarks = {str(b) for b in benchmarks}

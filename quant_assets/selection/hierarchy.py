@@ -43,8 +43,6 @@ def condensed(square: np.ndarray) -> np.ndarray:
     return square[_upper(square.shape[0])]
 
 
-
-
 def fcluster(link: np.ndarray, t: float, criterion: str = "distance") -> np.ndarray:
     """`scipy.cluster.hierarchy.fcluster` (distance or maxclust) of scipy's own linkage, without
     re-validating it: the compiled routine it dispatches to, identical labels."""

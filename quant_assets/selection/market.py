@@ -91,17 +91,19 @@ class WindowHealth:
     rows: np.ndarray  # panel rows of the window where every kept symbol has a return
 
 
-def health_at(panel: Panel, d: dt.date, symbols: list[str], policy: HealthPolicy, prices_days: int,
-              min_history: int) -> WindowHealth:
+def health_at(
+    panel: Panel, d: dt.date, symbols: list[str], policy: HealthPolicy, prices_days: int, min_history: int
+) -> WindowHealth:
     """The verdicts of `symbols` on D (the window rule above) and the dense rows of the kept ones."""
     lo, hi = panel.window_rows(d, prices_days)
     cols = panel.columns(symbols)
-    verdicts = judge(panel.closes[lo:hi + 1][:, cols], panel.returns[lo + 1:hi + 1][:, cols], list(symbols),
-                     policy, min_history)
+    verdicts = judge(
+        panel.closes[lo : hi + 1][:, cols], panel.returns[lo + 1 : hi + 1][:, cols], list(symbols), policy, min_history
+    )
     kept = sorted(s for s, k in zip(symbols, verdicts.kept) if k)
     rows = np.arange(lo + 1, hi + 1)
     if kept:
-        rows = rows[~np.isnan(panel.returns[lo + 1:hi + 1][:, panel.columns(kept)]).any(axis=1)]
+        rows = rows[~np.isnan(panel.returns[lo + 1 : hi + 1][:, panel.columns(kept)]).any(axis=1)]
     else:
         rows = rows[:0]
     return WindowHealth(verdicts, kept, rows)
@@ -113,7 +115,7 @@ def dense_rows(panel: Panel, d: dt.date, kept: list[str], prices_days: int) -> n
     rows = np.arange(lo + 1, hi + 1)
     if not kept:
         return rows[:0]
-    return rows[~np.isnan(panel.returns[lo + 1:hi + 1][:, panel.columns(kept)]).any(axis=1)]
+    return rows[~np.isnan(panel.returns[lo + 1 : hi + 1][:, panel.columns(kept)]).any(axis=1)]
 
 
 def dense_matrix(panel: Panel, rows: np.ndarray, symbols: list[str]) -> np.ndarray:
@@ -137,8 +139,14 @@ class UniverseDates:
     rows: dict[dt.date, np.ndarray]  # dense window rows
 
 
-def judge_dates(panel: Panel, dates: list[dt.date], candidates: dict[dt.date, tuple[list[str], list[str]]],
-                policy: HealthPolicy, prices_days: int, min_history: int) -> UniverseDates:
+def judge_dates(
+    panel: Panel,
+    dates: list[dt.date],
+    candidates: dict[dt.date, tuple[list[str], list[str]]],
+    policy: HealthPolicy,
+    prices_days: int,
+    min_history: int,
+) -> UniverseDates:
     """The health verdicts of every date's candidates (members, benchmarks) over its own window."""
     columns: dict[str, list] = {c: [] for c in ("rebalance_date", *VERDICT_COLUMNS)}
     coverage, kept, members, benchmarks, rows = {}, {}, {}, {}, {}
@@ -177,12 +185,14 @@ def features_by_date(panel: Panel, u: UniverseDates, dates: list[dt.date], windo
                 owners.append((d, group))
     values = features_of_windows(blocks, window=window)
     if not blocks:
-        return pl.DataFrame(schema={"rebalance_date": pl.Date, "symbol": pl.Utf8,
-                                    **{c: pl.Float64 for c in FEATURE_COLUMNS}})
+        return pl.DataFrame(
+            schema={"rebalance_date": pl.Date, "symbol": pl.Utf8, **{c: pl.Float64 for c in FEATURE_COLUMNS}}
+        )
     out = pl.DataFrame(np.concatenate(values), schema=FEATURE_COLUMNS, orient="row")
     return out.with_columns(
         pl.Series("rebalance_date", [d for d, g in owners for _ in g], dtype=pl.Date),
-        pl.Series("symbol", [s for _, g in owners for s in g], dtype=pl.Utf8))
+        pl.Series("symbol", [s for _, g in owners for s in g], dtype=pl.Utf8),
+    )
 
 
 def member_mean(panel: Panel, rows: np.ndarray, members: list[str]) -> np.ndarray:

@@ -154,17 +154,38 @@ def prob_map(values: pd.Series, method: str) -> pd.Series:
 # --- settings ----------------------------------------------------------------------------------------
 
 DEFAULT_MPS_WEIGHTS = {  # the v4 stage defaults for the features this platform computes
-    "momentum": 1.5, "stability": 1.0, "liquidity": 0.5, "entropy": 1.0, "efficiency": 0.5,
-    "hurst_clean": 0.5, "survival": 1.0, "antifragility": 0.5, "skew": 0.5, "kurtosis": 1.0, "cvar": 1.0,
+    "momentum": 1.5,
+    "stability": 1.0,
+    "liquidity": 0.5,
+    "entropy": 1.0,
+    "efficiency": 0.5,
+    "hurst_clean": 0.5,
+    "survival": 1.0,
+    "antifragility": 0.5,
+    "skew": 0.5,
+    "kurtosis": 1.0,
+    "cvar": 1.0,
 }
 # hurst_clean (= 1 - 2|H - 0.5|) is 1.0 for a random walk. The reference maps it with "rank", i.e. it
 # rewards random walks while its predictability filter vetoes them; "rank_desc" rewards structure
 # (persistent or mean-reverting paths), consistent with the filter.
 DEFAULT_MPS_METHODS = {
-    "survival": "cdf", "liquidity": "cdf", "momentum": "rank", "stability": "rank", "antifragility": "rank",
-    "efficiency": "cdf", "entropy": "rank_desc", "hurst_clean": "rank_desc", "rating_all": "rank",
-    "rating_ma": "rank", "rating_osc": "rank", "return_20d": "rank", "return_60d": "rank",
-    "skew": "rank_desc", "kurtosis": "rank_desc", "cvar": "cdf",
+    "survival": "cdf",
+    "liquidity": "cdf",
+    "momentum": "rank",
+    "stability": "rank",
+    "antifragility": "rank",
+    "efficiency": "cdf",
+    "entropy": "rank_desc",
+    "hurst_clean": "rank_desc",
+    "rating_all": "rank",
+    "rating_ma": "rank",
+    "rating_osc": "rank",
+    "return_20d": "rank",
+    "return_60d": "rank",
+    "skew": "rank_desc",
+    "kurtosis": "rank_desc",
+    "cvar": "cdf",
 }
 
 
@@ -176,14 +197,18 @@ class RankerSettings(BaseModel):
     name: str = Field("signal", description="A key of rankers.RANKERS: mps | signal | regime_fit")
     signal_columns: dict[str, str] = Field(
         default_factory=lambda: {"trend": "momentum", "reversion": "return_20d"},
-        description="signal ranker: the raw feature per logic, oriented by the sleeve's sign")
-    mps_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MPS_WEIGHTS),
-                                          description="MPS exponent per feature (0 = unused)")
-    mps_methods: dict[str, ProbMethod] = Field(default_factory=lambda: dict(DEFAULT_MPS_METHODS),
-                                               description="MPS probability map per feature")
+        description="signal ranker: the raw feature per logic, oriented by the sleeve's sign",
+    )
+    mps_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MPS_WEIGHTS), description="MPS exponent per feature (0 = unused)"
+    )
+    mps_methods: dict[str, ProbMethod] = Field(
+        default_factory=lambda: dict(DEFAULT_MPS_METHODS), description="MPS probability map per feature"
+    )
     quadrant_trend: float = Field(0.05, ge=0, description="regime_fit: |momentum| above this is a trend")
-    quadrant_stress_vol: float = Field(1.5, gt=0, description="regime_fit: volatility above this multiple "
-                                                               "of the cross-sectional median is stressed")
+    quadrant_stress_vol: float = Field(
+        1.5, gt=0, description="regime_fit: volatility above this multiple of the cross-sectional median is stressed"
+    )
     min_obs: int = Field(64, ge=0, description="regime_fit: fewer observations -> fit 0 (no opinion)")
 
     @field_validator("name")
@@ -226,10 +251,14 @@ class Ranking:
         score = np.asarray(score, dtype=float)
         nan = np.isnan(score)
         order = np.lexsort((np.array(symbols, dtype=object).astype(str), -np.where(nan, 0.0, score), nan))
-        return cls([symbols[i] for i in order], score[order], {k: np.asarray(v)[order] for k, v in (extra or {}).items()})
+        return cls(
+            [symbols[i] for i in order], score[order], {k: np.asarray(v)[order] for k, v in (extra or {}).items()}
+        )
 
     def frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame({"symbol": self.symbols, "score": self.scores, "rank": np.arange(1, len(self.symbols) + 1)})
+        frame = pd.DataFrame(
+            {"symbol": self.symbols, "score": self.scores, "rank": np.arange(1, len(self.symbols) + 1)}
+        )
         for k, v in self.extra.items():
             frame[k] = v
         return frame
@@ -260,12 +289,14 @@ class Ranker:
         """Feature columns whose absence makes a candidate unrankable (the darwinian filter vetoes it)."""
         return []
 
-    def rank(self, features: pd.DataFrame, settings: RankerSettings, logic: str, direction: str,
-             regime: str) -> pd.DataFrame:
+    def rank(
+        self, features: pd.DataFrame, settings: RankerSettings, logic: str, direction: str, regime: str
+    ) -> pd.DataFrame:
         return self.rank_view(FeatureView.from_frame(features), settings, logic, direction, regime).frame()
 
-    def rank_view(self, view: FeatureView, settings: RankerSettings, logic: str, direction: str,
-                  regime: str) -> Ranking:
+    def rank_view(
+        self, view: FeatureView, settings: RankerSettings, logic: str, direction: str, regime: str
+    ) -> Ranking:
         if type(self).rank is Ranker.rank:
             raise NotImplementedError(f"ranker {self.name!r} implements neither rank nor rank_view")
         frame = self.rank(view.frame(), settings, logic, direction, regime)
@@ -345,16 +376,20 @@ def quadrants(momentum: np.ndarray, volatility: np.ndarray, trend: float, stress
 
 def asset_quadrant(momentum: pd.Series, volatility: pd.Series, trend: float, stress_vol: float) -> pd.Series:
     """`quadrants` of a frame's columns."""
-    return pd.Series(quadrants(momentum.to_numpy(dtype=float), volatility.to_numpy(dtype=float), trend, stress_vol),
-                     index=momentum.index, dtype=object)
+    return pd.Series(
+        quadrants(momentum.to_numpy(dtype=float), volatility.to_numpy(dtype=float), trend, stress_vol),
+        index=momentum.index,
+        dtype=object,
+    )
 
 
 _TREND_FIT = {"INFLATIONARY_TREND": 0.6, "EXPANSION": 0.6, "STAGNATION": -0.3, "CRISIS": 0.2}
 _REVERSION_FIT = {"STAGNATION": 0.6, "NORMAL": 0.6, "INFLATIONARY_TREND": -0.6, "CRISIS": 0.4}
 
 
-def regime_fit_array(hurst: np.ndarray, quadrant: np.ndarray, vol_clustering: np.ndarray, regime: str,
-                     logic: str) -> np.ndarray:
+def regime_fit_array(
+    hurst: np.ndarray, quadrant: np.ndarray, vol_clustering: np.ndarray, regime: str, logic: str
+) -> np.ndarray:
     """Strategy-fit score: trend following likes persistent (H > 0.55) trending assets, mean
     reversion anti-persistent (H < 0.45) stagnating ones."""
     h = np.asarray(hurst, dtype=float)
@@ -374,11 +409,16 @@ def regime_fit_array(hurst: np.ndarray, quadrant: np.ndarray, vol_clustering: np
     return np.round(fit, 12)
 
 
-def regime_fit_scores(hurst: pd.Series, quadrant: pd.Series, vol_clustering: pd.Series, regime: str,
-                      logic: str) -> pd.Series:
+def regime_fit_scores(
+    hurst: pd.Series, quadrant: pd.Series, vol_clustering: pd.Series, regime: str, logic: str
+) -> pd.Series:
     """`regime_fit_array` of a frame's columns."""
-    return pd.Series(regime_fit_array(hurst.to_numpy(dtype=float), quadrant.to_numpy(),
-                                      vol_clustering.to_numpy(dtype=float), regime, logic), index=hurst.index)
+    return pd.Series(
+        regime_fit_array(
+            hurst.to_numpy(dtype=float), quadrant.to_numpy(), vol_clustering.to_numpy(dtype=float), regime, logic
+        ),
+        index=hurst.index,
+    )
 
 
 class RegimeFitRanker(Ranker):
@@ -427,16 +467,17 @@ def get_ranker(name: str) -> Ranker:
         raise ValueError(f"unknown ranker {name!r}; known: {', '.join(sorted(RANKERS))}") from None
 
 
-def rank_candidates(features: pd.DataFrame, settings: RankerSettings, logic: str, direction: str,
-                    regime: str = "NORMAL") -> pd.DataFrame:
+def rank_candidates(
+    features: pd.DataFrame, settings: RankerSettings, logic: str, direction: str, regime: str = "NORMAL"
+) -> pd.DataFrame:
     """The rankings frame: symbol, score, rank (1 = best for this sleeve) and the ranker's own columns."""
     sleeve_sign(logic, direction)
     return get_ranker(settings.name).rank(features, settings, logic, direction, regime)
 
 
-def rank_view(view: FeatureView, settings: RankerSettings, logic: str, direction: str,
-              regime: str = "NORMAL") -> Ranking:
+def rank_view(
+    view: FeatureView, settings: RankerSettings, logic: str, direction: str, regime: str = "NORMAL"
+) -> Ranking:
     """`rank_candidates` on a FeatureView (the funnel's hot path)."""
     sleeve_sign(logic, direction)
     return get_ranker(settings.name).rank_view(view, settings, logic, direction, regime)
-

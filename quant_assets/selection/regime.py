@@ -63,7 +63,14 @@ _ADF_LAGS = 1
 _TINY = 1e-12
 
 COMPONENTS: tuple[str, ...] = (
-    "vol_ratio", "vol_level", "turbulence", "vol_clustering", "entropy", "hurst", "adf_pvalue", "kurtosis",
+    "vol_ratio",
+    "vol_level",
+    "turbulence",
+    "vol_clustering",
+    "entropy",
+    "hurst",
+    "adf_pvalue",
+    "kurtosis",
 )
 
 
@@ -119,8 +126,8 @@ class RegimeReading:
 def _score_rows(W: np.ndarray, s: RegimeSettings) -> dict[str, np.ndarray]:
     """Score every row of ``W`` (windows x rows, NaN-free, >= min_obs rows) at once."""
     W = np.ascontiguousarray(W, dtype=float)
-    short = W[:, -s.short_window:]
-    spectral = np.ascontiguousarray(W[:, -s.spectral_window:])
+    short = W[:, -s.short_window :]
+    spectral = np.ascontiguousarray(W[:, -s.spectral_window :])
     s_short = short.std(axis=1, ddof=1)
     s_all = W.std(axis=1, ddof=1)
     vol_ratio = np.divide(s_short, s_all, out=np.ones(len(W)), where=s_all > _TINY)
@@ -181,7 +188,7 @@ def detect_regime(mean_returns: pd.Series | np.ndarray, settings: RegimeSettings
     """
     s = settings or RegimeSettings()
     x = np.asarray(mean_returns, dtype=float).ravel()
-    x = x[~np.isnan(x)][-s.lookback_days:]
+    x = x[~np.isnan(x)][-s.lookback_days :]
     n = len(x)
     if n < s.min_obs:
         nan = float("nan")
@@ -202,15 +209,16 @@ def detect_regimes(mean_returns: list[np.ndarray], settings: RegimeSettings | No
     cut = []
     for x in mean_returns:
         x = np.asarray(x, dtype=float).ravel()
-        cut.append(x[~np.isnan(x)][-s.lookback_days:])
+        cut.append(x[~np.isnan(x)][-s.lookback_days :])
     out: list[RegimeReading | None] = [None] * len(cut)
     full = [i for i, x in enumerate(cut) if len(x) == s.lookback_days and len(x) >= s.min_obs]
     if full:
         comp = _score_rows(np.stack([cut[i] for i in full]), s)
         labels = _labels(comp["score"], s)
         for j, i in enumerate(full):
-            out[i] = RegimeReading(label=str(labels[j]), n_obs=s.lookback_days,
-                                   **{k: float(v[j]) for k, v in comp.items()})
+            out[i] = RegimeReading(
+                label=str(labels[j]), n_obs=s.lookback_days, **{k: float(v[j]) for k, v in comp.items()}
+            )
     for i, x in enumerate(cut):
         if out[i] is None:
             out[i] = detect_regime(x, s)

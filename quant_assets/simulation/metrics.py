@@ -81,7 +81,7 @@ def concentration(weights) -> tuple[float, float]:
     a = a[gross > 0] / gross[gross > 0, None]
     if len(a) == 0:
         return NAN, NAN
-    hhi = (a ** 2).sum(axis=1)
+    hhi = (a**2).sum(axis=1)
     return float(hhi.mean()), float((1.0 / hhi).mean())
 
 
@@ -104,8 +104,7 @@ def af_dist(returns, q: float = 0.95, min_obs: int = 100, min_tail: int = 10, ep
     """
     r = _clean(returns).reset_index(drop=True)
     n = len(r)
-    out = {"af_dist": NAN, "skew": NAN, "tail_gain": NAN, "tail_loss": NAN, "tail_asym": NAN, "n": n,
-           "reason": ""}
+    out = {"af_dist": NAN, "skew": NAN, "tail_gain": NAN, "tail_loss": NAN, "tail_asym": NAN, "n": n, "reason": ""}
     if n < min_obs:
         out["reason"] = f"insufficient: {n} observations < {min_obs}"
         return out
@@ -131,8 +130,15 @@ def stress_alpha(strategy, reference, q_stress: float = 0.10, min_obs: int = 100
     s, ref = _clean(strategy), _clean(reference)
     idx = s.index.intersection(ref.index)
     n = len(idx)
-    out = {"stress_alpha": NAN, "calm_alpha": NAN, "stress_delta": NAN, "stress_hit_rate": NAN,
-           "stress_days": 0, "n": n, "reason": ""}
+    out = {
+        "stress_alpha": NAN,
+        "calm_alpha": NAN,
+        "stress_delta": NAN,
+        "stress_hit_rate": NAN,
+        "stress_days": 0,
+        "n": n,
+        "reason": "",
+    }
     if n < min_obs:
         out["reason"] = f"insufficient: {n} common observations < {min_obs}"
         return out
@@ -145,13 +151,27 @@ def stress_alpha(strategy, reference, q_stress: float = 0.10, min_obs: int = 100
     diff = (s - ref).to_numpy()
     sa = float(diff[stress].mean())
     ca = float(diff[~stress].mean()) if (~stress).any() else NAN
-    out.update(stress_alpha=sa, calm_alpha=ca, stress_delta=sa - ca,
-               stress_hit_rate=float((s.to_numpy()[stress] > ref.to_numpy()[stress]).mean()))
+    out.update(
+        stress_alpha=sa,
+        calm_alpha=ca,
+        stress_delta=sa - ca,
+        stress_hit_rate=float((s.to_numpy()[stress] > ref.to_numpy()[stress]).mean()),
+    )
     return out
 
 
-HEADLINE = ["total_return", "cagr", "ann_return", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar",
-            "var95", "cvar95"]
+HEADLINE = [
+    "total_return",
+    "cagr",
+    "ann_return",
+    "ann_vol",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "var95",
+    "cvar95",
+]
 
 
 def headline(x: np.ndarray, annualisation: int = 252) -> dict:
@@ -173,11 +193,16 @@ def headline(x: np.ndarray, annualisation: int = 252) -> dict:
             sd = float(x.std(ddof=1))
             down = float(np.sqrt((np.minimum(x, 0.0) ** 2).sum() / (n - 1)))
             srt = np.sort(x)
-            out.update(cagr=cagr, ann_return=float(x.mean() * af), ann_vol=sd * math.sqrt(af),
-                       sharpe=float(x.mean() / sd * math.sqrt(af)) if sd > 0 else NAN,
-                       sortino=float(x.mean() / down * math.sqrt(af)) if down > 0 else NAN,
-                       calmar=cagr / abs(dd) if dd < 0 else NAN,
-                       var95=_var_sorted(srt), cvar95=_cvar_sorted(srt))
+            out.update(
+                cagr=cagr,
+                ann_return=float(x.mean() * af),
+                ann_vol=sd * math.sqrt(af),
+                sharpe=float(x.mean() / sd * math.sqrt(af)) if sd > 0 else NAN,
+                sortino=float(x.mean() / down * math.sqrt(af)) if down > 0 else NAN,
+                calmar=cagr / abs(dd) if dd < 0 else NAN,
+                var95=_var_sorted(srt),
+                cvar95=_cvar_sorted(srt),
+            )
     return out
 
 
@@ -199,8 +224,13 @@ def _cvar_sorted(x: np.ndarray, beta: float = 0.95) -> float:
     return float(-(x[:i].sum() + x[i] * (k - i)) / k)
 
 
-def performance(returns: pd.Series, annualisation: int | None = None, benchmark: pd.Series | None = None,
-                weights_history=None, turnover: pd.Series | None = None) -> dict:
+def performance(
+    returns: pd.Series,
+    annualisation: int | None = None,
+    benchmark: pd.Series | None = None,
+    weights_history=None,
+    turnover: pd.Series | None = None,
+) -> dict:
     """All summary metrics of one stitched daily net-return series.
 
     annualisation: None infers 252/365 from the index (`annualisation_factor`).
@@ -222,8 +252,13 @@ def performance(returns: pd.Series, annualisation: int | None = None, benchmark:
     if benchmark is not None:
         s = stress_alpha(r, benchmark)
     else:
-        s = {"stress_alpha": NAN, "calm_alpha": NAN, "stress_delta": NAN, "stress_hit_rate": NAN,
-             "reason": "no benchmark"}
+        s = {
+            "stress_alpha": NAN,
+            "calm_alpha": NAN,
+            "stress_delta": NAN,
+            "stress_hit_rate": NAN,
+            "reason": "no benchmark",
+        }
     out.update({k: s[k] for k in ("stress_alpha", "calm_alpha", "stress_delta", "stress_hit_rate")})
     out["stress_alpha_reason"] = s["reason"]
     return out

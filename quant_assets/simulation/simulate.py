@@ -41,8 +41,10 @@ def _check_array(w: np.ndarray, labels=None) -> np.ndarray:
     bad = w < -1e-12
     if bad.any():
         names = list(labels) if labels is not None else list(range(len(w)))
-        raise ValueError(f"negative weights {dict((names[i], float(w[i])) for i in np.flatnonzero(bad))}: pass shorts as "
-                         "synthetic-long streams (-min(r, 1)) with weight >= 0")
+        raise ValueError(
+            f"negative weights {dict((names[i], float(w[i])) for i in np.flatnonzero(bad))}: pass shorts as "
+            "synthetic-long streams (-min(r, 1)) with weight >= 0"
+        )
     return np.clip(w, 0.0, None)
 
 
@@ -117,13 +119,29 @@ class PeriodArrays:
     bankrupt: bool
 
 
-def holding_period_array(w: np.ndarray, streams: np.ndarray, traded: float, rate: float, start_wealth: float = 1.0,
-                         bankrupt: bool = False, floor: float = BANKRUPTCY_FLOOR) -> PeriodArrays:
+def holding_period_array(
+    w: np.ndarray,
+    streams: np.ndarray,
+    traded: float,
+    rate: float,
+    start_wealth: float = 1.0,
+    bankrupt: bool = False,
+    floor: float = BANKRUPTCY_FLOOR,
+) -> PeriodArrays:
     """`holding_period` on arrays (w: atoms; streams: days x atoms, already restricted to the period)."""
     n = streams.shape[0]
     if bankrupt or start_wealth < floor:
-        return PeriodArrays(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, float(start_wealth)),
-                            np.ones(n, dtype=bool), np.zeros(0), float(start_wealth), True)
+        return PeriodArrays(
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.full(n, float(start_wealth)),
+            np.ones(n, dtype=bool),
+            np.zeros(0),
+            float(start_wealth),
+            True,
+        )
     gross, end = drift_array(w, streams)
     gross = np.asarray(gross, dtype=float).copy()
     cost = np.zeros(n)
@@ -137,9 +155,9 @@ def holding_period_array(w: np.ndarray, streams: np.ndarray, traded: float, rate
     flag = np.zeros(n, dtype=bool)
     if len(broke):
         k = int(broke[0])  # liquidated at the close of day k: from k+1 on the book is cash
-        gross[k + 1:] = 0.0
-        net[k + 1:] = 0.0
-        wealth[k + 1:] = wealth[k]
+        gross[k + 1 :] = 0.0
+        net[k + 1 :] = 0.0
+        wealth[k + 1 :] = wealth[k]
         flag[k:] = True
         end = np.zeros(0)
     end_wealth = float(wealth[-1]) if n else float(start_wealth)
@@ -147,15 +165,24 @@ def holding_period_array(w: np.ndarray, streams: np.ndarray, traded: float, rate
 
 
 def _in_cash(index: pd.Index, wealth: float) -> PeriodResult:
-    daily = pd.DataFrame({"gross_return": 0.0, "cost": 0.0, "net_return": 0.0, "turnover": 0.0,
-                          "wealth": wealth, "bankrupt": True}, index=index, columns=DAILY_COLUMNS)
+    daily = pd.DataFrame(
+        {"gross_return": 0.0, "cost": 0.0, "net_return": 0.0, "turnover": 0.0, "wealth": wealth, "bankrupt": True},
+        index=index,
+        columns=DAILY_COLUMNS,
+    )
     daily = daily.astype({c: float for c in DAILY_COLUMNS[:-1]} | {"bankrupt": bool})
     return PeriodResult(daily, pd.Series(dtype=float), float(wealth), True)
 
 
-def holding_period(weights: pd.Series, streams: pd.DataFrame, traded: float, rate: float,
-                   start_wealth: float = 1.0, bankrupt: bool = False,
-                   floor: float = BANKRUPTCY_FLOOR) -> PeriodResult:
+def holding_period(
+    weights: pd.Series,
+    streams: pd.DataFrame,
+    traded: float,
+    rate: float,
+    start_wealth: float = 1.0,
+    bankrupt: bool = False,
+    floor: float = BANKRUPTCY_FLOOR,
+) -> PeriodResult:
     """One holding period: `streams` must already be restricted to (D_prev, D] (no lookahead).
 
     `traded` is the notional from `turnover(target, drifted_previous)`; `rate` = slippage + commission
@@ -171,18 +198,34 @@ def holding_period(weights: pd.Series, streams: pd.DataFrame, traded: float, rat
         w = _check_weights(weights)
         w_arr, s_arr = w.to_numpy(), streams[w.index].to_numpy(dtype=float)
     p = holding_period_array(w_arr, s_arr, traded, rate, start_wealth, bankrupt, floor)
-    daily = pd.DataFrame({"gross_return": p.gross, "cost": p.cost, "net_return": p.net, "turnover": p.turnover,
-                          "wealth": p.wealth, "bankrupt": p.bankrupt_flags}, index=streams.index, columns=DAILY_COLUMNS)
-    end = pd.Series(p.end_weights, index=weights.index if len(p.end_weights) == len(weights) else None, dtype=float) \
-        if len(p.end_weights) else pd.Series(dtype=float)
+    daily = pd.DataFrame(
+        {
+            "gross_return": p.gross,
+            "cost": p.cost,
+            "net_return": p.net,
+            "turnover": p.turnover,
+            "wealth": p.wealth,
+            "bankrupt": p.bankrupt_flags,
+        },
+        index=streams.index,
+        columns=DAILY_COLUMNS,
+    )
+    end = (
+        pd.Series(p.end_weights, index=weights.index if len(p.end_weights) == len(weights) else None, dtype=float)
+        if len(p.end_weights)
+        else pd.Series(dtype=float)
+    )
     if weights.empty or weights.sum() <= 0:
         end = weights
     return PeriodResult(daily, end, p.end_wealth, p.bankrupt)
 
 
 def _weights_series(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series(frame["weight"].to_numpy(float), index=frame["atom_id"].to_numpy()) if len(frame) else \
-        pd.Series(dtype=float)
+    return (
+        pd.Series(frame["weight"].to_numpy(float), index=frame["atom_id"].to_numpy())
+        if len(frame)
+        else pd.Series(dtype=float)
+    )
 
 
 def _between(frame: pd.DataFrame, after, until) -> pd.DataFrame:
@@ -190,9 +233,17 @@ def _between(frame: pd.DataFrame, after, until) -> pd.DataFrame:
     return frame[(frame.index > pd.Timestamp(after)) & (frame.index <= pd.Timestamp(until))]
 
 
-def rebalance_period(raw: pd.DataFrame, target: pd.DataFrame, previous: pd.DataFrame | None, dates: tuple,
-                     direction: str, rate: float, start_wealth: float = 1.0, bankrupt: bool = False,
-                     floor: float = 0.01) -> PeriodResult:
+def rebalance_period(
+    raw: pd.DataFrame,
+    target: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    dates: tuple,
+    direction: str,
+    rate: float,
+    start_wealth: float = 1.0,
+    bankrupt: bool = False,
+    floor: float = 0.01,
+) -> PeriodResult:
     """One out-of-sample period of a rebalanced book, as the sleeve and tournament assets store it.
 
     raw: physical daily returns (dates x symbols) covering (d2, d]. target / previous: the weights
@@ -203,20 +254,35 @@ def rebalance_period(raw: pd.DataFrame, target: pd.DataFrame, previous: pd.DataF
     window = _between(raw, d2 if d2 is not None else d1, d)
     book = Book(direction, rate, floor)
     t = (target["atom_id"].to_numpy(), target["symbol"].to_numpy(), target["weight"].to_numpy(float))
-    p = (previous["atom_id"].to_numpy(), previous["symbol"].to_numpy(), previous["weight"].to_numpy(float)) \
-        if previous is not None else None
+    p = (
+        (previous["atom_id"].to_numpy(), previous["symbol"].to_numpy(), previous["weight"].to_numpy(float))
+        if previous is not None
+        else None
+    )
     symbols = sorted(set(t[1]) | (set(p[1]) if p is not None else set()))
     returns = window.reindex(columns=symbols).to_numpy(dtype=float)
     days = window.index
     split = int(np.searchsorted(days.values, np.datetime64(pd.Timestamp(d1)), side="right")) if d2 is not None else 0
     arrays = book.period(returns, symbols, t, p if d2 is not None else None, split, start_wealth, bankrupt)
     held = days[split:]
-    daily = pd.DataFrame({"gross_return": arrays.gross, "cost": arrays.cost, "net_return": arrays.net,
-                          "turnover": arrays.turnover, "wealth": arrays.wealth, "bankrupt": arrays.bankrupt_flags},
-                         index=held, columns=DAILY_COLUMNS)
+    daily = pd.DataFrame(
+        {
+            "gross_return": arrays.gross,
+            "cost": arrays.cost,
+            "net_return": arrays.net,
+            "turnover": arrays.turnover,
+            "wealth": arrays.wealth,
+            "bankrupt": arrays.bankrupt_flags,
+        },
+        index=held,
+        columns=DAILY_COLUMNS,
+    )
     ids = list(dict.fromkeys(t[0]))
-    end = pd.Series(arrays.end_weights, index=ids) if len(arrays.end_weights) == len(ids) and len(ids) else \
-        pd.Series(dtype=float)
+    end = (
+        pd.Series(arrays.end_weights, index=ids)
+        if len(arrays.end_weights) == len(ids) and len(ids)
+        else pd.Series(dtype=float)
+    )
     return PeriodResult(daily, end, arrays.end_wealth, arrays.bankrupt)
 
 
@@ -232,8 +298,9 @@ class Book:
     rate: float
     floor: float = BANKRUPTCY_FLOOR
 
-    def period(self, returns: np.ndarray, symbols: list[str], target, previous, split: int, start_wealth: float,
-               bankrupt: bool) -> PeriodArrays:
+    def period(
+        self, returns: np.ndarray, symbols: list[str], target, previous, split: int, start_wealth: float, bankrupt: bool
+    ) -> PeriodArrays:
         """returns: (days of (d2, d] x symbols) physical returns; target/previous: (atom ids, symbols,
         weights) decided at d1/d2 (previous None: from cash); split: the first day after d1."""
         col = {s: i for i, s in enumerate(symbols)}
@@ -247,8 +314,9 @@ class Book:
                 current_ids = p_ids
         traded = _traded(t_ids, t_w, current_ids, current_w)
         held = streams[split:][:, [col[s] for s in t_syms]] if len(t_syms) else np.zeros((len(streams) - split, 0))
-        return holding_period_array(np.asarray(t_w, dtype=float), held, traded, self.rate, start_wealth, bankrupt,
-                                    self.floor)
+        return holding_period_array(
+            np.asarray(t_w, dtype=float), held, traded, self.rate, start_wealth, bankrupt, self.floor
+        )
 
 
 def _traded(t_ids, t_w, c_ids, c_w) -> float:

@@ -13,9 +13,28 @@ import pandas as pd
 
 from quant_assets.simulation.metrics import performance
 
-SCORE_COLUMNS = ["profile", "engine", "days", "total_return", "cagr", "ann_vol", "sharpe", "sortino",
-                 "max_drawdown", "calmar", "var95", "cvar95", "turnover", "hhi", "effective_n", "beta",
-                 "af_dist", "stress_alpha", "fallback_share", "best_engine"]
+SCORE_COLUMNS = [
+    "profile",
+    "engine",
+    "days",
+    "total_return",
+    "cagr",
+    "ann_vol",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "var95",
+    "cvar95",
+    "turnover",
+    "hhi",
+    "effective_n",
+    "beta",
+    "af_dist",
+    "stress_alpha",
+    "fallback_share",
+    "best_engine",
+]
 MARKET = ("market", "platform")
 
 
@@ -41,23 +60,44 @@ def scoreboard(returns: pd.DataFrame, weights: pd.DataFrame, annualisation: int 
     for (profile, engine), r in series.items():
         g = returns[(returns["profile"] == profile) & (returns["engine"] == engine)]
         w = weights[(weights["profile"] == profile) & (weights["engine"] == engine)]
-        history = w.pivot_table(index="rebalance_date", columns="atom_id", values="weight", aggfunc="sum",
-                                fill_value=0.0) if len(w) else None
-        perf = performance(r, annualisation=annualisation, benchmark=None if (profile, engine) == MARKET else market,
-                           weights_history=history, turnover=g.loc[g["turnover"] > 0, "turnover"])
+        history = (
+            w.pivot_table(index="rebalance_date", columns="atom_id", values="weight", aggfunc="sum", fill_value=0.0)
+            if len(w)
+            else None
+        )
+        perf = performance(
+            r,
+            annualisation=annualisation,
+            benchmark=None if (profile, engine) == MARKET else market,
+            weights_history=history,
+            turnover=g.loc[g["turnover"] > 0, "turnover"],
+        )
         per_date = w.drop_duplicates("rebalance_date")
         fallback = float((per_date["profile_used"] != profile).mean()) if len(per_date) else np.nan
-        rows.append({"profile": profile, "engine": engine, **{k: perf.get(k, np.nan) for k in SCORE_COLUMNS[2:-2]},
-                     "fallback_share": fallback})
+        rows.append(
+            {
+                "profile": profile,
+                "engine": engine,
+                **{k: perf.get(k, np.nan) for k in SCORE_COLUMNS[2:-2]},
+                "fallback_share": fallback,
+            }
+        )
     board = pd.DataFrame(rows, columns=SCORE_COLUMNS[:-1])
     if board.empty:
         return board.assign(best_engine=pd.Series(dtype=bool))
     # Rounded so that engines with the same weights (to solver noise) tie, and ties go to the engine name.
     # A contender that fell back never ran the profile it stands for: it can only win when all did.
-    ranked = board.assign(_s=board["sharpe"].round(9).fillna(-np.inf), _d=board["max_drawdown"].round(9).fillna(-np.inf),
-                          _f=board["fallback_share"].fillna(0.0) > 0)
-    best = ranked.sort_values(["profile", "_f", "_s", "_d", "engine"], ascending=[True, True, False, False, True]) \
-                 .groupby("profile").head(1).index
+    ranked = board.assign(
+        _s=board["sharpe"].round(9).fillna(-np.inf),
+        _d=board["max_drawdown"].round(9).fillna(-np.inf),
+        _f=board["fallback_share"].fillna(0.0) > 0,
+    )
+    best = (
+        ranked.sort_values(["profile", "_f", "_s", "_d", "engine"], ascending=[True, True, False, False, True])
+        .groupby("profile")
+        .head(1)
+        .index
+    )
     board["best_engine"] = board.index.isin(best)
     return board.sort_values(["profile", "engine"]).reset_index(drop=True)
 
@@ -66,8 +106,23 @@ def scoreboard_markdown(board: pd.DataFrame) -> str:
     """The scoreboard as a markdown table, best engine per profile in bold."""
     if board.empty:
         return "_(no out-of-sample returns in this range yet)_"
-    cols = ["profile", "engine", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar", "cvar95",
-            "turnover", "effective_n", "beta", "af_dist", "stress_alpha", "fallback_share"]
+    cols = [
+        "profile",
+        "engine",
+        "cagr",
+        "ann_vol",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "calmar",
+        "cvar95",
+        "turnover",
+        "effective_n",
+        "beta",
+        "af_dist",
+        "stress_alpha",
+        "fallback_share",
+    ]
     pct = {"cagr", "ann_vol", "max_drawdown", "cvar95", "fallback_share"}
 
     def fmt(c, v):

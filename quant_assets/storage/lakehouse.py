@@ -119,9 +119,7 @@ class Lakehouse:
             return pl.DataFrame(schema=schema)
         return frame.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
 
-    def write_partition(
-        self, table: str, asset: str, key: dt.date | str, frame: pl.DataFrame | pd.DataFrame
-    ) -> Path:
+    def write_partition(self, table: str, asset: str, key: dt.date | str, frame: pl.DataFrame | pd.DataFrame) -> Path:
         """Replace one partition atomically (delete-then-insert without a window in between)."""
         target = self.path(table, asset, key)
         out = self.conform(table, frame)
@@ -165,9 +163,7 @@ class Lakehouse:
             folder = self.root / table
             if any(folder.glob("*/*.parquet")):
                 glob = str(folder / "*" / "*.parquet").replace("'", "''")
-                con.execute(
-                    f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
-                )
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
         ledger = self.root / LEDGER_FILE
         if ledger.exists():
             path = str(ledger).replace("'", "''")

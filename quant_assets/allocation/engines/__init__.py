@@ -6,5 +6,13 @@ from quant_assets.allocation.engines.pyportfolioopt import PyPortfolioOptEngine
 from quant_assets.allocation.engines.riskfolio import RiskfolioEngine
 from quant_assets.allocation.engines.skfolio import SkfolioEngine
 
-__all__ = ["CustomEngine", "Engine", "EngineOutput", "EngineRequest", "PyPortfolioOptEngine", "RiskfolioEngine",
-           "SkfolioEngine", "UnsupportedProfile"]
+__all__ = [
+    "CustomEngine",
+    "Engine",
+    "EngineOutput",
+    "EngineRequest",
+    "PyPortfolioOptEngine",
+    "RiskfolioEngine",
+    "SkfolioEngine",
+    "UnsupportedProfile",
+]

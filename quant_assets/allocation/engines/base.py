@@ -32,12 +32,31 @@ class UnsupportedProfile(NotImplementedError):
 class EngineRequest:
     """One optimisation problem. Covariance, means and CVaR are computed once and cached."""
 
-    __slots__ = ("profile", "X", "columns", "config", "regime", "clusters", "antifragility", "momentum",
-                 "_cov", "_mu", "_cvar")
+    __slots__ = (
+        "profile",
+        "X",
+        "columns",
+        "config",
+        "regime",
+        "clusters",
+        "antifragility",
+        "momentum",
+        "_cov",
+        "_mu",
+        "_cvar",
+    )
 
-    def __init__(self, profile: str, X: np.ndarray, columns: list, config: RiskConfig, regime: str = "NORMAL",
-                 clusters: np.ndarray | None = None, antifragility: np.ndarray | None = None,
-                 momentum: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        profile: str,
+        X: np.ndarray,
+        columns: list,
+        config: RiskConfig,
+        regime: str = "NORMAL",
+        clusters: np.ndarray | None = None,
+        antifragility: np.ndarray | None = None,
+        momentum: np.ndarray | None = None,
+    ) -> None:
         self.profile, self.X, self.columns, self.config, self.regime = profile, X, columns, config, regime
         self.clusters, self.antifragility, self.momentum = clusters, antifragility, momentum
         self._cov = self._mu = self._cvar = None
@@ -72,10 +91,16 @@ class EngineRequest:
         return pd.DataFrame(self.X, columns=self.columns)
 
     def subset(self, idx: np.ndarray, profile: str) -> EngineRequest:
-        sub = EngineRequest(profile, self.X[:, idx], [self.columns[i] for i in idx], self.config, self.regime,
-                            None if self.clusters is None else self.clusters[idx],
-                            None if self.antifragility is None else self.antifragility[idx],
-                            None if self.momentum is None else self.momentum[idx])
+        sub = EngineRequest(
+            profile,
+            self.X[:, idx],
+            [self.columns[i] for i in idx],
+            self.config,
+            self.regime,
+            None if self.clusters is None else self.clusters[idx],
+            None if self.antifragility is None else self.antifragility[idx],
+            None if self.momentum is None else self.momentum[idx],
+        )
         if self._cov is not None:
             sub._cov = self._cov[np.ix_(idx, idx)]
         return sub
@@ -95,8 +120,7 @@ class Engine(ABC):
     profiles: frozenset[str] = frozenset()
 
     @abstractmethod
-    def run(self, request: EngineRequest) -> EngineOutput:
-        ...
+    def run(self, request: EngineRequest) -> EngineOutput: ...
 
     def unsupported(self, profile: str, why: str = "") -> UnsupportedProfile:
         return UnsupportedProfile(f"{self.name} engine has no profile {profile!r}" + (f" ({why})" if why else ""))
@@ -129,8 +153,9 @@ def equal_weight(n: int) -> np.ndarray:
     return np.full(n, 1.0 / n)
 
 
-def hierarchical_equal_weight_array(var: np.ndarray, labels: np.ndarray | None, momentum: np.ndarray | None = None,
-                                    momentum_share: float = 0.0) -> np.ndarray:
+def hierarchical_equal_weight_array(
+    var: np.ndarray, labels: np.ndarray | None, momentum: np.ndarray | None = None, momentum_share: float = 0.0
+) -> np.ndarray:
     """Equal weight across clusters; inside each cluster inverse variance, optionally blended with a
     momentum-rank weight ((1 - share) * 1/var + share * rank / sum(rank), highest momentum = top rank).
 
@@ -243,8 +268,12 @@ def barbell(request: EngineRequest, core: Callable[[EngineRequest], EngineOutput
         core_out = core(request.subset(core_idx, "hrp"))
     w[core_idx] = (1.0 - total) * np.asarray(core_out.weights, dtype=float)
     diag = {f"core_{key}": value for key, value in core_out.diagnostics.items()}
-    diag.update(variant=f"barbell/hrp-core/{len(aggressors)}-aggressors", aggressor_total=total,
-                aggressors=[request.columns[i] for i in aggressors], solver=core_out.diagnostics.get("solver"))
+    diag.update(
+        variant=f"barbell/hrp-core/{len(aggressors)}-aggressors",
+        aggressor_total=total,
+        aggressors=[request.columns[i] for i in aggressors],
+        solver=core_out.diagnostics.get("solver"),
+    )
     return EngineOutput(w, diag)
 
 

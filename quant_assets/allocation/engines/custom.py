@@ -175,16 +175,18 @@ def max_sharpe(request: EngineRequest) -> EngineOutput:
         c = request.cvar()
         mu = mu - lam * np.abs(mu).mean() * (c / c.mean())
     if not (mu > 0).any():
-        raise ValueError("max_sharpe: no asset has an expected return above the risk-free rate 0 "
-                         "(every Sharpe ratio <= 0)")
+        raise ValueError(
+            "max_sharpe: no asset has an expected return above the risk-free rate 0 (every Sharpe ratio <= 0)"
+        )
     S = _normalised(request.cov())
     mu_s = mu / np.abs(mu).max()
     zero = np.zeros(request.n)
     y = _polish(S, mu_s, _solve_qp(S, zero, mu_s), zero)
     if y.sum() <= 0:
         raise ValueError("max_sharpe: degenerate solution")
-    return EngineOutput(y / y.sum(), {"variant": "long-only max Sharpe (rf=0, transform)",
-                                      "solver": "CLARABEL+kkt-polish"})
+    return EngineOutput(
+        y / y.sum(), {"variant": "long-only max Sharpe (rf=0, transform)", "solver": "CLARABEL+kkt-polish"}
+    )
 
 
 def erc(cov: np.ndarray, penalty: np.ndarray | None = None) -> np.ndarray:
@@ -210,14 +212,26 @@ def erc(cov: np.ndarray, penalty: np.ndarray | None = None) -> np.ndarray:
 
 class CustomEngine(Engine):
     name = "custom"
-    profiles = frozenset({"market", "benchmark", "raw_pool_ew", "equal_weight", "min_variance", "hrp",
-                          "max_sharpe", "risk_parity", "barbell"})
+    profiles = frozenset(
+        {
+            "market",
+            "benchmark",
+            "raw_pool_ew",
+            "equal_weight",
+            "min_variance",
+            "hrp",
+            "max_sharpe",
+            "risk_parity",
+            "barbell",
+        }
+    )
 
     def hrp(self, request: EngineRequest) -> EngineOutput:
         cfg = request.config
         w = hrp_weights(request.cov(), cfg.hrp_linkage, cfg.hrp_leaf_order)
-        return EngineOutput(w, {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}",
-                                "solver": "numpy-hrp-kernel"})
+        return EngineOutput(
+            w, {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}", "solver": "numpy-hrp-kernel"}
+        )
 
     def run(self, request: EngineRequest) -> EngineOutput:
         p = request.profile

@@ -35,8 +35,10 @@ class PyPortfolioOptEngine(LibraryEngine):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             w = HRPOpt(returns=pd.DataFrame(request.X, columns=cols)).optimize(linkage_method=cfg.hrp_linkage)
-        return EngineOutput(pd.Series(w).reindex(cols).to_numpy(dtype=float),
-                            {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/plain", "solver": "pypfopt.HRPOpt"})
+        return EngineOutput(
+            pd.Series(w).reindex(cols).to_numpy(dtype=float),
+            {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/plain", "solver": "pypfopt.HRPOpt"},
+        )
 
     def solve_convex(self, request: EngineRequest) -> EngineOutput:
         from pypfopt import EfficientFrontier
@@ -51,5 +53,6 @@ class PyPortfolioOptEngine(LibraryEngine):
             warnings.simplefilter("ignore")
             ef = EfficientFrontier(mu, S, weight_bounds=(0, 1), solver="CLARABEL")
             w = ef.min_volatility() if p == "min_variance" else ef.max_sharpe(risk_free_rate=0.0)
-        return EngineOutput(pd.Series(w).reindex(cols).to_numpy(dtype=float),
-                            {"variant": "EfficientFrontier", "solver": "CLARABEL"})
+        return EngineOutput(
+            pd.Series(w).reindex(cols).to_numpy(dtype=float), {"variant": "EfficientFrontier", "solver": "CLARABEL"}
+        )

@@ -29,13 +29,23 @@ class RiskfolioEngine(LibraryEngine):
         port = rp.HCPortfolio(returns=pd.DataFrame(request.X, columns=cols))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            w = port.optimization(model="HRP", codependence="pearson", rm="MV", rf=0, linkage=cfg.hrp_linkage,
-                                  leaf_order=cfg.hrp_leaf_order == "optimal")
+            w = port.optimization(
+                model="HRP",
+                codependence="pearson",
+                rm="MV",
+                rf=0,
+                linkage=cfg.hrp_linkage,
+                leaf_order=cfg.hrp_leaf_order == "optimal",
+            )
         if w is None:
             raise ValueError("riskfolio HRP returned no weights")
-        return EngineOutput(w["weights"].reindex(cols).to_numpy(dtype=float),
-                            {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}",
-                             "solver": "riskfolio.HCPortfolio"})
+        return EngineOutput(
+            w["weights"].reindex(cols).to_numpy(dtype=float),
+            {
+                "variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}",
+                "solver": "riskfolio.HCPortfolio",
+            },
+        )
 
     def solve_convex(self, request: EngineRequest) -> EngineOutput:
         import riskfolio as rp
@@ -54,9 +64,11 @@ class RiskfolioEngine(LibraryEngine):
             if p == "risk_parity":
                 w = port.rp_optimization(model="Classic", rm="MV", rf=0, b=None, hist=True)
             else:
-                w = port.optimization(model="Classic", rm="MV", obj="MinRisk" if p == "min_variance" else "Sharpe",
-                                      rf=0, l=0, hist=True)
+                w = port.optimization(
+                    model="Classic", rm="MV", obj="MinRisk" if p == "min_variance" else "Sharpe", rf=0, l=0, hist=True
+                )
         if w is None:
             raise ValueError(f"riskfolio {p} returned no weights (solver failure)")
-        return EngineOutput(w["weights"].reindex(cols).to_numpy(dtype=float),
-                            {"variant": "Classic/MV", "solver": "CLARABEL"})
+        return EngineOutput(
+            w["weights"].reindex(cols).to_numpy(dtype=float), {"variant": "Classic/MV", "solver": "CLARABEL"}
+        )

@@ -39,16 +39,23 @@ class SkfolioEngine(LibraryEngine):
 
         cfg = request.config
         model = HierarchicalRiskParity(
-            risk_measure=RiskMeasure.VARIANCE, prior_estimator=self._prior(request),
+            risk_measure=RiskMeasure.VARIANCE,
+            prior_estimator=self._prior(request),
             seriation_estimator=HierarchicalSeriation(
                 hierarchical_clustering_estimator=HierarchicalClustering(linkage_method=LinkageMethod(cfg.hrp_linkage)),
-                optimal_ordering=cfg.hrp_leaf_order == "optimal"))
+                optimal_ordering=cfg.hrp_leaf_order == "optimal",
+            ),
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(request.X)
-        return EngineOutput(np.asarray(model.weights_, dtype=float),
-                            {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}",
-                             "solver": "skfolio.HierarchicalRiskParity"})
+        return EngineOutput(
+            np.asarray(model.weights_, dtype=float),
+            {
+                "variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}",
+                "solver": "skfolio.HierarchicalRiskParity",
+            },
+        )
 
     def solve_convex(self, request: EngineRequest) -> EngineOutput:
         p = request.profile
@@ -57,11 +64,17 @@ class SkfolioEngine(LibraryEngine):
 
         prior = self._prior(request)
         if p == "min_variance":
-            model = MeanRisk(objective_function=ObjectiveFunction.MINIMIZE_RISK, risk_measure=RiskMeasure.VARIANCE,
-                             prior_estimator=prior)
+            model = MeanRisk(
+                objective_function=ObjectiveFunction.MINIMIZE_RISK,
+                risk_measure=RiskMeasure.VARIANCE,
+                prior_estimator=prior,
+            )
         elif p == "max_sharpe":
-            model = MeanRisk(objective_function=ObjectiveFunction.MAXIMIZE_RATIO, risk_measure=RiskMeasure.VARIANCE,
-                             prior_estimator=prior)
+            model = MeanRisk(
+                objective_function=ObjectiveFunction.MAXIMIZE_RATIO,
+                risk_measure=RiskMeasure.VARIANCE,
+                prior_estimator=prior,
+            )
         else:
             model = RiskBudgeting(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior)
         with warnings.catch_warnings():
@@ -70,5 +83,6 @@ class SkfolioEngine(LibraryEngine):
             # them (min-variance came out 0.80018 instead of 0.8). Every profile here is
             # scale-invariant with a zero risk-free rate, so the weights are unchanged.
             model.fit(request.X * 100.0)
-        return EngineOutput(np.asarray(model.weights_, dtype=float),
-                            {"variant": type(model).__name__, "solver": "CLARABEL"})
+        return EngineOutput(
+            np.asarray(model.weights_, dtype=float), {"variant": type(model).__name__, "solver": "CLARABEL"}
+        )
