@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: env demo test ui backfill sql summary explain report audit check bench clean-data
+.PHONY: env demo test lint ui backfill sql summary explain report audit check bench clean-data
 
 # The environment: uv (bootstrapped into .uv/ if absent) installs the locked set with bytecode.
 .venv/.synced: pyproject.toml uv.lock
@@ -52,8 +52,14 @@ report: env
 audit: env
 	$(PY) -m quant_assets.cli.main audit
 
-check: env
+check: env $(DAGSTER_HOME)/dagster.yaml
 	.venv/bin/dg check defs
+
+# ruff (lint + format check) and the import contracts of the package layers (pyproject.toml).
+lint: env
+	.venv/bin/ruff check quant_assets quant_assets_tests benchmarks
+	.venv/bin/ruff format --check quant_assets quant_assets_tests benchmarks
+	.venv/bin/lint-imports
 
 # Every figure of the README's timings (about 20 minutes; run on an otherwise idle machine).
 bench: env
