@@ -1,0 +1,144 @@
+"""The batched SQLite event log (`quant_assets.assets.event_log`) leaves what Dagster's own storage
+leaves: the same events, materialisations, metadata, partition statuses and check evaluations.
+
+A small graph shaped like ours (subsettable multi-assets holding several keys, yearly partitions, a
+blocking check, per-partition metadata) runs twice on each storage: a single-run backfill of three
+partitions (the batched path: Dagster hands the storage a batch) and one partition alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from quant_assets.assets.event_log import BatchingSqliteEventLogStorage
+
+PARTITIONS = dg.TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 1 1 *", start=dt.datetime(2020, 1, 1), end=dt.datetime(2023, 1, 1), fmt="%Y"
+)
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def graph() -> dg.Definitions:
+    def step(name: str, keys: list[str], deps: list[str]):
+        @dg.multi_asset(
+            name=name,
+            specs=[dg.AssetSpec(k, deps=deps) for k in keys],
+            check_specs=[dg.AssetCheckSpec("rows_positive", asset=keys[0], blocking=True)],
+            partitions_def=PARTITIONS,
+            can_subset=True,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+        )
+        def _step(context):
+            for key in keys:
+                if dg.AssetKey(key) not in context.selected_asset_keys:
+                    continue
+                for pk in context.partition_keys:  # per-partition metadata, as our steps attach it
+                    context.add_asset_metadata({"rows": int(pk) - 2000, "year": pk}, asset_key=key, partition_key=pk)
+                yield dg.MaterializeResult(asset_key=key)
+            if dg.AssetKey(keys[0]) in context.selected_asset_keys:
+                yield dg.AssetCheckResult(check_name="rows_positive", asset_key=keys[0], passed=True)
+
+        return _step
+
+    upstream = step("upstream", ["prices_u", "returns_u", "features_u"], [])
+    downstream = step("downstream", ["weights_s", "returns_s"], ["returns_u", "features_u"])
+    return dg.Definitions(assets=[upstream, downstream])
+
+
+def run_twice(instance: dg.DagsterInstance) -> list[str]:
+    job = graph().resolve_implicit_global_asset_job_def()
+    keys = PARTITIONS.get_partition_keys()
+    ranged = job.execute_in_process(
+        instance=instance,
+        run_config=QUIET,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+    single = job.execute_in_process(instance=instance, run_config=QUIET, partition_key=keys[-1])
+    assert ranged.success and single.success
+    return [ranged.run_id, single.run_id]
+
+
+def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
+    """What the UI reads back, with run ids and timestamps left out."""
+    events = []
+    for run_id in run_ids:
+        for record in instance.all_logs(run_id):
+            dagster_event = record.dagster_event
+            if dagster_event is None:
+                continue
+            events.append(
+                (
+                    dagster_event.event_type_value,
+                    dagster_event.step_key or "",
+                    str(dagster_event.asset_key or ""),
+                    dagster_event.partition or "",
+                )
+            )
+    keys = sorted(instance.get_asset_keys(), key=lambda k: k.to_user_string())
+    materialised = {k.to_user_string(): sorted(instance.get_materialized_partitions(k)) for k in keys}
+    metadata = {}
+    for key in keys:
+        for record in instance.fetch_materializations(key, limit=100).records:
+            mat = record.event_log_entry.asset_materialization
+            metadata.setdefault(key.to_user_string(), []).append(
+                (mat.partition, {k: v.value for k, v in mat.metadata.items()})
+            )
+    checks = {}
+    for key in keys:
+        for check in ("rows_positive",):
+            found = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(key, check), limit=10)
+            if found:
+                checks[key.to_user_string()] = sorted(str(c.status) for c in found)
+    return {
+        "events": Counter(events),
+        "materialised": materialised,
+        "metadata": {k: sorted(v, key=lambda t: (t[0], sorted(t[1].items()))) for k, v in metadata.items()},
+        "checks": checks,
+    }
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "100000")  # what definitions.py sets: Dagster sends batches
+        for name, config in (
+            ("dagster", ""),
+            (
+                "batched",
+                "event_log_storage:\n  module: quant_assets.assets.event_log\n  class: BatchingSqliteEventLogStorage\n",
+            ),
+        ):
+            home = tmp_path_factory.mktemp(name)
+            mp.setenv("DAGSTER_HOME", str(home))  # as make ui / make demo set it
+            (home / "dagster.yaml").write_text(config)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                out[name] = (type(instance.event_log_storage), summary(instance, run_twice(instance)))
+    return out
+
+
+def test_the_batched_storage_is_the_one_dagster_yaml_selects(both):
+    assert both["batched"][0] is BatchingSqliteEventLogStorage
+    assert both["dagster"][0] is not BatchingSqliteEventLogStorage
+
+
+def test_same_events_materialisations_metadata_and_checks(both):
+    ours, theirs = both["batched"][1], both["dagster"][1]
+    assert ours["events"] == theirs["events"]
+    assert ours["materialised"] == theirs["materialised"]
+    assert ours["materialised"]["weights_s"] == ["2020", "2021", "2022"]
+    assert ours["metadata"] == theirs["metadata"]
+    # the ranged run attached each partition's own metadata; the single run re-materialised 2022
+    assert [(p, m["rows"]) for p, m in ours["metadata"]["prices_u"]] == [
+        ("2020", 20),
+        ("2021", 21),
+        ("2022", 22),
+        ("2022", 22),
+    ]
+    assert ours["checks"] == theirs["checks"] and ours["checks"]["prices_u"]
+    assert sum(ours["events"].values()) > 40  # the comparison covers a real run, not an empty log
