@@ -211,8 +211,8 @@ def test_friction_is_charged_on_rebalance_days(world):
 def test_reports_are_written_per_partition_and_any_date_renders(world):
     rep = q(world, "SELECT meta, risk, rebalance_date, markdown FROM meta_report")
     assert len(rep) == 2 * 5 * 3  # the last rebalance date of each partition
-    from quant_assets.assets.meta import report_at
     from quant_assets.data.calendars import Periods
+    from quant_assets.meta.report import report_at
 
     m = world["manifest"]
     other = report_at(world["lh"], "us_stocks", "hrp", dt.date(2019, 2, 15), Periods(m.calendar), m.lookbacks)

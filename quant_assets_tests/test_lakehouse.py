@@ -81,3 +81,39 @@ def test_two_processes_write_at_once_without_errors(tmp_path):
     lh = Lakehouse(tmp_path)
     assert len(lh.partitions("prices", "prices_u")) == 40
     assert lh.sql("SELECT count(*) AS n FROM prices")["n"][0] == 40 * 50
+
+
+def test_a_partition_written_before_a_column_existed_reads_it_as_null(tmp_path):
+    """Schemas evolve by adding columns: an old partition still concatenates with new ones."""
+    from quant_assets.assets.meta import optimisation_history
+    from quant_assets.config.manifest import ChildRef
+    from quant_assets.storage.schemas import TABLES
+
+    lh = Lakehouse(tmp_path)
+    schema = TABLES["meta_weights"].schema
+    row = {c: [None] for c in schema} | {
+        "rebalance_date": [dt.date(2020, 1, 3)],
+        "meta": ["m"],
+        "risk": ["hrp"],
+        "child": ["a"],
+        "child_kind": ["meta"],
+        "weight": [1.0],
+        "raw_weight": [1.0],
+        "cluster": [1],
+        "engine": ["custom"],
+        "profile_used": ["hrp"],
+        "outcome": ["optimised"],
+        "status": ["optimised"],
+        "vetoed": [""],
+        "success_share": [1.0],
+    }
+    lh.write_partition("meta_weights", "mw", "2020", pl.DataFrame(row, schema=schema))
+    old = pl.DataFrame(row, schema=schema).drop("outcome")
+    old = old.with_columns(rebalance_date=pl.lit(dt.date(2019, 1, 4)), status=pl.lit("fallback: hrp -> min_variance"))
+    old.write_parquet(lh.path("meta_weights", "mw", "2019"))  # as an older version wrote it
+    both = lh.read("meta_weights", "mw")
+    assert both.columns == list(schema)
+    assert both["outcome"].to_list() == [None, "optimised"]
+    # the meta health gate reads the old partition's outcome off its status text
+    history = optimisation_history(both, ChildRef(meta="m"), "hrp")
+    assert history == [(dt.date(2019, 1, 4), False), (dt.date(2020, 1, 3), True)]

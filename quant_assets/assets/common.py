@@ -307,23 +307,6 @@ def check_result(name: str, asset: str, failures: dict[str, str], checked: int, 
     )
 
 
-def markdown_table(df: pd.DataFrame | pl.DataFrame, max_rows: int = 10, floatfmt: str = ".4f") -> str:
-    if len(df) == 0:
-        return "_(no rows)_"
-    df = df.head(max_rows)
-    cols = list(df.columns)
-    rows = df.iter_rows() if isinstance(df, pl.DataFrame) else df.itertuples(index=False)
-
-    def fmt(v) -> str:
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def preview(frame: pl.DataFrame, rows: int = 10) -> MetadataValue:
     """The first rows of a partition's last rebalance date, as markdown (what a person checks first)."""
     if frame.height and "rebalance_date" in frame.columns:

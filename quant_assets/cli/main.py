@@ -265,9 +265,9 @@ def cmd_accept(args) -> int:
 
 def cmd_report(args) -> int:
     """Print the markdown report of a meta lens as of any rebalance date (from the stored tables)."""
-    from quant_assets.assets.meta import report_at
     from quant_assets.config.manifest import load_manifest
     from quant_assets.data.calendars import Periods
+    from quant_assets.meta.report import report_at
 
     manifest = load_manifest()
     if args.meta not in manifest.metas or args.risk not in manifest.meta_risks(args.meta):

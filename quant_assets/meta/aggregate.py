@@ -9,6 +9,7 @@ physical weight stays traceable to the paths that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -211,6 +212,14 @@ def health_vetoes_array(
     return vetoed
 
 
+class AllocationOutcome(StrEnum):
+    """How a meta's weights on a date were produced (the `outcome` column of `meta_weights`)."""
+
+    OPTIMISED = "optimised"  # the configured allocation ran
+    FALLBACK = "fallback"  # a later profile of the fallback chain produced them
+    EQUAL_WEIGHT = "equal_weight"  # too little history, or every child vetoed
+
+
 @dataclass
 class MetaAllocation:
     """A meta's weights at one date and how they were produced (`values` / `raw_values` in child order)."""
@@ -223,6 +232,7 @@ class MetaAllocation:
     status: str
     vetoed: dict[str, str] = field(default_factory=dict)
     bounds: tuple[float, float] = (0.0, 1.0)
+    outcome: AllocationOutcome = AllocationOutcome.OPTIMISED
 
     @property
     def weights(self) -> pd.Series:
@@ -290,13 +300,16 @@ def allocate_array(
             "equal_weight: every child vetoed; " + "; ".join(notes),
             dict(vetoed),
             (0.0, 1.0),
+            AllocationOutcome.EQUAL_WEIGHT,
         )
     if len(values) < min_history:
         raw = np.full(len(live), 1.0 / len(live))
         eng, used, status = "platform", "equal_weight", f"equal_weight: {len(values)} < {min_history} days of history"
+        outcome = AllocationOutcome.EQUAL_WEIGHT
     else:
         result = optimise_array(values[:, live], [names[i] for i in live], profile, engine=engine, chain=chain)
         raw, eng, used = np.nan_to_num(result.values, nan=0.0), result.engine, result.profile_used
+        outcome = AllocationOutcome.FALLBACK if result.fallback_used else AllocationOutcome.OPTIMISED
         status = "optimised" if not result.fallback_used else f"fallback: {result.chain_text()}"
     lo, hi = lower, max(upper, 1.0 / len(live))
     if hi != upper:
@@ -305,7 +318,9 @@ def allocate_array(
     weights[live] = project_bounded_simplex(raw, lo, hi)
     full_raw = np.zeros(k)
     full_raw[live] = raw
-    return MetaAllocation(weights, full_raw, names, eng, used, "; ".join([status, *notes]), dict(vetoed), (lo, hi))
+    return MetaAllocation(
+        weights, full_raw, names, eng, used, "; ".join([status, *notes]), dict(vetoed), (lo, hi), outcome
+    )
 
 
 def cluster_labels(values: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -147,8 +147,19 @@ class Lakehouse:
         return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
     def read_partition(self, table: str, asset: str, key: dt.date | str) -> pl.DataFrame | None:
-        """One stored partition (None when it was never materialised)."""
-        return _CACHE.get(self.path(table, asset, key), "frame", pl.read_parquet)
+        """One stored partition (None when it was never materialised).
+
+        Schemas evolve by adding columns: a partition written before a column was declared reads
+        it as nulls (re-materialising the partition fills it), so old and new partitions concatenate.
+        """
+        frame = _CACHE.get(self.path(table, asset, key), "frame", pl.read_parquet)
+        if frame is None:
+            return None
+        missing = [c for c in TABLES[table].schema if c not in frame.columns]
+        if missing:
+            schema = TABLES[table].schema
+            frame = frame.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in missing).select(list(schema))
+        return frame
 
     # ---- SQL -----------------------------------------------------------------------------
 

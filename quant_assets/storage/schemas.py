@@ -214,6 +214,7 @@ TABLES: dict[str, Table] = {
             "cluster": I,
             "engine": S,
             "profile_used": S,
+            "outcome": S,
             "status": S,
             "vetoed": S,
             "success_share": F,
