@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: env demo test lint ui backfill sql summary explain report audit check bench clean-data
+.PHONY: env demo test test-fast lint ui backfill sql summary explain report audit check bench clean-data
 
 # The environment: uv (bootstrapped into .uv/ if absent) installs the locked set with bytecode.
 .venv/.synced: pyproject.toml uv.lock
@@ -24,6 +24,10 @@ demo: env $(DAGSTER_HOME)/dagster.yaml
 
 test: env
 	$(PY) -m pytest
+
+# The inner loop: every test that does not materialise a graph or drive the UI (under a minute).
+test-fast: env
+	$(PY) -m pytest -m "not slow and not ui"
 
 # Dagster UI on http://127.0.0.1:3000 over the same instance the demo wrote to.
 ui: env $(DAGSTER_HOME)/dagster.yaml

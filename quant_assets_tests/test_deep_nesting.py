@@ -11,6 +11,8 @@ from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.definitions import build_definitions
 from quant_assets.storage.lakehouse import Lakehouse
 
+pytestmark = pytest.mark.slow  # materialises graphs: `make test-fast` skips it
+
 
 @pytest.fixture(scope="module")
 def deep(tmp_path_factory):

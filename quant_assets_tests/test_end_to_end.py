@@ -22,6 +22,8 @@ from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.definitions import build_definitions
 from quant_assets.storage.lakehouse import Lakehouse
 
+pytestmark = pytest.mark.slow  # materialises graphs: `make test-fast` skips it
+
 START, END = dt.date(2019, 1, 1), dt.date(2019, 3, 31)  # 13 Fridays: 2019-01-04 .. 2019-03-29
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 PARTITIONS = ["2019-01", "2019-02", "2019-03"]

@@ -17,6 +17,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from quant_assets.assets.event_log import BatchingSqliteEventLogStorage
 
+pytestmark = pytest.mark.slow  # materialises graphs: `make test-fast` skips it
+
 PARTITIONS = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 1 1 *", start=dt.datetime(2020, 1, 1), end=dt.datetime(2023, 1, 1), fmt="%Y"
 )

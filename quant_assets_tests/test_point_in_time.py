@@ -22,6 +22,8 @@ from quant_assets.data import sources
 from quant_assets.definitions import build_definitions
 from quant_assets.storage.lakehouse import Lakehouse
 
+pytestmark = pytest.mark.slow  # materialises graphs: `make test-fast` skips it
+
 CUT = dt.date(2020, 2, 21)
 AFTER = dt.date(2020, 2, 28)
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
