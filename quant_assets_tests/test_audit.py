@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.audit.ledger import GENESIS, AuditLedger, frame_hash, record_hash
+from quant_assets.audit.ledger import GENESIS, AuditLedger, LedgerBatch, OptimisationLog, frame_hash, record_hash
 
 
 def fill(ledger: AuditLedger, n: int = 3) -> list[dict]:
@@ -150,3 +150,42 @@ def test_truncated_tail_blocks_appends_with_a_clear_error(tmp_path):
         fill(ledger, 1)
     result = ledger.verify()
     assert (result.ok, result.first_broken) == (False, 3) and "is not JSON" in result.reason
+
+
+def test_a_failing_optimisation_leaves_its_error_outcome_and_the_batch_in_the_ledger(tmp_path):
+    import datetime as dt
+
+    ledger = AuditLedger(tmp_path / "ledger.jsonl")
+    logs = [
+        OptimisationLog("sleeve_optimise", f"sleeve_weights_x_{r}", "2020", "run1", {"profile": r})
+        for r in ("hrp", "min_variance")
+    ]
+    batch = LedgerBatch(ledger, logs)
+    d1, d2 = dt.date(2020, 1, 3), dt.date(2020, 1, 10)
+    with batch.recording(logs[0], d1, {"returns": "h1"}):
+        logs[0].add(d1, {"returns": "h1"}, "success", "w1")
+    with pytest.raises(RuntimeError, match="solver exploded"):
+        with batch.recording(logs[1], d2, {"returns": "h2"}):
+            raise RuntimeError("solver exploded")
+    records = list(ledger.records())
+    assert [(r["type"], r["asset"], r["status"] if r["type"] == "outcome" else "") for r in records] == [
+        ("intent", "sleeve_weights_x_hrp", ""),
+        ("outcome", "sleeve_weights_x_hrp", "success"),
+        ("intent", "sleeve_weights_x_min_variance", ""),
+        ("outcome", "sleeve_weights_x_min_variance", "error"),
+    ]
+    entry = records[-1]["detail"]["optimisations"][0]
+    assert entry["rebalance_date"] == "2020-01-10" and "solver exploded" in entry["error"]
+    assert ledger.verify().ok and ledger.dangling_intents() == []
+
+
+def test_a_committed_batch_is_verified_from_disk(tmp_path):
+    import datetime as dt
+
+    ledger = AuditLedger(tmp_path / "ledger.jsonl")
+    log = OptimisationLog("meta_optimise", "meta_weights_m_hrp", "2020", "run1", {})
+    log.add(dt.date(2020, 1, 3), {"meta_returns": "h"}, "success", "w")
+    check, n_records = LedgerBatch(
+        ledger, [log, OptimisationLog("meta_optimise", "unused", "2021", "run1", {})]
+    ).commit()
+    assert check.ok and n_records == 2  # the unused log (no entries) writes nothing

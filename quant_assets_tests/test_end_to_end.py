@@ -353,7 +353,7 @@ def test_explain_a_weight_decomposes_paths_and_names_the_runs(world):
 
 
 def test_orders_from_cash_then_drift_from_accepted_weights(world):
-    from quant_assets.assets.execution import read_state, record_implemented, state_path
+    from quant_assets.execution.state import read_state, record_implemented, state_path
 
     path = state_path(world["lh"], "total_portfolio", "hrp")
     assert not path.exists()  # materialising never writes the user's state

@@ -49,7 +49,7 @@ from quant_assets.assets.common import (
 )
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
-from quant_assets.audit.ledger import OptimisationLog, iso_days, matrix_digest, weights_digest
+from quant_assets.audit.ledger import LedgerBatch, OptimisationLog, iso_days, matrix_digest, weights_digest
 from quant_assets.config.manifest import ChildRef
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.meta.aggregate import (
@@ -351,6 +351,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             )
             for k in run.keys
         }
+        batch = LedgerBatch(run.ledger, logs.values())
         out: dict[dt.date, Allocation] = {}
         columns: dict[str, list] = {}
         failures, lost = {}, {}
@@ -364,7 +365,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             shares = {c: histories[c].share(d - span, d) for c in names}
             vetoed = health_vetoes_array(values, names, shares, cfg.min_child_success_share)
             inputs = {"meta_returns": matrix_digest(iso_days(days), names, values)}
-            try:
+            with batch.recording(logs[run.key_of(d)], d, inputs):
                 alloc = allocate_array(
                     values,
                     names,
@@ -376,10 +377,6 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     min_history=lb.meta_min_history_days,
                     vetoed=vetoed,
                 )
-            except Exception as err:
-                logs[run.key_of(d)].add(d, inputs, "error", None, error=repr(err)[:300])
-                run.ledger.append_pairs([log.pair() for log in logs.values() if log.entries])
-                raise
             w = alloc.values
             kind = alloc.outcome.value
             logs[run.key_of(d)].add(
@@ -413,8 +410,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             if problem:
                 failures[d.isoformat()] = problem
         if compute_w:
-            offset, written = run.ledger.append_pairs([log.pair() for log in logs.values() if log.entries])
-            ledger_check = run.ledger.verify_batch(offset, written)
+            ledger_check, n_records = batch.commit()
             parts = run.write("meta_weights", n_mw, pl.DataFrame(columns), meta=meta, risk=risk)
             per_key = {}
             for k, p in parts.items():
@@ -448,7 +444,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     n_mw,
                     {} if ledger_check.ok else {"ledger": ledger_check.reason},
                     len(dates),
-                    ledger_records=len(written),
+                    ledger_records=n_records,
                 ),
             )
         if run.is_selected(n_tree):

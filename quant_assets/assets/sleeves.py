@@ -14,6 +14,7 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
 from quant_assets.allocation.optimise import FALLBACK_CHAINS, optimise_array
+from quant_assets.allocation.pool import Selected, atom_scores, sleeve_pool
 from quant_assets.assets.common import (
     PREVIOUS_PARTITION,
     SINGLE_RUN,
@@ -35,9 +36,7 @@ from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
-from quant_assets.audit.ledger import OptimisationLog, matrix_digest, selection_digest, weights_digest
-from quant_assets.selection.features import antifragility_matrix
-from quant_assets.selection.funnel import atom_id
+from quant_assets.audit.ledger import LedgerBatch, OptimisationLog, matrix_digest, selection_digest, weights_digest
 from quant_assets.selection.market import dense_matrix
 from quant_assets.simulation.simulate import BANKRUPTCY_FLOOR, Book
 
@@ -48,16 +47,6 @@ POOL_DESCRIPTION = {
 }
 
 
-@dataclass
-class Selected:
-    """One date's selection, in rank order: what the sleeve's profiles allocate over."""
-
-    symbols: list[str]
-    atom_ids: list[str]
-    clusters: list[int]
-    selected: list[bool]
-
-
 def selections_by_date(frame: pl.DataFrame) -> dict[dt.date, Selected]:
     out = {}
     for g in frame.partition_by("rebalance_date", maintain_order=True):
@@ -66,34 +55,6 @@ def selections_by_date(frame: pl.DataFrame) -> dict[dt.date, Selected]:
             g["symbol"].to_list(), g["atom_id"].to_list(), g["cluster"].to_list(), g["selected"].to_list()
         )
     return out
-
-
-def sleeve_pool(
-    risk: str, sel: Selected | None, available: set[str], benchmarks: set[str], logic: str, direction: str
-) -> tuple[list[str], list[str], list[int]]:
-    """The atoms a profile allocates over: (symbols, atom ids, clusters).
-
-    Most profiles hold the winners; the baselines hold the benchmarks (`market`) or every
-    recruitable symbol of the pool (`raw_pool_ew`), as atoms of the sleeve's own logic and direction.
-    `available`: the symbols with returns on the date.
-    """
-    if risk == "market":
-        symbols = sorted(s for s in benchmarks if s in available)
-        return symbols, [atom_id(s, logic, direction) for s in symbols], [0] * len(symbols)
-    if sel is None:
-        return [], [], []
-    keep = [i for i, s in enumerate(sel.symbols) if s in available and (risk == "raw_pool_ew" or sel.selected[i])]
-    return [sel.symbols[i] for i in keep], [sel.atom_ids[i] for i in keep], [int(sel.clusters[i]) for i in keep]
-
-
-def atom_scores(streams: np.ndarray, momentum: np.ndarray, sign: float) -> dict:
-    """What barbell and hybrid weighting need per atom (arrays in atom order), oriented like the
-    atom's own stream: antifragility of the synthetic-long stream (a short's upside is the stock's
-    downside) and the stock's momentum times the sleeve's sign."""
-    return {
-        "antifragility": antifragility_matrix(np.where(np.isnan(streams), 0.0, streams)),
-        "momentum": sign * momentum,
-    }
 
 
 def sleeve_step(ctx: GraphContext, sleeve: str):
@@ -208,6 +169,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             }
             for r in wanted
         }
+        batch = LedgerBatch(run.ledger, [log for by_key in logs.values() for log in by_key.values()])
         out: dict[str, dict[dt.date, Holding]] = {r: {} for r in wanted}
         columns = {r: {} for r in wanted}
         failures = {r: {} for r in wanted}
@@ -243,7 +205,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 if issue:
                     sign_failures[risk][d.isoformat()] = issue
                 log = logs[risk][run.key_of(d)]
-                try:
+                with batch.recording(log, d, inputs):
                     result = optimise_array(
                         streams,
                         ids,
@@ -254,10 +216,6 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                         regime=regimes[d],
                         **scores,
                     )
-                except Exception as err:
-                    log.add(d, inputs, "error", None, error=repr(err)[:300])
-                    _append(run, logs)
-                    raise
                 w = result.values
                 keep = w > 0 if result.profile_used != "none" else np.zeros(len(w), dtype=bool)
                 h = Holding(
@@ -289,8 +247,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
                 if problem:
                     failures[risk][d.isoformat()] = problem
-        offset, written = _append(run, logs)
-        ledger_check = run.ledger.verify_batch(offset, written)
+        ledger_check, n_records = batch.commit()
         for risk in wanted:
             n_w = sleeve_weights_name(sleeve, risk)
             parts = run.write(
@@ -321,7 +278,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                     n_w,
                     {} if ledger_check.ok else {"ledger": ledger_check.reason},
                     len(dates),
-                    ledger_records=len(written),
+                    ledger_records=n_records,
                     ledger=MetadataValue.path(str(run.ledger.path)),
                 ),
             )
@@ -451,11 +408,6 @@ def _stored_state(run: Run, asset: str, key: str) -> tuple[float, bool] | None:
         return None
     f = f.filter(pl.col("wealth").is_not_null())
     return (1.0, False) if f.is_empty() else (float(f["wealth"][-1]), bool(f["bankrupt"][-1]))
-
-
-def _append(run: Run, logs: dict[str, dict[str, OptimisationLog]]):
-    pairs = [log.pair() for by_key in logs.values() for log in by_key.values() if log.entries]
-    return run.ledger.append_pairs(pairs)
 
 
 def _provenance(result) -> dict:

@@ -16,6 +16,7 @@ import pandas as pd
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from quant_assets.allocation.optimise import PLATFORM_PROFILES, optimise_array
+from quant_assets.allocation.pool import atom_scores, sleeve_pool
 from quant_assets.assets.common import (
     PREVIOUS_PARTITION,
     SINGLE_RUN,
@@ -32,7 +33,7 @@ from quant_assets.assets.common import (
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.assets.progress import track
-from quant_assets.assets.sleeves import atom_scores, selections_by_date, sleeve_pool
+from quant_assets.assets.sleeves import selections_by_date
 from quant_assets.meta.plots import drawdowns_md, equity_curves_md
 from quant_assets.selection.market import dense_matrix
 from quant_assets.simulation.simulate import rebalance_period

@@ -22,6 +22,8 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,3 +278,33 @@ class OptimisationLog:
             "detail": {"optimisations": self.entries},
         }
         return intent, outcome
+
+
+class LedgerBatch:
+    """The optimisation logs of one step, written to the ledger as one batch.
+
+    Every optimisation of the step runs inside `recording(log, date, inputs)`: if it raises, the
+    date is logged as an error and everything logged so far is appended before the exception
+    propagates, so no intent is left without an outcome. After the loop, `commit()` appends the
+    batch and re-reads it from disk (the `audit_complete` check).
+    """
+
+    def __init__(self, ledger: AuditLedger, logs: Iterable[OptimisationLog]):
+        self.ledger, self.logs = ledger, list(logs)
+
+    def _pairs(self) -> list[tuple[dict, dict]]:
+        return [log.pair() for log in self.logs if log.entries]
+
+    @contextmanager
+    def recording(self, log: OptimisationLog, date: dt.date, inputs: dict[str, str]) -> Iterator[None]:
+        try:
+            yield
+        except Exception as err:
+            log.add(date, inputs, "error", None, error=repr(err)[:300])
+            self.ledger.append_pairs(self._pairs())
+            raise
+
+    def commit(self) -> tuple[VerifyResult, int]:
+        """Append the batch; the verification of what was written and the number of records."""
+        offset, written = self.ledger.append_pairs(self._pairs())
+        return self.ledger.verify_batch(offset, written), len(written)

@@ -242,9 +242,9 @@ def cmd_audit(args) -> int:
 def cmd_accept(args) -> int:
     """Record a date's flattened target as the implemented weights (the next orders start from it)."""
     from quant_assets.assets.common import flattened_name
-    from quant_assets.assets.execution import record_implemented, state_path
     from quant_assets.config.manifest import load_manifest
     from quant_assets.data.calendars import Periods
+    from quant_assets.execution.state import record_implemented, state_path
 
     lh = Lakehouse(default_root())
     name = flattened_name(args.meta, args.risk)
