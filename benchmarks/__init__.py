@@ -1,1 +1,1 @@
-"""Standalone benchmark scripts (run as ``python benchmarks/<name>.py``); not part of the package."""
+"""Standalone benchmark scripts (run as ``python -m benchmarks.<name>``); not part of the package."""

@@ -1,6 +1,6 @@
 """Root metas only: drift from the last implemented weights to the target, as orders.
 
-The implemented weights are yours: a CSV at `lakehouse/state/implemented_<meta>_<risk>.csv`
+The implemented weights are yours: a CSV at `lakehouse/state/implemented_weights_<meta>_<risk>.csv`
 (columns `as_of,symbol,weight`, signed net weights), shown in the graph as an external asset.
 A partition D uses the latest `as_of <= D` (point in time); with none, it orders from cash and
 says so. The asset never writes the state: `quant-assets accept META RISK DATE` records a target
@@ -32,23 +32,27 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
     lenses = ctx.manifest.meta_risks(meta)
     specs, states = [], []
     for risk in lenses:
-        n_flat, n_orders, n_state = flattened_name(meta, risk), orders_name(meta, risk), implemented_name(meta, risk)
+        flattened_key, orders_key, state_key = (
+            flattened_name(meta, risk),
+            orders_name(meta, risk),
+            implemented_name(meta, risk),
+        )
         states.append(
             AssetSpec(
-                n_state,
+                state_key,
                 group_name="execution",
                 owners=[OWNER],
                 kinds={"csv"},
                 description=f"The weights of `{meta}` / `{risk}` you last implemented (you provide it): "
-                f"lakehouse/state/{n_state}.csv with columns as_of,symbol,weight.",
+                f"lakehouse/state/{state_key}.csv with columns as_of,symbol,weight.",
             )
         )
         specs.append(
             AssetSpec(
-                n_orders,
+                orders_key,
                 group_name="execution",
                 kinds={"pandas", "parquet"},
-                deps=[n_flat, n_state],
+                deps=[flattened_key, state_key],
                 **ctx.spec_defaults,
                 description=f"Orders taking `{meta}` / `{risk}` from the last implemented weights (as "
                 f"of the rebalance date) to its flattened target: side-aware legs, drifts "
@@ -63,14 +67,14 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
     def orders(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         for risk in lenses:
-            n_flat, n_orders = flattened_name(meta, risk), orders_name(meta, risk)
-            if not run.is_selected(n_orders):
+            flattened_key, orders_key = flattened_name(meta, risk), orders_name(meta, risk)
+            if not run.is_selected(orders_key):
                 continue
             path = state_path(run.lh, meta, risk)
             state = read_state(path)  # read once: the whole run sees one consistent state
             implemented = {d: dict(zip(g["symbol"], g["weight"].astype(float))) for d, g in state.groupby("as_of")}
             as_of_dates = sorted(implemented)
-            flat = run.read("flattened_weights", n_flat)
+            flat = run.read("flattened_weights", flattened_key)
             targets = {
                 g["rebalance_date"][0]: dict(zip(g["symbol"].to_list(), g["net_weight"].to_list()))
                 for g in flat.partition_by("rebalance_date", maintain_order=True)
@@ -102,7 +106,7 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
                     columns.setdefault("rebalance_date", []).append(d)
             parts = run.write(
                 "rebalance_orders",
-                n_orders,
+                orders_key,
                 pl.DataFrame(columns, schema_overrides={"implemented_as_of": pl.Date, "rebalance_date": pl.Date})
                 if columns
                 else pl.DataFrame(),
@@ -122,7 +126,7 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
                         "dust_skipped_last_date": dust,
                     }
             run.describe(
-                n_orders, "rebalance_orders", parts, per_partition=per_key, state_file=MetadataValue.path(str(path))
+                orders_key, "rebalance_orders", parts, per_partition=per_key, state_file=MetadataValue.path(str(path))
             )
         yield from run.results()
 

@@ -81,15 +81,15 @@ def regime_by_date(frame: pl.DataFrame) -> dict[dt.date, str]:
 
 
 def stage_mismatch(
-    stored_rank: pd.DataFrame, stored_veto: pd.DataFrame, res, d: dt.date, n_rank: str, n_veto: str
+    stored_rank: pd.DataFrame, stored_veto: pd.DataFrame, res, d: dt.date, rankings_key: str, vetoes_key: str
 ) -> str | None:
     """Recruitment recomputed ranks and strict vetoes from the features: they must equal the stored stages."""
     ours = dict(zip(res.rankings["symbol"].astype(str), res.rankings["rank"].astype(int)))
     if dict(zip(stored_rank["symbol"], stored_rank["rank"].astype(int))) != ours:
-        return f"ranks differ from {n_rank}[{d}]: re-materialise the rankings"
+        return f"ranks differ from {rankings_key}[{d}]: re-materialise the rankings"
     key = lambda f: set(zip(f["symbol"].astype(str), f["filter"], f["reason"]))  # noqa: E731
     if key(stored_veto) != key(res.vetoes):
-        return f"strict vetoes differ from {n_veto}[{d}]: re-materialise the vetoes"
+        return f"strict vetoes differ from {vetoes_key}[{d}]: re-materialise the vetoes"
     return None
 
 
@@ -102,57 +102,57 @@ def funnel_step(ctx: GraphContext, sleeve: str):
     cfg = m.sleeves[sleeve]
     s = cfg.selection
     universe = cfg.universe
-    lb = m.lookbacks
-    n_feats, n_rets, n_reg, n_cand = (
+    lookbacks = m.lookbacks
+    features_key, returns_key, regime_key, candidates_key = (
         features_name(universe),
         returns_name(universe),
         regime_name(universe),
         candidates_name(universe),
     )
-    n_clu, n_sens = clusters_name(sleeve), cluster_sensitivity_name(sleeve)
-    n_rank, n_veto, n_sel = rankings_name(sleeve), vetoes_name(sleeve), selection_name(sleeve)
+    clusters_key, sensitivity_key = clusters_name(sleeve), cluster_sensitivity_name(sleeve)
+    rankings_key, vetoes_key, selection_key = rankings_name(sleeve), vetoes_name(sleeve), selection_name(sleeve)
     ranker = get_ranker(s.ranker.name)
     thresholds = ", ".join(f"{k} {v}" for k, v in s.clustering.thresholds.items())
     common = dict(ctx.spec_defaults, group_name="selection")
     specs = [
         AssetSpec(
-            n_clu,
+            clusters_key,
             kinds={"scipy", "parquet"},
-            deps=[n_rets, n_reg, n_cand],
+            deps=[returns_key, regime_key, candidates_key],
             **common,
             description=f"Partitioning for `{sleeve}`: Ward clusters of `{universe}` on sqrt(0.5 (1 - rho)) "
             f"averaged over lookbacks {list(s.clustering.lookbacks)}, cut at the regime's threshold "
             f"({thresholds}), at most {s.clustering.max_clusters} clusters.",
         ),
         AssetSpec(
-            n_sens,
+            sensitivity_key,
             kinds={"scipy", "parquet"},
-            deps=[n_rets, n_cand],
+            deps=[returns_key, candidates_key],
             **common,
             description=f"How many clusters `{sleeve}`'s universe splits into as the distance threshold moves "
             f"0.10 -> 0.90: the evidence for choosing the regime thresholds ({thresholds}).",
         ),
         AssetSpec(
-            n_rank,
+            rankings_key,
             kinds={"numpy", "parquet"},
-            deps=[n_feats, n_reg, n_cand],
+            deps=[features_key, regime_key, candidates_key],
             **common,
             description=f"Inference for `{sleeve}`: the `{s.ranker.name}` ranker over `{universe}`'s features, "
             f"oriented for {cfg.logic}/{cfg.direction} (rank 1 = best for this sleeve; a short ranks "
             f"the most bearish first).",
         ),
         AssetSpec(
-            n_veto,
+            vetoes_key,
             kinds={"numpy", "parquet"},
-            deps=[n_feats, n_cand],
+            deps=[features_key, candidates_key],
             **common,
             description=f"Policy for `{sleeve}`: the filter chain {list(s.filters)} at strict thresholds, one "
             f"row per veto (symbol, filter, reason, value, threshold). Benchmarks are never vetoed.",
         ),
         AssetSpec(
-            n_sel,
+            selection_key,
             kinds={"scipy", "parquet"},
-            deps=[n_rank, n_veto, n_clu, n_feats, n_rets, n_reg, n_cand],
+            deps=[rankings_key, vetoes_key, clusters_key, features_key, returns_key, regime_key, candidates_key],
             **common,
             description=f"Recruitment and synthesis for `{sleeve}`: the best {s.top_n_per_cluster} non-vetoed "
             f"names per cluster (at most {s.max_winners}); below {s.min_winners} winners the "
@@ -164,7 +164,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
     checks = [
         AssetCheckSpec(
             "stages_consistent",
-            asset=n_sel,
+            asset=selection_key,
             blocking=True,
             description="Recruitment saw exactly the stored rankings, vetoes and clusters",
         )
@@ -181,16 +181,19 @@ def funnel_step(ctx: GraphContext, sleeve: str):
     def funnel(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
-        panel, u = universe_view(run, universe, window_start(dates[0], lb.prices_days))
-        feats = features_by_date(run.read("features", n_feats))
-        regimes = regime_by_date(run.read("regime", n_reg))
-        computed = {name: run.is_selected(name) for name in (n_clu, n_sens, n_rank, n_veto, n_sel)}
+        panel, u = universe_view(run, universe, window_start(dates[0], lookbacks.prices_days))
+        feats = features_by_date(run.read("features", features_key))
+        regimes = regime_by_date(run.read("regime", regime_key))
+        computed = {
+            name: run.is_selected(name)
+            for name in (clusters_key, sensitivity_key, rankings_key, vetoes_key, selection_key)
+        }
         stored = {
             name: by_date(run.read(table, name))
-            for name, table in ((n_clu, "clusters"), (n_rank, "rankings"), (n_veto, "vetoes"))
-            if not computed[name] and computed[n_sel]
+            for name, table in ((clusters_key, "clusters"), (rankings_key, "rankings"), (vetoes_key, "vetoes"))
+            if not computed[name] and computed[selection_key]
         }
-        out = {n: {} for n in (n_clu, n_sens, n_rank, n_veto, n_sel)}
+        out = {n: {} for n in (clusters_key, sensitivity_key, rankings_key, vetoes_key, selection_key)}
 
         def add(name: str, columns: dict[str, list]) -> None:
             for k, v in columns.items():
@@ -209,15 +212,19 @@ def funnel_step(ctx: GraphContext, sleeve: str):
             n = len(symbols)
             tree = (
                 Dendrogram.of(X, s.clustering.lookbacks)
-                if (computed[n_clu] or computed[n_sens] or (computed[n_sel] and n_clu not in stored))
+                if (
+                    computed[clusters_key]
+                    or computed[sensitivity_key]
+                    or (computed[selection_key] and clusters_key not in stored)
+                )
                 else None
             )
-            if tree is not None and (computed[n_clu] or n_clu not in stored):
+            if tree is not None and (computed[clusters_key] or clusters_key not in stored):
                 labels, recut = tree.labels(s.clustering.thresholds[regime], s.clustering.max_clusters)
                 cluster_of = dict(zip(symbols, labels.tolist()))
-                if computed[n_clu]:
+                if computed[clusters_key]:
                     add(
-                        n_clu,
+                        clusters_key,
                         {
                             "rebalance_date": [d] * n,
                             "symbol": symbols,
@@ -230,12 +237,12 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                         },
                     )
             else:
-                frame = stored.get(n_clu, {}).get(d, pd.DataFrame(columns=["symbol", "cluster"]))
+                frame = stored.get(clusters_key, {}).get(d, pd.DataFrame(columns=["symbol", "cluster"]))
                 cluster_of = dict(zip(frame["symbol"], frame["cluster"].astype(int)))
-            if computed[n_sens]:
+            if computed[sensitivity_key]:
                 k = len(SENSITIVITY_THRESHOLDS)
                 add(
-                    n_sens,
+                    sensitivity_key,
                     {
                         "rebalance_date": [d] * k,
                         "threshold": list(SENSITIVITY_THRESHOLDS),
@@ -246,9 +253,9 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                 ranker.rank_view(view, s.ranker, cfg.logic, cfg.direction, regime) if n else Ranking([], np.zeros(0))
             )
             strict = run_filters(view, chain, cfg.direction, required=required) if n else []
-            if computed[n_rank]:
+            if computed[rankings_key]:
                 add(
-                    n_rank,
+                    rankings_key,
                     {
                         "rebalance_date": [d] * n,
                         "symbol": ranking.symbols,
@@ -258,51 +265,51 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                         "detail": [detail_json(ranking.extra, i) for i in range(n)],
                     },
                 )
-            if computed[n_veto]:
+            if computed[vetoes_key]:
                 add(
-                    n_veto,
+                    vetoes_key,
                     {
                         "rebalance_date": [d] * len(strict),
                         **{c: [r[j] for r in strict] for j, c in enumerate(VETO_COLUMNS)},
                     },
                 )
-            if computed[n_sel]:
+            if computed[selection_key]:
                 res = funnel_view(view, cluster_of, regime, s, cfg.logic, cfg.direction, ranking=ranking, strict=strict)
-                add(n_sel, {"rebalance_date": [d] * n, **res.selection_columns()})
+                add(selection_key, {"rebalance_date": [d] * n, **res.selection_columns()})
                 winners[d] = len(res.picked)
                 for stage in res.picked.values():
                     stages[stage] = stages.get(stage, 0) + 1
                 if stored:  # a stage read from storage must be what this recruitment would have computed
                     problem = stage_mismatch(
-                        stored[n_rank].get(d, pd.DataFrame(columns=["symbol", "rank"]))
-                        if n_rank in stored
+                        stored[rankings_key].get(d, pd.DataFrame(columns=["symbol", "rank"]))
+                        if rankings_key in stored
                         else ranking.frame(),
-                        stored[n_veto].get(d, pd.DataFrame(columns=VETO_COLUMNS))
-                        if n_veto in stored
+                        stored[vetoes_key].get(d, pd.DataFrame(columns=VETO_COLUMNS))
+                        if vetoes_key in stored
                         else veto_frame(strict),
                         res,
                         d,
-                        n_rank,
-                        n_veto,
+                        rankings_key,
+                        vetoes_key,
                     )
                     if problem:
                         failures[d.isoformat()] = problem
         for name, table in (
-            (n_clu, "clusters"),
-            (n_sens, "cluster_sensitivity"),
-            (n_rank, "rankings"),
-            (n_veto, "vetoes"),
-            (n_sel, "selection"),
+            (clusters_key, "clusters"),
+            (sensitivity_key, "cluster_sensitivity"),
+            (rankings_key, "rankings"),
+            (vetoes_key, "vetoes"),
+            (selection_key, "selection"),
         ):
             if not computed[name]:
                 continue
             frame = pl.DataFrame(out[name]) if out[name] else pl.DataFrame()
             parts = run.write(table, name, frame, sleeve=sleeve)
             per_key = {
-                k: {"preview": preview(p.filter(pl.col("selected")) if name == n_sel and p.height else p)}
+                k: {"preview": preview(p.filter(pl.col("selected")) if name == selection_key and p.height else p)}
                 for k, p in parts.items()
             }
-            if name == n_sel:
+            if name == selection_key:
                 for k in parts:
                     w = [winners[d] for d in run.periods.dates(k) if d in winners]
                     per_key[k].update(winners_mean=float(np.mean(w)) if w else 0.0, winners_min=min(w, default=0))
@@ -317,7 +324,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                         inputs="recomputed in this step" if not stored else "read from storage",
                     ),
                 )
-            elif name == n_sens:
+            elif name == sensitivity_key:
                 for k, p in parts.items():
                     if p.height:
                         grid = p.pivot(on="rebalance_date", index="threshold", values="n_clusters").sort("threshold")
@@ -332,7 +339,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                             )
                         )
                 run.describe(name, table, parts, per_partition=per_key)
-            elif name == n_veto:
+            elif name == vetoes_key:
                 for k, p in parts.items():
                     counts = p.group_by("filter").len() if p.height else None
                     per_key[k]["vetoes_per_filter"] = MetadataValue.json(

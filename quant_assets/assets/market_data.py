@@ -103,7 +103,7 @@ def universe_view(
     """A downstream step's view of a universe: the panel from `span_from` and the stored health
     verdicts (kept, members, benchmarks, dense rows) of the run's dates."""
     m = run.graph.manifest
-    lb = m.lookbacks
+    lookbacks = m.lookbacks
     keys = run.earlier_keys(span_from) + run.keys
     table, column = ("returns", "ret") if panel_from == "returns" else ("prices", "close")
     name = returns_name(universe) if table == "returns" else prices_name(universe)
@@ -119,15 +119,15 @@ def universe_view(
         k = kept.setdefault(d, [])
         members[d] = [s for s in k if s not in bench]
         benchmarks[d] = [s for s in k if s in bench]
-        rows[d] = dense_rows(panel, d, k, lb.prices_days)
+        rows[d] = dense_rows(panel, d, k, lookbacks.prices_days)
     return panel, UniverseDates(health, coverage, kept, members, benchmarks, rows)
 
 
 def universe_step(ctx: GraphContext, universe: str):
     m = ctx.manifest
     cfg = m.universes[universe]
-    lb = m.lookbacks
-    n_cand, n_prices, n_rets, n_feats, n_reg = (
+    lookbacks = m.lookbacks
+    candidates_key, prices_key, returns_key, features_key, regime_key = (
         candidates_name(universe),
         prices_name(universe),
         returns_name(universe),
@@ -138,7 +138,7 @@ def universe_step(ctx: GraphContext, universe: str):
     common = ctx.spec_defaults
     specs = [
         AssetSpec(
-            n_cand,
+            candidates_key,
             group_name="market_data",
             kinds={"python", "parquet"},
             **common,
@@ -146,44 +146,44 @@ def universe_step(ctx: GraphContext, universe: str):
             f"date, in the standard candidate schema; benchmarks flagged.",
         ),
         AssetSpec(
-            n_prices,
+            prices_key,
             group_name="market_data",
             kinds={"python", "parquet"},
-            deps=[n_cand],
+            deps=[candidates_key],
             **common,
             description=f"Daily closes of `{universe}`, one row per symbol and session, stored once in the "
-            f"partition of its date. A rebalance date's window is its last {lb.prices_days} sessions "
+            f"partition of its date. A rebalance date's window is its last {lookbacks.prices_days} sessions "
             f"and reaches into the two previous periods.",
         ),
         AssetSpec(
-            n_rets,
+            returns_key,
             group_name="market_data",
             kinds={"python", "parquet"},
-            deps=[n_prices, n_cand],
+            deps=[prices_key, candidates_key],
             **common,
             description=f"Simple daily returns of `{universe}` (stored once per session) and, per rebalance "
             f"date, the health verdict of every candidate on its window (floor "
-            f"{lb.min_history_days} obs, |r| <= {m.health.toxic_abs_return}, no zero variance, "
+            f"{lookbacks.min_history_days} obs, |r| <= {m.health.toxic_abs_return}, no zero variance, "
             f"no forward fill) in `returns_health`.",
         ),
         AssetSpec(
-            n_feats,
+            features_key,
             group_name="selection",
             kinds={"numpy", "parquet"},
-            deps=[n_rets, n_cand],
+            deps=[returns_key, candidates_key],
             skippable=True,
             **common,
             description=f"Per-symbol features of `{universe}` on each rebalance date: the trailing "
-            f"{lb.features_days} sessions for path features (momentum, volatility, entropy, "
+            f"{lookbacks.features_days} sessions for path features (momentum, volatility, entropy, "
             f"efficiency, ADF, wavelet turbulence), the whole window for sample-hungry ones (Hurst, "
             f"skew, kurtosis, CVaR, antifragility, technical ratings). Closes only: liquidity is NaN "
             f"until a source brings volume.",
         ),
         AssetSpec(
-            n_reg,
+            regime_key,
             group_name="selection",
             kinds={"numpy", "parquet"},
-            deps=[n_rets, n_cand],
+            deps=[returns_key, candidates_key],
             skippable=True,
             **common,
             description=f"Regime of `{universe}` on the trailing {s.lookback_days} sessions of its "
@@ -195,7 +195,7 @@ def universe_step(ctx: GraphContext, universe: str):
     checks = [
         AssetCheckSpec(
             "health_coverage",
-            asset=n_rets,
+            asset=returns_key,
             blocking=True,
             description=f"Share of eligible symbols kept >= {m.health.min_coverage}",
         )
@@ -212,22 +212,22 @@ def universe_step(ctx: GraphContext, universe: str):
     def universe_data(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
-        span_from = window_start(dates[0], lb.prices_days)
+        span_from = window_start(dates[0], lookbacks.prices_days)
 
         def period_closes(key: str) -> pl.DataFrame:
             """The daily closes of a period: every symbol known by its end, the days inside it (the
             calendar's first period also holds the warm-up sessions its first window needs)."""
             start, end = run.periods.window(key)
             if key == run.periods.keys[0]:
-                start = window_start(run.periods.dates(key)[0], lb.prices_days)
+                start = window_start(run.periods.dates(key)[0], lookbacks.prices_days)
             end = min(end, m.calendar.end) if m.calendar.end else end
             listed = discover(cfg, end - dt.timedelta(days=1))
             return source_closes(by_source(listed), start, end - dt.timedelta(days=1))
 
         # 1. candidates
-        if run.is_selected(n_cand):
+        if run.is_selected(candidates_key):
             rows = []
-            for d in track(dates, f"{n_cand}"):
+            for d in track(dates, f"{candidates_key}"):
                 found = discover(cfg, d)
                 rows += [r | {"rebalance_date": d} for r in found]
             cands = (
@@ -237,9 +237,9 @@ def universe_step(ctx: GraphContext, universe: str):
                 if rows
                 else pl.DataFrame()
             )
-            parts = run.write("candidates", n_cand, cands, universe=universe)
+            parts = run.write("candidates", candidates_key, cands, universe=universe)
             run.describe(
-                n_cand,
+                candidates_key,
                 "candidates",
                 parts,
                 per_partition={
@@ -257,45 +257,45 @@ def universe_step(ctx: GraphContext, universe: str):
             )
             cands = pl.concat(list(parts.values()))
         else:
-            cands = run.read("candidates", n_cand)
+            cands = run.read("candidates", candidates_key)
         sets = candidate_sets(cands)
         # 2. prices
-        if run.is_selected(n_prices):
+        if run.is_selected(prices_key):
             prices = pl.concat([period_closes(key) for key in run.keys])
-            parts = run.write("prices", n_prices, prices, column="date", universe=universe)
+            parts = run.write("prices", prices_key, prices, column="date", universe=universe)
             run.describe(
-                n_prices,
+                prices_key,
                 "prices",
                 parts,
                 column="date",
                 per_partition={k: {"symbols": p["symbol"].n_unique() if p.height else 0} for k, p in parts.items()},
             )
-        if not {n_rets, n_feats, n_reg} & run.selected:
+        if not {returns_key, features_key, regime_key} & run.selected:
             yield from run.results()
             return
         earlier = run.earlier_keys(span_from)
-        stored = set(run.lh.partitions("prices", n_prices))
-        closes = run.read("prices", n_prices, [k for k in earlier if k in stored]).select(CLOSE_COLUMNS)
+        stored = set(run.lh.partitions("prices", prices_key))
+        closes = run.read("prices", prices_key, [k for k in earlier if k in stored]).select(CLOSE_COLUMNS)
         if missing := [k for k in earlier if k not in stored]:
             # A range starting mid-history: the window's earlier sessions come from the source, as
             # those periods' prices would (the same function); nothing is written for them.
             context.log.info(
-                f"{n_prices}{missing} not in the lakehouse: the window's earlier sessions are read from the source"
+                f"{prices_key}{missing} not in the lakehouse: the window's earlier sessions are read from the source"
             )
             closes = pl.concat([closes, *(period_closes(k).select(CLOSE_COLUMNS) for k in missing)])
         current = (
-            pl.concat(list(parts.values())) if run.is_selected(n_prices) else run.read("prices", n_prices)
+            pl.concat(list(parts.values())) if run.is_selected(prices_key) else run.read("prices", prices_key)
         ).select(CLOSE_COLUMNS)
         panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)
         # 3. returns and health verdicts
-        if run.is_selected(n_rets):
+        if run.is_selected(returns_key):
             first_row = int(np.searchsorted(panel.dates, np.datetime64(run.periods.window(run.first_key)[0], "D")))
             if run.first_key == run.periods.keys[0]:
                 first_row = 0  # the warm-up sessions are the first partition's
             elif first_row == 0 and panel.dates.size:
                 raise RuntimeError(
-                    f"{n_rets}[{run.first_key}]: the first session's return needs the previous "
-                    f"period's last close: materialise {n_prices}[{run.periods.previous(run.first_key)}]"
+                    f"{returns_key}[{run.first_key}]: the first session's return needs the previous "
+                    f"period's last close: materialise {prices_key}[{run.periods.previous(run.first_key)}]"
                 )
             have = ~np.isnan(panel.closes[first_row:])
             r_idx, c_idx = np.nonzero(have)
@@ -306,9 +306,9 @@ def universe_step(ctx: GraphContext, universe: str):
                     "ret": panel.returns[first_row:][r_idx, c_idx],
                 }
             ).with_columns(pl.col("date").cast(pl.Date), pl.col("ret").fill_nan(None))
-            u = judge_dates(panel, dates, sets, m.health, lb.prices_days, lb.min_history_days)
-            rparts = run.write("returns", n_rets, returns, column="date", universe=universe)
-            hparts = run.write("returns_health", n_rets, u.health, universe=universe)
+            u = judge_dates(panel, dates, sets, m.health, lookbacks.prices_days, lookbacks.min_history_days)
+            rparts = run.write("returns", returns_key, returns, column="date", universe=universe)
+            hparts = run.write("returns_health", returns_key, u.health, universe=universe)
             failures, per_key = {}, {}
             for d in dates:
                 problem = coverage_problem(u.coverage[d], m.health.min_coverage)
@@ -323,30 +323,31 @@ def universe_step(ctx: GraphContext, universe: str):
                         dict(zip(excluded["reason"].to_list(), excluded["len"].to_list()))
                     ),
                 }
-            run.describe(n_rets, "returns", rparts, column="date", per_partition=per_key)
+            run.describe(returns_key, "returns", rparts, column="date", per_partition=per_key)
             run.check(
-                n_rets, check_result("health_coverage", n_rets, failures, len(dates), threshold=m.health.min_coverage)
+                returns_key,
+                check_result("health_coverage", returns_key, failures, len(dates), threshold=m.health.min_coverage),
             )
             if failures:  # a blocking check: what is computed from these returns waits until they are fixed
                 context.log.error(
-                    f"{n_rets}: health_coverage failed on {len(failures)} dates; "
-                    f"{n_feats} and {n_reg} are not materialised"
+                    f"{returns_key}: health_coverage failed on {len(failures)} dates; "
+                    f"{features_key} and {regime_key} are not materialised"
                 )
-                run.selected -= {n_feats, n_reg}
+                run.selected -= {features_key, regime_key}
         else:
             _, u = universe_view(run, universe, span_from)
             panel = Panel.from_closes(
                 pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
             )
         # 4. features
-        if run.is_selected(n_feats):
-            feats = features_by_date(panel, u, dates, lb.features_days)
-            parts = run.write("features", n_feats, feats, universe=universe)
+        if run.is_selected(features_key):
+            feats = features_by_date(panel, u, dates, lookbacks.features_days)
+            parts = run.write("features", features_key, feats, universe=universe)
             run.describe(
-                n_feats, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}
+                features_key, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}
             )
         # 5. regime
-        if run.is_selected(n_reg):
+        if run.is_selected(regime_key):
             readings = detect_regimes([member_mean(panel, u.rows[d], u.members[d]) for d in dates], s)
             frame = pd.DataFrame(
                 [
@@ -360,7 +361,7 @@ def universe_step(ctx: GraphContext, universe: str):
                     for d, r in zip(dates, readings)
                 ]
             )
-            parts = run.write("regime", n_reg, frame, universe=universe)
+            parts = run.write("regime", regime_key, frame, universe=universe)
             per_key = {}
             for key, p in parts.items():
                 labels = p["label"].to_list()
@@ -373,7 +374,7 @@ def universe_step(ctx: GraphContext, universe: str):
                         )
                     ),
                 }
-            run.describe(n_reg, "regime", parts, per_partition=per_key)
+            run.describe(regime_key, "regime", parts, per_partition=per_key)
         yield from run.results()
 
     return universe_data

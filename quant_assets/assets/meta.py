@@ -148,12 +148,20 @@ def py_dates(frame: pl.DataFrame) -> pd.DataFrame:
 def meta_step(ctx: GraphContext, meta: str, risk: str):
     m = ctx.manifest
     cfg = m.metas[meta]
-    lb = m.lookbacks
+    lookbacks = m.lookbacks
     children = cfg.children
     names = [c.name for c in children]
-    span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
-    n_mr, n_mw, n_tree = meta_returns_name(meta, risk), meta_weights_name(meta, risk), meta_tree_name(meta, risk)
-    n_mpr, n_flat, n_rep = meta_portfolio_returns_name(meta, risk), flattened_name(meta, risk), report_name(meta, risk)
+    span = dt.timedelta(days=calendar_days_covering(lookbacks.meta_window_days))
+    meta_returns_key, meta_weights_key, tree_key = (
+        meta_returns_name(meta, risk),
+        meta_weights_name(meta, risk),
+        meta_tree_name(meta, risk),
+    )
+    portfolio_returns_key, flattened_key, report_key = (
+        meta_portfolio_returns_name(meta, risk),
+        flattened_name(meta, risk),
+        report_name(meta, risk),
+    )
     stream_assets = [child_stream_asset(c, risk)[1] for c in children]
     weight_windows = [
         sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else meta_weights_name(c.name, risk) for c in children
@@ -164,7 +172,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     universes = sorted({m.sleeves[s].universe for s in m.descendant_sleeves(meta)})
     directions = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
     chain = FALLBACK_CHAINS[cfg.allocation.profile]
-    sources = [TableColumnDep(asset_key=AssetKey(n_mw), column_name="weight")] + [
+    sources = [TableColumnDep(asset_key=AssetKey(meta_weights_key), column_name="weight")] + [
         TableColumnDep(asset_key=AssetKey(a), column_name="net_weight" if a.startswith("flattened") else "weight")
         for a in child_holdings
     ]
@@ -179,62 +187,63 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     common = ctx.spec_defaults
     specs = [
         AssetSpec(
-            n_mr,
+            meta_returns_key,
             group_name="meta",
             kinds={"pandas", "parquet"},
             deps=stream_assets,
             **common,
             description=f"Daily out-of-sample streams of `{meta}`'s children ({', '.join(map(str, children))}) "
             f"under the `{risk}` lens, side by side, stored once per day. The allocation on D uses "
-            f"the trailing {lb.meta_window_days} sessions of them, inner-joined on dates.",
+            f"the trailing {lookbacks.meta_window_days} sessions of them, inner-joined on dates.",
         ),
         AssetSpec(
-            n_mw,
+            meta_weights_key,
             group_name="meta",
             kinds={cfg.allocation.engine, "parquet"},
-            deps=[n_mr, *weight_windows],
+            deps=[meta_returns_key, *weight_windows],
             **common,
             description=f"Allocation of `{meta}` across its children under `{risk}`: "
             f"{cfg.allocation.engine}/{cfg.allocation.profile}, fallback chain {' -> '.join(chain)}, "
             f"projected to [{cfg.min_weight}, {cfg.max_weight}]. Children below "
             f"{cfg.min_child_success_share:.0%} successful optimisations over the window, or with a "
-            f"flat stream, are vetoed for the date. Equal weight until {lb.meta_min_history_days} "
+            f"flat stream, are vetoed for the date. Equal weight until {lookbacks.meta_min_history_days} "
             f"sessions of history exist.",
         ),
         AssetSpec(
-            n_tree,
+            tree_key,
             group_name="meta",
             kinds={"scipy", "parquet"},
-            deps=[n_mw, n_mr] + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
+            deps=[meta_weights_key, meta_returns_key]
+            + [meta_tree_name(c.name, risk) for c in children if c.kind == "meta"],
             **common,
             description=f"The uncollapsed tree at `{meta}`'s level under `{risk}`: correlation clusters of "
             f"children, cluster and intra-cluster weights, child metas' trees by reference.",
         ),
         AssetSpec(
-            n_mpr,
+            portfolio_returns_key,
             group_name="meta",
             kinds={"numpy", "parquet"},
-            deps=[n_mw, *stream_assets],
+            deps=[meta_weights_key, *stream_assets],
             **common,
             description=f"`{meta}`'s own out-of-sample daily returns under `{risk}`: the previous rebalance's "
             f"meta weights drifting over the children's realised streams. This is what a parent "
             f"meta sees.",
         ),
         AssetSpec(
-            n_flat,
+            flattened_key,
             group_name="meta",
             kinds={"pandas", "parquet"},
-            deps=[n_mw, *child_holdings, *[candidates_name(u) for u in universes]],
+            deps=[meta_weights_key, *child_holdings, *[candidates_name(u) for u in universes]],
             **common,
             metadata={"dagster/column_lineage": column_lineage},
             description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, "
             f"long and short gross apart, and every root-to-atom path in `flattened_contributions`.",
         ),
         AssetSpec(
-            n_rep,
+            report_key,
             group_name="reports",
             kinds={"markdown", "parquet"},
-            deps=[n_mr, n_tree, n_flat, n_mw, n_mpr],
+            deps=[meta_returns_key, tree_key, flattened_key, meta_weights_key, portfolio_returns_key],
             **common,
             description=f"Markdown report of `{meta}` under `{risk}` as of each partition's last rebalance date: "
             f"allocation with effective N and health, allocation over time, children's "
@@ -246,30 +255,33 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     checks = [
         AssetCheckSpec(
             "weights_within_bounds",
-            asset=n_mw,
+            asset=meta_weights_key,
             blocking=True,
             description=f"Finite, summing to 1, within [{cfg.min_weight}, {cfg.max_weight}], vetoed children at 0",
         ),
         AssetCheckSpec(
             "audit_complete",
-            asset=n_mw,
+            asset=meta_weights_key,
             blocking=True,
             description="Every optimisation of the run is in the audit ledger, intent and outcome, linked "
             "into the chain",
         ),
         AssetCheckSpec(
-            "returns_in_bounds", asset=n_mpr, blocking=True, description="Daily returns finite and within [-1, 10]"
+            "returns_in_bounds",
+            asset=portfolio_returns_key,
+            blocking=True,
+            description="Daily returns finite and within [-1, 10]",
         ),
         AssetCheckSpec(
             "physical_and_conserved",
-            asset=n_flat,
+            asset=flattened_key,
             blocking=True,
             description="Physical symbols listed on the date; net = long - short; paths conserve: sum = "
             "net, gross = net gross + netted away",
         ),
         AssetCheckSpec(
             "directional_sign_test",
-            asset=n_flat,
+            asset=flattened_key,
             blocking=True,
             description="Every path keeps its sleeve's direction; shorts never go long",
         ),
@@ -297,7 +309,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             )
             streams[c.name] = child_stream(frame, col)
         # meta_returns: the children's streams side by side, once per day
-        if run.is_selected(n_mr):
+        if run.is_selected(meta_returns_key):
             columns: dict[str, list] = {}
             for c, st in streams.items():
                 sel = st.rows(dates[0] - dt.timedelta(days=1), dates[-1])
@@ -309,17 +321,28 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 ):
                     columns.setdefault(k, []).extend(v)
             parts = run.write(
-                "meta_returns", n_mr, pl.DataFrame(columns) if columns else pl.DataFrame(), meta=meta, risk=risk
+                "meta_returns",
+                meta_returns_key,
+                pl.DataFrame(columns) if columns else pl.DataFrame(),
+                meta=meta,
+                risk=risk,
             )
             run.describe(
-                n_mr, "meta_returns", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}
+                meta_returns_key,
+                "meta_returns",
+                parts,
+                per_partition={k: {"preview": preview(p)} for k, p in parts.items()},
             )
-        results = _allocations(run, streams) if ({n_mw, n_tree, n_flat, n_rep} & run.selected) else None
-        if run.is_selected(n_mpr):
+        results = (
+            _allocations(run, streams)
+            if ({meta_weights_key, tree_key, flattened_key, report_key} & run.selected)
+            else None
+        )
+        if run.is_selected(portfolio_returns_key):
             _portfolio_returns(run, streams, previous_key)
-        if {n_flat, n_rep} & run.selected:
+        if {flattened_key, report_key} & run.selected:
             _flatten(run, results)
-        if run.is_selected(n_rep):
+        if run.is_selected(report_key):
             _reports(run, results, streams)
         yield from run.results()
 
@@ -333,12 +356,12 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 [run.read(table, name, earlier, required=False), run.read(table, name)], how="vertical_relaxed"
             )
             histories[c.name] = SuccessHistory(optimisation_history(frame, c, risk))
-        compute_w = run.is_selected(n_mw)
-        stored = None if compute_w else allocations_by_date(run.read("meta_weights", n_mw))
+        compute_w = run.is_selected(meta_weights_key)
+        stored = None if compute_w else allocations_by_date(run.read("meta_weights", meta_weights_key))
         logs = {
             k: OptimisationLog(
                 "meta_optimise",
-                n_mw,
+                meta_weights_key,
                 k,
                 run.run_id,
                 {
@@ -346,7 +369,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     "profile": cfg.allocation.profile,
                     "chain": list(chain),
                     "bounds": [cfg.min_weight, cfg.max_weight],
-                    "window_days": lb.meta_window_days,
+                    "window_days": lookbacks.meta_window_days,
                 },
             )
             for k in run.keys
@@ -356,7 +379,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         columns: dict[str, list] = {}
         failures, lost = {}, {}
         for d in track(dates, f"meta_{meta}_{risk}"):
-            days, values, info = window_matrix(streams, names, d - span, d, lb.meta_window_days)
+            days, values, info = window_matrix(streams, names, d - span, d, lookbacks.meta_window_days)
             lost[d] = round(info["lost_share"], 4)
             labels = cluster_labels(values, TREE_THRESHOLD)
             if not compute_w:
@@ -374,7 +397,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     chain=chain,
                     lower=cfg.min_weight,
                     upper=cfg.max_weight,
-                    min_history=lb.meta_min_history_days,
+                    min_history=lookbacks.meta_min_history_days,
                     vetoed=vetoed,
                 )
             w = alloc.values
@@ -411,7 +434,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 failures[d.isoformat()] = problem
         if compute_w:
             ledger_check, n_records = batch.commit()
-            parts = run.write("meta_weights", n_mw, pl.DataFrame(columns), meta=meta, risk=risk)
+            parts = run.write("meta_weights", meta_weights_key, pl.DataFrame(columns), meta=meta, risk=risk)
             per_key = {}
             for k, p in parts.items():
                 by_date = p.group_by("rebalance_date", maintain_order=True).agg(pl.col("status", "outcome").first())
@@ -425,29 +448,33 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     "join_lost_share_max": max((lost[d_] for d_ in run.periods.dates(k) if d_ in lost), default=0.0),
                 }
             run.describe(
-                n_mw,
+                meta_weights_key,
                 "meta_weights",
                 parts,
                 per_partition=per_key,
                 allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}",
             )
             run.check(
-                n_mw,
+                meta_weights_key,
                 check_result(
-                    "weights_within_bounds", n_mw, failures, len(dates), bounds=f"[{cfg.min_weight}, {cfg.max_weight}]"
+                    "weights_within_bounds",
+                    meta_weights_key,
+                    failures,
+                    len(dates),
+                    bounds=f"[{cfg.min_weight}, {cfg.max_weight}]",
                 ),
             )
             run.check(
-                n_mw,
+                meta_weights_key,
                 check_result(
                     "audit_complete",
-                    n_mw,
+                    meta_weights_key,
                     {} if ledger_check.ok else {"ledger": ledger_check.reason},
                     len(dates),
                     ledger_records=n_records,
                 ),
             )
-        if run.is_selected(n_tree):
+        if run.is_selected(tree_key):
             refs = {
                 c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
                 for c in children
@@ -458,9 +485,9 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 rows["rebalance_date"] = [d] * len(rows["node"])
                 for k, v in rows.items():
                     columns.setdefault(k, []).extend(v)
-            parts = run.write("meta_cluster_tree", n_tree, pl.DataFrame(columns), meta=meta, risk=risk)
+            parts = run.write("meta_cluster_tree", tree_key, pl.DataFrame(columns), meta=meta, risk=risk)
             run.describe(
-                n_tree,
+                tree_key,
                 "meta_cluster_tree",
                 parts,
                 per_partition={
@@ -478,10 +505,12 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     def _portfolio_returns(run: Run, streams: dict[str, ChildStream], previous_key: str | None) -> None:
         dates = run.dates
         weights = {}
-        stored_prev = run.lh.read_partition("meta_weights", n_mw, previous_key) if previous_key else None
+        stored_prev = run.lh.read_partition("meta_weights", meta_weights_key, previous_key) if previous_key else None
         if stored_prev is not None:
             weights.update({d: a.weights for d, a in allocations_by_date(stored_prev).items()})
-        weights.update({d: a.weights for d, a in allocations_by_date(run.read("meta_weights", n_mw)).items()})
+        weights.update(
+            {d: a.weights for d, a in allocations_by_date(run.read("meta_weights", meta_weights_key)).items()}
+        )
         columns: dict[str, list] = {}
         failures, skipped = {}, 0
         for d in dates:
@@ -507,15 +536,23 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             if problem:
                 failures[d.isoformat()] = problem
         parts = run.write(
-            "meta_portfolio_returns", n_mpr, pl.DataFrame(columns) if columns else pl.DataFrame(), meta=meta, risk=risk
+            "meta_portfolio_returns",
+            portfolio_returns_key,
+            pl.DataFrame(columns) if columns else pl.DataFrame(),
+            meta=meta,
+            risk=risk,
         )
         per_key = {}
         for k, p in parts.items():
             per_key[k] = performance_metadata(p["date"].to_numpy(), p["ret"].to_numpy())
         run.describe(
-            n_mpr, "meta_portfolio_returns", parts, per_partition=per_key, dates_without_previous_weights=skipped
+            portfolio_returns_key,
+            "meta_portfolio_returns",
+            parts,
+            per_partition=per_key,
+            dates_without_previous_weights=skipped,
         )
-        run.check(n_mpr, check_result("returns_in_bounds", n_mpr, failures, len(dates)))
+        run.check(portfolio_returns_key, check_result("returns_in_bounds", portfolio_returns_key, failures, len(dates)))
 
     def _flatten(run: Run, results: dict[dt.date, "Allocation"]) -> None:
         dates = run.dates
@@ -561,14 +598,14 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         empty_contrib = {k: [] for k in ("rebalance_date", *CONTRIBUTION_COLUMNS)}
         parts = run.write(
             "flattened_weights",
-            n_flat,
+            flattened_key,
             pl.DataFrame(flats or empty_flat, schema_overrides={"rebalance_date": pl.Date}),
             meta=meta,
             risk=risk,
         )
         run.write(
             "flattened_contributions",
-            n_flat,
+            flattened_key,
             pl.DataFrame(contribs or empty_contrib, schema_overrides={"rebalance_date": pl.Date}),
             meta=meta,
             risk=risk,
@@ -581,23 +618,26 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 "gross_exposure_last_date": float(last["net_weight"].abs().sum()),
                 "net_exposure_last_date": float(last["net_weight"].sum()),
             }
-        run.describe(n_flat, "flattened_weights", parts, per_partition=per_key)
-        run.check(n_flat, check_result("physical_and_conserved", n_flat, failures, len(dates)))
-        run.check(n_flat, check_result("directional_sign_test", n_flat, sign_failures, len(dates)))
+        run.describe(flattened_key, "flattened_weights", parts, per_partition=per_key)
+        run.check(flattened_key, check_result("physical_and_conserved", flattened_key, failures, len(dates)))
+        run.check(flattened_key, check_result("directional_sign_test", flattened_key, sign_failures, len(dates)))
 
     def _reports(run: Run, results: dict, streams) -> None:
         reports = []
         last_dates = [ds[-1] for ds in ([d for d in run.periods.dates(k) if d in results] for k in run.keys) if ds]
         if last_dates:  # one read of every table for all the reports of the run
-            keys = sorted({k for d in last_dates for k in report_window_keys(run.periods, d, lb)})
+            keys = sorted({k for d in last_dates for k in report_window_keys(run.periods, d, lookbacks)})
             tables = report_tables(run.lh, meta, risk, keys)
         for d in last_dates:
             reports.append(
-                {"rebalance_date": d, "markdown": report_at(run.lh, meta, risk, d, run.periods, lb, tables=tables)}
+                {
+                    "rebalance_date": d,
+                    "markdown": report_at(run.lh, meta, risk, d, run.periods, lookbacks, tables=tables),
+                }
             )
-        parts = run.write("meta_report", n_rep, pd.DataFrame(reports), meta=meta, risk=risk)
+        parts = run.write("meta_report", report_key, pd.DataFrame(reports), meta=meta, risk=risk)
         run.describe(
-            n_rep,
+            report_key,
             "meta_report",
             parts,
             per_partition={k: {"report": MetadataValue.md(p["markdown"][0])} for k, p in parts.items() if p.height},

@@ -61,32 +61,32 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
     m = ctx.manifest
     cfg = m.sleeves[sleeve]
     universe = cfg.universe
-    lb = m.lookbacks
+    lookbacks = m.lookbacks
     rate = m.friction[m.universes[universe].asset_class].rate
-    n_sel, n_rets, n_feats = selection_name(sleeve), returns_name(universe), features_name(universe)
-    n_reg, n_cand = regime_name(universe), candidates_name(universe)
+    selection_key, returns_key, features_key = selection_name(sleeve), returns_name(universe), features_name(universe)
+    regime_key, candidates_key = regime_name(universe), candidates_name(universe)
     lenses = list(cfg.risk_profiles)
     common = dict(ctx.spec_defaults, group_name="sleeves")
     specs, checks = [], []
     for risk in lenses:
-        n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
+        weights_key, sleeve_returns_key = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
         specs += [
             AssetSpec(
-                n_w,
+                weights_key,
                 kinds={cfg.engine, "parquet"},
-                deps=[n_sel, n_rets, n_feats, n_reg, n_cand],
+                deps=[selection_key, returns_key, features_key, regime_key, candidates_key],
                 **common,
                 description=f"`{risk}` weights of sleeve `{sleeve}` over {POOL_DESCRIPTION.get(risk, 'its winners')}, "
-                f"optimised with {cfg.engine} on the last {lb.optimisation_days} sessions; failures "
+                f"optimised with {cfg.engine} on the last {lookbacks.optimisation_days} sessions; failures "
                 f"fall back along a recorded chain ({' -> '.join(FALLBACK_CHAINS[risk])}). How every "
                 f"date was produced (engine, variant, solver, covariance, chain with reasons) is in "
                 f"the audit ledger.",
             ),
             AssetSpec(
-                n_r,
+                sleeve_returns_key,
                 kinds={"numpy", "parquet"},
                 **common,
-                deps=[n_w, n_rets, AssetDep(n_r, partition_mapping=PREVIOUS_PARTITION)],
+                deps=[weights_key, returns_key, AssetDep(sleeve_returns_key, partition_mapping=PREVIOUS_PARTITION)],
                 description=f"Out-of-sample daily returns of sleeve `{sleeve}` under `{risk}`: the previous "
                 f"rebalance's weights drifting over (previous date, this date], net of friction "
                 f"({rate * 1e4:.0f} bps on traded notional). Wealth carries over from the previous "
@@ -97,26 +97,26 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         checks += [
             AssetCheckSpec(
                 "weights_valid",
-                asset=n_w,
+                asset=weights_key,
                 blocking=True,
                 description="Finite, >= 0, summing to 1 (or cash); net signed by direction",
             ),
             AssetCheckSpec(
                 "audit_complete",
-                asset=n_w,
+                asset=weights_key,
                 blocking=True,
                 description="Every optimisation of the run is in the audit ledger, intent and outcome, "
                 "linked into the chain",
             ),
             AssetCheckSpec(
                 "directional_sign_test",
-                asset=n_w,
+                asset=weights_key,
                 blocking=True,
                 description="Optimiser streams are r (long) or exactly -min(r, 1) (short)",
             ),
             AssetCheckSpec(
                 "returns_in_bounds",
-                asset=n_r,
+                asset=sleeve_returns_key,
                 blocking=True,
                 description="Daily net returns finite and within [-1, 10]",
             ),
@@ -133,7 +133,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
     def sleeve_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
-        panel, u = universe_view(run, universe, window_start(dates[0], lb.prices_days))
+        panel, u = universe_view(run, universe, window_start(dates[0], lookbacks.prices_days))
         wanted_w = [r for r in lenses if run.is_selected(sleeve_weights_name(sleeve, r))]
         wanted_r = [r for r in lenses if run.is_selected(sleeve_returns_name(sleeve, r))]
         weights: dict[str, dict[dt.date, Holding]] = {r: {} for r in lenses}
@@ -145,9 +145,9 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
 
     def _optimise(run: Run, panel, u, wanted: list[str]) -> dict[str, dict[dt.date, Holding]]:
         dates = run.dates
-        sel = selections_by_date(run.read("selection", n_sel))
-        feats = features_by_date(run.read("features", n_feats))
-        regimes = regime_by_date(run.read("regime", n_reg))
+        sel = selections_by_date(run.read("selection", selection_key))
+        feats = features_by_date(run.read("features", features_key))
+        regimes = regime_by_date(run.read("regime", regime_key))
         sign = -1.0 if cfg.direction == "short" else 1.0
         short = cfg.direction == "short"
         logs = {
@@ -161,7 +161,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                         "engine": cfg.engine,
                         "profile": r,
                         "chain": list(FALLBACK_CHAINS[r]),
-                        "window_days": lb.optimisation_days,
+                        "window_days": lookbacks.optimisation_days,
                         "config": cfg.risk.model_dump(mode="json"),
                     },
                 )
@@ -176,12 +176,12 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         sign_failures = {r: {} for r in wanted}
         for d in track(dates, f"sleeve_{sleeve}"):
             kept = u.kept[d]
-            X = dense_matrix(panel, u.rows[d][-lb.optimisation_days :], kept)
+            X = dense_matrix(panel, u.rows[d][-lookbacks.optimisation_days :], kept)
             col = {s_: i for i, s_ in enumerate(kept)}
             view = feats.get(d)
             momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
             pools: dict[tuple, tuple] = {}  # profiles on the same atoms share streams, hashes and scores
-            rows = u.rows[d][-lb.optimisation_days :]
+            rows = u.rows[d][-lookbacks.optimisation_days :]
             for risk in wanted:
                 symbols, ids, clusters = sleeve_pool(
                     risk, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic, cfg.direction
@@ -249,10 +249,10 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                     failures[risk][d.isoformat()] = problem
         ledger_check, n_records = batch.commit()
         for risk in wanted:
-            n_w = sleeve_weights_name(sleeve, risk)
+            weights_key = sleeve_weights_name(sleeve, risk)
             parts = run.write(
                 "sleeve_weights",
-                n_w,
+                weights_key,
                 pl.DataFrame(columns[risk]) if columns[risk] else pl.DataFrame(),
                 sleeve=sleeve,
                 risk=risk,
@@ -265,17 +265,21 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                     "fallbacks": len(fb),
                     "fallback_dates": MetadataValue.json({e["rebalance_date"]: e["chain"] for e in fb[:20]}),
                 }
-            run.describe(n_w, "sleeve_weights", parts, per_partition=per_key, engine=cfg.engine, requested_profile=risk)
-            run.check(n_w, check_result("weights_valid", n_w, failures[risk], len(dates)))
+            run.describe(
+                weights_key, "sleeve_weights", parts, per_partition=per_key, engine=cfg.engine, requested_profile=risk
+            )
+            run.check(weights_key, check_result("weights_valid", weights_key, failures[risk], len(dates)))
             run.check(
-                n_w,
-                check_result("directional_sign_test", n_w, sign_failures[risk], len(dates), direction=cfg.direction),
+                weights_key,
+                check_result(
+                    "directional_sign_test", weights_key, sign_failures[risk], len(dates), direction=cfg.direction
+                ),
             )
             run.check(
-                n_w,
+                weights_key,
                 check_result(
                     "audit_complete",
-                    n_w,
+                    weights_key,
                     {} if ledger_check.ok else {"ledger": ledger_check.reason},
                     len(dates),
                     ledger_records=n_records,
@@ -285,15 +289,15 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         return out
 
     def _returns(run: Run, panel, risk: str, computed: dict[dt.date, Holding] | None) -> None:
-        n_w, n_r = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
+        weights_key, sleeve_returns_key = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
         dates = run.dates
         previous = run.periods.previous(run.first_key)
         weights: dict[dt.date, Holding] = {}
         if previous is not None:
-            stored = run.lh.read_partition("sleeve_weights", n_w, previous)
+            stored = run.lh.read_partition("sleeve_weights", weights_key, previous)
             if stored is not None:
                 weights.update(holdings_by_date(stored))
-        weights.update(computed if computed is not None else holdings_by_date(run.read("sleeve_weights", n_w)))
+        weights.update(computed if computed is not None else holdings_by_date(run.read("sleeve_weights", weights_key)))
         book = Book(cfg.direction, rate)
         state, restarted = None, False
         columns: dict[str, list] = {}
@@ -302,7 +306,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             prev = run.periods.dates_before(d, 2)
             w1 = weights.get(prev[-1]) if prev else None
             if state is None:  # first date of this run: pick up where the stored history left off
-                state = _stored_state(run, n_r, previous) if previous else (1.0, False)
+                state = _stored_state(run, sleeve_returns_key, previous) if previous else (1.0, False)
                 if state is None:
                     state, restarted = (1.0, False), w1 is not None
             if w1 is None:
@@ -345,7 +349,11 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             if problem:
                 failures[d.isoformat()] = problem
         parts = run.write(
-            "sleeve_returns", n_r, pl.DataFrame(columns) if columns else pl.DataFrame(), sleeve=sleeve, risk=risk
+            "sleeve_returns",
+            sleeve_returns_key,
+            pl.DataFrame(columns) if columns else pl.DataFrame(),
+            sleeve=sleeve,
+            risk=risk,
         )
         per_key = {}
         for k, part in parts.items():
@@ -358,7 +366,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 ),
             }
         run.describe(
-            n_r,
+            sleeve_returns_key,
             "sleeve_returns",
             parts,
             column="rebalance_date",
@@ -366,7 +374,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             wealth_restarted_at_1=restarted,
             bankrupt=bool(state[1]) if state else False,
         )
-        run.check(n_r, check_result("returns_in_bounds", n_r, failures, len(dates)))
+        run.check(sleeve_returns_key, check_result("returns_in_bounds", sleeve_returns_key, failures, len(dates)))
 
     return sleeve_lenses
 

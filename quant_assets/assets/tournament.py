@@ -43,9 +43,9 @@ from quant_assets.simulation.tournament import scoreboard, scoreboard_markdown, 
 def tournament_asset(ctx: GraphContext, sleeve: str):
     m = ctx.manifest
     cfg, t = m.sleeves[sleeve], m.tournament
-    universe, lb = cfg.universe, m.lookbacks
+    universe, lookbacks = cfg.universe, m.lookbacks
     rate = m.friction[m.universes[universe].asset_class].rate
-    n_t, n_sel, n_rets, n_feats = (
+    tournament_key, selection_key, returns_key, features_key = (
         tournament_name(sleeve),
         selection_name(sleeve),
         returns_name(universe),
@@ -57,18 +57,18 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
     )
 
     @asset(
-        name=n_t,
+        name=tournament_key,
         group_name="reports",
         kinds={"numpy", "parquet"},
         **ctx.spec_defaults,
         backfill_policy=SINGLE_RUN,
         deps=[
-            n_sel,
-            n_rets,
-            n_feats,
+            selection_key,
+            returns_key,
+            features_key,
             regime_name(universe),
             candidates_name(universe),
-            AssetDep(n_t, partition_mapping=PREVIOUS_PARTITION),
+            AssetDep(tournament_key, partition_mapping=PREVIOUS_PARTITION),
         ],
         description=f"Tournament of sleeve `{sleeve}`: {len(contenders)} contenders (engines {t.engines} x "
         f"profiles {t.profiles}) optimised on the same winners and walked forward with the same "
@@ -77,26 +77,26 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
     def tournament(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
-        panel, u = universe_view(run, universe, window_start(dates[0], lb.prices_days))
-        sel = selections_by_date(run.read("selection", n_sel))
-        feats = features_by_date(run.read("features", n_feats))
+        panel, u = universe_view(run, universe, window_start(dates[0], lookbacks.prices_days))
+        sel = selections_by_date(run.read("selection", selection_key))
+        feats = features_by_date(run.read("features", features_key))
         regimes = regime_by_date(run.read("regime", regime_name(universe)))
         previous = run.periods.previous(run.first_key)
         weights: dict[dt.date, pd.DataFrame] = {}
         state: dict[tuple[str, str], tuple[float, bool]] = {}
         if previous is not None:
-            stored = run.lh.read_partition("tournament_weights", n_t, previous)
+            stored = run.lh.read_partition("tournament_weights", tournament_key, previous)
             if stored is not None:
                 weights.update({d: g.to_pandas() for (d,), g in stored.group_by("rebalance_date")})
-            ret = run.lh.read_partition("tournament_returns", n_t, previous)
+            ret = run.lh.read_partition("tournament_returns", tournament_key, previous)
             if ret is not None and ret.height:
                 last = ret.to_pandas().groupby(["profile", "engine"]).tail(1)
                 state = {(r.profile, r.engine): (float(r.wealth), bool(r.bankrupt)) for r in last.itertuples()}
         sign = -1.0 if cfg.direction == "short" else 1.0
         w_frames, r_frames = [], []
-        for d in track(dates, n_t):
+        for d in track(dates, tournament_key):
             kept = u.kept[d]
-            X = dense_matrix(panel, u.rows[d][-lb.optimisation_days :], kept)
+            X = dense_matrix(panel, u.rows[d][-lookbacks.optimisation_days :], kept)
             col = {s_: i for i, s_ in enumerate(kept)}
             view = feats.get(d)
             momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
@@ -161,10 +161,10 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
                 r_frames.append(
                     daily.assign(engine=engine, profile=profile, date=daily["date"].dt.date, rebalance_date=d)
                 )
-        wparts = run.write("tournament_weights", n_t, pd.concat(w_frames, ignore_index=True), sleeve=sleeve)
+        wparts = run.write("tournament_weights", tournament_key, pd.concat(w_frames, ignore_index=True), sleeve=sleeve)
         rparts = run.write(
             "tournament_returns",
-            n_t,
+            tournament_key,
             pd.concat(r_frames, ignore_index=True) if r_frames else pd.DataFrame(),
             sleeve=sleeve,
         )
@@ -188,8 +188,8 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
                 md["drawdowns"] = MetadataValue.md(drawdowns_md(curves, f"{sleeve} {key}: drawdowns"))
                 md["best_profile"] = str(best.sort_values("sharpe", ascending=False).iloc[0]["profile"])
             per_key[key] = md
-        run.describe(n_t, "tournament_returns", rparts, per_partition=per_key, contenders=len(contenders))
-        md, _ = run._results[n_t]
+        run.describe(tournament_key, "tournament_returns", rparts, per_partition=per_key, contenders=len(contenders))
+        md, _ = run._results[tournament_key]
         return MaterializeResult(metadata=md)
 
     return tournament

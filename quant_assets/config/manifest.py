@@ -114,7 +114,7 @@ class Sleeve(_Strict):
     direction: Literal["long", "short"] = "long"
     selection: SelectionSettings = Field(
         default_factory=SelectionSettings,
-        description="the funnel: ranker, clustering, filter chain, recruitment and relaxation (selection.py)",
+        description="the funnel: ranker, clustering, filter chain, recruitment and relaxation (selection/funnel.py)",
     )
     risk_profiles: list[str] = Field(default_factory=lambda: list(DEFAULT_SLEEVE_PROFILES))
     engine: str = Field(
@@ -124,7 +124,7 @@ class Sleeve(_Strict):
     )
     risk: RiskConfig = Field(
         default_factory=RiskConfig,
-        description="HRP variant, covariance, cluster caps, barbell and CVaR options (optimise.py)",
+        description="HRP variant, covariance, cluster caps, barbell and CVaR options (allocation/optimise.py)",
     )
     description: str = ""
 

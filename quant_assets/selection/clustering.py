@@ -169,5 +169,5 @@ def threshold_sensitivity(returns: pd.DataFrame, settings: ClusteringSettings, t
 
 
 def correlation_clusters(returns: pd.DataFrame, threshold: float) -> pd.Series:
-    """Flat Ward clusters of the whole window cut at `threshold` (single lookback; used by meta.py)."""
+    """Flat Ward clusters of the whole window cut at `threshold` (single lookback)."""
     return cut(returns, threshold).labels
