@@ -83,7 +83,14 @@ def compare(root: str) -> dict[str, dict]:
             f"SELECT a.{', a.'.join(keys)}, a.{value} AS fixture, b.{value} AS ours FROM ({theirs}) a JOIN ({ours}) b "
             f"ON {on} ORDER BY abs(a.{value} - b.{value}) DESC LIMIT 3"
         ).fetchall()
+        by_risk = con.execute(
+            f"SELECT coalesce(a.risk, b.risk) AS risk, max(abs(a.{value} - b.{value})) AS max_diff, "
+            f"count(*) FILTER (WHERE abs(a.{value} - b.{value}) > {TOLERANCE}) AS over, "
+            f"count(*) FILTER (WHERE a.{value} IS NULL OR b.{value} IS NULL) AS unmatched "
+            f"FROM ({theirs}) a FULL OUTER JOIN ({ours}) b ON {on} GROUP BY ALL ORDER BY 1"
+        ).fetchall()
         out[table] = {
+            "by_risk": by_risk,
             "fixture_rows": rows[0],
             "our_rows": rows[1],
             "max_abs_diff": rows[2],
@@ -106,6 +113,12 @@ def main() -> None:
             print(
                 f"{table:<18} fixture {r['fixture_rows']:>6} rows, ours {r['our_rows']:>6}, unmatched "
                 f"{r['unmatched']}, max |diff| {r['max_abs_diff']:.2e}, > {TOLERANCE:g}: {r['over_tolerance']}"
+            )
+            print(
+                "    per lens: "
+                + "; ".join(
+                    f"{risk} max |diff| {d or 0:.1e}, > tol {o}, unmatched {u}" for risk, d, o, u in r["by_risk"]
+                )
             )
             if r["over_tolerance"]:
                 for w in r["worst"]:
