@@ -54,3 +54,14 @@ def test_previous_dates_periods_and_windows():
     assert periods.previous("2019") == "2018" and periods.previous("1992") is None and periods.next("2019") == "2020"
     assert periods.keys_between(dt.date(2019, 6, 1), dt.date(2020, 3, 1)) == ["2019", "2020"]
     assert periods_covering(cal, 252) == 52
+
+
+def test_a_range_starting_mid_history_names_the_market_data_its_windows_need(tmp_path):
+    """500 sessions of prices before the first date of 2020 reach back into 2018; 1992 needs nothing."""
+    from quant_assets.cli.runner import missing_warm_up
+    from quant_assets.storage.lakehouse import Lakehouse
+
+    m = load_manifest()
+    lh = Lakehouse(tmp_path)
+    assert missing_warm_up(m, lh, dt.date(2020, 3, 1), dt.date(2020, 6, 30)) == ["2018", "2019"]
+    assert missing_warm_up(m, lh, dt.date(1992, 1, 1), dt.date(1992, 6, 30)) == []

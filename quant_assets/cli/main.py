@@ -42,8 +42,7 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     from dagster import DagsterInstance
 
     from quant_assets.assets.progress import ENV_VAR as PROGRESS
-    from quant_assets.cli.runner import materialize_range, missing_warm_up, partition_range
-    from quant_assets.data.calendars import Periods
+    from quant_assets.cli.runner import materialize_range, missing_warm_up, partition_range, warm_up_market_data
 
     defs, manifest = _defs_and_manifest()
     first, last = partition_range(manifest, start, end)
@@ -54,7 +53,8 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     )
     with DagsterInstance.get() as instance:
         t0 = time.perf_counter()
-        warm_up = missing_warm_up(manifest, Lakehouse(default_root()), start, end)
+        lh = Lakehouse(default_root())
+        warm_up = missing_warm_up(manifest, lh, start, end)
         if warm_up and (selection is None or selection != "group:market_data"):
             # The funnel and the sleeves read a ~2-year window of returns: store those periods first.
             print(
@@ -62,15 +62,13 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
                 f"{first} reach back there and it is not stored yet)",
                 flush=True,
             )
-            first_start = Periods(manifest.calendar).window(warm_up[0])[0]
-            last_end = Periods(manifest.calendar).window(warm_up[-1])[1] - dt.timedelta(days=1)
-            pre = materialize_range(
+            _, pre = warm_up_market_data(
                 defs,
                 manifest,
-                first_start,
-                last_end,
+                lh,
+                start,
+                end,
                 instance,
-                selection="group:market_data",
                 raise_on_error=False,
                 run_config=None if verbose else QUIET_LOGS,
             )

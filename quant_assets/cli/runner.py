@@ -64,3 +64,25 @@ def missing_warm_up(manifest: Manifest, lh: Lakehouse, start: dt.date, end: dt.d
     keys = [k for k in periods.keys if periods.key(reach) <= k < first]
     stored = [set(lh.partitions("returns", returns_name(u))) for u in manifest.universes]
     return [k for k in keys if not all(k in s for s in stored)]
+
+
+def warm_up_market_data(
+    defs: Definitions,
+    manifest: Manifest,
+    lh: Lakehouse,
+    start: dt.date,
+    end: dt.date,
+    instance: DagsterInstance,
+    **kwargs,
+) -> tuple[list[str], ExecuteInProcessResult | None]:
+    """Materialise the market data of the earlier periods a range's trailing windows read when it is
+    not stored (`missing_warm_up`): the CLI and the benchmarks start mid-history the same way.
+    Returns those periods and the run (None when nothing was missing)."""
+    warm_up = missing_warm_up(manifest, lh, start, end)
+    if not warm_up:
+        return [], None
+    periods = Periods(manifest.calendar)
+    first_start = periods.window(warm_up[0])[0]
+    last_end = periods.window(warm_up[-1])[1] - dt.timedelta(days=1)
+    result = materialize_range(defs, manifest, first_start, last_end, instance, selection="group:market_data", **kwargs)
+    return warm_up, result
