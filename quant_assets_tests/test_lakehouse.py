@@ -3,6 +3,7 @@
 import datetime as dt
 import multiprocessing as mp
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -117,3 +118,60 @@ def test_a_partition_written_before_a_column_existed_reads_it_as_null(tmp_path):
     # the meta health gate reads the old partition's outcome off its status text
     history = optimisation_history(both, ChildRef(meta="m"), "hrp")
     assert history == [(dt.date(2019, 1, 4), False), (dt.date(2020, 1, 3), True)]
+
+
+# ---- faults and the read-only SQL surface ------------------------------------------------
+
+
+def test_sql_is_read_only(tmp_path):
+    """COPY ... TO once overwrote a lakehouse partition; ATTACH and read_csv reached any file."""
+    lh = Lakehouse(tmp_path)
+    lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    target = lh.path("prices", "prices_u", "2020")
+    before = target.read_bytes()
+    outside = tmp_path.parent / f"{tmp_path.name}_outside.csv"
+    outside.write_text("a\n1\n")
+    for query, culprit in [
+        (f"COPY (SELECT 1 AS x) TO '{target}' (FORMAT parquet)", "COPY"),
+        (f"ATTACH '{tmp_path / 'x.db'}' AS x", "ATTACH"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE"),
+        ("SET enable_external_access = true", "SET"),
+        ("SELECT 1; DROP VIEW prices", "DROP"),
+    ]:
+        with pytest.raises(LakehouseError, match=f"read-only: {culprit}"):
+            lh.sql(query)
+    with pytest.raises(duckdb.PermissionException, match="disabled by config"):
+        lh.sql(f"SELECT * FROM read_csv('{outside}')")
+    assert target.read_bytes() == before
+    assert not (tmp_path / "x.db").exists()
+    assert lh.sql("SELECT sum(close) AS s FROM prices")["s"][0] == 6.0
+    assert lh.sql("EXPLAIN SELECT * FROM prices").height >= 1
+
+
+def test_sql_parameters_are_values_not_sql(tmp_path):
+    lh = Lakehouse(tmp_path)
+    lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    assert lh.sql("SELECT count(*) AS n FROM prices WHERE symbol = ?", ["S1"])["n"][0] == 1
+    assert lh.sql("SELECT count(*) AS n FROM prices WHERE symbol = ?", ["S1' OR '1'='1"])["n"][0] == 0
+
+
+def test_a_corrupt_partition_is_named_and_other_tables_stay_queryable(tmp_path):
+    lh = Lakehouse(tmp_path)
+    lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    lh.write_partition("prices", "prices_u", "2021", frame(dt.date(2021, 1, 3)))
+    returns = pl.DataFrame({"universe": ["u"], "date": [dt.date(2020, 1, 3)], "symbol": ["S0"], "ret": [0.01]})
+    lh.write_partition("returns", "returns_u", "2020", returns)
+    bad = lh.path("prices", "prices_u", "2021")
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated mid-file, as a killed copy would leave it
+    with pytest.raises(
+        LakehouseError, match=r"corrupt lakehouse file .*2021\.parquet \(table prices, asset prices_u, partition 2021\)"
+    ):
+        lh.read("prices", "prices_u")
+    assert lh.read_partition("prices", "prices_u", "2020").height == 3  # nothing else damaged
+    assert lh.sql("SELECT count(*) AS n FROM returns")["n"][0] == 1  # unrelated tables answer
+    with pytest.raises(
+        LakehouseError, match=r"table prices is unreadable: corrupt file .*prices_u/2021\.parquet.*partition 2021"
+    ):
+        lh.sql("SELECT * FROM prices")
+    lh.write_partition("prices", "prices_u", "2021", frame(dt.date(2021, 1, 3)))  # re-materialising repairs it
+    assert lh.sql("SELECT count(*) AS n FROM prices")["n"][0] == 6

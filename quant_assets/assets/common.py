@@ -12,6 +12,7 @@ the lakehouse instead of being recomputed, so a UI subset materialises exactly w
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -79,6 +80,14 @@ class LakehouseResource(ConfigurableResource):
 def column_schema(table: str) -> TableSchema:
     """A lakehouse table's columns as Dagster shows them on the asset page."""
     return TableSchema(columns=[TableColumn(name, str(dtype).lower()) for name, dtype in TABLES[table].schema.items()])
+
+
+@functools.cache
+def table_metadata(table: str) -> dict:
+    """Definition metadata of an asset stored in a lakehouse table: its columns and table name.
+    On the spec, not on each materialisation: the schema is a property of the definition, and
+    carried by every partition's event it was about a third of each event's serialised bytes."""
+    return {"dagster/column_schema": column_schema(table), "lakehouse_table": table}
 
 
 def partitions_of(periods: Periods) -> TimeWindowPartitionsDefinition:
@@ -270,8 +279,6 @@ class Run:
             self.context.add_asset_metadata(md, asset_key=asset, partition_key=key)
         self._results[asset] = (
             {
-                "dagster/column_schema": column_schema(table),
-                "lakehouse_table": table,
                 "partitions_in_run": len(self.keys),
                 **common,
             },

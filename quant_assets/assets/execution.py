@@ -21,6 +21,7 @@ from quant_assets.assets.common import (
     implemented_name,
     orders_name,
     preview,
+    table_metadata,
 )
 from quant_assets.execution.orders import order_rows, turnover_of
 from quant_assets.execution.state import read_state, state_path
@@ -50,6 +51,7 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
         specs.append(
             AssetSpec(
                 orders_key,
+                metadata=table_metadata("rebalance_orders"),
                 group_name="execution",
                 kinds={"pandas", "parquet"},
                 deps=[flattened_key, state_key],

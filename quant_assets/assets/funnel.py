@@ -32,6 +32,7 @@ from quant_assets.assets.common import (
     regime_name,
     returns_name,
     selection_name,
+    table_metadata,
     vetoes_name,
 )
 from quant_assets.assets.market_data import universe_view, window_start
@@ -117,6 +118,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
     specs = [
         AssetSpec(
             clusters_key,
+            metadata=table_metadata("clusters"),
             kinds={"scipy", "parquet"},
             deps=[returns_key, regime_key, candidates_key],
             **common,
@@ -126,6 +128,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
         ),
         AssetSpec(
             sensitivity_key,
+            metadata=table_metadata("cluster_sensitivity"),
             kinds={"scipy", "parquet"},
             deps=[returns_key, candidates_key],
             **common,
@@ -134,6 +137,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
         ),
         AssetSpec(
             rankings_key,
+            metadata=table_metadata("rankings"),
             kinds={"numpy", "parquet"},
             deps=[features_key, regime_key, candidates_key],
             **common,
@@ -143,6 +147,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
         ),
         AssetSpec(
             vetoes_key,
+            metadata=table_metadata("vetoes"),
             kinds={"numpy", "parquet"},
             deps=[features_key, candidates_key],
             **common,
@@ -151,6 +156,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
         ),
         AssetSpec(
             selection_key,
+            metadata=table_metadata("selection"),
             kinds={"scipy", "parquet"},
             deps=[rankings_key, vetoes_key, clusters_key, features_key, returns_key, regime_key, candidates_key],
             **common,

@@ -26,6 +26,7 @@ from quant_assets.assets.common import (
     prices_name,
     regime_name,
     returns_name,
+    table_metadata,
 )
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import coverage_problem
@@ -139,6 +140,7 @@ def universe_step(ctx: GraphContext, universe: str):
     specs = [
         AssetSpec(
             candidates_key,
+            metadata=table_metadata("candidates"),
             group_name="market_data",
             kinds={"python", "parquet"},
             **common,
@@ -147,6 +149,7 @@ def universe_step(ctx: GraphContext, universe: str):
         ),
         AssetSpec(
             prices_key,
+            metadata=table_metadata("prices"),
             group_name="market_data",
             kinds={"python", "parquet"},
             deps=[candidates_key],
@@ -157,6 +160,7 @@ def universe_step(ctx: GraphContext, universe: str):
         ),
         AssetSpec(
             returns_key,
+            metadata=table_metadata("returns"),
             group_name="market_data",
             kinds={"python", "parquet"},
             deps=[prices_key, candidates_key],
@@ -168,6 +172,7 @@ def universe_step(ctx: GraphContext, universe: str):
         ),
         AssetSpec(
             features_key,
+            metadata=table_metadata("features"),
             group_name="selection",
             kinds={"numpy", "parquet"},
             deps=[returns_key, candidates_key],
@@ -181,6 +186,7 @@ def universe_step(ctx: GraphContext, universe: str):
         ),
         AssetSpec(
             regime_key,
+            metadata=table_metadata("regime"),
             group_name="selection",
             kinds={"numpy", "parquet"},
             deps=[returns_key, candidates_key],

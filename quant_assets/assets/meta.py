@@ -46,9 +46,10 @@ from quant_assets.assets.common import (
     report_name,
     sleeve_returns_name,
     sleeve_weights_name,
+    table_metadata,
 )
 from quant_assets.assets.progress import track
-from quant_assets.audit.checks import flattened_problem, meta_weights_problem, returns_problem, sign_problem
+from quant_assets.audit.checks import flattened_problem, meta_weight_arrays_problem, returns_problem, sign_problem
 from quant_assets.audit.ledger import LedgerBatch, OptimisationLog, iso_days, matrix_digest, weights_digest
 from quant_assets.config.manifest import ChildRef
 from quant_assets.data.calendars import calendar_days_covering
@@ -188,6 +189,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     specs = [
         AssetSpec(
             meta_returns_key,
+            metadata=table_metadata("meta_returns"),
             group_name="meta",
             kinds={"pandas", "parquet"},
             deps=stream_assets,
@@ -198,6 +200,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         ),
         AssetSpec(
             meta_weights_key,
+            metadata=table_metadata("meta_weights"),
             group_name="meta",
             kinds={cfg.allocation.engine, "parquet"},
             deps=[meta_returns_key, *weight_windows],
@@ -211,6 +214,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         ),
         AssetSpec(
             tree_key,
+            metadata=table_metadata("meta_cluster_tree"),
             group_name="meta",
             kinds={"scipy", "parquet"},
             deps=[meta_weights_key, meta_returns_key]
@@ -221,6 +225,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         ),
         AssetSpec(
             portfolio_returns_key,
+            metadata=table_metadata("meta_portfolio_returns"),
             group_name="meta",
             kinds={"numpy", "parquet"},
             deps=[meta_weights_key, *stream_assets],
@@ -235,12 +240,13 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             kinds={"pandas", "parquet"},
             deps=[meta_weights_key, *child_holdings, *[candidates_name(u) for u in universes]],
             **common,
-            metadata={"dagster/column_lineage": column_lineage},
+            metadata={**table_metadata("flattened_weights"), "dagster/column_lineage": column_lineage},
             description=f"`{meta}` under `{risk}` collapsed to physical symbols: signed net weight per symbol, "
             f"long and short gross apart, and every root-to-atom path in `flattened_contributions`.",
         ),
         AssetSpec(
             report_key,
+            metadata=table_metadata("meta_report"),
             group_name="reports",
             kinds={"markdown", "parquet"},
             deps=[meta_returns_key, tree_key, flattened_key, meta_weights_key, portfolio_returns_key],
@@ -429,7 +435,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             for k, v in row.items():
                 columns.setdefault(k, []).extend(v)
             out[d] = Allocation(w, row, values, labels)
-            problem = meta_weights_problem(pd.Series(w, index=names), cfg.min_weight, cfg.max_weight, set(vetoed))
+            problem = meta_weight_arrays_problem(w, names, cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
         if compute_w:

@@ -31,6 +31,7 @@ from quant_assets.assets.common import (
     selection_name,
     sleeve_returns_name,
     sleeve_weights_name,
+    table_metadata,
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
@@ -73,6 +74,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         specs += [
             AssetSpec(
                 weights_key,
+                metadata=table_metadata("sleeve_weights"),
                 kinds={cfg.engine, "parquet"},
                 deps=[selection_key, returns_key, features_key, regime_key, candidates_key],
                 **common,
@@ -84,6 +86,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             ),
             AssetSpec(
                 sleeve_returns_key,
+                metadata=table_metadata("sleeve_returns"),
                 kinds={"numpy", "parquet"},
                 **common,
                 deps=[weights_key, returns_key, AssetDep(sleeve_returns_key, partition_mapping=PREVIOUS_PARTITION)],

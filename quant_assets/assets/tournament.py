@@ -28,6 +28,7 @@ from quant_assets.assets.common import (
     regime_name,
     returns_name,
     selection_name,
+    table_metadata,
     tournament_name,
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
@@ -61,6 +62,7 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
         group_name="reports",
         kinds={"numpy", "parquet"},
         **ctx.spec_defaults,
+        metadata=table_metadata("tournament_returns"),
         backfill_policy=SINGLE_RUN,
         deps=[
             selection_key,

@@ -54,8 +54,13 @@ def meta_weights_problem(
 ) -> str | None:
     """Finite, summing to 1, vetoed children at exactly 0, the others within the bounds (the cap
     relaxed to 1/n when vetoes leave too few children to reach 1 under it)."""
-    names = list(weights.index)
-    w = weights.to_numpy(dtype=float)
+    return meta_weight_arrays_problem(weights.to_numpy(dtype=float), list(weights.index), lower, upper, vetoed)
+
+
+def meta_weight_arrays_problem(
+    w: np.ndarray, names: list[str], lower: float, upper: float, vetoed: frozenset[str] | set[str] = frozenset()
+) -> str | None:
+    """`meta_weights_problem` on one date's weights in children order."""
     if not np.isfinite(w).all():
         return "non-finite meta weights"
     if abs(w.sum() - 1.0) > TOL:

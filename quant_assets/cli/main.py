@@ -42,10 +42,18 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     from dagster import DagsterInstance
 
     from quant_assets.assets.progress import ENV_VAR as PROGRESS
-    from quant_assets.cli.runner import materialize_range, missing_warm_up, partition_range, warm_up_market_data
+    from quant_assets.cli.runner import (
+        materialize_range,
+        missing_warm_up,
+        partition_range,
+        resolve_selection,
+        warm_up_market_data,
+    )
 
     defs, manifest = _defs_and_manifest()
     first, last = partition_range(manifest, start, end)
+    if selection is not None:
+        resolve_selection(defs, selection)  # a malformed selection fails here, before anything runs
     ensure_dagster_home()
     os.environ.setdefault(PROGRESS, "1")  # each step shows its dates done and an ETA
     print(
@@ -131,15 +139,19 @@ def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = Non
     from quant_assets.simulation.metrics import performance
 
     for root in manifest.roots:
+        if risk is not None and risk not in manifest.meta_risks(root):
+            lenses = manifest.meta_risks(root)
+            raise ValueError(f"unknown risk lens {risk!r} for root meta {root}; its lenses: {lenses}")
         lens = risk or ("hrp" if "hrp" in manifest.meta_risks(root) else manifest.meta_risks(root)[0])
         w = lh.sql(
-            f"SELECT child, weight, status FROM meta_weights WHERE meta = '{root}' AND risk = '{lens}' "
-            f"AND rebalance_date = DATE '{date}' ORDER BY weight DESC"
+            "SELECT child, weight, status FROM meta_weights WHERE meta = ? AND risk = ? AND rebalance_date = ? "
+            "ORDER BY weight DESC",
+            [root, lens, date],
         ).to_pandas()
         flat = lh.sql(
             "SELECT symbol, net_weight, long_weight, short_weight, contributors FROM flattened_weights "
-            f"WHERE meta = '{root}' AND "
-            f"risk = '{lens}' AND rebalance_date = DATE '{date}' ORDER BY abs(net_weight) DESC"
+            "WHERE meta = ? AND risk = ? AND rebalance_date = ? ORDER BY abs(net_weight) DESC",
+            [root, lens, date],
         ).to_pandas()
         print(f"== root meta `{root}` under the `{lens}` lens, as of {date} ==")
         print(
@@ -162,8 +174,9 @@ def print_summary(manifest, lh: Lakehouse, date: dt.date, risk: str | None = Non
         print("out-of-sample performance of each lens over the run (stitched daily returns):")
         for lens_ in manifest.meta_risks(root):
             rets = lh.sql(
-                f"SELECT date, ret FROM meta_portfolio_returns WHERE meta = '{root}' AND risk = '{lens_}' "
-                f"AND rebalance_date <= DATE '{date}' ORDER BY date"
+                "SELECT date, ret FROM meta_portfolio_returns WHERE meta = ? AND risk = ? AND rebalance_date <= ? "
+                "ORDER BY date",
+                [root, lens_, date],
             ).to_pandas()
             p = performance(rets["ret"])
             print(
@@ -340,11 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("audit", help="verify the audit ledger's hash chain and completeness")
     p.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
+    import duckdb
+
     from quant_assets.config.manifest import ManifestError
+    from quant_assets.storage.lakehouse import LakehouseError
 
     try:
         return args.func(args)
-    except (ManifestError, ValueError) as err:  # bad input: say what, without a traceback
+    except (ManifestError, ValueError, LakehouseError, duckdb.Error) as err:  # bad input: say what, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dagster import AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import AssetSelection, DagsterError, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from quant_assets.config.manifest import Manifest
@@ -28,6 +28,23 @@ def partition_range(manifest: Manifest, start: dt.date, end: dt.date) -> tuple[s
     return keys[0], keys[-1]
 
 
+def resolve_selection(defs: Definitions, selection: str | AssetSelection) -> set:
+    """The asset keys a selection names; a malformed or empty selection is a ValueError saying so."""
+    text = selection if isinstance(selection, str) else None
+    try:
+        if isinstance(selection, str):
+            selection = AssetSelection.from_string(selection)
+        keys = set(selection.resolve(defs.resolve_asset_graph()))
+    except DagsterError as e:
+        raise ValueError(
+            f"invalid asset selection {text or selection!r}: {str(e).splitlines()[0]} "
+            "(examples: 'group:meta', '+flattened_weights_total_portfolio_hrp', 'key:sleeve_weights_*')"
+        ) from e
+    if not keys:
+        raise ValueError(f"asset selection {text or selection!r} matches no asset")
+    return keys
+
+
 def materialize_range(
     defs: Definitions,
     manifest: Manifest,
@@ -39,11 +56,9 @@ def materialize_range(
     run_config: dict | None = None,
 ) -> ExecuteInProcessResult:
     first, last = partition_range(manifest, start, end)
-    if isinstance(selection, str):
-        selection = AssetSelection.from_string(selection)
     job = defs.resolve_implicit_global_asset_job_def()
     if selection is not None:
-        job = job.get_subset(asset_selection=set(selection.resolve(defs.resolve_asset_graph())))
+        job = job.get_subset(asset_selection=resolve_selection(defs, selection))
     return job.execute_in_process(
         instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},

@@ -9,6 +9,7 @@ building a frame.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 import numpy as np
@@ -98,7 +99,15 @@ def weights_digest(labels: list[str], values: np.ndarray) -> str:
 
 def iso_days(days: np.ndarray) -> list[str]:
     """How `frame_hash` writes a date index ("2019-01-04T00:00:00"), for datetime64 days."""
-    return np.datetime_as_string(np.asarray(days).astype("datetime64[s]"), unit="s").tolist()
+    days = np.asarray(days)
+    if days.dtype == "datetime64[D]":  # whole days (every window): memoised, each day is hashed thousands of times
+        return [_iso_day(d) for d in days.tolist()]
+    return np.datetime_as_string(days.astype("datetime64[s]"), unit="s").tolist()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _iso_day(day: dt.date) -> str:
+    return f"{day.isoformat()}T00:00:00"
 
 
 def matrix_digest(index: list[str], columns: list[str], values: np.ndarray) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -152,7 +153,14 @@ class Lakehouse:
         Schemas evolve by adding columns: a partition written before a column was declared reads
         it as nulls (re-materialising the partition fills it), so old and new partitions concatenate.
         """
-        frame = _CACHE.get(self.path(table, asset, key), "frame", pl.read_parquet)
+        path = self.path(table, asset, key)
+        try:
+            frame = _CACHE.get(path, "frame", pl.read_parquet)
+        except Exception as e:  # a truncated or garbled file: say which, and how to repair it
+            raise LakehouseError(
+                f"corrupt lakehouse file {path} (table {table}, asset {asset}, partition {_key_str(key)}): "
+                f"{str(e).splitlines()[0]}. Re-materialise {asset} for partition {_key_str(key)} to rewrite it."
+            ) from e
         if frame is None:
             return None
         missing = [c for c in TABLES[table].schema if c not in frame.columns]
@@ -163,19 +171,31 @@ class Lakehouse:
 
     # ---- SQL -----------------------------------------------------------------------------
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per table that has data.
 
         In memory on purpose: nothing holds a lock on the lakehouse, so SQL can run while
-        Dagster writes partitions.
+        Dagster writes partitions. Read-only by default: once the views exist, file access is
+        limited to the lakehouse folder and the configuration is locked, so a query cannot read
+        other files on the machine, ATTACH databases or install extensions (`sql` also refuses
+        every statement but SELECT/EXPLAIN, so COPY ... TO cannot overwrite a partition).
+        `read_only=False` gives an unrestricted connection to code that means to write.
+
+        A table with an unreadable file gets no view; `unreadable` names the file, its asset and
+        partition, and every other table stays queryable.
         """
         con = duckdb.connect(":memory:")
+        self.unreadable: dict[str, str] = {}
+        root = self.root.resolve()  # the views and the access rule must name the same paths
         for table in TABLES:
-            folder = self.root / table
+            folder = root / table
             if any(folder.glob("*/*.parquet")):
                 glob = str(folder / "*" / "*.parquet").replace("'", "''")
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
-        ledger = self.root / LEDGER_FILE
+                try:
+                    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
+                except duckdb.Error as e:
+                    self.unreadable[table] = self._unreadable_reason(table, e)
+        ledger = root / LEDGER_FILE
         if ledger.exists():
             path = str(ledger).replace("'", "''")
             con.execute(
@@ -194,11 +214,50 @@ class Lakehouse:
                 "o->>'chain' AS chain, o AS detail FROM audit_ledger l, "
                 "unnest(CAST(json_extract(l.detail, '$.optimisations') AS JSON[])) AS t(o) WHERE l.type = 'outcome'"
             )
+        if read_only:
+            allowed = str(root).replace("'", "''")
+            con.execute(f"SET allowed_directories = ['{allowed}/']")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         return con
 
-    def sql(self, query: str) -> pl.DataFrame:
+    def _unreadable_reason(self, table: str, error: Exception) -> str:
+        """Which file of a table cannot be read (checked one by one), as asset[partition]."""
+        for path in sorted((self.root / table).glob("*/*.parquet")):
+            try:
+                pl.read_parquet_schema(path)
+            except Exception as e:
+                return (
+                    f"table {table} is unreadable: corrupt file {path} (asset {path.parent.name}, partition "
+                    f"{path.stem}): {str(e).splitlines()[0]}. Re-materialise {path.parent.name} for partition "
+                    f"{path.stem} to rewrite it."
+                )
+        return f"table {table} is unreadable: {str(error).splitlines()[0]}"
+
+    def sql(self, query: str, params: list | None = None) -> pl.DataFrame:
+        """Run one read-only query (SELECT, or EXPLAIN of one); `params` fill its `?` placeholders.
+
+        Anything else (COPY, ATTACH, CREATE, SET, ...) is refused before it runs. To write, use
+        `connect(read_only=False)` from Python, or DuckDB itself on the Parquet files.
+        """
         con = self.connect()
         try:
-            return con.sql(query).pl()
+            statements = con.extract_statements(query)
+            allowed = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+            refused = [s.type.name for s in statements if s.type not in allowed]
+            if refused:
+                raise LakehouseError(
+                    f"the lakehouse SQL surface is read-only: {', '.join(refused)} refused (only SELECT and "
+                    f"EXPLAIN run). To write, use Lakehouse.connect(read_only=False) from Python."
+                )
+            if len(statements) != 1:
+                raise LakehouseError(f"one statement per query, got {len(statements)}")
+            try:
+                return con.sql(query, params=params).pl()
+            except duckdb.CatalogException as e:
+                named = [t for t in self.unreadable if re.search(rf"\b{t}\b", query)]
+                if named:
+                    raise LakehouseError(self.unreadable[named[0]]) from e
+                raise
         finally:
             con.close()
