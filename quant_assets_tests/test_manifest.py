@@ -142,3 +142,80 @@ def test_market_profile_needs_benchmarks():
     data["sleeves"]["trend_long"]["risk_profiles"] = ["hrp", "market"]
     with pytest.raises(ManifestError, match=r"`market` holds the universe's benchmarks"):
         parse_manifest(data)
+
+
+# ---- broken manifests: an error naming the field, never a traceback ---------------------------
+
+
+def test_an_absurd_lookback_is_refused_at_load(base):
+    """10^9 days used to load and overflow a date window at run time without naming the field."""
+    data = copy.deepcopy(base)
+    data.setdefault("lookbacks", {})["prices_days"] = 10**9
+    with pytest.raises(ManifestError, match=r"lookbacks\.prices_days: Input should be less than or equal to 10080"):
+        parse_manifest(data)
+
+
+def test_duplicate_yaml_keys_are_refused_with_their_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    text = default_manifest_path().read_text()
+    path.write_text(
+        text + "\nlookbacks:\n  prices_days: 400\n" if "\nlookbacks:" in text else text + "\ncalendar: {}\n"
+    )
+    with pytest.raises(
+        ManifestError, match=r"dup\.yaml is not valid YAML: duplicate key '(lookbacks|calendar)' \(first at line \d+\)"
+    ):
+        load_manifest(path)
+
+
+def test_children_as_a_string_says_it_must_be_a_list(base):
+    data = copy.deepcopy(base)
+    data["metas"]["us_stocks"]["children"] = "sleeve:trend_long"
+    with pytest.raises(
+        ManifestError, match=r"metas\.us_stocks\.children: must be a list of children, e\.g\. \[sleeve:trend_long\]"
+    ):
+        parse_manifest(data)
+
+
+def _leaves(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(node, list) and node and not isinstance(node[0], (dict, list)):
+        yield path
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path
+
+
+def _set(data, path, value):
+    node = data
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+
+
+GARBAGE = ["x", -1, None, [], {"a": 1}, 10**9, 1e308]
+
+
+def test_every_broken_field_is_a_manifest_error_naming_it(base):
+    """A table of broken manifests: every leaf of the default one replaced by garbage of each kind.
+    Each either loads (the garbage happens to be valid there) or fails with ManifestError whose
+    message names the field's path; no other exception escapes."""
+    failures, named = [], 0
+    for path in _leaves(base):
+        for value in GARBAGE:
+            data = copy.deepcopy(base)
+            _set(data, path, value)
+            try:
+                parse_manifest(data)
+            except ManifestError as err:
+                named += 1
+                dotted = ".".join(str(p) for p in path[:2])
+                if dotted not in str(err):
+                    failures.append((path, value, str(err).splitlines()[:3]))
+            except Exception as err:  # a traceback a user would see
+                failures.append((path, value, f"{type(err).__name__}: {err}"))
+    assert not failures, failures[:5]
+    assert named > 100  # the table really breaks things

@@ -260,3 +260,37 @@ def test_meta_stream_outer_join_keeps_every_realised_day():
     matrix, _ = aggregate({"a": a, "b": b}, join="outer")
     port, _ = drift(pd.Series({"a": 1.0, "b": 0.0}), matrix[["a", "b"]])
     assert np.prod(1 + port.to_numpy()) == pytest.approx(1.331)
+
+
+def test_a_single_child_meta_holds_it_at_one_and_says_so(base_manifest):
+    """Allowed (a wrapper meta gives one child its own lens, report and orders at a root); its
+    allocation is trivially 1.0, recorded as such instead of dressed up as an optimisation."""
+    from quant_assets.config.manifest import parse_manifest
+    from quant_assets.meta.aggregate import AllocationOutcome, allocate_array
+
+    data = dict(base_manifest, metas={"solo": {"children": ["sleeve:trend_long"]}})
+    assert [str(c) for c in parse_manifest(data).metas["solo"].children] == ["sleeve:trend_long"]
+    rng = np.random.default_rng(0)
+    alloc = allocate_array(
+        rng.normal(0, 0.01, (300, 1)),
+        ["trend_long"],
+        profile="hrp",
+        engine="custom",
+        chain=("hrp", "equal_weight"),
+        lower=0.0,
+        upper=1.0,
+        min_history=60,
+        vetoed={},
+    )
+    assert alloc.values.tolist() == [1.0]
+    assert alloc.outcome is AllocationOutcome.SINGLE_CHILD
+    assert alloc.status == "single_child: trend_long holds 1.0 by construction (no optimisation)"
+
+
+@pytest.fixture(scope="module")
+def base_manifest() -> dict:
+    import yaml
+
+    from quant_assets.config.manifest import default_manifest_path
+
+    return yaml.safe_load(default_manifest_path().read_text())

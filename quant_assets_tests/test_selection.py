@@ -535,3 +535,24 @@ def test_synthetic_long_caps_short_loss():
     r = pd.DataFrame({"x": [0.1, -0.2, 4.0]})
     pd.testing.assert_frame_equal(synthetic_long(r, "long"), r)
     np.testing.assert_allclose(synthetic_long(r, "short")["x"], [-0.1, 0.2, -1.0])
+
+
+def test_a_filter_without_settings_of_its_own_can_be_built():
+    """Its settings model used to be pydantic's BaseModel itself, which refuses to be instantiated."""
+
+    class NoNaNMomentum(Filter):
+        name = "no_nan_momentum"
+
+        def vetoes(self, features, direction, required=()):
+            bad = features[features["momentum"].isna()]
+            return [
+                {"symbol": s, "filter": self.name, "reason": "momentum is NaN", "value": np.nan, "threshold": np.nan}
+                for s in bad["symbol"]
+            ]
+
+    f = NoNaNMomentum()
+    frame = pd.DataFrame({"symbol": ["A", "B"], "momentum": [0.1, np.nan]})
+    assert [v["symbol"] for v in f.vetoes(frame, "long")] == ["B"]
+    assert f.with_overrides(None) is f
+    with pytest.raises(ValidationError, match="threshold"):
+        f.with_overrides({"threshold": 3})

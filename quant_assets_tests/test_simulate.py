@@ -12,8 +12,10 @@ from quant_assets.simulation.simulate import (
     BANKRUPTCY_FLOOR,
     DAILY_COLUMNS,
     drift,
+    drift_array,
     holding_period,
     one_way_turnover,
+    rebalance_period,
     turnover,
 )
 
@@ -318,3 +320,42 @@ def test_floor_is_absolute_one_percent_of_initial_wealth():
 def test_bankrupt_period_with_empty_window_keeps_schema():
     res = holding_period(W55, _streams([], ["A", "B"]), traded=0.5, rate=0.001, start_wealth=0.005, bankrupt=True)
     assert res.daily.empty and list(res.daily.columns) == DAILY_COLUMNS and res.end_wealth == 0.005
+
+
+# --- bad input: one rule for signed weights, no silent orphans ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"S": -1.0},  # a lone short given as a negative weight: the book used to earn 0 every day
+        {"A": 0.5, "S": -0.5},  # signed sum 0: also returned early with 0 %
+        {"A": 1.5, "S": -0.5},  # positive signed sum: raised (the one case that already did)
+    ],
+)
+def test_signed_weights_raise_whatever_their_sum(weights):
+    streams = _streams([[0.01, 0.02], [0.03, -0.01]], ["A", "S"])
+    with pytest.raises(ValueError, match=r"negative weights .*'S': -?[0-9.]+.*synthetic-long"):
+        drift(pd.Series(weights), streams)
+    with pytest.raises(ValueError, match="synthetic-long"):
+        holding_period(pd.Series(weights), streams, traded=0.0, rate=0.0)
+    with pytest.raises(ValueError, match="synthetic-long"):
+        drift_array(np.array(list(weights.values())), streams[list(weights)].to_numpy())
+
+
+def test_all_zero_weights_are_cash_earning_zero():
+    port, _ = drift(pd.Series({"A": 0.0}), _streams([[0.05], [0.05]], ["A"]))
+    assert port.tolist() == [0.0, 0.0]
+
+
+def test_weights_on_a_symbol_without_returns_name_it_and_the_date():
+    """The period simulation used to reindex and let the orphan earn 0 % silently."""
+    streams = _streams([[0.01], [0.02]], ["A"])
+    with pytest.raises(ValueError, match=r"weights on \['GHOST'\] but no returns"):
+        drift(pd.Series({"A": 0.5, "GHOST": 0.5}), streams)
+    with pytest.raises(ValueError, match=r"weights on \['GHOST'\] but no returns"):
+        holding_period(pd.Series({"A": 0.5, "GHOST": 0.5}), streams, traded=1.0, rate=0.0)
+    target = pd.DataFrame({"atom_id": ["A|t|long", "GHOST|t|long"], "symbol": ["A", "GHOST"], "weight": [0.5, 0.5]})
+    d1, d = streams.index[0].date(), streams.index[-1].date()
+    with pytest.raises(ValueError, match=rf"weights on \['GHOST'\] but no returns for them for the period ending {d}"):
+        rebalance_period(streams, target, None, (None, d1, d), "long", rate=0.0)

@@ -34,7 +34,9 @@ def resolve_selection(defs: Definitions, selection: str | AssetSelection) -> set
     try:
         if isinstance(selection, str):
             selection = AssetSelection.from_string(selection)
-        keys = set(selection.resolve(defs.resolve_asset_graph()))
+        graph = defs.resolve_asset_graph()
+        # the implemented-weights CSVs are observable sources you provide, never materialised
+        keys = set(selection.resolve(graph)) & set(graph.materializable_asset_keys)
     except DagsterError as e:
         raise ValueError(
             f"invalid asset selection {text or selection!r}: {str(e).splitlines()[0]} "

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quant_assets.allocation.optimise import ENGINES as ENGINE_REGISTRY
 from quant_assets.allocation.optimise import PROFILES, RiskConfig
-from quant_assets.data.calendars import Calendar
+from quant_assets.data.calendars import MAX_SESSIONS, Calendar
 from quant_assets.data.health import HealthPolicy
 from quant_assets.selection.funnel import SelectionSettings
 from quant_assets.selection.regime import RegimeSettings
@@ -51,12 +51,14 @@ class _Strict(BaseModel):
 class Lookbacks(_Strict):
     """Trailing windows, in trading days (rows of the returns matrix)."""
 
-    prices_days: int = Field(500, ge=20, description="price history snapshotted per rebalance date")
-    min_history_days: int = Field(252, ge=2, description="floor below which a symbol is excluded")
-    features_days: int = Field(120, ge=10)
-    optimisation_days: int = Field(252, ge=10)
-    meta_window_days: int = Field(252, ge=10)
-    meta_min_history_days: int = Field(60, ge=2, description="below this a meta falls back to equal weight")
+    prices_days: int = Field(500, ge=20, le=MAX_SESSIONS, description="price history snapshotted per rebalance date")
+    min_history_days: int = Field(252, ge=2, le=MAX_SESSIONS, description="floor below which a symbol is excluded")
+    features_days: int = Field(120, ge=10, le=MAX_SESSIONS)
+    optimisation_days: int = Field(252, ge=10, le=MAX_SESSIONS)
+    meta_window_days: int = Field(252, ge=10, le=MAX_SESSIONS)
+    meta_min_history_days: int = Field(
+        60, ge=2, le=MAX_SESSIONS, description="below this a meta falls back to equal weight"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Lookbacks:
@@ -197,8 +199,12 @@ class Meta(_Strict):
     @classmethod
     def _parse_short_form(cls, v):
         # Accept the short form "sleeve:name" / "meta:name" as well as mappings.
+        if v is None:
+            return v  # pydantic names the missing list
+        if not isinstance(v, list):
+            raise ValueError(f"must be a list of children, e.g. [{v if isinstance(v, str) else 'sleeve:<name>'}]")
         out = []
-        for item in v or []:
+        for item in v:
             if isinstance(item, str):
                 kind, sep, name = item.partition(":")
                 if not sep or kind not in ("sleeve", "meta"):
@@ -426,13 +432,31 @@ def default_manifest_path() -> Path:
     return Path(str(resources.files("quant_assets.config") / "manifests" / "default.yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key repeated in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
     """Load the manifest from `path`, else $QUANT_ASSETS_MANIFEST, else the bundled default."""
     path = Path(path or os.environ.get(MANIFEST_ENV_VAR) or default_manifest_path())
     if not path.exists():
         raise ManifestError(f"manifest file not found: {path} (set {MANIFEST_ENV_VAR} or pass a path)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         raise ManifestError(f"manifest {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

@@ -80,6 +80,11 @@ def previous_dates(cal: Calendar, date: dt.date, n: int) -> list[dt.date]:
     return before[-n:] if n else []
 
 
+# No lookback may exceed this many sessions (40 years of trading days): longer than any daily
+# history, and far below the ~2.7 M days at which a date window overflows.
+MAX_SESSIONS = 10_080
+
+
 def calendar_days_covering(trading_days: int) -> int:
     """A generous calendar span holding `trading_days` sessions (holidays included)."""
     return math.ceil(trading_days * 7 / 5) + 15

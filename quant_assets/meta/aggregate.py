@@ -218,6 +218,7 @@ class AllocationOutcome(StrEnum):
     OPTIMISED = "optimised"  # the configured allocation ran
     FALLBACK = "fallback"  # a later profile of the fallback chain produced them
     EQUAL_WEIGHT = "equal_weight"  # too little history, or every child vetoed
+    SINGLE_CHILD = "single_child"  # one child holds 1.0 by construction: nothing to allocate
 
 
 @dataclass
@@ -289,6 +290,19 @@ def allocate_array(
     live = [i for i, c in enumerate(names) if c not in vetoed]
     notes = [f"vetoed {c} ({r})" for c, r in vetoed.items()]
     k = len(names)
+    if k == 1 and live:  # a wrapper meta (its own lens, report and orders over one child)
+        one = np.ones(1)
+        return MetaAllocation(
+            one,
+            one.copy(),
+            names,
+            "platform",
+            "single_child",
+            f"single_child: {names[0]} holds 1.0 by construction (no optimisation)",
+            {},
+            (0.0, 1.0),
+            AllocationOutcome.SINGLE_CHILD,
+        )
     if not live:
         w = np.full(k, 1.0 / k)
         return MetaAllocation(

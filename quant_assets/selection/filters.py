@@ -108,6 +108,12 @@ def _hits(name: str, view: FeatureView, mask: np.ndarray, reason: str, values, t
     return [(view.symbols[i], name, reason, float(vals[i]), float(threshold)) for i in idx]
 
 
+class NoSettings(BaseModel):
+    """The settings of a filter that has no thresholds (any override is an error naming it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Filter:
     """A named veto rule with its own settings.
 
@@ -116,7 +122,7 @@ class Filter:
     """
 
     name: ClassVar[str] = ""
-    settings_model: ClassVar[type[BaseModel]] = BaseModel
+    settings_model: ClassVar[type[BaseModel]] = NoSettings  # a subclass without thresholds needs none
 
     def __init__(self, settings: BaseModel | None = None):
         self.settings = settings if settings is not None else self.settings_model()

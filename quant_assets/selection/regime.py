@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from quant_assets.data.calendars import MAX_SESSIONS
 from quant_assets.selection.features import (
     _adf_pvalue_rows,
     _haar_turbulence_rows,
@@ -79,7 +80,9 @@ class RegimeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lookback_days: int = Field(252, ge=20, description="trailing rows of the mean-return series scored")
+    lookback_days: int = Field(
+        252, ge=20, le=MAX_SESSIONS, description="trailing rows of the mean-return series scored"
+    )
     min_obs: int = Field(20, ge=10, description="below this the reading is NORMAL with a NaN score")
     short_window: int = Field(10, ge=3, description="recent rows for vol_ratio and vol_level")
     spectral_window: int = Field(64, ge=8, description="recent rows for turbulence and entropy")

@@ -37,6 +37,17 @@ def _check_weights(weights: pd.Series) -> pd.Series:
     return w.clip(lower=0.0)
 
 
+def _require_columns(streams: pd.DataFrame, held, when=None) -> None:
+    """A held symbol with no return column would silently earn 0 %: an error naming it (and the date)."""
+    missing = [str(s) for s in held if s not in streams.columns]
+    if missing:
+        at = f" for the period ending {when}" if when is not None else ""
+        raise ValueError(
+            f"weights on {missing[:5]} but no returns for them{at}: every held symbol needs a return "
+            "stream (a price missing on a day holds its value; a symbol missing altogether is an error)"
+        )
+
+
 def _check_array(w: np.ndarray, labels=None) -> np.ndarray:
     bad = w < -1e-12
     if bad.any():
@@ -54,9 +65,9 @@ def drift_array(w: np.ndarray, streams: np.ndarray) -> tuple[np.ndarray, np.ndar
     Returns the book's daily returns and its end weights (shares of the end book).
     """
     n_days = streams.shape[0]
+    w = _check_array(np.asarray(w, dtype=float))  # negative weights raise whatever their sum
     if len(w) == 0 or w.sum() <= 0 or n_days == 0:
         return np.zeros(n_days), w
-    w = _check_array(np.asarray(w, dtype=float))
     gross = float(w.sum())
     cash = 1.0 - gross if gross < 1.0 - _CASH_TOL else 0.0
     if gross > 1.0 + _CASH_TOL:
@@ -79,9 +90,10 @@ def drift(weights: pd.Series, streams: pd.DataFrame) -> tuple[pd.Series, pd.Seri
     is scaled down to 1 (no leverage). End weights are shares of the end book, so they sum to the
     invested share (1 when fully invested, < 1 when part is cash, 0 after a wipe-out).
     """
-    if weights.empty or weights.sum() <= 0 or streams.empty:
+    w = _check_weights(weights)  # negative weights raise whatever their sum (a lone short too)
+    if w.empty or w.sum() <= 0 or streams.empty:
         return pd.Series(0.0, index=streams.index), weights
-    w = _check_weights(weights)
+    _require_columns(streams, w.index)
     port, end = drift_array(w.to_numpy(), streams[w.index].to_numpy(dtype=float))
     return pd.Series(port, index=streams.index), pd.Series(end, index=w.index)
 
@@ -192,10 +204,11 @@ def holding_period(
     """
     if bankrupt or start_wealth < floor:
         return _in_cash(streams.index, start_wealth)
-    if weights.empty or weights.sum() <= 0 or streams.empty:
+    w = _check_weights(weights)  # negative weights raise whatever their sum
+    if w.empty or w.sum() <= 0 or streams.empty:
         w_arr, s_arr = np.zeros(0), np.zeros((len(streams), 0))
     else:
-        w = _check_weights(weights)
+        _require_columns(streams, w.index)
         w_arr, s_arr = w.to_numpy(), streams[w.index].to_numpy(dtype=float)
     p = holding_period_array(w_arr, s_arr, traded, rate, start_wealth, bankrupt, floor)
     daily = pd.DataFrame(
@@ -260,7 +273,8 @@ def rebalance_period(
         else None
     )
     symbols = sorted(set(t[1]) | (set(p[1]) if p is not None else set()))
-    returns = window.reindex(columns=symbols).to_numpy(dtype=float)
+    _require_columns(raw, symbols, d)
+    returns = window[symbols].to_numpy(dtype=float)
     days = window.index
     split = int(np.searchsorted(days.values, np.datetime64(pd.Timestamp(d1)), side="right")) if d2 is not None else 0
     arrays = book.period(returns, symbols, t, p if d2 is not None else None, split, start_wealth, bankrupt)
