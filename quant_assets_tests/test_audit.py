@@ -189,3 +189,74 @@ def test_a_committed_batch_is_verified_from_disk(tmp_path):
         ledger, [log, OptimisationLog("meta_optimise", "unused", "2021", "run1", {})]
     ).commit()
     assert check.ok and n_records == 2  # the unused log (no entries) writes nothing
+
+
+def test_a_garbage_line_mid_file_is_named_and_blocks_steps_before_they_write(tmp_path, monkeypatch, capsys):
+    """`audit` used to print a bare JSON error; a step appended on top of the broken chain."""
+    from quant_assets.audit.ledger import AuditLedgerError
+    from quant_assets.cli.main import main
+
+    lakehouse = tmp_path / "lakehouse"
+    ledger = AuditLedger.in_lakehouse(lakehouse)
+    fill(ledger)
+    ledger.check_chain()  # intact: verified once, then only what is appended
+    fill(ledger, 1)
+    ledger.check_chain()
+    lines = ledger.path.read_text().splitlines()
+    lines[3] = "garbage {"
+    ledger.path.write_text("\n".join(lines) + "\n")
+    size = ledger.path.stat().st_size
+    with pytest.raises(AuditLedgerError, match=r"ledger\.jsonl: line 4 is not a JSON record"):
+        ledger.records()
+    with pytest.raises(AuditLedgerError, match=r"broken at line 4 is not JSON.*nothing was written"):
+        ledger.check_chain()
+    assert ledger.path.stat().st_size == size
+    monkeypatch.setenv("QUANT_ASSETS_LAKEHOUSE", str(lakehouse))
+    assert main(["audit"]) == 1
+    assert "chain BROKEN at line 4: line 4 is not JSON" in capsys.readouterr().out
+
+
+def test_a_step_refuses_a_broken_ledger_before_writing_anything(tmp_path):
+    import datetime as dt
+
+    from dagster import DagsterInstance
+
+    from quant_assets.cli.runner import materialize_range
+    from quant_assets.config.manifest import load_manifest
+    from quant_assets.definitions import build_definitions
+    from quant_assets.storage.lakehouse import Lakehouse
+
+    manifest = load_manifest()
+    defs = build_definitions(manifest, str(tmp_path))
+    instance = DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    selection = '+key:"sleeve_weights_factor_rotation_hrp"'
+    first = materialize_range(
+        defs, manifest, dt.date(1992, 1, 1), dt.date(1992, 12, 31), instance, selection, True, quiet
+    )
+    assert first.success
+    ledger = AuditLedger.in_lakehouse(tmp_path)
+    lines = ledger.path.read_text().splitlines()
+    lines.insert(1, "garbage {")
+    ledger.path.write_text("\n".join(lines) + "\n")
+    lh = Lakehouse(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "sleeve_weights").rglob("*.parquet")}
+    size = ledger.path.stat().st_size
+    again = materialize_range(
+        defs,
+        manifest,
+        dt.date(1992, 1, 1),
+        dt.date(1992, 12, 31),
+        instance,
+        "key:sleeve_weights_factor_rotation_*",
+        False,
+        quiet,
+    )
+    assert not again.success
+    failure = next(e for e in again.all_events if e.is_step_failure).event_specific_data.error
+    while failure.cause is not None:
+        failure = failure.cause
+    assert "broken at line 2 is not JSON" in failure.message
+    assert ledger.path.stat().st_size == size  # nothing appended
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "sleeve_weights").rglob("*.parquet")} == before
+    assert lh.partitions("sleeve_weights", "sleeve_weights_factor_rotation_hrp") == ["1992"]

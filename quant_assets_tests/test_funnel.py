@@ -380,3 +380,21 @@ def test_default_mps_on_the_full_feature_set(rets):
     # H 0.6 -> +0.1, vol clustering -> +0.1; A1 (momentum 0.06 > 0.05) EXPANSION +0.6, B3 STAGNATION -0.3
     np.testing.assert_allclose(res.rankings["score"], [0.8, 0.2, 0.2, 0.2, 0.2, -0.1])
     assert winners(res) == {"A1": "strict", "B1": "strict"}  # B1 and B2 tie at 0.2: symbol order
+
+
+def test_no_stage_recruits_a_name_above_the_toxicity_ceiling(rets):
+    """global_topup and scarcity used to recruit names above the 0.999 entropy ceiling that only
+    cluster representatives respected; a scarce universe now yields fewer winners instead."""
+    # A2 is relaxed back in by stage 2 (0.9995 <= min(1, 0.95 x 1.2)), then reaches global_topup
+    f = feats(entropy={"A2": 0.9995, "A3": 0.9999})
+    res = run(f, rets, settings(top_n_per_cluster=1, min_winners=4))
+    assert winners(res) == {"A1": "strict", "B1": "strict", "B2": "global_topup", "B3": "global_topup"}
+    # scarcity ignores vetoes, never the ceiling: A2 and A3 stay out, three winners instead of five
+    f = feats(entropy={"A2": 0.9995, "A3": 0.9999}, kurtosis={s: 30.0 for s in ["B1", "B2", "B3"]})
+    res = run(f, rets, settings(top_n_per_cluster=1, min_winners=5))
+    assert winners(res) == {"A1": "strict", "B1": "cluster_representative", "B2": "scarcity", "B3": "scarcity"}
+    assert not {"A2", "A3"} & set(winners(res))
+    # the old name of the setting still loads, and lowering it excludes more
+    strict_ceiling = settings(top_n_per_cluster=1, min_winners=4, relaxation={"representative_entropy_max": 0.9})
+    res = run(feats(entropy={"B2": 0.92}), rets, strict_ceiling)
+    assert "B2" not in winners(res)

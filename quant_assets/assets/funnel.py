@@ -318,7 +318,12 @@ def funnel_step(ctx: GraphContext, sleeve: str):
             if name == selection_key:
                 for k in parts:
                     w = [winners[d] for d in run.periods.dates(k) if d in winners]
-                    per_key[k].update(winners_mean=float(np.mean(w)) if w else 0.0, winners_min=min(w, default=0))
+                    per_key[k].update(
+                        winners_mean=float(np.mean(w)) if w else 0.0,
+                        winners_min=min(w, default=0),
+                        # a scarce universe: every stage ran and still fewer than min_winners were fit to pick
+                        dates_below_min_winners=sum(1 for x in w if x < s.min_winners),
+                    )
                 run.describe(name, table, parts, per_partition=per_key, winners_by_stage=MetadataValue.json(stages))
                 run.check(
                     name,

@@ -303,6 +303,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
     )
     def meta_lens(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
+        run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
         previous_key = run.periods.previous(run.first_key)

@@ -135,6 +135,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
     )
     def sleeve_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
+        run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
         dates = run.dates
         panel, u = universe_view(run, universe, window_start(dates[0], lookbacks.prices_days))
         wanted_w = [r for r in lenses if run.is_selected(sleeve_weights_name(sleeve, r))]

@@ -60,6 +60,10 @@ class VerifyResult:
     reason: str = ""
 
 
+# path -> (inode, bytes verified, hash of the last verified record, lines verified), this process
+_VERIFIED: dict[str, tuple[int, int, str, int]] = {}
+
+
 class AuditLedger:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -191,29 +195,71 @@ class AuditLedger:
     def records(self) -> list[dict]:
         if not self.path.exists():
             return []
-        with open(self.path, "rb") as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def verify(self) -> VerifyResult:
-        """Recompute every hash and link; report the first record that does not match."""
-        prev = GENESIS
-        n = 0
-        if not self.path.exists():
-            return VerifyResult(True, 0)
+        out = []
         with open(self.path, "rb") as f:
             for n, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    out.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    return VerifyResult(False, n, n, f"line {n} is not JSON: {err}")
-                if rec.get("prev_hash") != prev:
-                    return VerifyResult(False, n, n, f"line {n}: prev_hash does not match line {n - 1}'s hash")
-                if record_hash(rec) != rec.get("hash"):
-                    return VerifyResult(False, n, n, f"line {n}: content does not match its hash")
-                prev = rec["hash"]
-        return VerifyResult(True, n)
+                    raise AuditLedgerError(
+                        f"{self.path}: line {n} is not a JSON record ({err}); `quant-assets audit` checks the "
+                        "whole chain"
+                    ) from None
+        return out
+
+    def verify(self) -> VerifyResult:
+        """Recompute every hash and link; report the first record that does not match."""
+        return self._verify_from(0, GENESIS, 0)[0]
+
+    def _verify_from(self, offset: int, prev: str, line_no: int) -> tuple[VerifyResult, int, str]:
+        """Verify the records from byte `offset` (line `line_no` + 1), linked to `prev`; returns the
+        result, the offset verified up to and the last hash (to resume from)."""
+        n = line_no
+        if not self.path.exists():
+            return VerifyResult(True, 0), 0, GENESIS
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            for raw in f:
+                n += 1
+                if raw.strip():
+                    try:
+                        rec = json.loads(raw)
+                    except json.JSONDecodeError as err:
+                        return VerifyResult(False, n, n, f"line {n} is not JSON: {err}"), offset, prev
+                    if rec.get("prev_hash") != prev:
+                        reason = f"line {n}: prev_hash does not match line {n - 1}'s hash"
+                        return VerifyResult(False, n, n, reason), offset, prev
+                    if record_hash(rec) != rec.get("hash"):
+                        return VerifyResult(False, n, n, f"line {n}: content does not match its hash"), offset, prev
+                    prev = rec["hash"]
+                offset += len(raw)
+        return VerifyResult(True, n), offset, prev
+
+    def check_chain(self) -> None:
+        """Refuse to build on a broken ledger: raises naming the first bad line. Run by a step before it
+        writes anything, so a bad ledger never leaves the lakehouse and Dagster disagreeing.
+
+        The ledger only grows, so the part verified before (in this process) is not verified again:
+        a run checks each record once, however many steps it has.
+        """
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        key = str(self.path.resolve())
+        inode, offset, prev, line_no = _VERIFIED.get(key, (st.st_ino, 0, GENESIS, 0))
+        if inode != st.st_ino or offset > st.st_size:  # replaced or truncated: start over
+            offset, prev, line_no = 0, GENESIS, 0
+        result, offset, prev = self._verify_from(offset, prev, line_no)
+        if not result.ok:
+            _VERIFIED.pop(key, None)
+            raise AuditLedgerError(
+                f"audit ledger {self.path} is broken at {result.reason}; nothing was written. Repair or restore "
+                "the ledger (`quant-assets audit` shows the line) before materialising"
+            )
+        _VERIFIED[key] = (st.st_ino, offset, prev, result.records)
 
     def dangling_intents(self, asset: str | None = None, partitions: set[str] | None = None) -> list[dict]:
         """Intents without an outcome, keeping only the latest intent per (asset, partition).

@@ -239,11 +239,13 @@ def cmd_audit(args) -> int:
 
     ledger = AuditLedger.in_lakehouse(default_root())
     result = ledger.verify()
-    dangling = ledger.dangling_intents()
     print(
         f"{ledger.path}: {result.records} records, chain {'intact' if result.ok else 'BROKEN'}"
         + (f" at line {result.first_broken}: {result.reason}" if not result.ok else "")
     )
+    if not result.ok:
+        return 1
+    dangling = ledger.dangling_intents()
     print(f"intents without an outcome (latest per asset partition): {len(dangling)}")
     for rec in dangling[:20]:
         print(f"  {rec['asset']}[{rec['partition']}] run {rec['run_id'][:8]} at {rec['ts']}")
@@ -355,12 +357,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import duckdb
 
+    from quant_assets.audit.ledger import AuditLedgerError
     from quant_assets.config.manifest import ManifestError
     from quant_assets.storage.lakehouse import LakehouseError
 
     try:
         return args.func(args)
-    except (ManifestError, ValueError, LakehouseError, duckdb.Error) as err:  # bad input: say what, no traceback
+    except (
+        ManifestError,
+        ValueError,
+        LakehouseError,
+        AuditLedgerError,
+        duckdb.Error,
+    ) as err:  # bad input: say what, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quant_assets.selection.clustering import (
     ClusteringSettings,
@@ -89,8 +89,13 @@ class RelaxationSettings(BaseModel):
     entropy_factor: float = Field(1.2, ge=1, description="stage 2: entropy_max x this ...")
     entropy_cap: float = Field(1.0, gt=0, le=1, description="... capped here")
     efficiency_factor: float = Field(0.8, ge=0, le=1, description="stage 2: efficiency_min x this")
-    representative_entropy_max: float | None = Field(
-        0.999, gt=0, le=1, description="stage 3: a cluster representative must have entropy <= this"
+    toxic_entropy_max: float | None = Field(
+        0.999,
+        gt=0,
+        le=1,
+        validation_alias=AliasChoices("toxic_entropy_max", "representative_entropy_max"),
+        description="toxicity ceiling: no stage recruits a name whose permutation entropy is above this "
+        "(a series that close to 1 is noise); a scarce universe yields fewer winners instead",
     )
 
 
@@ -306,11 +311,13 @@ def run_funnel(
     fewer than `min_winners` won, relaxation stages run in order: relaxed_thresholds (predictability
     re-run with entropy_max x1.2 capped at 1 and efficiency_min x0.8, then per cluster again),
     cluster_representative (each cluster with every member still vetoed sends its best-ranked member
-    that passed the darwinian filter and has entropy <= 0.999), global_topup (best remaining
-    non-vetoed names) and scarcity (best remaining names, vetoes ignored). A name without a score is
-    never picked. `vetoed`/`veto_reason` in the selection frame report the strict chain; the vetoes
-    frame marks what relaxation lifted. Ties are broken by symbol name. `rankings` and `strict`
-    (the stage outputs, when the caller has computed them already) are used as given.
+    that passed the darwinian filter and has a known entropy), global_topup (best remaining
+    non-vetoed names) and scarcity (best remaining names, vetoes ignored). A name without a score,
+    or with permutation entropy above the toxicity ceiling (0.999), is never picked by any stage: a
+    scarce universe yields fewer than `min_winners` instead. `vetoed`/`veto_reason` in the
+    selection frame report the strict chain; the vetoes frame marks what relaxation lifted. Ties
+    are broken by symbol name. `rankings` and `strict` (the stage outputs, when the caller has
+    computed them already) are used as given.
     """
     check_regime(regime)
     d = direction.lower()
@@ -379,7 +386,14 @@ def funnel_view(
     lifted = [""] * len(strict)
 
     order = ranking.symbols
-    rankable = {s for s, sc in zip(order, ranking.scores) if np.isfinite(sc) and s not in benchmarks}
+    ceiling = settings.relaxation.toxic_entropy_max
+    entropy = dict(zip(view.symbols, view.col("entropy"))) if "entropy" in view else None
+    toxic = (
+        {s for s, e in entropy.items() if np.isfinite(e) and e > ceiling}
+        if entropy is not None and ceiling is not None
+        else set()
+    )  # never recruited, by any stage: relaxation loosens thresholds, not the toxicity ceiling
+    rankable = {s for s, sc in zip(order, ranking.scores) if np.isfinite(sc) and s not in benchmarks and s not in toxic}
     rec = _Recruiter(order, cluster_of, rankable, settings.top_n_per_cluster, settings.max_winners)
     floor = settings.min_winners
     enabled = set(settings.relaxation.stages)
@@ -400,8 +414,7 @@ def funnel_view(
     vetoed_now = _vetoed(current)
     if len(rec.picked) < floor and "cluster_representative" in enabled:
         hard = {row[0] for row in current if row[1] == "darwinian"}
-        ent_max = settings.relaxation.representative_entropy_max
-        entropy = dict(zip(view.symbols, view.col("entropy"))) if "entropy" in view else None
+        ent_max = ceiling  # also excludes a representative whose entropy is unknown (NaN)
         members: dict[int, list[str]] = {}
         for s in order:
             members.setdefault(cluster_of[s], []).append(s)
