@@ -32,6 +32,7 @@ from quant_assets.assets.progress import track
 from quant_assets.audit.checks import coverage_problem
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.sources import get_source
+from quant_assets.data.validation import validate_closes
 from quant_assets.meta.plots import regime_strip_md
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
 from quant_assets.selection.regime import COMPONENTS, detect_regimes
@@ -78,9 +79,17 @@ def candidate_sets(cands: pl.DataFrame) -> dict[dt.date, tuple[list[str], list[s
     return out
 
 
-def source_closes(by_source: dict[str, list[str]], start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Long (date, symbol, close) rows with start <= date <= end, each symbol from its own source."""
-    frames = [w for name, symbols in by_source.items() if len(w := get_source(name).closes(symbols, start, end))]
+def source_closes(
+    by_source: dict[str, list[str]], start: dt.date, end: dt.date, asset_class: str = "equity"
+) -> pl.DataFrame:
+    """Long (date, symbol, close) rows with start <= date <= end, each symbol from its own source,
+    validated at the door (`validate_closes`: sorted unique dates, positive closes, sessions only)."""
+    frames = []
+    for name, symbols in by_source.items():
+        window = get_source(name).closes(symbols, start, end)
+        validate_closes(window, name, asset_class)
+        if len(window):
+            frames.append(window)
     if not frames:
         return pl.DataFrame(schema={"date": pl.Date, "symbol": pl.Utf8, "close": pl.Float64})
     wide = pd.concat(frames, axis=1)
@@ -228,7 +237,7 @@ def universe_step(ctx: GraphContext, universe: str):
                 start = window_start(run.periods.dates(key)[0], lookbacks.prices_days)
             end = min(end, m.calendar.end) if m.calendar.end else end
             listed = discover(cfg, end - dt.timedelta(days=1))
-            return source_closes(by_source(listed), start, end - dt.timedelta(days=1))
+            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), cfg.asset_class)
 
         # 1. candidates
         if run.is_selected(candidates_key):

@@ -1,0 +1,58 @@
+"""Ingestion checks on what a source returns, before anything is stored.
+
+A source is outside our control (a vendor file, an exchange API, a CSV drop). What it returns is
+checked once, at the door, and a problem is an error naming the source, the symbol and the date,
+so nothing downstream has to guess: a negative close would become a -200 % return that tops a
+short sleeve's ranking; duplicated dates break the reshape into a panel far from their cause;
+unsorted dates silently shift every trailing window; a bar on a weekend of an exchange-traded
+universe (a padded calendar) adds zero returns that dilute volatility and make annualisation
+look like a 7-day week.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Asset classes traded on an exchange with a weekday session calendar (crypto trades every day).
+EXCHANGE_TRADED = frozenset({"equity", "etf", "index"})
+
+
+class DataError(ValueError):
+    """A source returned data that cannot be stored; the message names source, symbol and date."""
+
+
+def validate_closes(closes: pd.DataFrame, source: str, asset_class: str) -> None:
+    """Check a wide (date x symbol) frame of closes as a source returned it; raise DataError on the first problem."""
+    index = pd.DatetimeIndex(closes.index)
+    duplicated = index[index.duplicated()]
+    if len(duplicated):
+        days = sorted({d.date().isoformat() for d in duplicated})
+        raise DataError(
+            f"source {source!r}: duplicate dates {days[:5]} for symbols {list(closes.columns)[:5]}; "
+            "a source must return one row per date"
+        )
+    if not index.is_monotonic_increasing:
+        i = int(np.flatnonzero(np.diff(index.asi8) < 0)[0])
+        raise DataError(
+            f"source {source!r}: dates out of order, {index[i + 1].date()} comes after {index[i].date()} "
+            f"(row {i + 2}); a source must return dates ascending"
+        )
+    values = closes.to_numpy(dtype=float)
+    present = ~np.isnan(values)
+    bad = present & ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        r, c = (int(x[0]) for x in np.nonzero(bad))
+        raise DataError(
+            f"source {source!r}: close of {closes.columns[c]} on {index[r].date()} is {float(values[r, c])}; "
+            "a close must be a finite positive price"
+        )
+    if asset_class in EXCHANGE_TRADED:
+        weekend = (index.dayofweek >= 5)[:, None] & present
+        if weekend.any():
+            r, c = (int(x[0]) for x in np.nonzero(weekend))
+            raise DataError(
+                f"source {source!r}: {closes.columns[c]} has a close on {index[r].date()}, a "
+                f"{index[r].day_name()}, which is not a session of an exchange-traded ({asset_class}) universe "
+                "(a padded calendar adds zero returns); drop non-session rows at the source"
+            )
