@@ -8,7 +8,7 @@ import pytest
 
 from quant_assets.assets.market_data import source_closes
 from quant_assets.data.sources import SOURCES, Candidate, PriceSource
-from quant_assets.data.validation import DataError, validate_closes
+from quant_assets.data.validation import DataError, validate_closes, validate_symbol
 
 DAYS = pd.bdate_range("2020-01-06", periods=6)  # Monday .. Monday
 
@@ -63,3 +63,32 @@ def test_ingestion_refuses_a_bad_source(monkeypatch):
     monkeypatch.setitem(SOURCES, "bad_vendor", _BadVendor)
     with pytest.raises(DataError, match=r"source 'bad_vendor': close of X:AAA on 2020-01-08 is -1\.0"):
         source_closes({"bad_vendor": ["X:AAA"]}, dt.date(2020, 1, 1), dt.date(2020, 1, 31))
+
+
+@pytest.mark.parametrize("symbol", ["../x", "a/b", "A_B|x", "X:" + "A" * 70, "X: AAA", "X:..", "", "X:A\nB"])
+def test_symbols_that_could_escape_the_lakehouse_or_break_atom_ids_are_refused(symbol):
+    with pytest.raises(DataError, match=r"source 'vendor': symbol .* refused"):
+        validate_symbol(symbol, "vendor")
+    frame = pd.DataFrame({symbol: [1.0, 1.1]}, index=DAYS[:2])
+    with pytest.raises(DataError, match="refused"):
+        validate_closes(frame, "vendor", "equity")
+
+
+@pytest.mark.parametrize("symbol", ["NYSE:XOM", "BINANCE:BTCUSDT", "LSE:BRK.B", "TSX:RCI-B", "INDEX:SP500"])
+def test_ordinary_symbols_pass(symbol):
+    assert validate_symbol(symbol, "vendor") == symbol
+
+
+def test_discovery_refuses_a_bad_symbol(monkeypatch):
+    from quant_assets.assets.market_data import discover
+    from quant_assets.config.manifest import Universe
+
+    class _Traversal(_BadVendor):
+        name = "traversal"
+
+        def discover(self, as_of, symbols=None):
+            return [Candidate("../../etc", "etc", "X", "equity", None, dt.date(2020, 1, 1), metadata={"source": "t"})]
+
+    monkeypatch.setitem(SOURCES, "traversal", _Traversal)
+    with pytest.raises(DataError, match=r"source 'traversal': symbol '\.\./\.\./etc' refused"):
+        discover(Universe(source="traversal"), dt.date(2020, 6, 1))

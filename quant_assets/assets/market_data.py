@@ -32,7 +32,7 @@ from quant_assets.assets.progress import track
 from quant_assets.audit.checks import coverage_problem
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.sources import get_source
-from quant_assets.data.validation import validate_closes
+from quant_assets.data.validation import validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
 from quant_assets.selection.regime import COMPONENTS, detect_regimes
@@ -66,6 +66,8 @@ def discover(universe_cfg, d: dt.date) -> list[dict]:
     for ref in universe_cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
         source, _, ticker = ref.partition(":")
         found += [c.row() | {"is_benchmark": True} for c in get_source(source).discover(d, [ticker])]
+    for row in found:
+        validate_symbol(row["symbol"], universe_cfg.source)
     return found
 
 

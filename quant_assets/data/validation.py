@@ -11,6 +11,8 @@ look like a 7-day week.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -22,8 +24,28 @@ class DataError(ValueError):
     """A source returned data that cannot be stored; the message names source, symbol and date."""
 
 
+# A physical symbol is EXCHANGE:TICKER: letters, digits and . _ - : only, at most 64 characters.
+# No "/" or ".." (a symbol must never be able to name a path outside the lakehouse), no "|" (it
+# separates the parts of an atom id, SYMBOL|logic|direction), no spaces or control characters.
+SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+def validate_symbol(symbol: str, source: str) -> str:
+    """The symbol if a source may use it; DataError naming it and the rule otherwise."""
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol) or ".." in symbol:
+        shown = symbol if len(str(symbol)) <= 80 else f"{str(symbol)[:77]}..."
+        raise DataError(
+            f"source {source!r}: symbol {shown!r} refused: symbols are EXCHANGE:TICKER of letters, digits and "
+            "'.', '_', '-', ':' (no '/', '..', '|' or spaces), at most 64 characters; map the vendor's name "
+            "(e.g. BTC/USDT -> BINANCE:BTCUSDT) in the connector"
+        )
+    return symbol
+
+
 def validate_closes(closes: pd.DataFrame, source: str, asset_class: str) -> None:
     """Check a wide (date x symbol) frame of closes as a source returned it; raise DataError on the first problem."""
+    for symbol in closes.columns:
+        validate_symbol(symbol, source)
     index = pd.DatetimeIndex(closes.index)
     duplicated = index[index.duplicated()]
     if len(duplicated):
