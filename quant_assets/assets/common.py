@@ -36,9 +36,17 @@ from dagster import (
     TimeWindowPartitionsDefinition,
 )
 
+from quant_assets.assets.run_guard import refuse_overlapping_runs
 from quant_assets.audit.ledger import AuditLedger
 from quant_assets.config.manifest import Manifest
-from quant_assets.data.calendars import PERIOD_CRON, PERIOD_FORMAT, Periods, next_period_start, period_start
+from quant_assets.data.calendars import (
+    PERIOD_CRON,
+    PERIOD_FORMAT,
+    Periods,
+    calendar_days_covering,
+    next_period_start,
+    period_start,
+)
 from quant_assets.naming import (  # noqa: F401  (re-exported: the factories name assets through common)
     candidates_name,
     cluster_sensitivity_name,
@@ -164,7 +172,13 @@ class Run:
 
     @classmethod
     def of(cls, context: AssetExecutionContext, graph: GraphContext, lh: Lakehouse) -> Run:
+        """The run of a step, once no earlier run still materialises history it writes or reads."""
         keys = sorted(context.partition_keys)
+        periods = graph.periods
+        lookbacks = graph.manifest.lookbacks
+        reach = calendar_days_covering(max(lookbacks.prices_days, lookbacks.meta_window_days) + 1)
+        first_read = max(periods.key(periods.dates(keys[0])[0] - dt.timedelta(days=reach)), periods.keys[0])
+        refuse_overlapping_runs(context.instance, context.run.run_id, (first_read, keys[-1]))
         return cls(context, graph, lh, keys, {k.to_user_string() for k in context.selected_asset_keys})
 
     @property

@@ -82,6 +82,7 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
             )
             if not pre.success:
                 print(f"run {pre.run_id[:8]} FAILED: market data of {warm_up[0]} .. {warm_up[-1]}")
+                _print_failures(pre)
                 return False
         result = materialize_range(
             defs,
@@ -99,16 +100,20 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
         f"run {result.run_id[:8]} {status}: partitions {first} .. {last} ({selection or 'all assets'}) in {took:.1f} s"
     )
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                error = event.event_specific_data.error
-                while error.cause is not None:  # the innermost error names the actual culprit
-                    error = error.cause
-                print(f"  step {event.step_key} failed: {error.message.strip()[:400]}")
-        checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        for c in checks:
-            print(f"  check {c.asset_key.to_user_string()}:{c.check_name} failed: {dict(c.metadata).get('failures')}")
+        _print_failures(result)
     return result.success
+
+
+def _print_failures(result) -> None:
+    """Each failed step with its innermost error (the one naming the culprit), each failed check."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.event_specific_data.error
+            while error.cause is not None:
+                error = error.cause
+            print(f"  step {event.step_key} failed: {error.message.strip()[:400]}")
+    for c in [e for e in result.get_asset_check_evaluations() if not e.passed]:
+        print(f"  check {c.asset_key.to_user_string()}:{c.check_name} failed: {dict(c.metadata).get('failures')}")
 
 
 def cmd_backfill(args) -> int:

@@ -12,6 +12,7 @@ import datetime as dt
 from dagster import AssetSelection, DagsterError, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from quant_assets.assets.run_guard import process_tags
 from quant_assets.config.manifest import Manifest
 from quant_assets.data.calendars import Periods, calendar_days_covering
 from quant_assets.storage.lakehouse import Lakehouse
@@ -63,7 +64,7 @@ def materialize_range(
         job = job.get_subset(asset_selection=resolve_selection(defs, selection))
     return job.execute_in_process(
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, **process_tags()},
         raise_on_error=raise_on_error,
         run_config=run_config,
     )

@@ -1,0 +1,94 @@
+"""One writer per stretch of history: a run refuses to start a step while an earlier run is still
+materialising partitions it writes or reads.
+
+Two backfills over overlapping ranges used to both succeed with wrong numbers: the later one read
+partitions the other was rewriting (a sleeve's wealth carry restarted at the wrong level, a meta's
+joined history lost a third of its rows). Runs launched from the UI queue behind each other
+(`max_concurrent_runs: 1` in dagster.yaml); runs started in process by the command line bypass
+that queue, so every step checks here, before it reads or writes anything, whether an *earlier*
+run that is still queued or running covers an overlapping span (its partitions, and the earlier
+periods this run's trailing windows read). The later run stops with an error naming the earlier
+one; the earlier run goes on, so the lakehouse ends as one clean run leaves it.
+
+A run killed outright (SIGKILL, a power cut) stays STARTED in the instance forever, which would
+block every later run. Runs the command line starts carry their process id and host; if that
+process is gone, the run is reported failed (and said so) instead of blocking. Runs launched by the
+UI's run launcher are watched by Dagster's run monitoring (enabled in dagster.yaml).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+PID_TAG = "quant_assets/pid"
+HOST_TAG = "quant_assets/host"
+ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+class OverlappingRunError(RuntimeError):
+    """An earlier run is still materialising partitions this run would write or read."""
+
+
+def process_tags() -> dict[str, str]:
+    """Tags of a run executed in this process (the command line's in-process runs)."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def partition_span(run: DagsterRun) -> tuple[str, str] | None:
+    """(first, last) partition key of a run, from its tags; None for an unpartitioned run."""
+    tags = run.tags
+    if ASSET_PARTITION_RANGE_START_TAG in tags:
+        return tags[ASSET_PARTITION_RANGE_START_TAG], tags.get(ASSET_PARTITION_RANGE_END_TAG, "")
+    if PARTITION_NAME_TAG in tags:
+        return tags[PARTITION_NAME_TAG], tags[PARTITION_NAME_TAG]
+    return None
+
+
+def process_gone(run: DagsterRun) -> bool:
+    """True when the run was started in process on this host by a process that no longer exists."""
+    pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def refuse_overlapping_runs(instance: DagsterInstance, run_id: str, span: tuple[str, str]) -> None:
+    """Raise OverlappingRunError if a run created before `run_id` and still active covers partitions
+    in `span` (first key read, last key written; keys of one time partitioning compare as strings)."""
+    me = instance.get_run_record_by_id(run_id)
+    if me is None:
+        return
+    mine = (me.create_timestamp, run_id)
+    for record in instance.get_run_records(RunsFilter(statuses=ACTIVE)):
+        other = record.dagster_run
+        if other.run_id == run_id or (record.create_timestamp, other.run_id) > mine:
+            continue  # the later of two overlapping runs is the one that yields
+        theirs = partition_span(other)
+        if theirs is None or theirs[1] < span[0] or span[1] < theirs[0]:
+            continue
+        if process_gone(other):
+            instance.report_run_failed(
+                other,
+                f"quant_assets: the process that ran this run (pid {other.tags[PID_TAG]}) is gone; marked failed "
+                f"by run {run_id[:8]} so it no longer holds partitions {theirs[0]}..{theirs[1]}",
+            )
+            continue
+        raise OverlappingRunError(
+            f"run {other.run_id[:8]} ({other.status.value}, partitions {theirs[0]}..{theirs[1]}) is still "
+            f"materialising history this run writes or reads ({span[0]}..{span[1]}); this run stops before "
+            "writing anything. Wait for it to finish, or cancel it (`make ui` -> Runs), then run again."
+        )
