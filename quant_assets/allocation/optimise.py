@@ -129,7 +129,13 @@ class RiskConfig(BaseModel):
     hrp_linkage: Literal["ward", "single", "average", "complete"] = Field(
         "ward", description="scipy linkage; ward = skfolio's default (riskfolio/pypfopt default to single)"
     )
-    hrp_distance: Literal["pearson"] = Field("pearson", description="sqrt(0.5 (1 - rho)), rho = Pearson")
+    hrp_distance: Literal["pearson", "pearson_rows"] = Field(
+        "pearson",
+        description="pearson: the tree clusters sqrt(0.5 (1 - rho)) (skfolio, riskfolio, pypfopt); "
+        "pearson_rows: it clusters Euclidean distances between the rows of that matrix, as López de "
+        "Prado's published 2016 code does (custom engine only; with single linkage and plain leaf "
+        "order it is the named variant `lopez_de_prado_2016`)",
+    )
     hrp_leaf_order: Literal["optimal", "plain"] = Field(
         "optimal",
         description="optimal leaf ordering (skfolio/riskfolio default) or plain; moves weights by "
@@ -179,10 +185,19 @@ class RiskConfig(BaseModel):
 
     @property
     def hrp_variant(self) -> str:
-        return f"{self.hrp_linkage}/{self.hrp_distance}/{self.hrp_leaf_order}"
+        """linkage/distance/leaf order, or the variant's name when it has one."""
+        text = f"{self.hrp_linkage}/{self.hrp_distance}/{self.hrp_leaf_order}"
+        return NAMED_HRP_VARIANTS.get(text, text)
 
 
 DEFAULT_CONFIG = RiskConfig()
+
+# HRP variants with a name. lopez_de_prado_2016 = the published code of "Building Diversified
+# Portfolios that Outperform Out of Sample": single linkage on the rows of the distance matrix,
+# the tree's own leaf order. Select it with hrp_linkage: single, hrp_distance: pearson_rows,
+# hrp_leaf_order: plain (or RiskConfig(**LOPEZ_DE_PRADO_2016)).
+LOPEZ_DE_PRADO_2016 = {"hrp_linkage": "single", "hrp_distance": "pearson_rows", "hrp_leaf_order": "plain"}
+NAMED_HRP_VARIANTS = {"single/pearson_rows/plain": "lopez_de_prado_2016"}
 
 
 @dataclass(frozen=True)

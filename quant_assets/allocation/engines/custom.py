@@ -228,10 +228,8 @@ class CustomEngine(Engine):
 
     def hrp(self, request: EngineRequest) -> EngineOutput:
         cfg = request.config
-        w = hrp_weights(request.cov(), cfg.hrp_linkage, cfg.hrp_leaf_order)
-        return EngineOutput(
-            w, {"variant": f"{cfg.hrp_linkage}/{cfg.hrp_distance}/{cfg.hrp_leaf_order}", "solver": "numpy-hrp-kernel"}
-        )
+        w = hrp_weights(request.cov(), cfg.hrp_linkage, cfg.hrp_leaf_order, cfg.hrp_distance)
+        return EngineOutput(w, {"variant": cfg.hrp_variant, "solver": "numpy-hrp-kernel"})
 
     def run(self, request: EngineRequest) -> EngineOutput:
         p = request.profile

@@ -75,12 +75,37 @@ def leaf_order(link: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(out, dtype=np.intp)
 
 
-def hrp_order(cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal") -> np.ndarray:
+DISTANCES = ("pearson", "pearson_rows")
+
+
+def pearson_rows_distance(cov: np.ndarray) -> np.ndarray:
+    """Condensed Euclidean distances between the *rows* of the square Pearson distance matrix.
+
+    What López de Prado's published HRP code (2016) clusters: it passes the square matrix
+    D = sqrt(0.5 (1 - rho)) to `scipy.cluster.hierarchy.linkage`, which reads a 2-D array as n
+    observations of n features, so the tree is built on d_ij = ||D_i. - D_j.||, a distance of
+    distances. The libraries (skfolio, riskfolio, pypfopt) and our default cluster D itself
+    (`pearson`). Both are kept: `pearson_rows` reproduces the paper's published weights.
+    """
+    sd = np.sqrt(np.diag(cov))
+    square = np.sqrt(np.clip((1.0 - cov / np.outer(sd, sd)) / 2.0, 0.0, 1.0))
+    diff = square[:, None, :] - square[None, :, :]
+    return condensed(np.sqrt((diff * diff).sum(axis=-1)))
+
+
+def hrp_order(
+    cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal", distance: str = "pearson"
+) -> np.ndarray:
     """Quasi-diagonal asset order for the HRP bisection."""
     n = cov.shape[0]
     if n < 3:
         return np.arange(n)  # one merge: both orders are [0, 1], as in every library
-    cond = pearson_distance(cov)
+    if distance == "pearson":
+        cond = pearson_distance(cov)
+    elif distance == "pearson_rows":
+        cond = pearson_rows_distance(cov)
+    else:
+        raise ValueError(f"unknown HRP distance {distance!r}; known: {DISTANCES}")
     if not np.isfinite(cond).all():
         raise ValueError("non-finite correlation distance (zero-variance or non-finite column)")
     link = build_linkage(cond, linkage)
@@ -91,7 +116,9 @@ def hrp_order(cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal")
     return leaf_order(link, n)
 
 
-def hrp_weights(cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal") -> np.ndarray:
+def hrp_weights(
+    cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal", distance: str = "pearson"
+) -> np.ndarray:
     """Long-only HRP weights summing to 1 for a covariance matrix with a positive diagonal."""
     if linkage not in LINKAGES:
         raise ValueError(f"unknown HRP linkage {linkage!r}; known: {LINKAGES}")
@@ -102,7 +129,7 @@ def hrp_weights(cov: np.ndarray, linkage: str = "ward", ordering: str = "optimal
         raise ValueError("HRP needs a finite covariance with positive variances")
     if n == 1:
         return np.ones(1)
-    order = hrp_order(cov, linkage, ordering)
+    order = hrp_order(cov, linkage, ordering, distance)
     iv = 1.0 / var
     w = np.ones(n)
     items = [order]

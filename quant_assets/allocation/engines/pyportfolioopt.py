@@ -27,6 +27,8 @@ class PyPortfolioOptEngine(LibraryEngine):
         from pypfopt import HRPOpt
 
         cfg = request.config
+        if cfg.hrp_distance != "pearson":
+            raise self.unsupported("hrp", f"{cfg.hrp_distance} distances are custom-engine only")
         if cfg.hrp_leaf_order != "plain":
             raise self.unsupported("hrp", "PyPortfolioOpt HRP has plain leaf ordering only")
         if cfg.covariance != "sample" or cfg.shrinkage > 0:

@@ -23,6 +23,8 @@ class RiskfolioEngine(LibraryEngine):
         import riskfolio as rp
 
         cfg = request.config
+        if cfg.hrp_distance != "pearson":
+            raise self.unsupported("hrp", f"{cfg.hrp_distance} distances are custom-engine only")
         if cfg.covariance != "sample" or cfg.shrinkage > 0:
             raise self.unsupported("hrp", "riskfolio HRP uses the sample covariance only")
         cols = [str(i) for i in range(request.n)]

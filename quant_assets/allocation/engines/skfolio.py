@@ -38,6 +38,8 @@ class SkfolioEngine(LibraryEngine):
         from skfolio.seriation import HierarchicalSeriation
 
         cfg = request.config
+        if cfg.hrp_distance != "pearson":
+            raise self.unsupported("hrp", f"{cfg.hrp_distance} distances are custom-engine only")
         model = HierarchicalRiskParity(
             risk_measure=RiskMeasure.VARIANCE,
             prior_estimator=self._prior(request),
