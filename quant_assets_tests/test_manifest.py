@@ -219,3 +219,13 @@ def test_every_broken_field_is_a_manifest_error_naming_it(base):
                 failures.append((path, value, f"{type(err).__name__}: {err}"))
     assert not failures, failures[:5]
     assert named > 100  # the table really breaks things
+
+
+def test_market_neutral_needs_benchmarks_and_the_custom_engine(base):
+    data = copy.deepcopy(base)
+    data["sleeves"]["trend_long"]["risk"] = {"market_neutral": True}
+    assert parse_manifest(data).sleeves["trend_long"].risk.market_neutral
+    data["universes"]["us_large_caps"]["benchmarks"] = []
+    data["sleeves"]["trend_long"]["risk_profiles"] = ["hrp", "min_variance"]
+    with pytest.raises(ManifestError, match=r"sleeves\.trend_long\.risk\.market_neutral: .*benchmarks is empty"):
+        parse_manifest(data)

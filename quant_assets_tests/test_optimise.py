@@ -18,6 +18,7 @@ from quant_assets.allocation.optimise import (
     RiskConfig,
     hierarchical_equal_weight,
     optimise,
+    optimise_array,  # noqa: I001
     project_bounded_simplex,
     register_engine,
 )
@@ -448,3 +449,96 @@ def test_min_variance_agrees_with_pypfopt_on_sp500(sp500):
 def test_unknown_engine_is_an_error_not_a_silent_fallback(uncorrelated):
     with pytest.raises(ValueError, match="unknown engine 'typo'; registered: .*skfolio"):
         optimise(uncorrelated, "min_variance", engine="typo")
+
+
+# ---- options that need a solver: condition ladder, market neutral, cluster caps as constraints ----
+
+
+def _factor_returns(n_assets: int, betas, T: int = 500, noise: float = 0.01, seed: int = 7) -> tuple:
+    rng = np.random.default_rng(seed)
+    market = rng.normal(0.0004, 0.01, T)
+    X = market[:, None] * np.asarray(betas)[None, :] + rng.normal(0.0003, noise, (T, n_assets))
+    return X, market
+
+
+def test_an_ill_conditioned_correlation_gets_more_shrinkage_until_it_is_not():
+    from quant_assets.allocation.engines.base import SHRINKAGE_LADDER, condition_number
+
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 0.01, (400, 3))
+    X = np.column_stack([base, base[:, 0] + rng.normal(0, 1e-5, 400)])  # a near-copy of column 0
+    assert condition_number(np.cov(X, rowvar=False)) > 1e5
+    cfg = RiskConfig(condition_number_max=1000)
+    result = optimise_array(X, ["a", "b", "c", "a2"], "min_variance", config=cfg)
+    p = result.provenance
+    assert p["shrinkage"] in SHRINKAGE_LADDER and p["shrinkage"] > 0
+    assert p["diagnostics"]["condition_number"] <= 1000
+    smaller = [s for s in SHRINKAGE_LADDER if s < p["shrinkage"]]
+    if smaller:  # the ladder stopped at the first rung that works
+        sd = np.sqrt(np.diag(np.cov(X, rowvar=False)))
+        corr = np.cov(X, rowvar=False) / np.outer(sd, sd)
+        assert condition_number((1 - smaller[-1]) * corr + smaller[-1] * np.eye(4)) > 1000
+    unchanged = optimise_array(X[:, :3], ["a", "b", "c"], "min_variance", config=cfg)
+    assert unchanged.provenance["shrinkage"] == 0.0  # well conditioned: left alone
+
+
+def test_market_neutral_bounds_the_portfolio_beta():
+    betas = [1.6, 1.3, 0.9, 0.2, -0.4]
+    X, market = _factor_returns(5, betas)
+    free = optimise_array(X, list("abcde"), "min_variance")
+    neutral = optimise_array(X, list("abcde"), "min_variance", config=RiskConfig(market_neutral=True), benchmark=market)
+    beta_hat = ((X - X.mean(0)).T @ (market - market.mean()) / (len(market) - 1)) / market.var(ddof=1)
+    assert abs(free.values @ beta_hat) > 0.15  # unconstrained it carries market exposure
+    assert abs(neutral.values @ beta_hat) <= 0.15 + 1e-6  # the bound for fewer than 15 assets
+    assert neutral.values.sum() == pytest.approx(1.0) and (neutral.values >= 0).all()
+    assert neutral.provenance["diagnostics"]["beta_bound"] == 0.15
+    sharpe = optimise_array(
+        X, list("abcde"), "max_sharpe", config=RiskConfig(market_neutral=True, beta_bound=0.05), benchmark=market
+    )
+    assert sharpe.profile_used == "max_sharpe" and abs(sharpe.values @ beta_hat) <= 0.05 + 1e-6
+    # no benchmark given: the profile fails and the chain records why
+    blind = optimise_array(X, list("abcde"), "min_variance", config=RiskConfig(market_neutral=True))
+    assert blind.profile_used != "min_variance" and "benchmark" in blind.chain_text()
+
+
+def test_cluster_caps_are_constraints_for_convex_profiles_not_a_projection():
+    """The projection of the unconstrained min-variance portfolio onto the caps is feasible but
+    not optimal: the constrained optimum (checked against scipy's SLSQP) has less volatility."""
+    from scipy.optimize import minimize
+
+    from quant_assets.allocation.engines.base import cap_cluster_weights
+
+    rng = np.random.default_rng(25)
+    T = 600
+    f1, f2 = rng.normal(0, 0.005, T), rng.normal(0, 0.01, T)
+    X = np.column_stack(
+        [f1 + rng.normal(0, s, T) for s in (0.002, 0.003, 0.004)]
+        + [f2 + rng.normal(0, s, T) for s in (0.004, 0.006)]
+        + [rng.normal(0, s, T) for s in (0.009, 0.011, 0.014)]
+    )
+    labels = np.array([1, 1, 1, 2, 2, 3, 4, 5])
+    cfg = RiskConfig(cluster_caps_enabled=True)
+    capped = optimise_array(X, list("abcdefgh"), "min_variance", clusters=labels, config=cfg)
+    free = optimise_array(X, list("abcdefgh"), "min_variance", clusters=labels)
+    projected, eff = cap_cluster_weights(free.values, labels, 0.25)
+    cov = np.cov(X, rowvar=False)
+
+    def vol(w):
+        return float(np.sqrt(w @ cov @ w))
+
+    assert capped.provenance["cluster_cap_method"] == "constraint" and capped.provenance["cluster_cap"] == eff == 0.25
+    assert np.bincount(labels, weights=capped.values)[1:].max() <= eff + 1e-7
+    assert vol(projected) / vol(capped.values) - 1 == pytest.approx(0.0111, abs=5e-4)  # 1.1 % more volatile
+    members = [labels == k for k in range(1, 6)]
+    reference = minimize(
+        lambda w: w @ cov @ w * 1e4,
+        np.full(8, 1 / 8),
+        method="SLSQP",
+        bounds=[(0, 1)] * 8,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}]
+        + [{"type": "ineq", "fun": lambda w, m=m: eff - w[m].sum()} for m in members],
+        options={"ftol": 1e-15, "maxiter": 500},
+    )
+    assert vol(capped.values) == pytest.approx(vol(reference.x), rel=1e-6)
+    hrp = optimise_array(X, list("abcdefgh"), "hrp", clusters=labels, config=cfg)
+    assert hrp.provenance["cluster_cap_method"] == "projection"  # no solver: projected, and said so

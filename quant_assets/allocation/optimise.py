@@ -174,6 +174,23 @@ class RiskConfig(BaseModel):
         False, description="equal_weight inside clusters: (1 - share) inverse variance + share momentum rank"
     )
     hybrid_momentum_share: float = Field(0.5, ge=0, le=1)
+    condition_number_max: float | None = Field(
+        None,
+        gt=1,
+        description="when the correlation matrix's condition number exceeds this, its shrinkage toward "
+        "identity is raised along SHRINKAGE_LADDER until it does not (custom engine; None = off; "
+        "the reference system used 5000); the final shrinkage and condition number are recorded",
+    )
+    market_neutral: bool = Field(
+        False,
+        description="min_variance / max_sharpe: bound |w . beta| of the sleeve's streams to the universe's "
+        "benchmark (custom engine; needs benchmarks in the universe). Weights are long-only, so it needs "
+        "assets on both sides of the bound (a short sleeve's streams have negative betas); otherwise the "
+        "profile fails and the fallback chain records why",
+    )
+    beta_bound: float | None = Field(
+        None, gt=0, description="the market-neutral bound; None = 0.05 with >= 15 assets, else 0.15"
+    )
 
     @model_validator(mode="after")
     def _caps_positive(self) -> RiskConfig:
@@ -253,10 +270,11 @@ class OptimisationResult:
             "variant": self.diagnostics.get("variant"),
             "solver": self.diagnostics.get("solver"),
             "covariance": cfg.covariance,
-            "shrinkage": cfg.shrinkage,
+            "shrinkage": self.diagnostics.get("shrinkage_used", cfg.shrinkage),  # raised by the condition ladder
             "hrp_variant": cfg.hrp_variant,
             "regime": self.regime,
             "cluster_cap": self.diagnostics.get("cluster_cap"),
+            "cluster_cap_method": self.diagnostics.get("cluster_cap_method"),  # constraint | projection
             "cvar_penalty": cfg.cvar_penalty,
             "hybrid_intra_weighting": cfg.hybrid_intra_weighting,
             "fallback_chain": [
@@ -363,6 +381,7 @@ def optimise_array(
     regime: str = "NORMAL",
     antifragility: np.ndarray | None = None,
     momentum: np.ndarray | None = None,
+    benchmark: np.ndarray | None = None,
 ) -> OptimisationResult:
     """`optimise` on a (dates x assets) array whose columns are named `columns`; per-column inputs
     are arrays in column order. What the walk-forward loops call: no pandas on the way."""
@@ -431,6 +450,7 @@ def optimise_array(
         labels,
         None if antifragility is None else np.asarray(antifragility, dtype=float)[idx],
         None if momentum is None else np.asarray(momentum, dtype=float)[idx],
+        None if benchmark is None else np.asarray(benchmark, dtype=float),
     )
     backend = ENGINES[engine]
     for step in chain:
@@ -438,12 +458,15 @@ def optimise_array(
         platform = step in PLATFORM_PROFILES  # 1/n-type: deterministic, never needs a solver
         used_engine = "platform" if platform else engine
         try:
+            if cfg.market_neutral and step in ("min_variance", "max_sharpe") and engine != "custom":
+                raise UnsupportedProfile(f"{engine} engine: the market-neutral bound is custom-engine only")
             out = (_PLATFORM if platform else backend).run(request)
             w = _validated(out.weights, n)
-            diagnostics = dict(out.diagnostics)
-            if cfg.cluster_caps_enabled and step in CAPPED_PROFILES:
+            diagnostics = {**out.diagnostics, **request.notes}
+            if cfg.cluster_caps_enabled and step in CAPPED_PROFILES and "cluster_cap" not in diagnostics:
+                # no solver to hold the caps as constraints (or an engine without them): project
                 w, eff = cap_cluster_weights(w, request.labels(), getattr(cfg.cluster_caps, regime))
-                diagnostics["cluster_cap"] = eff
+                diagnostics.update(cluster_cap=eff, cluster_cap_method="projection")
         except Exception as err:  # noqa: BLE001 - every failure is recorded and the chain moves on
             attempts.append(Attempt(used_engine, step, "failed", f"{type(err).__name__}: {err}"[:300]))
             continue

@@ -184,6 +184,8 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             col = {s_: i for i, s_ in enumerate(kept)}
             view = feats.get(d)
             momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
+            bench = [col[b] for b in u.benchmarks[d] if b in col] if cfg.risk.market_neutral else []
+            benchmark = X[:, bench].mean(axis=1) if bench else None  # equal weight of the universe's benchmarks
             pools: dict[tuple, tuple] = {}  # profiles on the same atoms share streams, hashes and scores
             rows = u.rows[d][-lookbacks.optimisation_days :]
             for risk in wanted:
@@ -218,6 +220,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                         clusters=np.array(clusters),
                         config=cfg.risk,
                         regime=regimes[d],
+                        benchmark=benchmark,
                         **scores,
                     )
                 w = result.values

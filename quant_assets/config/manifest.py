@@ -302,6 +302,13 @@ class Manifest(_Strict):
                     f"sleeves.{name}.risk_profiles: `market` holds the universe's benchmarks, and "
                     f"universes.{sleeve.universe}.benchmarks is empty"
                 )
+            if sleeve.risk.market_neutral and not self.universes[sleeve.universe].benchmarks:
+                raise ValueError(
+                    f"sleeves.{name}.risk.market_neutral: the beta bound is measured against the universe's "
+                    f"benchmarks, and universes.{sleeve.universe}.benchmarks is empty"
+                )
+            if sleeve.risk.market_neutral and sleeve.engine != "custom":
+                raise ValueError(f"sleeves.{name}.risk.market_neutral: custom engine only (got {sleeve.engine!r})")
             ac = self.universes[sleeve.universe].asset_class
             if ac not in self.friction:
                 raise ValueError(f"sleeves.{name}: no friction rates for asset class {ac!r}")

@@ -41,6 +41,8 @@ class EngineRequest:
         "clusters",
         "antifragility",
         "momentum",
+        "benchmark",
+        "notes",
         "_cov",
         "_mu",
         "_cvar",
@@ -56,9 +58,12 @@ class EngineRequest:
         clusters: np.ndarray | None = None,
         antifragility: np.ndarray | None = None,
         momentum: np.ndarray | None = None,
+        benchmark: np.ndarray | None = None,
     ) -> None:
         self.profile, self.X, self.columns, self.config, self.regime = profile, X, columns, config, regime
         self.clusters, self.antifragility, self.momentum = clusters, antifragility, momentum
+        self.benchmark = benchmark  # the universe's benchmark returns on the same rows (market neutral)
+        self.notes: dict[str, Any] = {}  # how shared inputs were produced (shrinkage used, ...) -> provenance
         self._cov = self._mu = self._cvar = None
 
     @property
@@ -67,8 +72,30 @@ class EngineRequest:
 
     def cov(self) -> np.ndarray:
         if self._cov is None:
-            self._cov = covariance(self.X, self.config.covariance, self.config.shrinkage)
+            cfg = self.config
+            self._cov = covariance(self.X, cfg.covariance, cfg.shrinkage)
+            if cfg.condition_number_max is not None:
+                self._cov, used, kappa = shrink_to_condition(
+                    covariance(self.X, cfg.covariance), cfg.shrinkage, cfg.condition_number_max
+                )
+                self.notes.update(shrinkage_used=used, condition_number=round(kappa, 3))
         return self._cov
+
+    def betas(self) -> np.ndarray:
+        """Each column's beta to the benchmark, cov / var; 1.0 with fewer than 10 observations (too few
+        to estimate, and 1.0 keeps a market-neutral bound conservative)."""
+        if self.benchmark is None:
+            raise ValueError("market neutral needs the universe's benchmark returns (none given)")
+        b = self.benchmark
+        ok = np.isfinite(b)
+        if ok.sum() < 10 or np.var(b[ok], ddof=1) <= 0:
+            return np.ones(self.n)
+        X, b = self.X[ok], b[ok]
+        return ((X - X.mean(axis=0)).T @ (b - b.mean()) / (len(b) - 1)) / np.var(b, ddof=1)
+
+    def beta_bound(self) -> float:
+        bound = self.config.beta_bound
+        return bound if bound is not None else (0.05 if self.n >= 15 else 0.15)
 
     def mu(self) -> np.ndarray:
         if self._mu is None:
@@ -103,6 +130,7 @@ class EngineRequest:
         )
         if self._cov is not None:
             sub._cov = self._cov[np.ix_(idx, idx)]
+        sub.benchmark, sub.notes = self.benchmark, self.notes
         return sub
 
 
@@ -147,6 +175,32 @@ def covariance(X: np.ndarray, estimator: str = "sample", shrinkage: float = 0.0)
         corr = (1.0 - shrinkage) * corr + shrinkage * np.eye(len(sd))
         cov = corr * np.outer(sd, sd)
     return cov
+
+
+# Shrinkage intensities tried, in order, until the correlation matrix is well conditioned (1.0 =
+# identity, condition number 1, so the ladder always ends).
+SHRINKAGE_LADDER = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def condition_number(cov: np.ndarray) -> float:
+    """Condition number of the correlation matrix of `cov` (largest / smallest eigenvalue)."""
+    sd = np.sqrt(np.diag(cov))
+    lam = np.linalg.eigvalsh(cov / np.outer(sd, sd))
+    return float(lam[-1] / lam[0]) if lam[0] > 0 else float("inf")
+
+
+def shrink_to_condition(cov: np.ndarray, start: float, limit: float) -> tuple[np.ndarray, float, float]:
+    """The unshrunk `cov` with its correlation shrunk toward identity by `start`, or by the first
+    intensity of SHRINKAGE_LADDER above it whose condition number is <= `limit`.
+    Returns the covariance, the shrinkage used and the condition number it has."""
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    for s in (start, *(x for x in SHRINKAGE_LADDER if x > start)):
+        shrunk = ((1.0 - s) * corr + s * np.eye(len(sd))) * np.outer(sd, sd)
+        kappa = condition_number(shrunk)
+        if kappa <= limit:
+            return shrunk, s, kappa
+    return shrunk, s, kappa  # pragma: no cover - s = 1.0 is the identity, kappa = 1
 
 
 def equal_weight(n: int) -> np.ndarray:

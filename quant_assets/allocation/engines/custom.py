@@ -14,6 +14,11 @@ every RiskConfig option, which is why it is the product's default engine.
 * CVaR fragility penalty (config.cvar_penalty = lambda > 0): adds lambda * sum(w_i c_i) with
   c_i = |CVaR_i| / mean|CVaR| and the risk term normalised to unit mean variance, so lambda is
   unit-free; for max_sharpe the expected return is reduced by lambda * mean|mu| * c_i instead.
+* Cluster caps and the market-neutral beta bound are constraints of the min_variance / max_sharpe
+  problems (CLARABEL; the projection of an unconstrained optimum onto the caps is not the
+  constrained optimum: in a measured case it had ~3 % more volatility). Profiles without a solver
+  (hrp, risk_parity, equal_weight) are projected onto the caps afterwards; provenance says which
+  (`cluster_cap_method`).
 * equal_weight / market / benchmark / raw_pool_ew / barbell: see engines/base.py.
 """
 
@@ -160,10 +165,57 @@ def _polish(S: np.ndarray, rhs: np.ndarray, x: np.ndarray, linear: np.ndarray, t
     return cand
 
 
+def weight_constraints(request: EngineRequest) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Linear constraints A w <= b on weights summing to 1, from the options that need a solver:
+    cluster caps (each cluster's total <= max(cap, 1/n_clusters)) and the market-neutral bound
+    (|w . beta| <= bound). Returns A, b and what they are, for the provenance."""
+    cfg, rows, bounds, notes = request.config, [], [], {}
+    if cfg.cluster_caps_enabled:
+        labels = request.labels()
+        uniq = np.unique(labels)
+        eff = max(getattr(cfg.cluster_caps, request.regime), 1.0 / len(uniq))
+        for label in uniq:
+            rows.append((labels == label).astype(float))
+            bounds.append(eff)
+        notes.update(cluster_cap=eff, cluster_cap_method="constraint")
+    if cfg.market_neutral:
+        beta, bound = request.betas(), request.beta_bound()
+        if (beta > bound).all() or (beta < -bound).all():  # a long-only mix of them cannot get inside
+            raise ValueError(
+                f"market neutral infeasible: every asset's beta is beyond +/-{bound} (betas "
+                f"{beta.min():.2f} .. {beta.max():.2f}) and weights are long-only"
+            )
+        rows += [beta, -beta]
+        bounds += [bound, bound]
+        notes.update(beta_bound=bound)
+    return np.array(rows).reshape(len(rows), request.n), np.array(bounds, dtype=float), notes
+
+
+def _clarabel_constrained(
+    F: np.ndarray, linear: np.ndarray, equality: np.ndarray, A: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """min |F x|^2 + linear'x  s.t. equality'x = 1, A x <= b, x >= 0 (CLARABEL); raises when infeasible."""
+    import cvxpy as cp
+
+    x = cp.Variable(F.shape[1], nonneg=True)
+    objective = cp.sum_squares(F @ x) + (linear @ x if linear.any() else 0)
+    problem = cp.Problem(cp.Minimize(objective), [equality @ x == 1, A @ x <= b])
+    problem.solve(solver="CLARABEL")
+    if problem.status not in ("optimal", "optimal_inaccurate") or x.value is None:
+        raise ValueError(f"constraints infeasible or unsolved (CLARABEL status {problem.status})")
+    return np.clip(np.asarray(x.value, dtype=float), 0.0, None)
+
+
 def min_variance(request: EngineRequest) -> EngineOutput:
     S = _normalised(request.cov())
     lin = _penalty(request)
     ones = np.ones(request.n)
+    A, b, notes = weight_constraints(request)
+    if len(b):  # the constrained optimum, not a projection of the unconstrained one
+        x = _clarabel_constrained(_factor(S), lin, ones, A, b)
+        return EngineOutput(
+            x / x.sum(), {"variant": "long-only min variance, constrained", "solver": "CLARABEL", **notes}
+        )
     x = _polish(S, ones, _solve_qp(S, lin, ones), lin)
     return EngineOutput(x / x.sum(), {"variant": "long-only min variance", "solver": "CLARABEL+kkt-polish"})
 
@@ -181,6 +233,15 @@ def max_sharpe(request: EngineRequest) -> EngineOutput:
     S = _normalised(request.cov())
     mu_s = mu / np.abs(mu).max()
     zero = np.zeros(request.n)
+    A, b, notes = weight_constraints(request)
+    if len(b):  # a'w <= b with w = y / sum(y) is (a - b 1)'y <= 0: still linear in y
+        y = _clarabel_constrained(_factor(S), zero, mu_s, A - b[:, None], np.zeros(len(b)))
+        if y.sum() <= 0:
+            raise ValueError("max_sharpe: degenerate solution")
+        return EngineOutput(
+            y / y.sum(),
+            {"variant": "long-only max Sharpe (rf=0, transform), constrained", "solver": "CLARABEL", **notes},
+        )
     y = _polish(S, mu_s, _solve_qp(S, zero, mu_s), zero)
     if y.sum() <= 0:
         raise ValueError("max_sharpe: degenerate solution")

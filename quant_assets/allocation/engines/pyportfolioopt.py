@@ -31,7 +31,7 @@ class PyPortfolioOptEngine(LibraryEngine):
             raise self.unsupported("hrp", f"{cfg.hrp_distance} distances are custom-engine only")
         if cfg.hrp_leaf_order != "plain":
             raise self.unsupported("hrp", "PyPortfolioOpt HRP has plain leaf ordering only")
-        if cfg.covariance != "sample" or cfg.shrinkage > 0:
+        if cfg.covariance != "sample" or cfg.shrinkage > 0 or cfg.condition_number_max is not None:
             raise self.unsupported("hrp", "PyPortfolioOpt HRP uses the sample covariance only")
         cols = [str(i) for i in range(request.n)]
         with warnings.catch_warnings():

@@ -25,7 +25,7 @@ class RiskfolioEngine(LibraryEngine):
         cfg = request.config
         if cfg.hrp_distance != "pearson":
             raise self.unsupported("hrp", f"{cfg.hrp_distance} distances are custom-engine only")
-        if cfg.covariance != "sample" or cfg.shrinkage > 0:
+        if cfg.covariance != "sample" or cfg.shrinkage > 0 or cfg.condition_number_max is not None:
             raise self.unsupported("hrp", "riskfolio HRP uses the sample covariance only")
         cols = [str(i) for i in range(request.n)]
         port = rp.HCPortfolio(returns=pd.DataFrame(request.X, columns=cols))

@@ -22,7 +22,7 @@ class SkfolioEngine(LibraryEngine):
 
     def _prior(self, request: EngineRequest):
         cfg = request.config
-        if cfg.shrinkage > 0:
+        if cfg.shrinkage > 0 or cfg.condition_number_max is not None:
             raise self.unsupported(request.profile, "correlation shrinkage is custom-engine only")
         if cfg.covariance == "sample":
             return None
