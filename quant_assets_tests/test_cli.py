@@ -37,3 +37,16 @@ def test_summary_names_an_unknown_lens(empty_home, capsys):
     code = main(["summary", "--date", str(dt.date(2020, 1, 3)), "--risk", "x' OR '1'='1"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown risk lens" in err and "its lenses" in err
+
+
+def test_a_corrupt_partition_is_one_line_naming_the_file_and_partition(empty_home, capsys):
+    import polars as pl
+
+    lh = Lakehouse(empty_home / "lakehouse")
+    frame = pl.DataFrame({"universe": ["u"], "date": [dt.date(2020, 1, 3)], "symbol": ["S"], "close": [1.0]})
+    lh.write_partition("prices", "prices_u", "2020", frame)
+    lh.path("prices", "prices_u", "2020").write_bytes(b"PAR1 garbage")
+    code = main(["sql", "SELECT count(*) FROM prices"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "corrupt file" in err and "prices_u/2020.parquet" in err and "partition 2020" in err
