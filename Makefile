@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: env demo test test-fast lint ui backfill sql summary explain report audit check bench clean-data
+.PHONY: env demo test test-fast lint ui backfill sql summary explain report audit check bench clean-data files-example
 
 # The environment: uv (bootstrapped into .uv/ if absent) installs the locked set with bytecode.
 .venv/.synced: pyproject.toml uv.lock
@@ -36,6 +36,11 @@ ui: env $(DAGSTER_HOME)/dagster.yaml
 # Headless walk-forward: make backfill START=2020-01-01 END=2020-12-31 [SELECT='group:meta']
 backfill: env $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m quant_assets.cli.main backfill --start $(START) --end $(END) $(if $(SELECT),--select '$(SELECT)')
+
+# Your own data: write a folder of CSV files from the bundled data, then backfill the files manifest
+files-example: env $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -c "from quant_assets.data.files import write_example_folder; print(write_example_folder('examples/files'))"
+	QUANT_ASSETS_MANIFEST=quant_assets/config/manifests/files.yaml $(PY) -m quant_assets.cli.main backfill --start 2017-01-01 --end 2022-12-31
 
 # make sql Q="SELECT * FROM meta_weights LIMIT 5"
 sql: env

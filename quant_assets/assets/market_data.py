@@ -8,6 +8,7 @@ stores the warm-up sessions its first window needs, so the history starts self-c
 
 import datetime as dt
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from quant_assets.assets.common import (
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import coverage_problem
 from quant_assets.data.calendars import calendar_days_covering
-from quant_assets.data.sources import get_source
+from quant_assets.data.sources import PriceSource, get_source
 from quant_assets.data.validation import validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
@@ -58,14 +59,13 @@ def window_start(d: dt.date, prices_days: int) -> dt.date:
     return d - dt.timedelta(days=calendar_days_covering(prices_days + 1))
 
 
-def discover(universe_cfg, d: dt.date) -> list[dict]:
-    """Candidate rows of a universe on `d`: its source's symbols listed by then, and its benchmarks."""
-    found = [
-        c.row() | {"is_benchmark": False} for c in get_source(universe_cfg.source).discover(d, universe_cfg.symbols)
-    ]
+def discover(universe_cfg, d: dt.date, sources: Callable[[str], PriceSource] = get_source) -> list[dict]:
+    """Candidate rows of a universe on `d`: its source's symbols listed by then, and its benchmarks.
+    `sources` resolves a source name (the manifest's `price_source`: built-in or your own files)."""
+    found = [c.row() | {"is_benchmark": False} for c in sources(universe_cfg.source).discover(d, universe_cfg.symbols)]
     for ref in universe_cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
         source, _, ticker = ref.partition(":")
-        found += [c.row() | {"is_benchmark": True} for c in get_source(source).discover(d, [ticker])]
+        found += [c.row() | {"is_benchmark": True} for c in sources(source).discover(d, [ticker])]
     for row in found:
         validate_symbol(row["symbol"], universe_cfg.source)
     return found
@@ -82,13 +82,17 @@ def candidate_sets(cands: pl.DataFrame) -> dict[dt.date, tuple[list[str], list[s
 
 
 def source_closes(
-    by_source: dict[str, list[str]], start: dt.date, end: dt.date, asset_class: str = "equity"
+    by_source: dict[str, list[str]],
+    start: dt.date,
+    end: dt.date,
+    asset_class: str = "equity",
+    sources: Callable[[str], PriceSource] = get_source,
 ) -> pl.DataFrame:
     """Long (date, symbol, close) rows with start <= date <= end, each symbol from its own source,
     validated at the door (`validate_closes`: sorted unique dates, positive closes, sessions only)."""
     frames = []
     for name, symbols in by_source.items():
-        window = get_source(name).closes(symbols, start, end)
+        window = sources(name).closes(symbols, start, end)
         validate_closes(window, name, asset_class)
         if len(window):
             frames.append(window)
@@ -238,14 +242,14 @@ def universe_step(ctx: GraphContext, universe: str):
             if key == run.periods.keys[0]:
                 start = window_start(run.periods.dates(key)[0], lookbacks.prices_days)
             end = min(end, m.calendar.end) if m.calendar.end else end
-            listed = discover(cfg, end - dt.timedelta(days=1))
-            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), cfg.asset_class)
+            listed = discover(cfg, end - dt.timedelta(days=1), m.price_source)
+            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), cfg.asset_class, m.price_source)
 
         # 1. candidates
         if run.is_selected(candidates_key):
             rows = []
             for d in track(dates, f"{candidates_key}"):
-                found = discover(cfg, d)
+                found = discover(cfg, d, m.price_source)
                 rows += [r | {"rebalance_date": d} for r in found]
             cands = (
                 pl.DataFrame(

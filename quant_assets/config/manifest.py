@@ -84,6 +84,15 @@ class Friction(_Strict):
         return (self.slippage_bps + self.commission_bps) / 1e4
 
 
+class FilesSourceConfig(_Strict):
+    """A folder of CSV/Parquet daily bars (see data/files.py for the layouts and the checks)."""
+
+    kind: Literal["files"] = "files"
+    path: str = Field(description="the folder; relative paths are relative to the manifest file")
+    exchange: str = Field("FILE", description="exchange prefix of tickers without one (symbols.csv may say)")
+    asset_type: str = Field("equity", description="asset type of tickers symbols.csv does not describe")
+
+
 class Universe(_Strict):
     source: str
     symbols: list[str] | None = Field(default=None, description="subset of the source's symbols; None = all")
@@ -268,6 +277,9 @@ class Manifest(_Strict):
         }
     )
     max_meta_depth: int = Field(4, ge=1)
+    sources: dict[str, FilesSourceConfig] = Field(
+        default_factory=dict, description="your own data sources by name (a universe's `source` may name one)"
+    )
     universes: dict[str, Universe] = Field(min_length=1)
     sleeves: dict[str, Sleeve] = Field(min_length=1)
     metas: dict[str, Meta] = Field(default_factory=dict)
@@ -284,16 +296,18 @@ class Manifest(_Strict):
             raise ValueError(f"names used both as sleeve and meta: {sorted(both)}")
         from quant_assets.data.sources import SOURCES
 
+        for name in self.sources:
+            if name in SOURCES:
+                raise ValueError(f"sources.{name}: the name of a built-in source; choose another")
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"sources.{name}: names must match {NAME_PATTERN}")
+        known = sorted({*SOURCES, *self.sources})
         for name, universe in self.universes.items():
-            if universe.source not in SOURCES:
-                raise ValueError(
-                    f"universes.{name}.source: unknown source {universe.source!r}; registered: {sorted(SOURCES)}"
-                )
+            if universe.source not in known:
+                raise ValueError(f"universes.{name}.source: unknown source {universe.source!r}; known: {known}")
             for ref in universe.benchmarks:
-                if ref.partition(":")[0] not in SOURCES:
-                    raise ValueError(
-                        f"universes.{name}.benchmarks: unknown source in {ref!r}; registered: {sorted(SOURCES)}"
-                    )
+                if ref.partition(":")[0] not in known:
+                    raise ValueError(f"universes.{name}.benchmarks: unknown source in {ref!r}; known: {known}")
         for name, sleeve in self.sleeves.items():
             if sleeve.universe not in self.universes:
                 raise ValueError(f"sleeves.{name}.universe: unknown universe {sleeve.universe!r}")
@@ -340,6 +354,18 @@ class Manifest(_Strict):
         return self
 
     # ---- derived views (cheap, used by the asset factories) -------------------------------
+
+    def price_source(self, name: str):
+        """The source a universe or candidate names: one of `sources` (built once per manifest), else
+        a registered one."""
+        from quant_assets.data.sources import get_source
+
+        cfg = self.sources.get(name)
+        if cfg is None:
+            return get_source(name)
+        from quant_assets.data.files import files_source
+
+        return files_source(name, cfg.path, cfg.exchange, cfg.asset_type)
 
     def descendant_sleeves(self, meta: str) -> list[str]:
         out: list[str] = []
@@ -468,4 +494,7 @@ def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
         raise ManifestError(f"manifest {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {path} must be a mapping at the top level")
+    for source in (data.get("sources") or {}).values():  # folders relative to the manifest file
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            source["path"] = str((path.parent / os.path.expanduser(source["path"])).resolve())
     return parse_manifest(data, origin=str(path))
