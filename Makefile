@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: env demo test test-fast lint ui backfill sql summary explain report audit check bench clean-data files-example
+.PHONY: env demo test test-fast lint ui backfill sql summary explain report audit check bench clean-data files-example typecheck
 
 # The environment: uv (bootstrapped into .uv/ if absent) installs the locked set with bytecode.
 .venv/.synced: pyproject.toml uv.lock
@@ -63,6 +63,10 @@ audit: env
 
 check: env $(DAGSTER_HOME)/dagster.yaml
 	.venv/bin/dg check defs
+
+# mypy with the pydantic plugin on the package (the allow-list is in pyproject.toml)
+typecheck: env
+	.venv/bin/mypy
 
 # ruff (lint + format check) and the import contracts of the package layers (pyproject.toml).
 lint: env

@@ -43,6 +43,7 @@ dropped, recorded in `.dropped` and re-enter with weight exactly 0; one survivor
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -394,9 +395,8 @@ def optimise_array(
     cfg = DEFAULT_CONFIG if config is None else config
     chain = chain or FALLBACK_CHAINS[profile]
     if len(set(columns)) != len(columns):
-        seen: set = set()
-        dup = [c for c in columns if c in seen or seen.add(c)]
-        raise ValueError(f"duplicated asset labels in returns: {list(dict.fromkeys(dup))}")
+        dup = [c for c, n in Counter(columns).items() if n > 1]
+        raise ValueError(f"duplicated asset labels in returns: {dup}")
 
     # Validation in numpy: this runs once per fold in walk-forward loops.
     X = np.asarray(X, dtype=float)

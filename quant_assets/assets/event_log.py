@@ -21,7 +21,7 @@ partition status and lineage read them unchanged. Only the transactions differ:
 * the schema facts Dagster re-inspects per event (does the tags table exist, does the asset-key
   table have its index columns) are cached once they hold.
 
-Dagster is pinned (pyproject.toml), and `quant_assets_tests/test_event_log.py` checks that a
+Dagster is pinned (pyproject.toml), and `quant_assets_tests/assets/test_event_log.py` checks that a
 batched run leaves the same materialisations, partition statuses and records as Dagster's own
 storage. `dagster.yaml` selects it; the in-memory instance of the tests keeps Dagster's default.
 """

@@ -181,6 +181,10 @@ def explain(
         held = ", ".join(flat.index[:12])
         raise ExplainError(f"{symbol!r} is not held by {meta} / {risk} on {date}; held: {held}")
     rows = _rows(lh, "flattened_contributions", flat_asset, periods, date)
+    if rows is None:
+        raise ExplainError(
+            f"{flat_asset} has no contributions for {date}: re-materialise partition {periods.key(date)}"
+        )
     rows = rows[rows["symbol"] == symbol]
     weights_cache: dict[str, pd.Series] = {}
     paths = []

@@ -126,7 +126,8 @@ class AuditLedger:
                 f.seek(0, os.SEEK_END)
                 offset = f.tell()
                 ts = dt.datetime.now(dt.UTC).isoformat()
-                written, lines = [], []
+                written: list[dict] = []
+                lines: list[str] = []
                 for intent, outcome in pairs:
                     for record in (intent, outcome):
                         full = {**record, "ts": ts, "prev_hash": prev}

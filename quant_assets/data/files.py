@@ -66,7 +66,7 @@ def _checked(frame: pl.DataFrame, path: Path, symbol: str) -> pl.DataFrame:
         parsed = out["date"].cast(pl.Utf8).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
         bad = parsed.is_null() & out["date"].is_not_null() | out["date"].is_null()
         if bad.any():
-            i = int(bad.arg_max())
+            i = int(bad.arg_max() or 0)
             raise DataError(f"{path}: row {i + 1}, column date: {out['date'][i]!r} is not a date (YYYY-MM-DD)")
         out = out.with_columns(parsed.alias("date"))
     for c in [c for c in PRICE_COLUMNS if c in out.columns]:
@@ -74,27 +74,27 @@ def _checked(frame: pl.DataFrame, path: Path, symbol: str) -> pl.DataFrame:
         raw = out[c].cast(pl.Utf8)
         unparsed = values.is_null() & raw.is_not_null() & (raw.str.strip_chars() != "")
         if unparsed.any():
-            i = int(unparsed.arg_max())
+            i = int(unparsed.arg_max() or 0)
             raise DataError(f"{path}: row {i + 1} ({out['date'][i]}), column {c}: {raw[i]!r} is not a number")
         out = out.with_columns(values.alias(c))
     close = out["close"]
     if close.is_null().any():
-        i = int(close.is_null().arg_max())
+        i = int(close.is_null().arg_max() or 0)
         raise DataError(f"{path}: row {i + 1} ({out['date'][i]}), column close: missing close for {symbol}")
     bad = ~(close.is_finite() & (close > 0))
     if bad.any():
-        i = int(bad.arg_max())
+        i = int(bad.arg_max() or 0)
         raise DataError(
             f"{path}: row {i + 1} ({out['date'][i]}), column close: {close[i]} for {symbol} is not a positive price"
         )
     dates = out["date"]
     dup = ~dates.is_first_distinct()  # the repeat, not the first occurrence
     if dup.any():
-        i = int(dup.arg_max())
+        i = int(dup.arg_max() or 0)
         raise DataError(f"{path}: row {i + 1}, column date: {dates[i]} appears more than once for {symbol}")
     step = dates.diff().dt.total_days()
     if (step < 0).any():
-        i = int((step < 0).arg_max())
+        i = int((step < 0).arg_max() or 0)
         raise DataError(
             f"{path}: row {i + 1}, column date: {dates[i]} comes after {dates[i - 1]} for {symbol}; "
             "dates must be ascending"

@@ -61,7 +61,7 @@ class PriceSource(ABC):
 class _SkfolioFrameSource(PriceSource):
     """Adapter for a skfolio dataset: a wide frame of closes plus static reference data."""
 
-    reference: dict[str, tuple[str, str, str]]  # ticker -> (exchange, asset_type, sector)
+    reference: dict[str, tuple[str, str, str | None]]  # ticker -> (exchange, asset_type, sector)
 
     @staticmethod
     @abstractmethod

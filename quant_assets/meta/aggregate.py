@@ -520,7 +520,7 @@ def tree_rows(
     meta: str, names: list[str], weights: np.ndarray, labels: np.ndarray, refs: dict[str, str]
 ) -> dict[str, list]:
     """`cluster_tree` on column lists: meta -> correlation clusters of children -> children."""
-    out = {
+    out: dict[str, list] = {
         "node": [meta],
         "parent": [""],
         "level": [0],

@@ -128,7 +128,7 @@ class Dendrogram:
             return np.ones(self.n, dtype=int), False
         raw = fcluster(self.link, t=threshold, criterion="distance")
         recut = max_clusters is not None and len(set(raw)) > max_clusters
-        if recut:
+        if max_clusters is not None and recut:
             raw = fcluster(self.link, t=max_clusters, criterion="maxclust")
         return _renumber(raw), bool(recut)
 

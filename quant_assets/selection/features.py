@@ -789,6 +789,7 @@ def features_of_windows(
         for i, size in zip(members, sizes):
             block = np.full((size, len(FEATURE_COLUMNS)), np.nan)
             if size:
+                assert rows is not None  # size > 0: the block had rows
                 part = {k: v[offset : offset + size] for k, v in rows.items()}
                 part["antifragility"] = antifragility_scores(part["_skew_for_af"], part["_tail_gain"], n)
                 for j, c in enumerate(FEATURE_COLUMNS):

@@ -54,7 +54,13 @@ __all__ = [
 ]
 
 STAGES = ("strict", "relaxed_thresholds", "cluster_representative", "global_topup", "scarcity")
-RELAXATION_STAGES = STAGES[1:]
+RelaxationStage = Literal["relaxed_thresholds", "cluster_representative", "global_topup", "scarcity"]
+RELAXATION_STAGES: tuple[RelaxationStage, ...] = (
+    "relaxed_thresholds",
+    "cluster_representative",
+    "global_topup",
+    "scarcity",
+)
 SELECTION_COLUMNS = [
     "symbol",
     "direction",
@@ -83,7 +89,7 @@ class RelaxationSettings(BaseModel):
 
     model_config = _STRICT
 
-    stages: tuple[Literal["relaxed_thresholds", "cluster_representative", "global_topup", "scarcity"], ...] = Field(
+    stages: tuple[RelaxationStage, ...] = Field(
         RELAXATION_STAGES, description="relaxation stages enabled, always run in the canonical order"
     )
     entropy_factor: float = Field(1.2, ge=1, description="stage 2: entropy_max x this ...")
@@ -220,6 +226,8 @@ class FunnelResult:
 
     @cached_property
     def streams(self) -> pd.DataFrame:
+        if self.returns is None:
+            raise ValueError("this funnel result was computed without returns: it has no streams")
         return synthetic_long(self.returns[self.winners], self.direction).set_axis(
             self.composition["atom_id"].tolist(), axis=1
         )

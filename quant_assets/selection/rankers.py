@@ -169,7 +169,7 @@ DEFAULT_MPS_WEIGHTS = {  # the v4 stage defaults for the features this platform 
 # hurst_clean (= 1 - 2|H - 0.5|) is 1.0 for a random walk. The reference maps it with "rank", i.e. it
 # rewards random walks while its predictability filter vetoes them; "rank_desc" rewards structure
 # (persistent or mean-reverting paths), consistent with the filter.
-DEFAULT_MPS_METHODS = {
+DEFAULT_MPS_METHODS: dict[str, ProbMethod] = {
     "survival": "cdf",
     "liquidity": "cdf",
     "momentum": "rank",

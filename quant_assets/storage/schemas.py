@@ -24,7 +24,7 @@ D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean  # noqa: E741
 @dataclass(frozen=True)
 class Table:
     description: str
-    schema: dict[str, pl.DataType]
+    schema: dict[str, pl.DataType | type[pl.DataType]]  # a dtype class (pl.Date) or instance
 
 
 TABLES: dict[str, Table] = {

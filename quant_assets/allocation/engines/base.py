@@ -64,7 +64,9 @@ class EngineRequest:
         self.clusters, self.antifragility, self.momentum = clusters, antifragility, momentum
         self.benchmark = benchmark  # the universe's benchmark returns on the same rows (market neutral)
         self.notes: dict[str, Any] = {}  # how shared inputs were produced (shrinkage used, ...) -> provenance
-        self._cov = self._mu = self._cvar = None
+        self._cov: np.ndarray | None = None
+        self._mu: np.ndarray | None = None
+        self._cvar: np.ndarray | None = None
 
     @property
     def n(self) -> int:

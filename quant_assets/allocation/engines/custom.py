@@ -169,7 +169,10 @@ def weight_constraints(request: EngineRequest) -> tuple[np.ndarray, np.ndarray, 
     """Linear constraints A w <= b on weights summing to 1, from the options that need a solver:
     cluster caps (each cluster's total <= max(cap, 1/n_clusters)) and the market-neutral bound
     (|w . beta| <= bound). Returns A, b and what they are, for the provenance."""
-    cfg, rows, bounds, notes = request.config, [], [], {}
+    cfg = request.config
+    rows: list[np.ndarray] = []
+    bounds: list[float] = []
+    notes: dict[str, float | str] = {}
     if cfg.cluster_caps_enabled:
         labels = request.labels()
         uniq = np.unique(labels)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 PORT = int(os.environ.get("QUANT_ASSETS_UI_TEST_PORT", "3393"))
 URL = f"http://127.0.0.1:{PORT}"

@@ -25,7 +25,7 @@ from quant_assets.definitions import build_definitions
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START, END = "1992-01-01", "1993-12-31"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
