@@ -310,29 +310,31 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         columns: dict[str, list] = {}
         failures, skipped = {}, []
         for d in dates:
+            # held: decided on the previous rebalance date, earns (decided_on, d]; before: decided the
+            # date before that, drifted to decided_on, where the book trades from it into `held`
             prev = run.periods.dates_before(d, 2)
-            w1 = weights.get(prev[-1]) if prev else None
+            held = weights.get(prev[-1]) if prev else None
             if state is None:  # first date of this run: pick up where the stored history left off
                 state = _stored_state(run, sleeve_returns_key, previous) if previous else (1.0, False)
                 if state is None:
-                    state, restarted = (1.0, False), w1 is not None
-            if w1 is None:
+                    state, restarted = (1.0, False), held is not None
+            if held is None:
                 skipped.append(d.isoformat())
                 continue
-            d1 = prev[-1]
-            w2 = weights.get(prev[0]) if len(prev) == 2 else None
-            rows = panel.between(prev[0] if w2 is not None else d1, d)
-            symbols = sorted(set(w1.symbols) | (set(w2.symbols) if w2 is not None else set()))
+            decided_on = prev[-1]
+            before = weights.get(prev[0]) if len(prev) == 2 else None
+            rows = panel.between(prev[0] if before is not None else decided_on, d)
+            symbols = sorted(set(held.symbols) | (set(before.symbols) if before is not None else set()))
             returns = (
                 panel.returns[rows][:, panel.columns(symbols)] if symbols else np.zeros((rows.stop - rows.start, 0))
             )
             days = panel.dates[rows]
-            split = int(np.searchsorted(days, np.datetime64(d1, "D"), side="right")) if w2 is not None else 0
+            split = 0 if before is None else int(np.searchsorted(days, np.datetime64(decided_on, "D"), side="right"))
             p = book.period(
                 returns,
                 symbols,
-                (w1.ids, w1.symbols, w1.weights),
-                (w2.ids, w2.symbols, w2.weights) if w2 is not None else None,
+                (held.ids, held.symbols, held.weights),
+                (before.ids, before.symbols, before.weights) if before is not None else None,
                 split,
                 state[0],
                 state[1],
@@ -349,7 +351,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 ("turnover", p.turnover.tolist()),
                 ("wealth", p.wealth.tolist()),
                 ("bankrupt", p.bankrupt_flags.tolist()),
-                ("weights_date", [d1] * n),
+                ("weights_date", [decided_on] * n),
             ):
                 columns.setdefault(k_, []).extend(v)
             problem = returns_problem(p.net, "daily net return") if n else None

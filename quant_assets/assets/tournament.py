@@ -136,23 +136,27 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
             weights[d] = frame[frame["weight"] > 0]
             w_frames.append(weights[d].assign(rebalance_date=d))
             prev = run.periods.dates_before(d, 2)
-            w1 = weights.get(prev[-1]) if prev else None
-            if w1 is None:
+            held = weights.get(prev[-1]) if prev else None
+            if held is None:
                 continue
-            w2 = weights.get(prev[0]) if len(prev) == 2 else None
-            window = panel.between(prev[0] if w2 is not None else prev[-1], d)
+            previous_held = weights.get(prev[0]) if len(prev) == 2 else None
+            window = panel.between(prev[0] if previous_held is not None else prev[-1], d)
             raw = pd.DataFrame(
                 panel.returns[window], index=pd.DatetimeIndex(panel.dates[window]), columns=panel.symbols
             )
             for profile, engine in contenders:  # every contender every date: an empty book is cash
-                target = w1[(w1["profile"] == profile) & (w1["engine"] == engine)]
-                before = None if w2 is None else w2[(w2["profile"] == profile) & (w2["engine"] == engine)]
+                target = held[(held["profile"] == profile) & (held["engine"] == engine)]
+                before = (
+                    None
+                    if previous_held is None
+                    else previous_held[(previous_held["profile"] == profile) & (previous_held["engine"] == engine)]
+                )
                 wealth, bankrupt = state.get((profile, engine), (1.0, False))
                 period = rebalance_period(
                     raw,
                     target,
                     before if before is not None and len(before) else None,
-                    (prev[0] if w2 is not None else None, prev[-1], d),
+                    (prev[0] if previous_held is not None else None, prev[-1], d),
                     cfg.direction,
                     rate,
                     start_wealth=wealth,
