@@ -263,7 +263,9 @@ def test_4_funnel_plots_render_on_the_asset_pages(ui):
         ("cluster_sensitivity_trend_long", "sensitivity", "4b_cluster_sensitivity"),
     ):
         page.goto(f"{URL}/assets/{asset}")
-        row = page.locator("tr", has_text=key).last
+        # the metadata row named exactly `key` (definition metadata such as `lakehouse_table:
+        # cluster_sensitivity` also contains the word)
+        row = page.locator("tr", has=page.get_by_text(key, exact=True)).last
         row.wait_for()
         row.scroll_into_view_if_needed()
         inline = row.locator('img[src^="data:image/png;base64,"]')
