@@ -56,6 +56,7 @@ from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.meta.aggregate import (
     CONTRIBUTION_COLUMNS,
     NET_COLUMNS,
+    AlignedStreams,
     AllocationOutcome,
     ChildStream,
     SuccessHistory,
@@ -340,20 +341,23 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 parts,
                 per_partition={k: {"preview": preview(p)} for k, p in parts.items()},
             )
+        aligned = AlignedStreams.of(streams, names)  # one day axis for every window of the step
         results = (
-            _allocations(run, streams)
+            _allocations(run, streams, aligned)
             if ({meta_weights_key, tree_key, flattened_key, report_key} & run.selected)
             else None
         )
         if run.is_selected(portfolio_returns_key):
-            _portfolio_returns(run, streams, previous_key)
+            _portfolio_returns(run, streams, aligned, previous_key)
         if {flattened_key, report_key} & run.selected:
             _flatten(run, results)
         if run.is_selected(report_key):
             _reports(run, results, streams)
         yield from run.results()
 
-    def _allocations(run: Run, streams: dict[str, ChildStream]) -> dict[dt.date, Allocation]:
+    def _allocations(
+        run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None
+    ) -> dict[dt.date, Allocation]:
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
         histories = {}
@@ -386,7 +390,11 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         columns: dict[str, list] = {}
         failures, lost = {}, {}
         for d in track(dates, f"meta_{meta}_{risk}"):
-            days, values, info = window_matrix(streams, names, d - span, d, lookbacks.meta_window_days)
+            days, values, info = (
+                aligned.window(d - span, d, lookbacks.meta_window_days)
+                if aligned is not None
+                else window_matrix(streams, names, d - span, d, lookbacks.meta_window_days)
+            )
             lost[d] = round(info["lost_share"], 4)
             labels = cluster_labels(values, TREE_THRESHOLD)
             if not compute_w:
@@ -509,7 +517,9 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             )
         return out
 
-    def _portfolio_returns(run: Run, streams: dict[str, ChildStream], previous_key: str | None) -> None:
+    def _portfolio_returns(
+        run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None, previous_key: str | None
+    ) -> None:
         dates = run.dates
         weights = {}
         stored_prev = run.lh.read_partition("meta_weights", meta_weights_key, previous_key) if previous_key else None
@@ -528,7 +538,9 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 continue
             # Outer join: a child without a row on a day (no stream yet, another calendar) earns 0
             # that day; an inner join would drop the other children's realised returns.
-            days, values = outer_matrix(streams, names, prev[-1], d)
+            days, values = (
+                aligned.outer(prev[-1], d) if aligned is not None else outer_matrix(streams, names, prev[-1], d)
+            )
             if not len(days):
                 continue
             port, _ = drift_array(w, values)

@@ -429,6 +429,72 @@ def outer_matrix(streams: dict[str, ChildStream], names: list[str], after, until
     return dates, matrix
 
 
+class AlignedStreams:
+    """The children's streams on one day axis, built once per step: a window is then a slice.
+
+    `window` and `outer` return exactly what `window_matrix` and `outer_matrix` return (the same
+    values, copied, never recomputed) without re-joining the children's dates on every rebalance
+    date. It needs each day to belong to the same holding period in every child (true for streams
+    stored by one calendar); `of` returns None otherwise and the caller keeps the per-date join.
+    """
+
+    def __init__(self, days: np.ndarray, periods: np.ndarray, values: np.ndarray, present: np.ndarray):
+        self.days, self.periods, self.values, self.present = days, periods, values, present
+
+    @classmethod
+    def of(cls, streams: dict[str, ChildStream], names: list[str]) -> AlignedStreams | None:
+        for c in names:
+            ds = np.sort(streams[c].dates)
+            if len(ds) > 1 and (np.diff(ds) == np.timedelta64(0, "D")).any():
+                dup = ds[1:][np.diff(ds) == np.timedelta64(0, "D")]
+                raise ValueError(f"stream {c!r} has duplicated dates: {dup[:3].tolist()}")
+        parts = [streams[c].dates for c in names]
+        days = np.unique(np.concatenate(parts)) if parts else np.array([], dtype="datetime64[D]")
+        values = np.full((len(days), len(names)), np.nan)
+        present = np.zeros((len(days), len(names)), dtype=bool)
+        periods = np.full(len(days), np.datetime64("NaT"), dtype="datetime64[D]")
+        for j, c in enumerate(names):
+            st = streams[c]
+            pos = np.searchsorted(days, st.dates)
+            known = ~np.isnat(periods[pos])
+            if (periods[pos][known] != st.periods[known]).any():
+                return None  # a day in different holding periods across children: no common axis
+            periods[pos] = st.periods
+            values[pos, j] = st.values
+            present[pos, j] = True
+        if len(periods) > 1 and (np.diff(periods) < np.timedelta64(0, "D")).any():
+            return None  # periods must run with the days for a window to be a slice
+        return cls(days, periods, values, present)
+
+    def _rows(self, after, until) -> slice:
+        lo = 0 if after is None else int(np.searchsorted(self.periods, np.datetime64(after, "D"), side="right"))
+        return slice(lo, int(np.searchsorted(self.periods, np.datetime64(until, "D"), side="right")))
+
+    def window(self, after, until, tail: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """`window_matrix(streams, names, after, until, tail)`."""
+        sel = self._rows(after, until)
+        present = self.present[sel]
+        joined = present.any(axis=0)
+        if not joined.any():
+            joined[:] = True  # nobody has a row: the join over everyone is empty
+        some = present[:, joined].any(axis=1)
+        every = present[:, joined].all(axis=1)
+        union, kept = int(some.sum()), int(every.sum())
+        info = {"union_days": union, "kept_days": kept, "lost_share": (1 - kept / union) if union else 0.0}
+        rows = np.flatnonzero(every)
+        rows = rows[-tail:] if tail else rows
+        matrix = self.values[sel][rows]
+        matrix[:, ~joined] = np.nan
+        return self.days[sel][rows], matrix, info
+
+    def outer(self, after, until) -> tuple[np.ndarray, np.ndarray]:
+        """`outer_matrix(streams, names, after, until)`."""
+        sel = self._rows(after, until)
+        rows = np.flatnonzero(self.present[sel].any(axis=1))
+        matrix = np.where(self.present[sel][rows], self.values[sel][rows], np.nan)
+        return self.days[sel][rows], matrix
+
+
 class SuccessHistory:
     """A child's optimisation outcomes by date: the share of successes in any window, in O(log n)."""
 

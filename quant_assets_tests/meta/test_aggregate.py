@@ -294,3 +294,43 @@ def base_manifest() -> dict:
     from quant_assets.config.manifest import default_manifest_path
 
     return yaml.safe_load(default_manifest_path().read_text())
+
+
+def test_aligned_streams_give_exactly_the_per_date_joins():
+    """One day axis per step (AlignedStreams) must reproduce window_matrix / outer_matrix bit for
+    bit: children with gaps, a child that starts late, a stored NaN value, windows of every size."""
+    from quant_assets.meta.aggregate import AlignedStreams, ChildStream, outer_matrix, window_matrix
+
+    rng = np.random.default_rng(11)
+    days = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-12-31")).astype("datetime64[D]")
+    days = days[np.isin((days.astype(int) + 3) % 7, [0, 1, 2, 3, 4])]  # weekdays
+    fridays = days[(days.astype(int) + 3) % 7 == 4]
+    ok = np.searchsorted(fridays, days) < len(fridays)  # days after the last Friday belong to no period
+    days = days[ok]
+    periods = fridays[np.searchsorted(fridays, days)]  # each day's holding period ends on its Friday
+    streams = {}
+    for name in ["a", "b", "c"]:
+        keep = rng.random(len(days)) > 0.1  # gaps
+        if name == "c":
+            keep &= days >= np.datetime64("2020-06-01")  # starts late
+        values = rng.normal(0, 0.01, keep.sum())
+        if name == "b":
+            values[5] = np.nan  # a stored NaN is a row, not a gap
+        streams[name] = ChildStream(periods[keep], days[keep], values)
+    names = ["a", "b", "c"]
+    aligned = AlignedStreams.of(streams, names)
+    assert aligned is not None
+    for i, d in enumerate(fridays):
+        for lookback in (0, 3, 10, 60):
+            after = fridays[max(i - lookback, 0)] if lookback else None
+            for tail in (0, 20):
+                d_ref, m_ref, info_ref = window_matrix(streams, names, after, d, tail)
+                d_new, m_new, info_new = aligned.window(after, d, tail)
+                np.testing.assert_array_equal(d_new, d_ref)
+                np.testing.assert_array_equal(m_new, m_ref)  # NaN == NaN positions included
+                assert info_new == info_ref
+        if i:
+            d_ref, m_ref = outer_matrix(streams, names, fridays[i - 1], d)
+            d_new, m_new = aligned.outer(fridays[i - 1], d)
+            np.testing.assert_array_equal(d_new, d_ref)
+            np.testing.assert_array_equal(m_new, m_ref)
