@@ -29,8 +29,10 @@ from pathlib import Path
 
 import yaml
 
+from quant_assets.config.manifest import default_manifest_path
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = REPO / "quant_assets" / "manifests" / "default.yaml"
+DEFAULT_MANIFEST = default_manifest_path()
 TARGET_SECONDS = 3.0
 
 # Runs in the fresh process: times the import and the build separately, prints one JSON line.

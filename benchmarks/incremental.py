@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from quant_assets.config.manifest import default_manifest_path
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 5.0
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -55,7 +57,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = yaml.safe_load((REPO / "quant_assets" / "manifests" / "default.yaml").read_text())
+        data = yaml.safe_load(default_manifest_path().read_text())
         data["calendar"]["partition"] = args.partition
         manifest_path = tmp / "manifest.yaml"
         manifest_path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from quant_assets.config.manifest import default_manifest_path
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = 7
 FACTORS = 4
@@ -73,7 +75,7 @@ def register_synthetic_source(n: int) -> str:
 
 
 def manifest_for(source: str) -> dict:
-    data = yaml.safe_load((REPO / "quant_assets" / "manifests" / "default.yaml").read_text())
+    data = yaml.safe_load(default_manifest_path().read_text())
     data["universes"]["us_large_caps"]["source"] = source
     data["calendar"].update({"start": dt.date(2021, 1, 1), "end": dt.date(2022, 1, 1), "partition": "year"})
     return data
