@@ -474,9 +474,9 @@ class AlignedStreams:
         """`window_matrix(streams, names, after, until, tail)`."""
         sel = self._rows(after, until)
         present = self.present[sel]
-        joined = present.any(axis=0)
+        joined = np.asarray(present.any(axis=0), dtype=bool)
         if not joined.any():
-            joined[:] = True  # nobody has a row: the join over everyone is empty
+            joined = np.ones(present.shape[1], dtype=bool)  # nobody has a row: the join over everyone is empty
         some = present[:, joined].any(axis=1)
         every = present[:, joined].all(axis=1)
         union, kept = int(some.sum()), int(every.sum())
