@@ -177,8 +177,16 @@ class Run:
         periods = graph.periods
         lookbacks = graph.manifest.lookbacks
         reach = calendar_days_covering(max(lookbacks.prices_days, lookbacks.meta_window_days) + 1)
-        first_read = max(periods.key(periods.dates(keys[0])[0] - dt.timedelta(days=reach)), periods.keys[0])
-        refuse_overlapping_runs(context.instance, context.run.run_id, (first_read, keys[-1]))
+
+        def first_read(key: str) -> str:
+            """The first period a run writing from `key` reads (its trailing windows reach back)."""
+            if key not in periods.keys:
+                return key
+            return max(periods.key(periods.dates(key)[0] - dt.timedelta(days=reach)), periods.keys[0])
+
+        refuse_overlapping_runs(
+            context.instance, context.run.run_id, (first_read(keys[0]), keys[0], keys[-1]), first_read
+        )
         return cls(context, graph, lh, keys, {k.to_user_string() for k in context.selected_asset_keys})
 
     @property

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import (
@@ -30,16 +31,23 @@ from dagster._core.storage.tags import (
 
 PID_TAG = "quant_assets/pid"
 HOST_TAG = "quant_assets/host"
-ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+RUN_TAG = "quant_assets/run_id"  # whose pid it is: a re-execution copies its parent's tags
+ACTIVE = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,  # may still be writing
+]
 
 
 class OverlappingRunError(RuntimeError):
     """An earlier run is still materialising partitions this run would write or read."""
 
 
-def process_tags() -> dict[str, str]:
-    """Tags of a run executed in this process (the command line's in-process runs)."""
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+def process_tags(run_id: str) -> dict[str, str]:
+    """Tags of run `run_id` executed in this process (the command line's in-process runs)."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), RUN_TAG: run_id}
 
 
 def partition_span(run: DagsterRun) -> tuple[str, str] | None:
@@ -55,7 +63,7 @@ def partition_span(run: DagsterRun) -> tuple[str, str] | None:
 def process_gone(run: DagsterRun) -> bool:
     """True when the run was started in process on this host by a process that no longer exists."""
     pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
-    if pid is None or host != socket.gethostname():
+    if pid is None or host != socket.gethostname() or run.tags.get(RUN_TAG) != run.run_id:
         return False
     try:
         os.kill(int(pid), 0)
@@ -66,9 +74,13 @@ def process_gone(run: DagsterRun) -> bool:
     return False
 
 
-def refuse_overlapping_runs(instance: DagsterInstance, run_id: str, span: tuple[str, str]) -> None:
-    """Raise OverlappingRunError if a run created before `run_id` and still active covers partitions
-    in `span` (first key read, last key written; keys of one time partitioning compare as strings)."""
+def refuse_overlapping_runs(
+    instance: DagsterInstance, run_id: str, span: tuple[str, str, str], first_read: Callable[[str], str]
+) -> None:
+    """Raise OverlappingRunError if a run created before `run_id` and still active writes partitions
+    this run reads or writes (`span`: first key read, first and last key written), or reads partitions this
+    run writes (`first_read` maps a run's first written key to the first key its windows read).
+    Keys of one time partitioning compare as strings."""
     me = instance.get_run_record_by_id(run_id)
     if me is None:
         return
@@ -78,7 +90,11 @@ def refuse_overlapping_runs(instance: DagsterInstance, run_id: str, span: tuple[
         if other.run_id == run_id or (record.create_timestamp, other.run_id) > mine:
             continue  # the later of two overlapping runs is the one that yields
         theirs = partition_span(other)
-        if theirs is None or theirs[1] < span[0] or span[1] < theirs[0]:
+        if theirs is None:
+            continue
+        writes_what_we_read = not (theirs[1] < span[0] or span[2] < theirs[0])
+        reads_what_we_write = not (theirs[1] < span[1] or span[2] < first_read(theirs[0]))
+        if not (writes_what_we_read or reads_what_we_write):
             continue
         if process_gone(other):
             instance.report_run_failed(
@@ -89,6 +105,6 @@ def refuse_overlapping_runs(instance: DagsterInstance, run_id: str, span: tuple[
             continue
         raise OverlappingRunError(
             f"run {other.run_id[:8]} ({other.status.value}, partitions {theirs[0]}..{theirs[1]}) is still "
-            f"materialising history this run writes or reads ({span[0]}..{span[1]}); this run stops before "
+            f"materialising history this run writes or reads ({span[0]}..{span[2]}); this run stops before "
             "writing anything. Wait for it to finish, or cancel it (`make ui` -> Runs), then run again."
         )

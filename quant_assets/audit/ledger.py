@@ -221,6 +221,7 @@ class AuditLedger:
         if not self.path.exists():
             return VerifyResult(True, 0), 0, GENESIS
         with open(self.path, "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_SH)  # an append in progress (LOCK_EX) is never read half-written
             f.seek(offset)
             for raw in f:
                 n += 1

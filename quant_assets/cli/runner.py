@@ -8,6 +8,7 @@ walk-forward of N periods costs one step execution per asset group, not N.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from dagster import AssetSelection, DagsterError, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -62,9 +63,11 @@ def materialize_range(
     job = defs.resolve_implicit_global_asset_job_def()
     if selection is not None:
         job = job.get_subset(asset_selection=resolve_selection(defs, selection))
+    run_id = str(uuid.uuid4())
     return job.execute_in_process(
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, **process_tags()},
+        run_id=run_id,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, **process_tags(run_id)},
         raise_on_error=raise_on_error,
         run_config=run_config,
     )

@@ -243,12 +243,12 @@ class Lakehouse:
         con = self.connect()
         try:
             statements = con.extract_statements(query)
-            allowed = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+            allowed = (duckdb.StatementType.SELECT,)  # not EXPLAIN: EXPLAIN ANALYZE runs its statement
             refused = [s.type.name for s in statements if s.type not in allowed]
             if refused:
                 raise LakehouseError(
-                    f"the lakehouse SQL surface is read-only: {', '.join(refused)} refused (only SELECT and "
-                    f"EXPLAIN run). To write, use Lakehouse.connect(read_only=False) from Python."
+                    f"the lakehouse SQL surface is read-only: {', '.join(refused)} refused (only SELECT, "
+                    f"DESCRIBE, SHOW, SUMMARIZE run). To write, use Lakehouse.connect(read_only=False) from Python."
                 )
             if len(statements) != 1:
                 raise LakehouseError(f"one statement per query, got {len(statements)}")

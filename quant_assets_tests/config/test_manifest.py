@@ -229,3 +229,14 @@ def test_market_neutral_needs_benchmarks_and_the_custom_engine(base):
     data["sleeves"]["trend_long"]["risk_profiles"] = ["hrp", "min_variance"]
     with pytest.raises(ManifestError, match=r"sleeves\.trend_long\.risk\.market_neutral: .*benchmarks is empty"):
         parse_manifest(data)
+
+
+def test_yaml_merge_keys_still_load_and_bad_keys_are_yaml_errors():
+    from quant_assets.config.manifest import _UniqueKeyLoader
+
+    text = "a: &x {b: 1}\nc:\n  <<: *x\n  d: 2\n"
+    assert yaml.load(text, Loader=_UniqueKeyLoader) == {"a": {"b": 1}, "c": {"b": 1, "d": 2}}
+    with pytest.raises(yaml.YAMLError, match="duplicate key 'b'"):
+        yaml.load("b: 1\nb: 2\n", Loader=_UniqueKeyLoader)
+    with pytest.raises(yaml.YAMLError, match="unhashable key"):
+        yaml.load("? [1, 2]\n: x\n", Loader=_UniqueKeyLoader)

@@ -145,7 +145,10 @@ def test_sql_is_read_only(tmp_path):
     assert target.read_bytes() == before
     assert not (tmp_path / "x.db").exists()
     assert lh.sql("SELECT sum(close) AS s FROM prices")["s"][0] == 6.0
-    assert lh.sql("EXPLAIN SELECT * FROM prices").height >= 1
+    assert lh.sql("DESCRIBE prices").height == 4
+    with pytest.raises(LakehouseError, match="read-only: EXPLAIN"):  # EXPLAIN ANALYZE would run a COPY
+        lh.sql(f"EXPLAIN ANALYZE COPY (SELECT 42 AS x) TO '{target}' (FORMAT parquet)")
+    assert target.read_bytes() == before
 
 
 def test_sql_parameters_are_values_not_sql(tmp_path):

@@ -1,0 +1,59 @@
+"""The run guard's overlap rule, on stub run records: both directions, and whose pid a tag is."""
+
+import socket
+from types import SimpleNamespace
+
+import pytest
+from dagster import DagsterRunStatus
+
+from quant_assets.assets.run_guard import OverlappingRunError, process_gone, refuse_overlapping_runs
+
+
+def record(run_id, created, start, end, tags=None, status=DagsterRunStatus.STARTED):
+    run = SimpleNamespace(
+        run_id=run_id,
+        status=status,
+        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end, **(tags or {})},
+    )
+    return SimpleNamespace(dagster_run=run, create_timestamp=created)
+
+
+class Instance:
+    def __init__(self, *records):
+        self.records, self.failed = list(records), []
+
+    def get_run_record_by_id(self, run_id):
+        return next(r for r in self.records if r.dagster_run.run_id == run_id)
+
+    def get_run_records(self, filters):
+        return self.records
+
+    def report_run_failed(self, run, message):
+        self.failed.append(run.run_id)
+
+
+def two_years_back(key: str) -> str:
+    return str(int(key) - 2)
+
+
+def test_a_later_writer_of_what_an_earlier_run_reads_is_refused():
+    # A writes 2020 and reads back to 2018; B writes only 2019: B would rewrite what A reads
+    a, b = record("a", 1.0, "2020", "2020"), record("b", 2.0, "2019", "2019")
+    with pytest.raises(OverlappingRunError, match="run a "):
+        refuse_overlapping_runs(Instance(a, b), "b", ("2017", "2019", "2019"), two_years_back)
+    refuse_overlapping_runs(Instance(a, b), "a", ("2018", "2020", "2020"), two_years_back)  # the earlier goes on
+
+
+def test_runs_far_apart_do_not_block_each_other():
+    a, b = record("a", 1.0, "1995", "1996"), record("b", 2.0, "2010", "2012")
+    refuse_overlapping_runs(Instance(a, b), "b", ("2008", "2010", "2012"), two_years_back)
+
+
+def test_a_pid_tag_copied_into_a_re_execution_does_not_mark_it_dead():
+    copied = record(
+        "child", 1.0, "2020", "2020", {"quant_assets/pid": "999999999", "quant_assets/host": socket.gethostname()}
+    )
+    copied.dagster_run.tags["quant_assets/run_id"] = "parent"
+    assert not process_gone(copied.dagster_run)
+    copied.dagster_run.tags["quant_assets/run_id"] = "child"  # its own pid tag, process gone: dead
+    assert process_gone(copied.dagster_run)
