@@ -33,6 +33,7 @@ from quant_assets.data.validation import DataError, validate_symbol
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 LONG_TABLE = "prices"
+ROW = "__row"  # a long table's row numbers, kept through the split by symbol for the error messages
 METADATA_FILE = "symbols.csv"
 
 
@@ -59,15 +60,24 @@ def _checked(frame: pl.DataFrame, path: Path, symbol: str) -> pl.DataFrame:
     for required in ("date", "close"):
         if required not in columns:
             raise DataError(f"{path}: no `{required}` column (columns: {frame.columns})")
+    numbers = frame[ROW].to_list() if ROW in frame.columns else None  # the file's rows (a long table's group)
+
+    def row(i: int) -> int:
+        return numbers[i] if numbers else i + 1
+
     out = frame.select(
         pl.col(columns["date"]).alias("date"), *[pl.col(columns[c]).alias(c) for c in PRICE_COLUMNS if c in columns]
     )
+    if out.height == 0:
+        raise DataError(f"{path}: no rows for {symbol}")
+    if isinstance(out.schema["date"], pl.Datetime):  # Parquet written from pandas: timestamps at midnight
+        out = out.with_columns(pl.col("date").dt.date())
     if out.schema["date"] != pl.Date:
         parsed = out["date"].cast(pl.Utf8).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
         bad = parsed.is_null() & out["date"].is_not_null() | out["date"].is_null()
         if bad.any():
             i = int(bad.arg_max() or 0)
-            raise DataError(f"{path}: row {i + 1}, column date: {out['date'][i]!r} is not a date (YYYY-MM-DD)")
+            raise DataError(f"{path}: row {row(i)}, column date: {out['date'][i]!r} is not a date (YYYY-MM-DD)")
         out = out.with_columns(parsed.alias("date"))
     for c in [c for c in PRICE_COLUMNS if c in out.columns]:
         values = out[c].cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
@@ -75,28 +85,28 @@ def _checked(frame: pl.DataFrame, path: Path, symbol: str) -> pl.DataFrame:
         unparsed = values.is_null() & raw.is_not_null() & (raw.str.strip_chars() != "")
         if unparsed.any():
             i = int(unparsed.arg_max() or 0)
-            raise DataError(f"{path}: row {i + 1} ({out['date'][i]}), column {c}: {raw[i]!r} is not a number")
+            raise DataError(f"{path}: row {row(i)} ({out['date'][i]}), column {c}: {raw[i]!r} is not a number")
         out = out.with_columns(values.alias(c))
     close = out["close"]
     if close.is_null().any():
         i = int(close.is_null().arg_max() or 0)
-        raise DataError(f"{path}: row {i + 1} ({out['date'][i]}), column close: missing close for {symbol}")
+        raise DataError(f"{path}: row {row(i)} ({out['date'][i]}), column close: missing close for {symbol}")
     bad = ~(close.is_finite() & (close > 0))
     if bad.any():
         i = int(bad.arg_max() or 0)
         raise DataError(
-            f"{path}: row {i + 1} ({out['date'][i]}), column close: {close[i]} for {symbol} is not a positive price"
+            f"{path}: row {row(i)} ({out['date'][i]}), column close: {close[i]} for {symbol} is not a positive price"
         )
     dates = out["date"]
     dup = ~dates.is_first_distinct()  # the repeat, not the first occurrence
     if dup.any():
         i = int(dup.arg_max() or 0)
-        raise DataError(f"{path}: row {i + 1}, column date: {dates[i]} appears more than once for {symbol}")
+        raise DataError(f"{path}: row {row(i)}, column date: {dates[i]} appears more than once for {symbol}")
     step = dates.diff().dt.total_days()
     if (step < 0).any():
         i = int((step < 0).arg_max() or 0)
         raise DataError(
-            f"{path}: row {i + 1}, column date: {dates[i]} comes after {dates[i - 1]} for {symbol}; "
+            f"{path}: row {row(i)}, column date: {dates[i]} comes after {dates[i - 1]} for {symbol}; "
             "dates must be ascending"
         )
     return out
@@ -142,7 +152,7 @@ class FilesSource(PriceSource):
         per_symbol: dict[str, tuple[Path, pl.DataFrame]] = {}
         long = [p for p in files if p.stem == LONG_TABLE]
         if long:
-            table = _read(long[0])
+            table = _read(long[0]).with_row_index(ROW, offset=1)
             symbol_col = next((c for c in table.columns if c.lower().strip() == "symbol"), None)
             if symbol_col is None:
                 raise DataError(f"{long[0]}: a long table needs a `symbol` column (columns: {table.columns})")
@@ -150,15 +160,23 @@ class FilesSource(PriceSource):
                 per_symbol[str(raw).strip()] = (long[0], group.drop(symbol_col))
         else:
             for p in files:
+                if p.stem in per_symbol:
+                    raise DataError(
+                        f"{p}: {p.stem} is also read from {per_symbol[p.stem][0]}; keep one file per symbol"
+                    )
                 per_symbol[p.stem] = (p, _read(p))
         if not per_symbol:
             raise DataError(f"source {self.name!r}: no .csv or .parquet files in {self.path}")
         series, first, reference, ohlcv = {}, {}, {}, {}
+        origin: dict[str, Path] = {}
         for raw, (path, frame) in per_symbol.items():
             ticker = raw.split(":", 1)[1] if ":" in raw else raw
             info = meta.get(ticker, {})
             exchange = raw.split(":", 1)[0] if ":" in raw else str(info.get("exchange") or self.exchange)
             symbol = validate_symbol(f"{exchange}:{ticker}", self.name)
+            if symbol in origin:
+                raise DataError(f"{path}: {symbol} is also read from {origin[symbol]}; keep one file per symbol")
+            origin[symbol] = path
             bars = _checked(frame, path, symbol)
             ohlcv[symbol] = bars
             series[symbol] = pd.Series(

@@ -141,3 +141,26 @@ def test_the_files_manifest_materialises_through_dagster(tmp_path):
     np.testing.assert_allclose(sums["s"].to_numpy(), 1.0, atol=1e-9)
     flat = lh.sql("SELECT DISTINCT symbol FROM flattened_weights WHERE meta = 'my_book'")["symbol"]
     assert set(flat) <= symbols
+
+
+def test_a_long_table_names_the_row_of_the_file(tmp_path):
+    """Rows used to be counted within each symbol's group."""
+    folder(tmp_path, {"prices.csv": "date,symbol,close\n2020-01-02,AAA,1\n2020-01-02,BBB,2\n2020-01-03,AAA,-1\n"})
+    with pytest.raises(DataError, match=r"prices\.csv: row 3 \(2020-01-03\), column close"):
+        FilesSource("long", tmp_path).discover(dt.date(2020, 6, 1))
+
+
+def test_parquet_timestamps_header_only_files_and_one_symbol_twice(tmp_path):
+    import datetime as _dt
+
+    pl.DataFrame({"date": [_dt.datetime(2020, 1, 2), _dt.datetime(2020, 1, 3)], "close": [1.0, 1.1]}).write_parquet(
+        tmp_path / "AAA.parquet"
+    )
+    assert [c.symbol for c in FilesSource("mine", tmp_path).discover(dt.date(2020, 6, 1))] == ["FILE:AAA"]
+    (tmp_path / "BBB.csv").write_text("date,close\n")
+    with pytest.raises(DataError, match=r"BBB\.csv: no rows for FILE:BBB"):
+        FilesSource("mine", tmp_path).discover(dt.date(2020, 6, 1))
+    (tmp_path / "BBB.csv").unlink()
+    (tmp_path / "AAA.csv").write_text(GOOD)
+    with pytest.raises(DataError, match=r"AAA is also read from .*AAA\.(csv|parquet); keep one file per symbol"):
+        FilesSource("mine", tmp_path).discover(dt.date(2020, 6, 1))
