@@ -32,6 +32,7 @@ from quant_assets.assets.common import (
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import coverage_problem
 from quant_assets.data.calendars import calendar_days_covering
+from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, trading_calendar
 from quant_assets.data.sources import PriceSource, get_source
 from quant_assets.data.validation import validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
@@ -85,15 +86,17 @@ def source_closes(
     by_source: dict[str, list[str]],
     start: dt.date,
     end: dt.date,
-    asset_class: str = "equity",
+    calendar: TradingCalendar | None = None,
     sources: Callable[[str], PriceSource] = get_source,
 ) -> pl.DataFrame:
     """Long (date, symbol, close) rows with start <= date <= end, each symbol from its own source,
-    validated at the door (`validate_closes`: sorted unique dates, positive closes, sessions only)."""
+    validated at the door against the universe's trading calendar (`validate_closes`: sorted unique
+    dates, positive closes, sessions only; default XNYS)."""
+    calendar = calendar or trading_calendar(DEFAULT_CALENDAR["equity"])
     frames = []
     for name, symbols in by_source.items():
         window = sources(name).closes(symbols, start, end)
-        validate_closes(window, name, asset_class)
+        validate_closes(window, name, calendar)
         if len(window):
             frames.append(window)
     if not frames:
@@ -123,7 +126,7 @@ def universe_view(
     keys = run.earlier_keys(span_from) + run.keys
     table, column = ("returns", "ret") if panel_from == "returns" else ("prices", "close")
     name = returns_name(universe) if table == "returns" else prices_name(universe)
-    panel = Panel.from_closes(run.read(table, name, keys), value=column)
+    panel = Panel.from_closes(run.read(table, name, keys), value=column)  # stored on the calendar's sessions
     health = run.read("returns_health", returns_name(universe))
     cands = run.read("candidates", candidates_name(universe))
     bench = set(cands.filter(pl.col("is_benchmark"))["symbol"].to_list())
@@ -150,7 +153,13 @@ def universe_step(ctx: GraphContext, universe: str):
         features_name(universe),
         regime_name(universe),
     )
-    s = cfg.regime
+    calendar = cfg.trading_calendar
+    # the regime's vol level is annualised on the universe's calendar unless the manifest says otherwise
+    s = (
+        cfg.regime
+        if cfg.regime.annualisation
+        else cfg.regime.model_copy(update={"annualisation": calendar.annualisation})
+    )
     common = ctx.spec_defaults
     specs = [
         AssetSpec(
@@ -243,7 +252,7 @@ def universe_step(ctx: GraphContext, universe: str):
                 start = window_start(run.periods.dates(key)[0], lookbacks.prices_days)
             end = min(end, m.calendar.end) if m.calendar.end else end
             listed = discover(cfg, end - dt.timedelta(days=1), m.price_source)
-            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), cfg.asset_class, m.price_source)
+            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), calendar, m.price_source)
 
         # 1. candidates
         if run.is_selected(candidates_key):
@@ -307,7 +316,9 @@ def universe_step(ctx: GraphContext, universe: str):
         current = (
             pl.concat(list(parts.values())) if run.is_selected(prices_key) else run.read("prices", prices_key)
         ).select(CLOSE_COLUMNS)
-        panel = Panel.from_closes(pl.concat([closes, current], how="vertical_relaxed") if closes.height else current)
+        panel = Panel.from_closes(
+            pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
+        ).on_sessions(calendar)  # a session without any bar is a row of missing closes
         # 3. returns and health verdicts
         if run.is_selected(returns_key):
             first_row = int(np.searchsorted(panel.dates, np.datetime64(run.periods.window(run.first_key)[0], "D")))
@@ -319,6 +330,8 @@ def universe_step(ctx: GraphContext, universe: str):
                     f"period's last close: materialise {prices_key}[{run.periods.previous(run.first_key)}]"
                 )
             have = ~np.isnan(panel.closes[first_row:])
+            # a session no symbol traded is stored as missing returns, so every reader's windows count it
+            have |= ~have.any(axis=1, keepdims=True)
             r_idx, c_idx = np.nonzero(have)
             returns = pl.DataFrame(
                 {
@@ -359,10 +372,10 @@ def universe_step(ctx: GraphContext, universe: str):
             _, u = universe_view(run, universe, span_from)
             panel = Panel.from_closes(
                 pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
-            )
+            ).on_sessions(calendar)
         # 4. features
         if run.is_selected(features_key):
-            feats = features_by_date(panel, u, dates, lookbacks.features_days)
+            feats = features_by_date(panel, u, dates, lookbacks.features_days, calendar.annualisation)
             parts = run.write("features", features_key, feats, universe=universe)
             run.describe(
                 features_key, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}

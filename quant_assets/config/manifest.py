@@ -21,6 +21,7 @@ from quant_assets.allocation.optimise import ENGINES as ENGINE_REGISTRY
 from quant_assets.allocation.optimise import PROFILES, RiskConfig
 from quant_assets.data.calendars import MAX_SESSIONS, Calendar
 from quant_assets.data.health import HealthPolicy
+from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, check_calendar_name
 from quant_assets.selection.funnel import SelectionSettings
 from quant_assets.selection.regime import RegimeSettings
 
@@ -97,6 +98,12 @@ class Universe(_Strict):
     source: str
     symbols: list[str] | None = Field(default=None, description="subset of the source's symbols; None = all")
     asset_class: Literal["equity", "etf", "crypto", "index"] = "equity"
+    calendar: str | None = Field(
+        default=None,
+        description="trading calendar: an exchange_calendars code (XNYS, XLON, ...) or '24/7'; default XNYS for "
+        "equity, etf and index universes, 24/7 for crypto. A bar on a day that is not a session is a data "
+        "error; a session without a bar is a gap; annualisation is 252 (exchange) or 365 (24/7)",
+    )
     benchmarks: list[str] = Field(
         default_factory=list,
         description="reference series as 'source:TICKER' (e.g. skfolio_sp500_index:SP500): priced and featured "
@@ -106,6 +113,16 @@ class Universe(_Strict):
     regime: RegimeSettings = Field(
         default_factory=RegimeSettings, description="regime detector on the cross-sectional mean return"
     )
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, v: str | None) -> str | None:
+        return None if v is None else check_calendar_name(v)
+
+    @property
+    def trading_calendar(self) -> TradingCalendar:
+        """The calendar named here (checked when the manifest loaded), else the asset class's default."""
+        return TradingCalendar(self.calendar or DEFAULT_CALENDAR[self.asset_class])
 
     @field_validator("benchmarks")
     @classmethod

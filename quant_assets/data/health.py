@@ -61,6 +61,12 @@ class HealthPolicy(BaseModel):
 
     toxic_abs_return: float = Field(5.0, gt=0, description="|daily return| above this marks a symbol toxic")
     max_missing_share: float = Field(0.10, ge=0, le=1)
+    max_gap_sessions: int | None = Field(
+        1,
+        ge=1,
+        description="longest run of missing sessions tolerated after a symbol's first close (a longer one, at the "
+        "end too, excludes it as `gap`: a halt or a delisting, never bridged by a multi-day return); None = off",
+    )
     min_coverage: float = Field(0.5, ge=0, le=1, description="asset check: share of eligible symbols kept")
 
 
@@ -80,8 +86,10 @@ def judge(
     closes: (sessions, symbols), NaN where no trade; returns: the (sessions - 1) simple returns after
     the first session. Checks in order, the first failure decides: no close at all (no_prices),
     fewer than `min_history` returns (insufficient_history: not yet eligible), a |return| above
-    `toxic_abs_return` (toxic_move), a constant series (zero_variance), more than
-    `max_missing_share` of the closes since the first one missing (missing_data).
+    `toxic_abs_return` (toxic_move), a constant series (zero_variance), a run of more than
+    `max_gap_sessions` missing sessions after the first close (gap), more than `max_missing_share`
+    of the closes since the first one missing (missing_data). The rows are the universe calendar's
+    sessions, so a session without a bar is a missing close.
     """
     n = closes.shape[1]
     has_close = ~np.isnan(closes)
@@ -97,6 +105,11 @@ def judge(
         lo = np.where(valid, returns, np.inf).min(axis=0)
     else:
         abs_max, hi, lo = np.full(n, -np.inf), np.full(n, -np.inf), np.full(n, np.inf)
+    longest_gap = np.zeros(n, dtype=np.int64)
+    if policy.max_gap_sessions is not None and (listed & (has_close.sum(axis=0) < span)).any():
+        rows = np.arange(closes.shape[0])[:, None]
+        last_close = np.maximum.accumulate(np.where(has_close, rows, -1), axis=0)
+        longest_gap = np.where(last_close >= 0, rows - last_close, 0).max(axis=0)
     kept = np.zeros(n, dtype=bool)
     reason: list[str] = []
     value, threshold = np.full(n, np.nan), np.full(n, np.nan)
@@ -109,6 +122,8 @@ def judge(
             r, value[j], threshold[j] = "toxic_move", float(abs_max[j]), policy.toxic_abs_return
         elif hi[j] == lo[j]:
             r, value[j], threshold[j] = "zero_variance", 0.0, 0.0
+        elif policy.max_gap_sessions is not None and longest_gap[j] > policy.max_gap_sessions:
+            r, value[j], threshold[j] = "gap", float(longest_gap[j]), float(policy.max_gap_sessions)
         elif missing_share[j] > policy.max_missing_share:
             r, value[j], threshold[j] = "missing_data", float(missing_share[j]), policy.max_missing_share
         else:

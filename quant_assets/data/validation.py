@@ -4,9 +4,9 @@ A source is outside our control (a vendor file, an exchange API, a CSV drop). Wh
 checked once, at the door, and a problem is an error naming the source, the symbol and the date,
 so nothing downstream has to guess: a negative close would become a -200 % return that tops a
 short sleeve's ranking; duplicated dates break the reshape into a panel far from their cause;
-unsorted dates silently shift every trailing window; a bar on a weekend of an exchange-traded
-universe (a padded calendar) adds zero returns that dilute volatility and make annualisation
-look like a 7-day week.
+unsorted dates silently shift every trailing window; a bar on a day that is not a session of the
+universe's trading calendar (a weekend or a holiday of an exchange: a padded calendar) adds zero
+returns that dilute volatility and make annualisation look like a 7-day week.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
-# Asset classes traded on an exchange with a weekday session calendar (crypto trades every day).
-EXCHANGE_TRADED = frozenset({"equity", "etf", "index"})
+from quant_assets.data.sessions import TradingCalendar
 
 
 class DataError(ValueError):
@@ -42,8 +41,9 @@ def validate_symbol(symbol: str, source: str) -> str:
     return symbol
 
 
-def validate_closes(closes: pd.DataFrame, source: str, asset_class: str) -> None:
-    """Check a wide (date x symbol) frame of closes as a source returned it; raise DataError on the first problem."""
+def validate_closes(closes: pd.DataFrame, source: str, calendar: TradingCalendar) -> None:
+    """Check a wide (date x symbol) frame of closes as a source returned it against the universe's
+    trading calendar; raise DataError on the first problem."""
     for symbol in closes.columns:
         validate_symbol(symbol, source)
     index = pd.DatetimeIndex(closes.index)
@@ -69,12 +69,21 @@ def validate_closes(closes: pd.DataFrame, source: str, asset_class: str) -> None
             f"source {source!r}: close of {closes.columns[c]} on {index[r].date()} is {float(values[r, c])}; "
             "a close must be a finite positive price"
         )
-    if asset_class in EXCHANGE_TRADED:
-        weekend = (index.dayofweek >= 5)[:, None] & present
-        if weekend.any():
-            r, c = (int(x[0]) for x in np.nonzero(weekend))
-            raise DataError(
-                f"source {source!r}: {closes.columns[c]} has a close on {index[r].date()}, a "
-                f"{index[r].day_name()}, which is not a session of an exchange-traded ({asset_class}) universe "
-                "(a padded calendar adds zero returns); drop non-session rows at the source"
-            )
+    if calendar.always_open or not present.any():
+        return
+    traded = present.any(axis=1)
+    days = index.values.astype("datetime64[D]")
+    off = traded & ~calendar.is_session(days)
+    if off.any():
+        r = int(np.flatnonzero(off)[0])
+        c = int(np.flatnonzero(present[r])[0])
+        day = index[r]
+        what = f"a {day.day_name()}" if day.dayofweek >= 5 else "a holiday or closure"
+        n_off = int(off.sum())
+        raise DataError(
+            f"source {source!r}: {closes.columns[c]} has a close on {day.date()}, {what}, which is not a "
+            f"session of the {calendar.name} calendar"
+            + (f" ({n_off} such days in all)" if n_off > 1 else "")
+            + "; a padded calendar adds zero returns: drop non-session rows at the source, or set the "
+            "universe's `calendar` if it trades on another exchange"
+        )

@@ -22,6 +22,7 @@ import polars as pl
 
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.health import VERDICT_COLUMNS, HealthPolicy, Verdicts, judge, simple_returns
+from quant_assets.data.sessions import TradingCalendar
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,26 @@ class Panel:
         if value == "close":
             return cls(dates, symbols, values, simple_returns(values))
         return cls(dates, symbols, np.full(values.shape, np.nan), values)
+
+    def on_sessions(self, calendar: TradingCalendar) -> Panel:
+        """The panel with a row for every session of `calendar` between its first and last date: a
+        session no symbol traded becomes a row of missing closes (a gap the health policy counts, and
+        no return bridges it), instead of silently vanishing from every window."""
+        if self.dates.size == 0:
+            return self
+        sessions = calendar.sessions(self.dates[0].astype(dt.date), self.dates[-1].astype(dt.date))
+        missing = np.setdiff1d(sessions, self.dates)
+        if missing.size == 0:
+            return self
+        dates = np.union1d(self.dates, missing)
+        at = np.searchsorted(dates, self.dates)
+        closes = np.full((len(dates), len(self.symbols)), np.nan)
+        closes[at] = self.closes
+        if not np.isnan(self.closes).all():  # built from closes: no return bridges the gap
+            return Panel(dates, self.symbols, closes, simple_returns(closes))
+        returns = np.full(closes.shape, np.nan)  # built from stored returns, already computed on sessions
+        returns[at] = self.returns
+        return Panel(dates, self.symbols, closes, returns)
 
     @cached_property
     def iso(self) -> list[str]:
@@ -172,9 +193,12 @@ def judge_dates(
     return UniverseDates(health, coverage, kept, members, benchmarks, rows)
 
 
-def features_by_date(panel: Panel, u: UniverseDates, dates: list[dt.date], window: int) -> pl.DataFrame:
+def features_by_date(
+    panel: Panel, u: UniverseDates, dates: list[dt.date], window: int, annualisation: int = 252
+) -> pl.DataFrame:
     """Features of every date's kept symbols, members and benchmarks scaled apart (a benchmark is a
-    reference: it must not move the members' cross-sectional scores). One vectorised pass."""
+    reference: it must not move the members' cross-sectional scores). One vectorised pass.
+    `annualisation`: the universe calendar's periods per year (252 sessions, 365 for 24/7)."""
     from quant_assets.selection.features import FEATURE_COLUMNS, features_of_windows
 
     blocks, owners = [], []
@@ -183,7 +207,7 @@ def features_by_date(panel: Panel, u: UniverseDates, dates: list[dt.date], windo
             if group:
                 blocks.append(np.ascontiguousarray(dense_matrix(panel, u.rows[d], group).T))
                 owners.append((d, group))
-    values = features_of_windows(blocks, window=window)
+    values = features_of_windows(blocks, window=window, annualisation=annualisation)
     if not blocks:
         return pl.DataFrame(
             schema={"rebalance_date": pl.Date, "symbol": pl.Utf8, **{c: pl.Float64 for c in FEATURE_COLUMNS}}

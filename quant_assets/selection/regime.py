@@ -30,6 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quant_assets.data.calendars import MAX_SESSIONS
+from quant_assets.data.sessions import SESSIONS_PER_YEAR_EXCHANGE
 from quant_assets.selection.features import (
     _adf_pvalue_rows,
     _haar_turbulence_rows,
@@ -87,7 +88,11 @@ class RegimeSettings(BaseModel):
     short_window: int = Field(10, ge=3, description="recent rows for vol_ratio and vol_level")
     spectral_window: int = Field(64, ge=8, description="recent rows for turbulence and entropy")
     pe_order: int = Field(3, ge=2, le=7, description="permutation-entropy embedding order")
-    annualisation: int = Field(252, gt=0)
+    annualisation: int | None = Field(
+        None,
+        gt=0,
+        description="periods per year of the vol level; None = the universe calendar's (252, or 365 for 24/7)",
+    )
     vol_anchor: float = Field(0.16, gt=0, description="annualised vol at which the level term is 0")
     level_weight: float = Field(0.3, ge=0, description="weight of ln(short vol / vol_anchor); 0 = reference score")
     quiet_below: float = Field(0.5, description="score below this -> QUIET")
@@ -134,7 +139,7 @@ def _score_rows(W: np.ndarray, s: RegimeSettings) -> dict[str, np.ndarray]:
     s_short = short.std(axis=1, ddof=1)
     s_all = W.std(axis=1, ddof=1)
     vol_ratio = np.divide(s_short, s_all, out=np.ones(len(W)), where=s_all > _TINY)
-    vol_level = s_short * math.sqrt(s.annualisation)
+    vol_level = s_short * math.sqrt(s.annualisation or SESSIONS_PER_YEAR_EXCHANGE)
 
     turbulence = _haar_turbulence_rows(spectral)
     clustering = np.maximum(0.0, _lag1_autocorr_rows(np.abs(W)))

@@ -240,3 +240,29 @@ def test_yaml_merge_keys_still_load_and_bad_keys_are_yaml_errors():
         yaml.load("b: 1\nb: 2\n", Loader=_UniqueKeyLoader)
     with pytest.raises(yaml.YAMLError, match="unhashable key"):
         yaml.load("? [1, 2]\n: x\n", Loader=_UniqueKeyLoader)
+
+
+def test_a_universe_trades_on_its_asset_class_calendar_unless_it_names_one(base):
+    m = parse_manifest(copy.deepcopy(base))
+    assert {u: c.trading_calendar.name for u, c in m.universes.items()} == {
+        "us_large_caps": "XNYS",
+        "us_factor_etfs": "XNYS",
+    }
+    data = copy.deepcopy(base)
+    data["universes"]["us_large_caps"]["asset_class"] = "crypto"
+    data["universes"]["us_factor_etfs"]["calendar"] = "XLON"
+    m = parse_manifest(data)
+    assert (
+        m.universes["us_large_caps"].trading_calendar.name,
+        m.universes["us_large_caps"].trading_calendar.annualisation,
+    ) == ("24/7", 365)
+    assert m.universes["us_factor_etfs"].trading_calendar.name == "XLON"
+
+
+def test_an_unknown_calendar_is_a_manifest_error_naming_the_universe(base):
+    data = copy.deepcopy(base)
+    data["universes"]["us_factor_etfs"]["calendar"] = "NASDAQ_TYPO"
+    with pytest.raises(
+        ManifestError, match=r"universes\.us_factor_etfs\.calendar.*unknown trading calendar 'NASDAQ_TYPO'"
+    ):
+        parse_manifest(data)

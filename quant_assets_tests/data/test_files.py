@@ -164,3 +164,62 @@ def test_parquet_timestamps_header_only_files_and_one_symbol_twice(tmp_path):
     (tmp_path / "AAA.csv").write_text(GOOD)
     with pytest.raises(DataError, match=r"AAA is also read from .*AAA\.(csv|parquet); keep one file per symbol"):
         FilesSource("mine", tmp_path).discover(dt.date(2020, 6, 1))
+
+
+@pytest.mark.slow
+def test_the_market_data_step_checks_the_folder_against_the_exchange_calendar(tmp_path):
+    """A bar on an NYSE holiday stops the step with the symbol and the date, storing nothing; a
+    session missing from every file is stored as missing returns (a gap), not bridged."""
+    import yaml
+    from dagster import DagsterInstance
+
+    from quant_assets.cli.runner import materialize_range
+    from quant_assets.config.manifest import default_manifest_path, load_manifest
+    from quant_assets.definitions import build_definitions
+    from quant_assets.storage.lakehouse import Lakehouse
+
+    data = write_example_folder(tmp_path / "files", years=(2016, 2018), tickers=3)
+    spec = yaml.safe_load((default_manifest_path().parent / "files.yaml").read_text())
+    spec["sources"]["my_folder"]["path"] = str(data)
+    spec["calendar"].update(start="2017-01-06", end="2018-01-01")
+    (tmp_path / "files.yaml").write_text(yaml.safe_dump(spec))
+    manifest = load_manifest(tmp_path / "files.yaml")
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    first = sorted(data.glob("*.csv"))[0]
+    clean = first.read_text()
+
+    def run(lh: str):
+        defs = build_definitions(manifest, str(tmp_path / lh))
+        return materialize_range(
+            defs,
+            manifest,
+            dt.date(2017, 1, 1),
+            dt.date(2017, 12, 31),
+            DagsterInstance.ephemeral(),
+            selection="group:market_data",
+            raise_on_error=False,
+            run_config=quiet,
+        )
+
+    # Independence Day 2017 (a Tuesday): a vendor that pads the calendar
+    frame = pl.read_csv(first, try_parse_dates=True)
+    padded = pl.concat([frame, pl.DataFrame({"date": [dt.date(2017, 7, 4)], "close": [99.0]})]).sort("date")
+    padded.write_csv(first)
+    result = run("lh_padded")
+    assert not result.success
+    errors = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
+    text = " ".join(str(e.cause or e) for e in errors) + " ".join(e.message for e in errors)
+    assert f"{first.stem}" in text and "2017-07-04, a holiday or closure, which is not a session of the XNYS" in text
+    assert Lakehouse(tmp_path / "lh_padded").partitions("prices", "prices_my_stocks") == []
+
+    # 2017-03-15 removed from every file: the session is still a row, with missing returns
+    first.write_text(clean)
+    for f in data.glob("*.csv"):
+        if f.name != "symbols.csv":
+            pl.read_csv(f, try_parse_dates=True).filter(pl.col("date") != dt.date(2017, 3, 15)).write_csv(f)
+    assert run("lh_gap").success
+    returns = Lakehouse(tmp_path / "lh_gap").sql(
+        "SELECT date, count(*) AS n, count(ret) AS with_return FROM returns "
+        "WHERE date BETWEEN '2017-03-14' AND '2017-03-16' GROUP BY date ORDER BY date"
+    )
+    assert returns.rows() == [(dt.date(2017, 3, 14), 3, 3), (dt.date(2017, 3, 15), 3, 0), (dt.date(2017, 3, 16), 3, 0)]

@@ -241,3 +241,36 @@ def test_empty_closes():
     assert _verdict(res, "A")["reason"] == "no_prices"
     assert res.returns.empty
     assert res.coverage == 0.0
+
+
+def _with_gaps(runs: dict[str, list[int]], n: int = 41) -> pd.DataFrame:
+    """Zigzag closes on n business days with the listed rows missing, per symbol."""
+    frame = {}
+    for symbol, rows in runs.items():
+        c = _zigzag(n).astype(float)
+        c[rows] = np.nan
+        frame[symbol] = c
+    return pd.DataFrame(frame, index=_dates(n))
+
+
+def test_a_gap_longer_than_one_session_excludes_with_its_length():
+    closes = _with_gaps({"ONE": [10], "TWO": [10, 11], "HALTED": [20, 21, 22], "DELISTED": [38, 39, 40]})
+    result = apply_health_policy(closes, HealthPolicy(max_missing_share=0.5), min_history=10)
+    one, two = _verdict(result, "ONE"), _verdict(result, "TWO")
+    assert (one["status"], one["reason"]) == ("kept", "ok")  # a 1-session gap is tolerated
+    assert (two["status"], two["reason"], two["value"], two["threshold"]) == ("excluded", "gap", 2.0, 1.0)
+    assert (_verdict(result, "HALTED")["reason"], _verdict(result, "HALTED")["value"]) == ("gap", 3.0)
+    # a symbol that stopped trading at the end of the window: the trailing run counts
+    assert (_verdict(result, "DELISTED")["reason"], _verdict(result, "DELISTED")["value"]) == ("gap", 3.0)
+
+
+def test_the_gap_rule_follows_the_policy_and_can_be_switched_off():
+    closes = _with_gaps({"TWO": [10, 11], "HALTED": [20, 21, 22]})
+    loose = apply_health_policy(closes, HealthPolicy(max_missing_share=0.5, max_gap_sessions=2), min_history=10)
+    assert _verdict(loose, "TWO")["status"] == "kept"
+    assert (_verdict(loose, "HALTED")["reason"], _verdict(loose, "HALTED")["threshold"]) == ("gap", 2.0)
+    off = apply_health_policy(closes, HealthPolicy(max_missing_share=0.5, max_gap_sessions=None), min_history=10)
+    assert set(off.verdicts["reason"]) == {"ok"}
+    # the missing-share rule still applies after the gap rule: 3 of 41 closes > 5 %
+    strict = apply_health_policy(closes, HealthPolicy(max_missing_share=0.05, max_gap_sessions=None), min_history=10)
+    assert _verdict(strict, "HALTED")["reason"] == "missing_data"

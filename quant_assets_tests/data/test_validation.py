@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from quant_assets.assets.market_data import source_closes
+from quant_assets.data.sessions import trading_calendar
 from quant_assets.data.sources import SOURCES, Candidate, PriceSource
 from quant_assets.data.validation import DataError, validate_closes, validate_symbol
+
+XNYS, ALWAYS = trading_calendar("XNYS"), trading_calendar("24/7")
 
 DAYS = pd.bdate_range("2020-01-06", periods=6)  # Monday .. Monday
 
@@ -21,10 +24,10 @@ def closes(overrides: dict | None = None) -> pd.DataFrame:
 
 
 def test_clean_closes_pass():
-    validate_closes(closes(), "s", "equity")
+    validate_closes(closes(), "s", XNYS)
     with_gap = closes()
     with_gap.iloc[2, 0] = np.nan  # a missing close is a gap for the health policy, not a data error
-    validate_closes(with_gap, "s", "equity")
+    validate_closes(with_gap, "s", XNYS)
 
 
 @pytest.mark.parametrize(
@@ -39,14 +42,58 @@ def test_clean_closes_pass():
 )
 def test_bad_closes_name_source_symbol_and_date(frame, message):
     with pytest.raises(DataError, match=r"source 'vendor': " + message):
-        validate_closes(frame, "vendor", "equity")
+        validate_closes(frame, "vendor", XNYS)
 
 
-def test_a_weekend_bar_is_an_error_for_exchange_traded_universes_only():
+def test_a_weekend_bar_is_an_error_on_an_exchange_calendar_and_fine_on_24_7():
     padded = closes().reindex(pd.date_range("2020-01-06", "2020-01-13")).ffill()  # Saturday and Sunday repeated
-    with pytest.raises(DataError, match=r"X:AAA has a close on 2020-01-11, a Saturday, .*exchange-traded \(etf\)"):
-        validate_closes(padded, "vendor", "etf")
-    validate_closes(padded, "vendor", "crypto")  # 24/7: every day is a session
+    with pytest.raises(
+        DataError, match=r"X:AAA has a close on 2020-01-11, a Saturday, which is not a session of the XNYS calendar"
+    ):
+        validate_closes(padded, "vendor", XNYS)
+    validate_closes(padded, "vendor", ALWAYS)  # 24/7: every day is a session
+
+
+@pytest.mark.parametrize(
+    "day, first_off, n_off",
+    [
+        ("2020-12-25", "2020-12-25", 1),  # Christmas
+        ("2001-09-12", "2001-09-11", 4),  # closed 11-14 September 2001
+        ("2012-10-30", "2012-10-29", 2),  # Hurricane Sandy
+        ("2018-12-05", "2018-12-05", 1),  # national day of mourning, George H. W. Bush
+    ],
+)
+def test_a_bar_on_an_exchange_holiday_or_closure_is_an_error_naming_it(day, first_off, n_off):
+    weekdays = pd.bdate_range(pd.Timestamp(day) - pd.Timedelta(days=3), pd.Timestamp(day) + pd.Timedelta(days=3))
+    frame = pd.DataFrame({"NYSE:AAA": np.linspace(10, 11, len(weekdays))}, index=weekdays)
+    count = rf" \({n_off} such days in all\)" if n_off > 1 else ";"
+    with pytest.raises(
+        DataError, match=rf"NYSE:AAA has a close on {first_off}, a holiday or closure, .* XNYS calendar{count}"
+    ):
+        validate_closes(frame, "vendor", XNYS)
+    sessions = frame[XNYS.is_session(frame.index.values.astype("datetime64[D]"))]
+    assert len(sessions) == len(frame) - n_off
+    validate_closes(sessions, "vendor", XNYS)
+
+
+def test_each_exchange_has_its_own_sessions():
+    # 2020-12-28 was a UK bank holiday (Boxing Day observed) and a New York session
+    frame = pd.DataFrame({"LSE:AAA": [1.0, 1.1, 1.2]}, index=pd.to_datetime(["2020-12-24", "2020-12-28", "2020-12-29"]))
+    validate_closes(frame, "vendor", XNYS)
+    with pytest.raises(DataError, match=r"2020-12-28, a holiday or closure, which is not a session of the XLON"):
+        validate_closes(frame, "vendor", trading_calendar("XLON"))
+
+
+def test_annualisation_follows_the_calendar():
+    assert (XNYS.annualisation, ALWAYS.annualisation) == (252, 365)
+    year = XNYS.sessions(dt.date(2019, 1, 1), dt.date(2019, 12, 31))
+    assert len(year) == 252  # NYSE 2019: 261 weekdays, 9 holidays
+    assert len(ALWAYS.sessions(dt.date(2020, 1, 1), dt.date(2020, 12, 31))) == 366
+
+
+def test_an_unknown_calendar_is_an_error_naming_it_and_the_alternatives():
+    with pytest.raises(ValueError, match=r"unknown trading calendar 'NYSEX': use '24/7' .* XNYS, XLON"):
+        trading_calendar("NYSEX")
 
 
 class _BadVendor(PriceSource):
@@ -71,7 +118,7 @@ def test_symbols_that_could_escape_the_lakehouse_or_break_atom_ids_are_refused(s
         validate_symbol(symbol, "vendor")
     frame = pd.DataFrame({symbol: [1.0, 1.1]}, index=DAYS[:2])
     with pytest.raises(DataError, match="refused"):
-        validate_closes(frame, "vendor", "equity")
+        validate_closes(frame, "vendor", XNYS)
 
 
 @pytest.mark.parametrize("symbol", ["NYSE:XOM", "BINANCE:BTCUSDT", "LSE:BRK.B", "TSX:RCI-B", "INDEX:SP500"])
