@@ -23,6 +23,7 @@ from dagster import (
 from quant_assets.assets import build_assets
 from quant_assets.assets.common import GraphContext, LakehouseResource
 from quant_assets.config.manifest import Manifest, load_manifest
+from quant_assets.data.calendars import rebalance_interval
 from quant_assets.storage.lakehouse import default_root
 
 # backfill_policy and partitioned checks are "beta" in Dagster 1.13; we pin the version and use
@@ -40,7 +41,6 @@ os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
 
 # One rebalance period plus a grace day: a lens not refreshed since the last rebalance is stale.
 FRESHNESS_GRACE = dt.timedelta(days=1)
-PERIOD = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7), "monthly": dt.timedelta(days=31)}
 
 
 # Steps run in parallel processes forked from a server that has already imported the code location:
@@ -53,7 +53,7 @@ EXECUTOR = multiprocess_executor.configured(
 
 
 def freshness_policy(manifest: Manifest) -> FreshnessPolicy:
-    period = PERIOD[manifest.calendar.frequency]
+    period = rebalance_interval(manifest.calendar)
     return FreshnessPolicy.time_window(fail_window=period + FRESHNESS_GRACE, warn_window=period)
 
 

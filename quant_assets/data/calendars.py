@@ -34,8 +34,13 @@ class Calendar(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    frequency: Literal["daily", "weekly", "monthly"] = "weekly"
+    frequency: Literal["daily", "weekly", "monthly", "days"] = Field(
+        "weekly", description="daily (weekdays), weekly on `weekday`, monthly (first day), or every `every_days` days"
+    )
     weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = "friday"
+    every_days: int = Field(
+        10, ge=1, le=31, description="with frequency `days`: a rebalance every N calendar days from `start` (crypto)"
+    )
     partition: Literal["year", "quarter", "month"] = Field(
         "year", description="Dagster partition = one calendar period holding its rebalance dates as rows"
     )
@@ -51,13 +56,20 @@ class Calendar(BaseModel):
         return self
 
 
-TRADING_DAYS_PER_PERIOD = {"daily": 1, "weekly": 5, "monthly": 21}
 PERIOD_CRON = {"year": "0 0 1 1 *", "quarter": "0 0 1 1,4,7,10 *", "month": "0 0 1 * *"}
 PERIOD_FORMAT = {"year": "%Y", "quarter": "%Y-%m", "month": "%Y-%m"}
 
 
 def _pandas_freq(cal: Calendar) -> str:
+    if cal.frequency == "days":
+        return f"{cal.every_days}D"  # from `start`, weekends included (a 24/7 market trades them)
     return {"daily": "B", "weekly": f"W-{cal.weekday[:3].upper()}", "monthly": "MS"}[cal.frequency]
+
+
+def rebalance_interval(cal: Calendar) -> dt.timedelta:
+    """The calendar time between two rebalance dates (the longest, for monthly)."""
+    days = {"daily": 1, "weekly": 7, "monthly": 31, "days": cal.every_days}[cal.frequency]
+    return dt.timedelta(days=days)
 
 
 @lru_cache(maxsize=64)
@@ -88,11 +100,6 @@ MAX_SESSIONS = 10_080
 def calendar_days_covering(trading_days: int) -> int:
     """A generous calendar span holding `trading_days` sessions (holidays included)."""
     return math.ceil(trading_days * 7 / 5) + 15
-
-
-def periods_covering(cal: Calendar, trading_days: int) -> int:
-    """How many rebalance periods a trailing window of `trading_days` sessions spans."""
-    return math.ceil(trading_days / TRADING_DAYS_PER_PERIOD[cal.frequency]) + 1
 
 
 def period_start(d: dt.date, period: str) -> dt.date:

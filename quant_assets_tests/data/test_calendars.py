@@ -6,7 +6,7 @@ import pytest
 
 from quant_assets.assets.common import partitions_of
 from quant_assets.config.manifest import Calendar, load_manifest
-from quant_assets.data.calendars import Periods, periods_covering, previous_dates, rebalance_dates
+from quant_assets.data.calendars import Periods, previous_dates, rebalance_dates
 
 
 def test_yearly_partitions_hold_every_weekly_rebalance_date():
@@ -53,7 +53,6 @@ def test_previous_dates_periods_and_windows():
     assert list(periods.dates_before(dt.date(1992, 1, 10), 2)) == [dt.date(1992, 1, 3)]
     assert periods.previous("2019") == "2018" and periods.previous("1992") is None and periods.next("2019") == "2020"
     assert periods.keys_between(dt.date(2019, 6, 1), dt.date(2020, 3, 1)) == ["2019", "2020"]
-    assert periods_covering(cal, 252) == 52
 
 
 def test_a_range_starting_mid_history_names_the_market_data_its_windows_need(tmp_path):
@@ -65,3 +64,16 @@ def test_a_range_starting_mid_history_names_the_market_data_its_windows_need(tmp
     lh = Lakehouse(tmp_path)
     assert missing_warm_up(m, lh, dt.date(2020, 3, 1), dt.date(2020, 6, 30)) == ["2018", "2019"]
     assert missing_warm_up(m, lh, dt.date(1992, 1, 1), dt.date(1992, 6, 30)) == []
+
+
+def test_every_n_days_rebalances_from_the_start_weekends_included():
+    """A crypto book rebalances every 10 days, whatever the weekday."""
+    from quant_assets.data.calendars import rebalance_interval
+
+    cal = Calendar(frequency="days", every_days=10, start=dt.date(2021, 1, 1), end=dt.date(2021, 3, 1))
+    dates = rebalance_dates(cal, dt.date(2021, 12, 31))
+    # the last kept date's holding window must end by `end`: 2021-02-20 + 10 days = 2021-03-02 is past it
+    assert dates == tuple(dt.date(2021, 1, 1) + dt.timedelta(days=10 * i) for i in range(5))
+    assert dt.date(2021, 1, 31).weekday() == 6 and dt.date(2021, 1, 31) in dates  # a Sunday
+    assert rebalance_interval(cal) == dt.timedelta(days=10)
+    assert [Periods(cal).key(d) for d in dates] == ["2021"] * 5
