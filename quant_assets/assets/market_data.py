@@ -126,7 +126,11 @@ def universe_view(
     keys = run.earlier_keys(span_from) + run.keys
     table, column = ("returns", "ret") if panel_from == "returns" else ("prices", "close")
     name = returns_name(universe) if table == "returns" else prices_name(universe)
-    panel = Panel.from_closes(run.read(table, name, keys), value=column)  # stored on the calendar's sessions
+    # the same session rows as the universe step's panel had for these dates (stored returns lack a
+    # session no symbol traded after the last rebalance date of its period)
+    panel = Panel.from_closes(run.read(table, name, keys), value=column).on_sessions(
+        m.universes[universe].trading_calendar, run.dates[-1]
+    )
     health = run.read("returns_health", returns_name(universe))
     cands = run.read("candidates", candidates_name(universe))
     bench = set(cands.filter(pl.col("is_benchmark"))["symbol"].to_list())
@@ -318,7 +322,7 @@ def universe_step(ctx: GraphContext, universe: str):
         ).select(CLOSE_COLUMNS)
         panel = Panel.from_closes(
             pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
-        ).on_sessions(calendar)  # a session without any bar is a row of missing closes
+        ).on_sessions(calendar, dates[-1])  # a session without any bar is a row of missing closes
         # 3. returns and health verdicts
         if run.is_selected(returns_key):
             first_row = int(np.searchsorted(panel.dates, np.datetime64(run.periods.window(run.first_key)[0], "D")))
@@ -372,7 +376,7 @@ def universe_step(ctx: GraphContext, universe: str):
             _, u = universe_view(run, universe, span_from)
             panel = Panel.from_closes(
                 pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
-            ).on_sessions(calendar)
+            ).on_sessions(calendar, dates[-1])
         # 4. features
         if run.is_selected(features_key):
             feats = features_by_date(panel, u, dates, lookbacks.features_days, calendar.annualisation)

@@ -53,6 +53,12 @@ class Calendar(BaseModel):
     def _ordered(self) -> Calendar:
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"calendar.end ({self.end}) must be after calendar.start ({self.start})")
+        if self.frequency == "days" and self.partition == "month" and self.every_days > 28:
+            # a February could hold no rebalance date: a partition without dates
+            raise ValueError(
+                f"calendar.every_days ({self.every_days}) must be <= 28 with monthly partitions (every month "
+                "must hold a rebalance date)"
+            )
         return self
 
 

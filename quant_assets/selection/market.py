@@ -48,13 +48,15 @@ class Panel:
             return cls(dates, symbols, values, simple_returns(values))
         return cls(dates, symbols, np.full(values.shape, np.nan), values)
 
-    def on_sessions(self, calendar: TradingCalendar) -> Panel:
-        """The panel with a row for every session of `calendar` between its first and last date: a
-        session no symbol traded becomes a row of missing closes (a gap the health policy counts, and
-        no return bridges it), instead of silently vanishing from every window."""
+    def on_sessions(self, calendar: TradingCalendar, until: dt.date) -> Panel:
+        """The panel with a row for every session of `calendar` from its first date to `until` (the
+        run's last rebalance date): a session no symbol traded is a row of missing closes (a gap the
+        health policy counts, and no return bridges it), instead of silently vanishing from every
+        window. Filling up to `until`, not to the last bar, keeps every window of the run the same
+        whatever the data after it."""
         if self.dates.size == 0:
             return self
-        sessions = calendar.sessions(self.dates[0].astype(dt.date), self.dates[-1].astype(dt.date))
+        sessions = calendar.sessions(self.dates[0].astype(dt.date), until)
         missing = np.setdiff1d(sessions, self.dates)
         if missing.size == 0:
             return self

@@ -40,6 +40,26 @@ def default_root() -> Path:
     return Path(os.environ.get(LAKEHOUSE_ENV_VAR) or REPO_ROOT / "lakehouse")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _remove_orphaned_temp_files(target: Path) -> None:
+    """Delete the temp files a killed writer of `target` left (SIGKILL skips its cleanup): those whose
+    writer pid (in the name, `.<file>.<pid>.<uuid>.tmp`) is no longer alive. The partition itself was
+    never half-written (`os.replace` is atomic); this only clears the debris."""
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 class LakehouseError(RuntimeError):
     """A read or write that cannot proceed; the message names the table, asset and partition."""
 
@@ -127,6 +147,7 @@ class Lakehouse:
         if target.parent not in self._made:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
+        _remove_orphaned_temp_files(target)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
             out.write_parquet(tmp, compression="zstd", statistics=True)

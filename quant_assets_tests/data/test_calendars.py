@@ -77,3 +77,9 @@ def test_every_n_days_rebalances_from_the_start_weekends_included():
     assert dt.date(2021, 1, 31).weekday() == 6 and dt.date(2021, 1, 31) in dates  # a Sunday
     assert rebalance_interval(cal) == dt.timedelta(days=10)
     assert [Periods(cal).key(d) for d in dates] == ["2021"] * 5
+
+
+def test_monthly_partitions_need_a_rebalance_date_every_month():
+    with pytest.raises(ValueError, match=r"every_days \(30\) must be <= 28 with monthly partitions"):
+        Calendar(frequency="days", every_days=30, partition="month", start=dt.date(2021, 1, 1))
+    Calendar(frequency="days", every_days=30, partition="quarter", start=dt.date(2021, 1, 1))

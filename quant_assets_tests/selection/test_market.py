@@ -24,7 +24,7 @@ def test_a_session_no_symbol_traded_becomes_a_row_of_missing_closes():
     # 2020-03-10 (a Tuesday session) is absent from the vendor's file for every symbol
     days = ["2020-03-06", "2020-03-09", "2020-03-11", "2020-03-12"]
     panel = Panel.from_closes(_closes(days, {"X:A": [10, 11, 12, 13], "X:B": [20, 20.5, 21, 22]}))
-    on = panel.on_sessions(XNYS)
+    on = panel.on_sessions(XNYS, dt.date(2020, 3, 12))
     assert on.dates.astype(str).tolist() == ["2020-03-06", "2020-03-09", "2020-03-10", "2020-03-11", "2020-03-12"]
     assert np.isnan(on.closes[2]).all()
     # no return bridges the missing session: the one on it and the one after it are missing
@@ -38,8 +38,8 @@ def test_a_session_no_symbol_traded_becomes_a_row_of_missing_closes():
 def test_a_complete_panel_is_unchanged_and_24_7_adds_the_weekend():
     days = ["2020-03-06", "2020-03-09", "2020-03-10"]
     panel = Panel.from_closes(_closes(days, {"X:A": [10, 11, 12]}))
-    assert panel.on_sessions(XNYS) is panel
-    crypto = panel.on_sessions(trading_calendar("24/7"))
+    assert panel.on_sessions(XNYS, dt.date(2020, 3, 10)) is panel
+    crypto = panel.on_sessions(trading_calendar("24/7"), dt.date(2020, 3, 10))
     assert crypto.dates.astype(str).tolist()[:4] == ["2020-03-06", "2020-03-07", "2020-03-08", "2020-03-09"]
     assert np.isnan(crypto.closes[1:3]).all()
 
@@ -47,7 +47,7 @@ def test_a_complete_panel_is_unchanged_and_24_7_adds_the_weekend():
 def test_a_panel_of_stored_returns_keeps_them_on_added_sessions():
     rows = [(dt.date(2020, 3, 6), "X:A", 0.01), (dt.date(2020, 3, 10), "X:A", 0.02)]
     stored = pl.DataFrame(rows, schema={"date": pl.Date, "symbol": pl.Utf8, "ret": pl.Float64}, orient="row")
-    on = Panel.from_closes(stored, value="ret").on_sessions(XNYS)
+    on = Panel.from_closes(stored, value="ret").on_sessions(XNYS, dt.date(2020, 3, 10))
     assert on.dates.astype(str).tolist() == ["2020-03-06", "2020-03-09", "2020-03-10"]
     assert on.returns[:, 0].tolist()[0] == 0.01 and np.isnan(on.returns[1, 0]) and on.returns[2, 0] == 0.02
 
@@ -60,3 +60,18 @@ def test_annualised_features_follow_the_calendar():
     always = features_of_windows(window, window=120, annualisation=trading_calendar("24/7").annualisation)[0]
     assert always[:, i_mom] == pytest.approx(exchange[:, i_mom] * 365 / 252, rel=1e-12)
     assert always[:, i_vol] == pytest.approx(exchange[:, i_vol] * np.sqrt(365 / 252), rel=1e-12)
+
+
+def test_the_sessions_up_to_a_date_do_not_depend_on_the_data_after_it():
+    """Sessions D-2 .. D missing for every symbol: D's window holds them as missing closes whether or
+    not bars after D exist (filling only up to the last bar would make D's verdicts depend on them)."""
+    d = dt.date(2020, 3, 13)  # a Friday; 03-11 .. 03-13 have no bar
+    ends_early = Panel.from_closes(_closes(["2020-03-06", "2020-03-09", "2020-03-10"], {"X:A": [10, 11, 12]}))
+    goes_on = Panel.from_closes(
+        _closes(["2020-03-06", "2020-03-09", "2020-03-10", "2020-03-16"], {"X:A": [10, 11, 12, 13]})
+    )
+    a, b = ends_early.on_sessions(XNYS, d), goes_on.on_sessions(XNYS, d)
+    rows_a, rows_b = a.window_rows(d, 10), b.window_rows(d, 10)
+    assert a.dates[rows_a[0] : rows_a[1] + 1].tolist() == b.dates[rows_b[0] : rows_b[1] + 1].tolist()
+    assert a.dates[rows_a[1]].astype(dt.date) == d
+    np.testing.assert_array_equal(a.closes[: rows_a[1] + 1], b.closes[: rows_b[1] + 1])

@@ -178,3 +178,24 @@ def test_a_corrupt_partition_is_named_and_other_tables_stay_queryable(tmp_path):
         lh.sql("SELECT * FROM prices")
     lh.write_partition("prices", "prices_u", "2021", frame(dt.date(2021, 1, 3)))  # re-materialising repairs it
     assert lh.sql("SELECT count(*) AS n FROM prices")["n"][0] == 6
+
+
+def test_the_next_write_clears_temp_files_a_killed_writer_left(tmp_path):
+    """SIGKILL during a write skips its cleanup; the partition stays whole, and the temp file of the
+    dead writer (pid in its name) goes at the next write of that partition. A live writer's stays."""
+    import os
+    import subprocess
+    import sys
+
+    lh = Lakehouse(tmp_path)
+    target = lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    orphan = target.with_name(f".{target.name}.{dead_pid}.0123abcd.tmp")
+    live = target.with_name(f".{target.name}.{os.getppid()}.4567ef01.tmp")
+    other = target.with_name(f".2021.parquet.{dead_pid}.89ab.tmp")  # another partition's: not ours to judge
+    for p in (orphan, live, other):
+        p.write_bytes(b"PAR1 half")
+    lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    assert not orphan.exists() and live.exists() and other.exists()
+    assert lh.read("prices", "prices_u").height == 3
