@@ -29,6 +29,8 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
+from quant_assets.storage.lakehouse import pid_alive
+
 PID_TAG = "quant_assets/pid"
 HOST_TAG = "quant_assets/host"
 RUN_TAG = "quant_assets/run_id"  # whose pid it is: a re-execution copies its parent's tags
@@ -65,13 +67,7 @@ def process_gone(run: DagsterRun) -> bool:
     pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
     if pid is None or host != socket.gethostname() or run.tags.get(RUN_TAG) != run.run_id:
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
+    return not pid_alive(int(pid))
 
 
 def refuse_overlapping_runs(

@@ -22,7 +22,7 @@ import polars as pl
 
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.health import VERDICT_COLUMNS, HealthPolicy, Verdicts, judge, simple_returns
-from quant_assets.data.sessions import TradingCalendar
+from quant_assets.data.sessions import SESSIONS_PER_YEAR_EXCHANGE, TradingCalendar
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def judge_dates(
 
 
 def features_by_date(
-    panel: Panel, u: UniverseDates, dates: list[dt.date], window: int, annualisation: int = 252
+    panel: Panel, u: UniverseDates, dates: list[dt.date], window: int, annualisation: int = SESSIONS_PER_YEAR_EXCHANGE
 ) -> pl.DataFrame:
     """Features of every date's kept symbols, members and benchmarks scaled apart (a benchmark is a
     reference: it must not move the members' cross-sectional scores). One vectorised pass.

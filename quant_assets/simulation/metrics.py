@@ -21,10 +21,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from quant_assets.data.sessions import DAYS_PER_YEAR, SESSIONS_PER_YEAR_EXCHANGE
+
 NAN = float("nan")
 
 
-def annualisation_factor(index, default: int = 252) -> int:
+def annualisation_factor(index, default: int = SESSIONS_PER_YEAR_EXCHANGE) -> int:
     """365 when the dates include a Saturday/Sunday (24/7 assets), else 252 (exchange calendars).
 
     A non-date index (e.g. a RangeIndex) gives `default`, so callers without dates keep 252.
@@ -37,7 +39,7 @@ def annualisation_factor(index, default: int = 252) -> int:
         idx = index if isinstance(index, pd.DatetimeIndex) else pd.DatetimeIndex(pd.to_datetime(index))
     except (TypeError, ValueError):
         return default
-    return 365 if bool((idx.dayofweek >= 5).any()) else 252
+    return DAYS_PER_YEAR if bool((idx.dayofweek >= 5).any()) else SESSIONS_PER_YEAR_EXCHANGE
 
 
 def _clean(returns) -> pd.Series:
@@ -55,12 +57,13 @@ def cvar(returns, beta: float = 0.95) -> float:
     return _cvar_sorted(np.sort(_clean(returns).to_numpy()), beta)
 
 
-def annualisation_of_days(days: np.ndarray, default: int = 252) -> int:
+def annualisation_of_days(days: np.ndarray, default: int = SESSIONS_PER_YEAR_EXCHANGE) -> int:
     """`annualisation_factor` of datetime64 days: 365 when a Saturday or Sunday is among them."""
     d = np.asarray(days).astype("datetime64[D]").astype(np.int64)
     if len(d) == 0:
         return default
-    return 365 if bool((((d + 3) % 7) >= 5).any()) else 252  # 1970-01-01 was a Thursday (weekday 3)
+    weekend = bool((((d + 3) % 7) >= 5).any())  # 1970-01-01 was a Thursday (weekday 3)
+    return DAYS_PER_YEAR if weekend else SESSIONS_PER_YEAR_EXCHANGE
 
 
 def drawdowns(returns) -> pd.Series:
@@ -174,7 +177,7 @@ HEADLINE = [
 ]
 
 
-def headline(x: np.ndarray, annualisation: int = 252) -> dict:
+def headline(x: np.ndarray, annualisation: int = SESSIONS_PER_YEAR_EXCHANGE) -> dict:
     """The return and risk metrics of a stitched daily series given as an array of finite returns.
 
     What `performance` reports first, without the distribution and benchmark statistics: cheap enough

@@ -16,6 +16,20 @@ from quant_assets.data.validation import DataError
 GOOD = "date,open,high,low,close,volume\n2020-01-02,10,11,9,10.5,1000\n2020-01-03,10.5,11,10,10.8,1200\n"
 
 
+def files_manifest(tmp_path: Path, years: tuple[int, int], tickers: int, start: str, end: str):
+    """The shipped files.yaml pointed at an example folder cut from the bundled data: (manifest, folder)."""
+    import yaml
+
+    from quant_assets.config.manifest import default_manifest_path, load_manifest
+
+    data = write_example_folder(tmp_path / "files", years=years, tickers=tickers)
+    spec = yaml.safe_load((default_manifest_path().parent / "files.yaml").read_text())
+    spec["sources"]["my_folder"]["path"] = str(data)
+    spec["calendar"].update(start=start, end=end)
+    (tmp_path / "files.yaml").write_text(yaml.safe_dump(spec))
+    return load_manifest(tmp_path / "files.yaml"), data
+
+
 def folder(tmp_path: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -109,21 +123,14 @@ def test_a_fixed_file_is_read_again(tmp_path):
 def test_the_files_manifest_materialises_through_dagster(tmp_path):
     """The shipped files.yaml on a folder written from the bundled data, two years, in process:
     every check passes, weights are physical symbols of the folder and sum as they should."""
-    import yaml
     from dagster import DagsterInstance
 
     from quant_assets.cli.runner import materialize_range
-    from quant_assets.config.manifest import default_manifest_path, load_manifest
     from quant_assets.data.calendars import rebalance_dates
     from quant_assets.definitions import build_definitions
     from quant_assets.storage.lakehouse import Lakehouse
 
-    data = write_example_folder(tmp_path / "files", years=(2016, 2019), tickers=8)
-    spec = yaml.safe_load((default_manifest_path().parent / "files.yaml").read_text())
-    spec["sources"]["my_folder"]["path"] = str(data)
-    spec["calendar"].update(start="2017-01-06", end="2019-01-01")
-    (tmp_path / "files.yaml").write_text(yaml.safe_dump(spec))
-    manifest = load_manifest(tmp_path / "files.yaml")
+    manifest, _ = files_manifest(tmp_path, (2016, 2019), 8, "2017-01-06", "2019-01-01")
     defs = build_definitions(manifest, str(tmp_path / "lh"))
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     result = materialize_range(
@@ -170,20 +177,13 @@ def test_parquet_timestamps_header_only_files_and_one_symbol_twice(tmp_path):
 def test_the_market_data_step_checks_the_folder_against_the_exchange_calendar(tmp_path):
     """A bar on an NYSE holiday stops the step with the symbol and the date, storing nothing; a
     session missing from every file is stored as missing returns (a gap), not bridged."""
-    import yaml
     from dagster import DagsterInstance
 
     from quant_assets.cli.runner import materialize_range
-    from quant_assets.config.manifest import default_manifest_path, load_manifest
     from quant_assets.definitions import build_definitions
     from quant_assets.storage.lakehouse import Lakehouse
 
-    data = write_example_folder(tmp_path / "files", years=(2016, 2018), tickers=3)
-    spec = yaml.safe_load((default_manifest_path().parent / "files.yaml").read_text())
-    spec["sources"]["my_folder"]["path"] = str(data)
-    spec["calendar"].update(start="2017-01-06", end="2018-01-01")
-    (tmp_path / "files.yaml").write_text(yaml.safe_dump(spec))
-    manifest = load_manifest(tmp_path / "files.yaml")
+    manifest, data = files_manifest(tmp_path, (2016, 2018), 3, "2017-01-06", "2018-01-01")
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     first = sorted(data.glob("*.csv"))[0]
     clean = first.read_text()
