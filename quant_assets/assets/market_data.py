@@ -7,6 +7,7 @@ stores the warm-up sessions its first window needs, so the history starts self-c
 """
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable
 
@@ -36,6 +37,7 @@ from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, tradin
 from quant_assets.data.sources import PriceSource, get_source
 from quant_assets.data.validation import validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
+from quant_assets.selection.features import LIQUIDITY_BASELINE_CRYPTO
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
 from quant_assets.selection.regime import COMPONENTS, detect_regimes
 
@@ -52,7 +54,8 @@ CANDIDATE_COLUMNS = [
 ]
 
 
-CLOSE_COLUMNS = ("date", "symbol", "close")
+CLOSE_COLUMNS = ("date", "symbol", "close", "high", "low", "volume")  # what a Panel holds
+BAR_COLUMNS = ["date", "symbol", "open", "high", "low", "close", "volume"]
 
 
 def window_start(d: dt.date, prices_days: int) -> dt.date:
@@ -60,10 +63,15 @@ def window_start(d: dt.date, prices_days: int) -> dt.date:
     return d - dt.timedelta(days=calendar_days_covering(prices_days + 1))
 
 
-def discover(universe_cfg, d: dt.date, sources: Callable[[str], PriceSource] = get_source) -> list[dict]:
+def discover(
+    universe_cfg, d: dt.date, sources: Callable[[str], PriceSource] = get_source, everything: bool = False
+) -> list[dict]:
     """Candidate rows of a universe on `d`: its source's symbols listed by then, and its benchmarks.
-    `sources` resolves a source name (the manifest's `price_source`: built-in or your own files)."""
-    found = [c.row() | {"is_benchmark": False} for c in sources(universe_cfg.source).discover(d, universe_cfg.symbols)]
+    `sources` resolves a source name (the manifest's `price_source`: built-in, files or connector);
+    `everything` skips a source's ranking (`PriceSource.listed`: what a period's prices must cover)."""
+    source = sources(universe_cfg.source)
+    found = source.listed(d, universe_cfg.symbols) if everything else source.discover(d, universe_cfg.symbols)
+    found = [c.row() | {"is_benchmark": False} for c in found]
     for ref in universe_cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
         source, _, ticker = ref.partition(":")
         found += [c.row() | {"is_benchmark": True} for c in sources(source).discover(d, [ticker])]
@@ -89,23 +97,34 @@ def source_closes(
     calendar: TradingCalendar | None = None,
     sources: Callable[[str], PriceSource] = get_source,
 ) -> pl.DataFrame:
-    """Long (date, symbol, close) rows with start <= date <= end, each symbol from its own source,
-    validated at the door against the universe's trading calendar (`validate_closes`: sorted unique
-    dates, positive closes, sessions only; default XNYS)."""
+    """Long (date, symbol, open, high, low, close, volume) rows with start <= date <= end and a
+    close, each symbol from its own source, validated at the door against the universe's trading
+    calendar (`validate_closes`: sorted unique dates, positive closes, sessions only; default XNYS).
+    A source of closes only leaves open, high, low and volume null."""
     calendar = calendar or trading_calendar(DEFAULT_CALENDAR["equity"])
     frames = []
     for name, symbols in by_source.items():
-        window = sources(name).closes(symbols, start, end)
+        source = sources(name)
+        window = source.closes(symbols, start, end)
         validate_closes(window, name, calendar)
+        if len(window) and window.index.max().date() > end:
+            raise RuntimeError(f"source {name!r} returned prices after {end}")
         if len(window):
-            frames.append(window)
+            frames.append(source.bars(symbols, start, end).filter(pl.col("close").is_not_null()))
     if not frames:
-        return pl.DataFrame(schema={"date": pl.Date, "symbol": pl.Utf8, "close": pl.Float64})
-    wide = pd.concat(frames, axis=1)
-    if wide.index.max().date() > end:
-        raise RuntimeError(f"a source returned prices after {end}")
-    long = wide.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol", value_name="close").dropna()
-    return pl.from_pandas(long).with_columns(pl.col("date").cast(pl.Date))
+        return pl.DataFrame(schema={"date": pl.Date, "symbol": pl.Utf8, **{c: pl.Float64 for c in BAR_COLUMNS[2:]}})
+    return pl.concat(frames, how="vertical_relaxed").select(BAR_COLUMNS).sort("date", "symbol")
+
+
+def sync_sources(universe_cfg, start: dt.date, end: dt.date, sources: Callable[[str], PriceSource]) -> dict:
+    """Bring the ingest store of every connector source the universe reads up to date for
+    [start, end]; {source name: SyncReport}. Built-in and file sources need no sync."""
+    from quant_assets.data.connectors.store import ConnectorSource
+
+    names = {universe_cfg.source, *(ref.partition(":")[0] for ref in universe_cfg.benchmarks)}
+    return {
+        name: source.sync(start, end) for name in sorted(names) if isinstance(source := sources(name), ConnectorSource)
+    }
 
 
 def by_source(rows: list[dict]) -> dict[str, list[str]]:
@@ -247,6 +266,20 @@ def universe_step(ctx: GraphContext, universe: str):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates
         span_from = window_start(dates[0], lookbacks.prices_days)
+        sources = functools.partial(m.price_source, root=run.lh.root)
+        # 0. a connector source brings its store up to date first (only the days it lacks)
+        ingest = {}
+        if {candidates_key, prices_key} & run.selected:
+            span_to = run.periods.window(run.keys[-1])[1] - dt.timedelta(days=1)
+            span_to = min(span_to, m.calendar.end - dt.timedelta(days=1)) if m.calendar.end else span_to
+            ingest = sync_sources(cfg, span_from, span_to, sources)
+            for name, report in ingest.items():
+                for symbol, error in report.failures().items():
+                    context.log.warning(f"{name}: {symbol} not fetched ({error}); the next run asks again")
+        ingest_md = {
+            f"ingest_{name}": MetadataValue.json(report.counts() | {"seconds": round(report.seconds, 2)})
+            for name, report in ingest.items()
+        }
 
         def period_closes(key: str) -> pl.DataFrame:
             """The daily closes of a period: every symbol known by its end, the days inside it (the
@@ -255,14 +288,14 @@ def universe_step(ctx: GraphContext, universe: str):
             if key == run.periods.keys[0]:
                 start = window_start(run.periods.dates(key)[0], lookbacks.prices_days)
             end = min(end, m.calendar.end) if m.calendar.end else end
-            listed = discover(cfg, end - dt.timedelta(days=1), m.price_source)
-            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), calendar, m.price_source)
+            listed = discover(cfg, end - dt.timedelta(days=1), sources, everything=True)
+            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), calendar, sources)
 
         # 1. candidates
         if run.is_selected(candidates_key):
             rows = []
             for d in track(dates, f"{candidates_key}"):
-                found = discover(cfg, d, m.price_source)
+                found = discover(cfg, d, sources)
                 rows += [r | {"rebalance_date": d} for r in found]
             cands = (
                 pl.DataFrame(
@@ -288,6 +321,7 @@ def universe_step(ctx: GraphContext, universe: str):
                     for k, p in parts.items()
                 },
                 benchmarks=", ".join(cfg.benchmarks) or "none",
+                **ingest_md,
             )
             cands = pl.concat(list(parts.values()))
         else:
@@ -303,6 +337,7 @@ def universe_step(ctx: GraphContext, universe: str):
                 parts,
                 column="date",
                 per_partition={k: {"symbols": p["symbol"].n_unique() if p.height else 0} for k, p in parts.items()},
+                **ingest_md,
             )
         if not {returns_key, features_key, regime_key} & run.selected:
             yield from run.results()
@@ -379,7 +414,8 @@ def universe_step(ctx: GraphContext, universe: str):
             ).on_sessions(calendar, dates[-1])
         # 4. features
         if run.is_selected(features_key):
-            feats = features_by_date(panel, u, dates, lookbacks.features_days, calendar.annualisation)
+            baseline = LIQUIDITY_BASELINE_CRYPTO if cfg.asset_class == "crypto" else None
+            feats = features_by_date(panel, u, dates, lookbacks.features_days, calendar.annualisation, baseline)
             parts = run.write("features", features_key, feats, universe=universe)
             run.describe(
                 features_key, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}

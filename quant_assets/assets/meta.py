@@ -147,6 +147,24 @@ def py_dates(frame: pl.DataFrame) -> pd.DataFrame:
     return out
 
 
+def join_metadata(infos: list[dict], calendars: dict[str, list[str]]) -> dict:
+    """What the children's inner join lost over a partition's dates, and why: the worst share, and
+    the last date's lost days with the children that lacked them and their trading calendars (a
+    child on an exchange calendar has no weekend days next to a 24/7 one)."""
+    if not infos:
+        return {"join_lost_share_max": 0.0}
+    last = infos[-1]
+    why = "; ".join(
+        f"{c} has no return on {n} of the {last['union_days']} days (trades on {', '.join(calendars.get(c, ['?']))})"
+        for c, n in sorted(last["missing_by_child"].items())
+    )
+    return {
+        "join_lost_share_max": round(max(i["lost_share"] for i in infos), 4),
+        "join_lost_days_last_date": last["lost_days"],
+        "join_lost_why": why or "no day lost",
+    }
+
+
 def meta_step(ctx: GraphContext, meta: str, risk: str):
     m = ctx.manifest
     cfg = m.metas[meta]
@@ -342,8 +360,18 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 per_partition={k: {"preview": preview(p)} for k, p in parts.items()},
             )
         aligned = AlignedStreams.of(streams, names)  # one day axis for every window of the step
+        m = ctx.manifest
+        child_calendars = {
+            c.name: sorted(
+                {
+                    m.universes[m.sleeves[s].universe].trading_calendar.name
+                    for s in ([c.name] if c.kind == "sleeve" else m.descendant_sleeves(c.name))
+                }
+            )
+            for c in children
+        }
         results = (
-            _allocations(run, streams, aligned)
+            _allocations(run, streams, aligned, child_calendars)
             if ({meta_weights_key, tree_key, flattened_key, report_key} & run.selected)
             else None
         )
@@ -356,7 +384,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         yield from run.results()
 
     def _allocations(
-        run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None
+        run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None, child_calendars: dict
     ) -> dict[dt.date, Allocation]:
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
@@ -395,7 +423,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 if aligned is not None
                 else window_matrix(streams, names, d - span, d, lookbacks.meta_window_days)
             )
-            lost[d] = round(info["lost_share"], 4)
+            lost[d] = info
             labels = cluster_labels(values, TREE_THRESHOLD)
             if not compute_w:
                 out[d] = Allocation(stored[d].weights, stored[d].frame, values, labels)
@@ -460,7 +488,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     "dates_equal_weight": outcomes.count(AllocationOutcome.EQUAL_WEIGHT.value),
                     "dates_with_fallback": outcomes.count(AllocationOutcome.FALLBACK.value),
                     "child_vetoes": int((p["vetoed"] != "").sum()),
-                    "join_lost_share_max": max((lost[d_] for d_ in run.periods.dates(k) if d_ in lost), default=0.0),
+                    **join_metadata([lost[d_] for d_ in run.periods.dates(k) if d_ in lost], child_calendars),
                 }
             run.describe(
                 meta_weights_key,

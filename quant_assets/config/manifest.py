@@ -7,15 +7,25 @@ Dagster ever sees a graph, and names the field and the value at fault.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from quant_assets.allocation.optimise import ENGINES as ENGINE_REGISTRY
 from quant_assets.allocation.optimise import PROFILES, RiskConfig
@@ -92,6 +102,58 @@ class FilesSourceConfig(_Strict):
     path: str = Field(description="the folder; relative paths are relative to the manifest file")
     exchange: str = Field("FILE", description="exchange prefix of tickers without one (symbols.csv may say)")
     asset_type: str = Field("equity", description="asset type of tickers symbols.csv does not describe")
+
+
+class _ConnectorSourceConfig(_Strict):
+    """What every live connector source shares: its ingest store (see data/connectors/store.py)."""
+
+    top_n: int | None = Field(
+        None,
+        ge=1,
+        description="members per rebalance date, ranked by mean value traded over `adv_days` up to "
+        "that date (point in time); None = every listed symbol with bars",
+    )
+    adv_days: int = Field(30, ge=1, description="calendar days of value traded behind `top_n`")
+    history_start: dt.date | None = Field(
+        None, description="first day the ingest asks for (default: the first window of the manifest's calendar)"
+    )
+    overlap_days: int = Field(1, ge=0, description="stored days asked again by each sync (vendors restate them)")
+
+
+class CcxtSourceConfig(_ConnectorSourceConfig):
+    """An exchange through ccxt: its markets ranked by 24 h quote volume, and their daily candles."""
+
+    kind: Literal["ccxt"]
+    exchange: str = Field("binance", description="a ccxt exchange id")
+    quote: str = Field("USDT", description="quote currency of the markets discovered")
+    min_quote_volume: float = Field(0.0, ge=0, description="24 h quote volume below which a market is skipped")
+    pool: int | None = Field(50, ge=1, description="markets ingested, most traded first (None = all)")
+    market_types: tuple[Literal["spot", "swap"], ...] = Field(
+        ("spot",), description="spot markets, perpetual swaps, or both"
+    )
+    replay: str | None = Field(
+        None,
+        description="a folder of recorded exchange responses served instead of the network (the "
+        "example and the tests); relative to the manifest file",
+    )
+
+
+class YFinanceSourceConfig(_ConnectorSourceConfig):
+    """Yahoo Finance through yfinance: daily split- and dividend-adjusted bars of the tickers listed."""
+
+    kind: Literal["yfinance"]
+    tickers: list[str] = Field(min_length=1)
+    exchange: str = Field("NASDAQ", description="exchange prefix of the physical symbols")
+    exchanges: dict[str, str] = Field(default_factory=dict, description="per-ticker exchange, overriding `exchange`")
+    asset_type: str = "equity"
+
+
+SourceConfig = Annotated[
+    Annotated[FilesSourceConfig, Tag("files")]
+    | Annotated[CcxtSourceConfig, Tag("ccxt")]
+    | Annotated[YFinanceSourceConfig, Tag("yfinance")],
+    Discriminator(lambda v: v.get("kind", "files") if isinstance(v, dict) else getattr(v, "kind", "files")),
+]
 
 
 class Universe(_Strict):
@@ -294,8 +356,9 @@ class Manifest(_Strict):
         }
     )
     max_meta_depth: int = Field(4, ge=1)
-    sources: dict[str, FilesSourceConfig] = Field(
-        default_factory=dict, description="your own data sources by name (a universe's `source` may name one)"
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict,
+        description="your own data sources by name (a universe's `source` may name one): kind files, ccxt or yfinance",
     )
     universes: dict[str, Universe] = Field(min_length=1)
     sleeves: dict[str, Sleeve] = Field(min_length=1)
@@ -372,17 +435,24 @@ class Manifest(_Strict):
 
     # ---- derived views (cheap, used by the asset factories) -------------------------------
 
-    def price_source(self, name: str):
-        """The source a universe or candidate names: one of `sources` (built once per manifest), else
-        a registered one."""
+    def price_source(self, name: str, root: str | Path | None = None):
+        """The source a universe or candidate names: one of `sources` (built once per manifest and
+        lakehouse), else a registered one. A connector source keeps its ingest store in the
+        lakehouse at `root`."""
         from quant_assets.data.sources import get_source
 
         cfg = self.sources.get(name)
         if cfg is None:
             return get_source(name)
-        from quant_assets.data.files import files_source
+        if isinstance(cfg, FilesSourceConfig):
+            from quant_assets.data.files import files_source
 
-        return files_source(name, cfg.path, cfg.exchange, cfg.asset_type)
+            return files_source(name, cfg.path, cfg.exchange, cfg.asset_type)
+        if root is None:
+            raise ValueError(f"sources.{name}: a {cfg.kind} source keeps its bars in the lakehouse; give its root")
+        from quant_assets.data.connectors import connector_source
+
+        return connector_source(name, cfg, str(root))
 
     def descendant_sleeves(self, meta: str) -> list[str]:
         out: list[str] = []
@@ -519,6 +589,7 @@ def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {path} must be a mapping at the top level")
     for source in (data.get("sources") or {}).values():  # folders relative to the manifest file
-        if isinstance(source, dict) and isinstance(source.get("path"), str):
-            source["path"] = str((path.parent / os.path.expanduser(source["path"])).resolve())
+        for key in ("path", "replay"):
+            if isinstance(source, dict) and isinstance(source.get(key), str):
+                source[key] = str((path.parent / os.path.expanduser(source[key])).resolve())
     return parse_manifest(data, origin=str(path))

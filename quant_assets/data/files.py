@@ -223,6 +223,27 @@ class FilesSource(PriceSource):
             raise KeyError(f"source {self.name!r} has no prices for {missing}")
         return data.closes.loc[pd.Timestamp(start) : pd.Timestamp(end), list(symbols)]
 
+    def bars(self, symbols: list[str], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """The files' bars; a column a file does not have (open, high, low, volume) is null."""
+        data = self.load()
+        missing = [s for s in symbols if s not in data.ohlcv]
+        if missing:
+            raise KeyError(f"source {self.name!r} has no prices for {missing}")
+        frames = []
+        for s in symbols:
+            bars = data.ohlcv[s].filter(pl.col("date").is_between(start, end))
+            frames.append(
+                bars.select(
+                    "date",
+                    pl.lit(s).alias("symbol"),
+                    *(
+                        pl.col(c) if c in bars.columns else pl.lit(None, dtype=pl.Float64).alias(c)
+                        for c in PRICE_COLUMNS
+                    ),
+                )
+            )
+        return pl.concat(frames) if frames else pl.DataFrame()
+
 
 @functools.lru_cache(maxsize=64)
 def files_source(name: str, path: str, exchange: str = "FILE", asset_type: str = "equity") -> FilesSource:

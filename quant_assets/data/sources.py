@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import pandas as pd
+import polars as pl
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,28 @@ class PriceSource(ABC):
     def discover(self, as_of: dt.date, symbols: list[str] | None = None) -> list[Candidate]:
         """Candidates listed on or before `as_of` (optionally restricted to `symbols`, by ticker)."""
 
+    def listed(self, as_of: dt.date, symbols: list[str] | None = None) -> list[Candidate]:
+        """Every symbol with prices by `as_of`, before any ranking a source's `discover` applies
+        (what a period's prices must cover: each of its dates may pick different members)."""
+        return self.discover(as_of, symbols)
+
     @abstractmethod
     def closes(self, symbols: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Daily closes with start <= date <= end, wide (DatetimeIndex x physical symbol), NaN when absent."""
+
+    def bars(self, symbols: list[str], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Long (date, symbol, open, high, low, close, volume) rows with start <= date <= end. A source
+        of closes only (the bundled skfolio data) has null open, high, low and volume."""
+        wide = self.closes(symbols, start, end)
+        long = wide.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol", value_name="close")
+        frame = pl.from_pandas(long.dropna()).with_columns(pl.col("date").cast(pl.Date))
+        return frame.select(
+            "date",
+            "symbol",
+            *(pl.lit(None, dtype=pl.Float64).alias(c) for c in ("open", "high", "low")),
+            "close",
+            pl.lit(None, dtype=pl.Float64).alias("volume"),
+        )
 
 
 class _SkfolioFrameSource(PriceSource):

@@ -377,6 +377,19 @@ class ChildStream:
         return pd.Series(self.values[sel], index=pd.DatetimeIndex(self.dates[sel])).sort_index()
 
 
+def join_info(union: int, kept: int, missing: dict[str, int]) -> dict:
+    """The inner join's bookkeeping: days any child has, days every child has, and per child how
+    many of the union's days it lacks (why the join lost them: a child on an exchange calendar has
+    no weekend days next to a 24/7 child)."""
+    return {
+        "union_days": union,
+        "kept_days": kept,
+        "lost_days": union - kept,
+        "lost_share": (1 - kept / union) if union else 0.0,
+        "missing_by_child": {c: n for c, n in missing.items() if n},
+    }
+
+
 def window_matrix(
     streams: dict[str, ChildStream], names: list[str], after, until, tail: int
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -384,7 +397,7 @@ def window_matrix(
 
     A child with no row in the window is left out of the join (all NaN in its column): it would
     empty the join for everyone, and the health gate vetoes it. Returns (dates, matrix with one
-    column per name, info {"union_days", "kept_days", "lost_share"}).
+    column per name, `join_info`).
     """
     parts = {c: streams[c].rows(after, until) for c in names}
     present = [c for c in names if parts[c].stop > parts[c].start]
@@ -398,11 +411,7 @@ def window_matrix(
     common = union
     for c in joined:
         common = np.intersect1d(common, dates_by[c], assume_unique=True)
-    info = {
-        "union_days": len(union),
-        "kept_days": len(common),
-        "lost_share": (1 - len(common) / len(union)) if len(union) else 0.0,
-    }
+    info = join_info(len(union), len(common), {c: len(union) - len(dates_by[c]) for c in joined})
     common = common[-tail:] if tail else common
     matrix = np.full((len(common), len(names)), np.nan)
     for j, c in enumerate(names):
@@ -438,8 +447,10 @@ class AlignedStreams:
     stored by one calendar); `of` returns None otherwise and the caller keeps the per-date join.
     """
 
-    def __init__(self, days: np.ndarray, periods: np.ndarray, values: np.ndarray, present: np.ndarray):
-        self.days, self.periods, self.values, self.present = days, periods, values, present
+    def __init__(
+        self, days: np.ndarray, periods: np.ndarray, values: np.ndarray, present: np.ndarray, names: list[str]
+    ):
+        self.days, self.periods, self.values, self.present, self.names = days, periods, values, present, names
 
     @classmethod
     def of(cls, streams: dict[str, ChildStream], names: list[str]) -> AlignedStreams | None:
@@ -464,7 +475,7 @@ class AlignedStreams:
             present[pos, j] = True
         if len(periods) > 1 and (np.diff(periods) < np.timedelta64(0, "D")).any():
             return None  # periods must run with the days for a window to be a slice
-        return cls(days, periods, values, present)
+        return cls(days, periods, values, present, list(names))
 
     def _rows(self, after, until) -> slice:
         lo = 0 if after is None else int(np.searchsorted(self.periods, np.datetime64(after, "D"), side="right"))
@@ -477,10 +488,11 @@ class AlignedStreams:
         joined = np.asarray(present.any(axis=0), dtype=bool)
         if not joined.any():
             joined = np.ones(present.shape[1], dtype=bool)  # nobody has a row: the join over everyone is empty
-        some = present[:, joined].any(axis=1)
+        some = np.asarray(present[:, joined].any(axis=1), dtype=bool)
         every = present[:, joined].all(axis=1)
         union, kept = int(some.sum()), int(every.sum())
-        info = {"union_days": union, "kept_days": kept, "lost_share": (1 - kept / union) if union else 0.0}
+        lacking = (np.expand_dims(some, 1) & ~present).sum(axis=0)
+        info = join_info(union, kept, {self.names[j]: int(lacking[j]) for j in np.flatnonzero(joined)})
         rows = np.flatnonzero(every)
         rows = rows[-tail:] if tail else rows
         matrix = self.values[sel][rows]

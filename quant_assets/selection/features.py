@@ -42,8 +42,8 @@ FEATURE_COLUMNS: list[str] = [
     "skew",  # biased sample skewness, signed (whole column)
     "kurtosis",  # biased excess kurtosis (whole column)
     "cvar",  # mean of returns <= 5% quantile, negative (whole column)
-    "liquidity",  # min(1, adv / 5e8); NaN without volume data
-    "adv",  # value traded used for liquidity; NaN without volume data
+    "liquidity",  # min(1, adv / baseline): 5e8 for exchange-traded universes, 1e7 for crypto; NaN without volume
+    "adv",  # mean value traded (close x volume) of the last 20 sessions, quote currency; NaN without volume
     "adf_pvalue",  # ADF unit-root p-value (last `window` rows)
     "turbulence",  # Haar DWT detail-energy share (last `window` rows)
     "antifragility",  # cross-sectional [minmax(skew) + minmax(tail gain)] x min(1, N/252)
@@ -51,8 +51,9 @@ FEATURE_COLUMNS: list[str] = [
     "return_20d",  # compounded return of the last 20 rows
     "return_60d",  # compounded return of the last 60 rows
     "rating_ma",  # moving-average vote consensus in [-1, 1]
-    "rating_osc",  # close-only oscillator vote consensus in [-1, 1]
+    "rating_osc",  # oscillator vote consensus in [-1, 1] (with the OHLC votes when the source has bars)
     "rating_all",  # mean of rating_ma and rating_osc
+    "adx",  # ADX(14) of the bars; NaN without highs and lows
     "n_obs",  # rows seen
 ]
 
@@ -67,7 +68,9 @@ _ADF_MIN_OBS = 20
 _ADF_LAGS = 1
 _DWT_MIN_OBS = 8
 _SQRT2 = math.sqrt(2.0)
-_LIQUIDITY_BASELINE = 5e8  # TradFi ADV baseline in quote currency (crypto would be 1e7)
+_LIQUIDITY_BASELINE = 5e8  # TradFi ADV baseline in quote currency
+LIQUIDITY_BASELINE_CRYPTO = 1e7  # a liquid crypto market trades about 50x less value than a liquid large cap
+ADV_SESSIONS = 20
 _RATING_MA_LENGTHS = (10, 20, 30, 50, 100, 200)
 _MAX_PE_ORDER = 15  # order**order must fit in int64 for the pattern codes
 
@@ -565,7 +568,7 @@ def _vote(diff: np.ndarray) -> np.ndarray:
     return np.sign(diff)
 
 
-def technical_ratings_matrix(R) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def technical_ratings_matrix(R, extra_osc_votes=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rating_ma, rating_osc, rating_all) in [-1, 1] for every column of returns ``R``.
 
     TradingView-style consensus of buy (+1) / neutral (0) / sell (-1) votes on the price
@@ -577,11 +580,13 @@ def technical_ratings_matrix(R) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
       signal(9); Stoch RSI(3, 3, 14, 14): K and D < 20 with K > D buy, > 80 with K < D
       sell (TradingView's extra trend condition dropped).
 
-    The bundled data are closes only, so TradingView's OHLC/volume items (Stochastic,
-    CCI, ADX, Awesome Oscillator, Williams %R, Bull Bear Power, Ultimate Oscillator,
-    Ichimoku, VWMA) are left out rather than faked from closes. RSI uses simple
-    (non-directional) thresholds. rating_all is the mean of the two groups. NaN where
-    no indicator of a group has enough history.
+    The items that need a bar's range (Stochastic, CCI, ADX, Williams %R, Donchian) are
+    never faked from closes: a universe whose source brings highs and lows passes their
+    votes (`selection.ohlc.ohlc_votes`) as ``extra_osc_votes``, arrays in {-1, 0, 1} with
+    NaN where a row has no vote; they join the oscillator mean. The others (Awesome
+    Oscillator, Bull Bear Power, Ultimate Oscillator, Ichimoku, VWMA) are left out. RSI
+    uses simple (non-directional) thresholds. rating_all is the mean of the two groups.
+    NaN where no indicator of a group has enough history.
     """
     RT = _rows_by_symbol(R)
     _require_no_nan(RT, "technical_ratings_matrix")
@@ -625,6 +630,12 @@ def technical_ratings_matrix(R) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nan = np.full(m, np.nan)
     ma = np.mean(ma_votes, axis=0) if ma_votes else nan
     osc = np.mean(osc_votes, axis=0) if osc_votes else nan
+    if len(extra_osc_votes):
+        extra = np.stack(extra_osc_votes)
+        has = ~np.isnan(extra)
+        total = np.nansum(extra, axis=0) + (np.sum(osc_votes, axis=0) if osc_votes else 0.0)
+        count = has.sum(axis=0) + len(osc_votes)
+        osc = np.divide(total, count, out=nan.copy(), where=count > 0)
     both = np.stack([ma, osc])
     cnt = (~np.isnan(both)).sum(axis=0)
     allr = np.divide(np.nansum(both, axis=0), cnt, out=nan.copy(), where=cnt > 0)
@@ -697,7 +708,7 @@ def compute_features(
     data = feature_rows(XT, window, pe_order, pe_delay, annualisation)
     data["antifragility"] = antifragility_scores(data.pop("_skew_for_af"), data.pop("_tail_gain"), XT.shape[1])
     if value_traded is None:
-        adv = np.full(m, np.nan)
+        adv = data["adv"]
     else:
         adv = pd.to_numeric(value_traded.reindex(symbols), errors="coerce").to_numpy(dtype=float)
         adv = np.where(np.isfinite(adv) & (adv > 0), adv, np.nan)
@@ -707,7 +718,12 @@ def compute_features(
 
 
 def feature_rows(
-    XT: np.ndarray, window: int = 120, pe_order: int = 5, pe_delay: int = 1, annualisation: int = 252
+    XT: np.ndarray,
+    window: int = 120,
+    pe_order: int = 5,
+    pe_delay: int = 1,
+    annualisation: int = 252,
+    bars: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every per-row feature of a dense (rows x dates) matrix, one row per (symbol, as-of date).
 
@@ -715,6 +731,10 @@ def feature_rows(
     `_skew_for_af` and `_tail_gain` inputs instead) and without value traded. Rows are independent,
     so the rows of many rebalance dates (windows of equal length) can be stacked and computed in one
     call: `features_of_windows` does that, and each row's numbers are those of a one-date call.
+
+    ``bars`` = (highs, lows, closes, volumes) on the same rows and sessions as ``XT`` (NaN where a
+    symbol has none) adds the OHLC oscillator votes and ADX for the rows whose highs and lows are
+    complete, and adv for the rows with volumes; without it those stay NaN.
     """
     XT = np.ascontiguousarray(XT, dtype=float)
     m, n = XT.shape
@@ -742,8 +762,27 @@ def feature_rows(
     else:
         cvar = np.full(m, _CVAR_DEFAULT)
     tail_gain = _tail_mean_rows(XT, 0.95, upper=True) if n else np.zeros(m)
-    rating_ma, rating_osc, rating_all = technical_ratings_matrix(XT.T)
+    extra_votes: list[np.ndarray] = []
+    adx, adv = nan_col.copy(), nan_col.copy()
+    if bars is not None:
+        from quant_assets.selection.ohlc import OHLC_VOTE_KEYS, average_value_traded, ohlc_votes
+
+        H, L, C, V = (np.ascontiguousarray(b, dtype=float) for b in bars)
+        full = np.isfinite(H).all(axis=1) & np.isfinite(L).all(axis=1) & np.isfinite(C).all(axis=1)
+        if full.any():
+            votes = ohlc_votes(H[full], L[full], C[full])
+            for key in OHLC_VOTE_KEYS:
+                vote = nan_col.copy()
+                vote[full] = votes[key]
+                extra_votes.append(vote)
+            adx[full] = votes["adx"]
+        priced = np.isfinite(C).all(axis=1)
+        if priced.any() and C.shape[1]:
+            adv[priced] = average_value_traded(C[priced], V[priced], ADV_SESSIONS)
+    rating_ma, rating_osc, rating_all = technical_ratings_matrix(XT.T, extra_votes)
     return {
+        "adx": adx,
+        "adv": adv,
         "momentum": momentum,
         "volatility": volatility,
         "stability": stability,
@@ -769,13 +808,21 @@ def feature_rows(
 
 
 def features_of_windows(
-    windows: list[np.ndarray], window: int = 120, pe_order: int = 5, pe_delay: int = 1, annualisation: int = 252
+    windows: list[np.ndarray],
+    window: int = 120,
+    pe_order: int = 5,
+    pe_delay: int = 1,
+    annualisation: int = 252,
+    bars: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] | None = None,
+    liquidity_baseline: float = _LIQUIDITY_BASELINE,
 ) -> list[np.ndarray]:
     """Features of many dense (symbols x dates) blocks, e.g. one per rebalance date and symbol group.
 
     Blocks of equal length are stacked and computed in one kernel call; antifragility is scaled
-    within each block (its cross-section). Returns one (symbols x FEATURE_COLUMNS) array per block,
-    liquidity and adv NaN (no value traded), equal to `compute_features` on each block.
+    within each block (its cross-section). ``bars`` (one (H, L, C, V) tuple per block, or None)
+    feeds the OHLC votes, ADX and adv (`feature_rows`); liquidity = min(1, adv / baseline).
+    Returns one (symbols x FEATURE_COLUMNS) array per block, equal to `compute_features` on each
+    block when there are no bars.
     """
     out: list[np.ndarray | None] = [None] * len(windows)
     by_length: dict[int, list[int]] = {}
@@ -784,7 +831,20 @@ def features_of_windows(
     for n, members in by_length.items():
         sizes = [windows[i].shape[0] for i in members]
         stacked = np.concatenate([windows[i] for i in members], axis=0) if members else np.zeros((0, n))
-        rows = feature_rows(stacked, window, pe_order, pe_delay, annualisation) if len(stacked) else None
+        stacked_bars = None
+        if bars is not None and any(bars[i] is not None for i in members):
+            stacked_bars = tuple(
+                np.concatenate(
+                    [bars[i][k] if bars[i] is not None else np.full(windows[i].shape, np.nan) for i in members],  # type: ignore[index]
+                    axis=0,
+                )
+                for k in range(4)
+            )
+        rows = (
+            feature_rows(stacked, window, pe_order, pe_delay, annualisation, stacked_bars)  # type: ignore[arg-type]
+            if len(stacked)
+            else None
+        )
         offset = 0
         for i, size in zip(members, sizes):
             block = np.full((size, len(FEATURE_COLUMNS)), np.nan)
@@ -792,6 +852,7 @@ def features_of_windows(
                 assert rows is not None  # size > 0: the block had rows
                 part = {k: v[offset : offset + size] for k, v in rows.items()}
                 part["antifragility"] = antifragility_scores(part["_skew_for_af"], part["_tail_gain"], n)
+                part["liquidity"] = np.minimum(1.0, part["adv"] / liquidity_baseline)
                 for j, c in enumerate(FEATURE_COLUMNS):
                     if c in part:
                         block[:, j] = part[c]

@@ -24,6 +24,8 @@ from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.health import VERDICT_COLUMNS, HealthPolicy, Verdicts, judge, simple_returns
 from quant_assets.data.sessions import SESSIONS_PER_YEAR_EXCHANGE, TradingCalendar
 
+BAR_FIELDS = ["high", "low", "volume"]  # what the OHLC features read besides closes
+
 
 @dataclass(frozen=True)
 class Panel:
@@ -33,6 +35,8 @@ class Panel:
     symbols: tuple[str, ...]
     closes: np.ndarray  # (sessions, symbols), NaN where no close
     returns: np.ndarray = field(repr=False)  # (sessions, symbols), simple_returns(closes) over the span
+    # highs, lows and volumes (same shape, NaN where absent) when the source brings bars; None for closes only
+    bars: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def from_closes(cls, frame: pl.DataFrame, value: str = "close") -> Panel:
@@ -44,9 +48,15 @@ class Panel:
         symbols = tuple(sorted(c for c in wide.columns if c != "date"))
         dates = wide["date"].to_numpy().astype("datetime64[D]")
         values = wide.select(symbols).to_numpy().astype(float)
-        if value == "close":
-            return cls(dates, symbols, values, simple_returns(values))
-        return cls(dates, symbols, np.full(values.shape, np.nan), values)
+        if value != "close":
+            return cls(dates, symbols, np.full(values.shape, np.nan), values)
+        bars = None
+        if all(c in frame.columns for c in BAR_FIELDS) and any(frame[c].is_not_null().any() for c in BAR_FIELDS):
+            bars = {}
+            for c in BAR_FIELDS:
+                w = frame.select("date", "symbol", c).pivot(on="symbol", index="date", values=c).sort("date")
+                bars[c] = w.select(symbols).to_numpy().astype(float)
+        return cls(dates, symbols, values, simple_returns(values), bars)
 
     def on_sessions(self, calendar: TradingCalendar, until: dt.date) -> Panel:
         """The panel with a row for every session of `calendar` from its first date to `until` (the
@@ -62,10 +72,16 @@ class Panel:
             return self
         dates = np.union1d(self.dates, missing)
         at = np.searchsorted(dates, self.dates)
-        closes = np.full((len(dates), len(self.symbols)), np.nan)
-        closes[at] = self.closes
+
+        def spread(values: np.ndarray) -> np.ndarray:
+            out = np.full((len(dates), len(self.symbols)), np.nan)
+            out[at] = values
+            return out
+
+        closes = spread(self.closes)
         if not np.isnan(self.closes).all():  # built from closes: no return bridges the gap
-            return Panel(dates, self.symbols, closes, simple_returns(closes))
+            bars = None if self.bars is None else {c: spread(v) for c, v in self.bars.items()}
+            return Panel(dates, self.symbols, closes, simple_returns(closes), bars)
         returns = np.full(closes.shape, np.nan)  # built from stored returns, already computed on sessions
         returns[at] = self.returns
         return Panel(dates, self.symbols, closes, returns)
@@ -196,20 +212,42 @@ def judge_dates(
 
 
 def features_by_date(
-    panel: Panel, u: UniverseDates, dates: list[dt.date], window: int, annualisation: int = SESSIONS_PER_YEAR_EXCHANGE
+    panel: Panel,
+    u: UniverseDates,
+    dates: list[dt.date],
+    window: int,
+    annualisation: int = SESSIONS_PER_YEAR_EXCHANGE,
+    liquidity_baseline: float | None = None,
 ) -> pl.DataFrame:
     """Features of every date's kept symbols, members and benchmarks scaled apart (a benchmark is a
     reference: it must not move the members' cross-sectional scores). One vectorised pass.
-    `annualisation`: the universe calendar's periods per year (252 sessions, 365 for 24/7)."""
+    `annualisation`: the universe calendar's periods per year (252 sessions, 365 for 24/7). When
+    the panel has bars, each window's highs, lows and volumes (same sessions) feed the OHLC votes,
+    ADX and adv; `liquidity_baseline` is the value traded that counts as fully liquid."""
     from quant_assets.selection.features import FEATURE_COLUMNS, features_of_windows
 
     blocks, owners = [], []
+    bars: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for d in dates:
         for group in (u.members[d], u.benchmarks[d]):
             if group:
-                blocks.append(np.ascontiguousarray(dense_matrix(panel, u.rows[d], group).T))
+                rows = u.rows[d]
+                blocks.append(np.ascontiguousarray(dense_matrix(panel, rows, group).T))
                 owners.append((d, group))
-    values = features_of_windows(blocks, window=window, annualisation=annualisation)
+                if panel.bars is not None:
+                    cols = panel.columns(group)
+                    h, lo, c, v = (
+                        np.ascontiguousarray(x[rows][:, cols].T)
+                        for x in (panel.bars["high"], panel.bars["low"], panel.closes, panel.bars["volume"])
+                    )
+                    bars.append((h, lo, c, v))
+    values = features_of_windows(
+        blocks,
+        window=window,
+        annualisation=annualisation,
+        bars=bars if panel.bars is not None else None,
+        **({} if liquidity_baseline is None else {"liquidity_baseline": liquidity_baseline}),  # type: ignore[arg-type]
+    )
     if not blocks:
         return pl.DataFrame(
             schema={"rebalance_date": pl.Date, "symbol": pl.Utf8, **{c: pl.Float64 for c in FEATURE_COLUMNS}}

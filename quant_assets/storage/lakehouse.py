@@ -131,9 +131,12 @@ class Lakehouse:
 
     def conform(self, table: str, frame: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
         """Cast to the table's declared schema; a missing column is an error naming it."""
-        schema = TABLES[table].schema
+        schema, optional = TABLES[table].schema, TABLES[table].optional
         if isinstance(frame, pd.DataFrame):
             frame = pl.from_pandas(frame, include_index=False) if len(frame.columns) else pl.DataFrame()
+        absent = [c for c in optional if c not in frame.columns]
+        if absent and frame.height:
+            frame = frame.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in absent)
         missing = [c for c in schema if c not in frame.columns]
         if missing and frame.height:
             raise LakehouseError(f"table {table!r}: frame lacks columns {missing}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from quant_assets.data.connectors.store import LISTING_SCHEMA, LOG_SCHEMA
 from quant_assets.selection.features import FEATURE_COLUMNS
 
 D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean  # noqa: E741  (a column-type shorthand)
@@ -25,6 +26,7 @@ D, S, F, I, B = pl.Date, pl.Utf8, pl.Float64, pl.Int64, pl.Boolean  # noqa: E741
 class Table:
     description: str
     schema: dict[str, pl.DataType | type[pl.DataType]]  # a dtype class (pl.Date) or instance
+    optional: tuple[str, ...] = ()  # columns a writer may leave out (stored as nulls)
 
 
 TABLES: dict[str, Table] = {
@@ -45,9 +47,26 @@ TABLES: dict[str, Table] = {
         },
     ),
     "prices": Table(
-        "Daily closes, one row per symbol and session, stored once in the partition of its date "
-        "(the calendar's first partition also holds the warm-up history its first window needs).",
-        {"universe": S, "date": D, "symbol": S, "close": F},
+        "Daily bars, one row per symbol and session, stored once in the partition of its date "
+        "(the calendar's first partition also holds the warm-up history its first window needs). "
+        "open, high, low and volume are null when the source has closes only.",
+        {"universe": S, "date": D, "symbol": S, "open": F, "high": F, "low": F, "close": F, "volume": F},
+        optional=("open", "high", "low", "volume"),
+    ),
+    "bars": Table(
+        "A connector's ingest store: every bar fetched from the vendor, one file per symbol (partition = "
+        "symbol). The universes read their prices from here, never from the network.",
+        {"source": S, "symbol": S, "date": D, "open": F, "high": F, "low": F, "close": F, "volume": F},
+    ),
+    "ingest_log": Table(
+        "One row per symbol and sync of a connector source: what was asked of the vendor, what came back, "
+        "the days covered since, and the error of a failed symbol (retried by the next sync).",
+        LOG_SCHEMA,
+    ),
+    "listings": Table(
+        "Every listing a connector's venue has shown (a snapshot per sync, merged): the symbol, the vendor's "
+        "ticker, the 24 h value traded and rank of the last snapshot, first and last seen.",
+        LISTING_SCHEMA,
     ),
     "returns": Table(
         "Simple close-to-close daily returns (no forward fill: a missing close voids two returns), one row "
