@@ -142,16 +142,36 @@ class YFinanceSourceConfig(_ConnectorSourceConfig):
     """Yahoo Finance through yfinance: daily split- and dividend-adjusted bars of the tickers listed."""
 
     kind: Literal["yfinance"]
-    tickers: list[str] = Field(min_length=1)
+    tickers: list[str] = Field(
+        default_factory=list, description="Yahoo tickers; may be empty for a source only other sources price through"
+    )
     exchange: str = Field("NASDAQ", description="exchange prefix of the physical symbols")
     exchanges: dict[str, str] = Field(default_factory=dict, description="per-ticker exchange, overriding `exchange`")
     asset_type: str = "equity"
 
 
+class TradingViewSourceConfig(_ConnectorSourceConfig):
+    """A TradingView screen (tradingview-screener) priced by another source: the screen picks the
+    instruments, `bars_from` (a yfinance or ccxt source) brings their history."""
+
+    kind: Literal["tradingview"]
+    market: str = Field("america", description="the screener's market: america, crypto, uk, ...")
+    filters: list[dict] = Field(
+        default_factory=list, description="{left, operation, right}: greater, less, equal, in_range, match"
+    )
+    columns: list[str] | None = Field(None, description="columns kept in the listing's metadata (default: a set)")
+    sort_by: str = "Value.Traded"
+    ascending: bool = False
+    limit: int = Field(100, ge=1)
+    asset_type: str | None = None
+    bars_from: str = Field(description="the source (kind yfinance or ccxt) whose bars price the screen")
+
+
 SourceConfig = Annotated[
     Annotated[FilesSourceConfig, Tag("files")]
     | Annotated[CcxtSourceConfig, Tag("ccxt")]
-    | Annotated[YFinanceSourceConfig, Tag("yfinance")],
+    | Annotated[YFinanceSourceConfig, Tag("yfinance")]
+    | Annotated[TradingViewSourceConfig, Tag("tradingview")],
     Discriminator(lambda v: v.get("kind", "files") if isinstance(v, dict) else getattr(v, "kind", "files")),
 ]
 
@@ -358,7 +378,8 @@ class Manifest(_Strict):
     max_meta_depth: int = Field(4, ge=1)
     sources: dict[str, SourceConfig] = Field(
         default_factory=dict,
-        description="your own data sources by name (a universe's `source` may name one): kind files, ccxt or yfinance",
+        description="your own data sources by name (a universe's `source` may name one): kind files, ccxt, "
+        "yfinance or tradingview",
     )
     universes: dict[str, Universe] = Field(min_length=1)
     sleeves: dict[str, Sleeve] = Field(min_length=1)
@@ -381,10 +402,21 @@ class Manifest(_Strict):
                 raise ValueError(f"sources.{name}: the name of a built-in source; choose another")
             if not re.match(NAME_PATTERN, name):
                 raise ValueError(f"sources.{name}: names must match {NAME_PATTERN}")
+        for name, source in self.sources.items():
+            if isinstance(source, TradingViewSourceConfig):
+                priced_by = self.sources.get(source.bars_from)
+                if not isinstance(priced_by, YFinanceSourceConfig | CcxtSourceConfig):
+                    raise ValueError(
+                        f"sources.{name}.bars_from: {source.bars_from!r} must name a source of kind yfinance or ccxt "
+                        f"in `sources` (have: {sorted(self.sources)})"
+                    )
         known = sorted({*SOURCES, *self.sources})
         for name, universe in self.universes.items():
             if universe.source not in known:
                 raise ValueError(f"universes.{name}.source: unknown source {universe.source!r}; known: {known}")
+            own = self.sources.get(universe.source)
+            if isinstance(own, YFinanceSourceConfig) and not own.tickers:
+                raise ValueError(f"universes.{name}.source: sources.{universe.source}.tickers is empty")
             for ref in universe.benchmarks:
                 if ref.partition(":")[0] not in known:
                     raise ValueError(f"universes.{name}.benchmarks: unknown source in {ref!r}; known: {known}")
@@ -452,7 +484,8 @@ class Manifest(_Strict):
             raise ValueError(f"sources.{name}: a {cfg.kind} source keeps its bars in the lakehouse; give its root")
         from quant_assets.data.connectors import connector_source
 
-        return connector_source(name, cfg, str(root))
+        priced_by = self.sources.get(cfg.bars_from) if isinstance(cfg, TradingViewSourceConfig) else None
+        return connector_source(name, cfg, str(root), priced_by)
 
     def descendant_sleeves(self, meta: str) -> list[str]:
         out: list[str] = []

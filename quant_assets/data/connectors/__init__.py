@@ -3,6 +3,7 @@
 * `base`: the `Connector` contract (listings, daily bars), retries with backoff, `FetchFailed`;
 * `ccxt_connector`, `yfinance_connector`, `tradingview_connector`: one vendor each, their library
   imported only when a manifest uses them (optional extras);
+* `screened`: a universe screened by one vendor (TradingView) and priced by another;
 * `replay`: an exchange's HTTP API served from recorded responses (tests and the crypto example);
 * `store`: the incremental ingest into the lakehouse (`bars`, `ingest_log`, `listings`) and the
   `ConnectorSource` that answers the graph's point-in-time questions from it.
@@ -17,8 +18,9 @@ if TYPE_CHECKING:
     from quant_assets.data.connectors.store import ConnectorSource
 
 
-def build_connector(cfg) -> Connector:
-    """The connector a manifest source describes (`cfg`: a ccxt or yfinance source config)."""
+def build_connector(cfg, priced_by=None) -> Connector:
+    """The connector a manifest source describes (`cfg`: a ccxt, yfinance or tradingview source
+    config; `priced_by`: the config of the source a tradingview screen takes its bars from)."""
     if cfg.kind == "ccxt":
         from quant_assets.data.connectors.ccxt_connector import CcxtConnector
 
@@ -41,25 +43,40 @@ def build_connector(cfg) -> Connector:
         return YFinanceConnector(
             list(cfg.tickers), exchange=cfg.exchange, exchanges=dict(cfg.exchanges), asset_type=cfg.asset_type
         )
+    if cfg.kind == "tradingview":
+        from quant_assets.data.connectors.screened import Screened
+        from quant_assets.data.connectors.tradingview_connector import TradingViewConnector
+
+        screener = TradingViewConnector(
+            market=cfg.market,
+            columns=cfg.columns,
+            filters=list(cfg.filters),
+            sort_by=cfg.sort_by,
+            ascending=cfg.ascending,
+            limit=cfg.limit,
+            asset_type=cfg.asset_type,
+        )
+        return Screened(screener, build_connector(priced_by))
     raise ValueError(f"no connector of kind {cfg.kind!r}")
 
 
-def connector_source(name: str, cfg, root: str) -> ConnectorSource:
+def connector_source(name: str, cfg, root: str, priced_by=None) -> ConnectorSource:
     """One ConnectorSource per (name, configuration, lakehouse) and process: the connector and its
     store's in-memory cache are built once."""
-    return _source(name, cfg.model_dump_json(), root, cfg)
+    key = cfg.model_dump_json() + (priced_by.model_dump_json() if priced_by is not None else "")
+    return _source(name, key, root, cfg, priced_by)
 
 
 _SOURCES: dict[tuple[str, str, str], ConnectorSource] = {}
 
 
-def _source(name: str, key: str, root: str, cfg) -> ConnectorSource:
+def _source(name: str, key: str, root: str, cfg, priced_by) -> ConnectorSource:
     from quant_assets.data.connectors.store import ConnectorSource
 
     if (name, key, root) not in _SOURCES:
         _SOURCES[name, key, root] = ConnectorSource(
             name,
-            build_connector(cfg),
+            build_connector(cfg, priced_by),
             root,
             top_n=cfg.top_n,
             adv_days=cfg.adv_days,

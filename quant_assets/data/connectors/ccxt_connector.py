@@ -130,6 +130,16 @@ class CcxtConnector(Connector):
             sleep=self.sleep,
         )
 
+    def unified_symbol(self, ticker: str) -> str:
+        """ccxt's symbol of a physical ticker: BTCUSDT -> BTC/USDT (spot), BTCUSDT.P -> the
+        perpetual swap (TradingView's names, as `physical_symbol` writes them)."""
+        market_id, kind = (ticker[:-2], "swap") if ticker.endswith(".P") else (ticker, "spot")
+        self._call(self.client.load_markets, f"{self.exchange}: load_markets")
+        found = [m["symbol"] for m in (self.client.markets_by_id or {}).get(market_id, []) if m.get("type") == kind]
+        if not found:
+            raise ConnectorError(f"{self.exchange}: no {kind} market with id {market_id!r} (from {ticker!r})")
+        return found[0]
+
     # -- discovery -------------------------------------------------------------------------------
 
     def listings(self) -> list[Listing]:
