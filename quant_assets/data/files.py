@@ -45,6 +45,10 @@ class _Loaded:
     ohlcv: dict[str, pl.DataFrame] = field(default_factory=dict)  # symbol -> date, open, high, low, close, volume
 
 
+def _lower(frame: pl.DataFrame) -> set[str]:
+    return {c.lower().strip() for c in frame.columns}
+
+
 def _read(path: Path) -> pl.DataFrame:
     try:
         if path.suffix == ".parquet":
@@ -54,62 +58,87 @@ def _read(path: Path) -> pl.DataFrame:
         raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {str(e).splitlines()[0]}") from None
 
 
-def _checked(frame: pl.DataFrame, path: Path, symbol: str) -> pl.DataFrame:
-    """date (Date) + the price columns present (Float64), sorted check included; errors name the row."""
+PART = "__part"  # which file (or long-table group) a row came from, while all are checked at once
+
+
+def _normalised(frame: pl.DataFrame, path: Path, symbol: str, part: int) -> pl.DataFrame:
+    """One file's rows in a shape every file shares, so all are checked in one pass: the part and
+    row number, the date as text (`date_raw`), and each price column as a number when the file
+    stored numbers (`<c>`) or as text to parse (`<c>_raw`)."""
     columns = {c.lower().strip(): c for c in frame.columns}
     for required in ("date", "close"):
         if required not in columns:
             raise DataError(f"{path}: no `{required}` column (columns: {frame.columns})")
-    numbers = frame[ROW].to_list() if ROW in frame.columns else None  # the file's rows (a long table's group)
-
-    def row(i: int) -> int:
-        return numbers[i] if numbers else i + 1
-
-    out = frame.select(
-        pl.col(columns["date"]).alias("date"), *[pl.col(columns[c]).alias(c) for c in PRICE_COLUMNS if c in columns]
-    )
-    if out.height == 0:
+    if frame.height == 0:
         raise DataError(f"{path}: no rows for {symbol}")
-    if isinstance(out.schema["date"], pl.Datetime):  # Parquet written from pandas: timestamps at midnight
-        out = out.with_columns(pl.col("date").dt.date())
-    if out.schema["date"] != pl.Date:
-        parsed = out["date"].cast(pl.Utf8).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
-        bad = parsed.is_null() & out["date"].is_not_null() | out["date"].is_null()
-        if bad.any():
-            i = int(bad.arg_max() or 0)
-            raise DataError(f"{path}: row {row(i)}, column date: {out['date'][i]!r} is not a date (YYYY-MM-DD)")
-        out = out.with_columns(parsed.alias("date"))
-    for c in [c for c in PRICE_COLUMNS if c in out.columns]:
-        values = out[c].cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
-        raw = out[c].cast(pl.Utf8)
-        unparsed = values.is_null() & raw.is_not_null() & (raw.str.strip_chars() != "")
-        if unparsed.any():
-            i = int(unparsed.arg_max() or 0)
-            raise DataError(f"{path}: row {row(i)} ({out['date'][i]}), column {c}: {raw[i]!r} is not a number")
-        out = out.with_columns(values.alias(c))
-    close = out["close"]
-    if close.is_null().any():
-        i = int(close.is_null().arg_max() or 0)
-        raise DataError(f"{path}: row {row(i)} ({out['date'][i]}), column close: missing close for {symbol}")
-    bad = ~(close.is_finite() & (close > 0))
-    if bad.any():
-        i = int(bad.arg_max() or 0)
+    date = pl.col(columns["date"])
+    dtype = frame.schema[columns["date"]]
+    if isinstance(dtype, pl.Datetime):  # Parquet written from pandas: timestamps at midnight
+        date = date.dt.date()
+    rows = pl.col(ROW) if ROW in frame.columns else pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    out = [pl.lit(part, dtype=pl.Int32).alias(PART), rows.cast(pl.Int64).alias(ROW)]
+    typed = dtype == pl.Date or isinstance(dtype, pl.Datetime)  # else text, parsed with the others
+    out.append(date.cast(pl.Date).alias("date") if typed else pl.lit(None, dtype=pl.Date).alias("date"))
+    out.append(date.cast(pl.Utf8).alias("date_raw"))
+    for c in PRICE_COLUMNS:
+        if c not in columns:
+            continue
+        values = pl.col(columns[c])
+        if frame.schema[columns[c]].is_numeric():
+            out.append(values.cast(pl.Float64).alias(c))
+        else:
+            out.append(values.cast(pl.Utf8).alias(f"{c}_raw"))
+    return frame.select(out)
+
+
+def _checked_all(parts: list[tuple[Path, str, pl.DataFrame]]) -> pl.DataFrame:
+    """Every part's bars checked in one vectorised pass: (part, date, the price columns present),
+    sorted as the files were. The first problem (in file and row order, by kind of check) is an
+    error naming the file, the row (1-based, header excluded) or date and the column."""
+    long = pl.concat([_normalised(f, p, s, i) for i, (p, s, f) in enumerate(parts)], how="diagonal_relaxed")
+
+    def where(mask: pl.Expr) -> dict | None:
+        hit = long.filter(mask)
+        return hit.row(0, named=True) if hit.height else None
+
+    def name(row: dict) -> tuple[Path, str]:
+        path, symbol, _ = parts[row[PART]]
+        return path, symbol
+
+    parsed = pl.coalesce(pl.col("date"), pl.col("date_raw").str.strip_chars().str.to_date("%Y-%m-%d", strict=False))
+    long = long.with_columns(parsed.alias("date"))
+    if bad := where(pl.col("date").is_null()):
+        path, _ = name(bad)
+        raise DataError(f"{path}: row {bad[ROW]}, column date: {bad['date_raw']!r} is not a date (YYYY-MM-DD)")
+    for c in PRICE_COLUMNS:
+        raw = f"{c}_raw"
+        if raw not in long.columns:
+            continue
+        number = pl.col(raw).str.strip_chars().cast(pl.Float64, strict=False)
+        unparsed = number.is_null() & pl.col(raw).is_not_null() & (pl.col(raw).str.strip_chars() != "")
+        if bad := where(unparsed):
+            path, _ = name(bad)
+            raise DataError(f"{path}: row {bad[ROW]} ({bad['date']}), column {c}: {bad[raw]!r} is not a number")
+        long = long.with_columns((pl.coalesce(pl.col(c), number) if c in long.columns else number).alias(c))
+    if bad := where(pl.col("close").is_null()):
+        path, symbol = name(bad)
+        raise DataError(f"{path}: row {bad[ROW]} ({bad['date']}), column close: missing close for {symbol}")
+    if bad := where(~(pl.col("close").is_finite() & (pl.col("close") > 0))):
+        path, symbol = name(bad)
         raise DataError(
-            f"{path}: row {row(i)} ({out['date'][i]}), column close: {close[i]} for {symbol} is not a positive price"
+            f"{path}: row {bad[ROW]} ({bad['date']}), column close: {bad['close']} for {symbol} is not a positive price"
         )
-    dates = out["date"]
-    dup = ~dates.is_first_distinct()  # the repeat, not the first occurrence
-    if dup.any():
-        i = int(dup.arg_max() or 0)
-        raise DataError(f"{path}: row {row(i)}, column date: {dates[i]} appears more than once for {symbol}")
-    step = dates.diff().dt.total_days()
-    if (step < 0).any():
-        i = int((step < 0).arg_max() or 0)
+    if bad := where(~pl.col("date").is_first_distinct().over(PART)):
+        path, symbol = name(bad)
+        raise DataError(f"{path}: row {bad[ROW]}, column date: {bad['date']} appears more than once for {symbol}")
+    long = long.with_columns(pl.col("date").shift(1).over(PART).alias("previous"))
+    if bad := where(pl.col("date") < pl.col("previous")):
+        path, symbol = name(bad)
         raise DataError(
-            f"{path}: row {row(i)}, column date: {dates[i]} comes after {dates[i - 1]} for {symbol}; "
+            f"{path}: row {bad[ROW]}, column date: {bad['date']} comes after {bad['previous']} for {symbol}; "
             "dates must be ascending"
         )
-    return out
+    return long.select(PART, "date", *[c for c in PRICE_COLUMNS if c in long.columns])
 
 
 class FilesSource(PriceSource):
@@ -167,7 +196,8 @@ class FilesSource(PriceSource):
                 per_symbol[p.stem] = (p, _read(p))
         if not per_symbol:
             raise DataError(f"source {self.name!r}: no .csv or .parquet files in {self.path}")
-        series, first, reference, ohlcv = {}, {}, {}, {}
+        parts: list[tuple[Path, str, pl.DataFrame]] = []
+        first, reference, ohlcv = {}, {}, {}
         origin: dict[str, Path] = {}
         for raw, (path, frame) in per_symbol.items():
             ticker = raw.split(":", 1)[1] if ":" in raw else raw
@@ -177,14 +207,25 @@ class FilesSource(PriceSource):
             if symbol in origin:
                 raise DataError(f"{path}: {symbol} is also read from {origin[symbol]}; keep one file per symbol")
             origin[symbol] = path
-            bars = _checked(frame, path, symbol)
-            ohlcv[symbol] = bars
-            series[symbol] = pd.Series(
-                bars["close"].to_numpy(), index=pd.DatetimeIndex(bars["date"].to_numpy()), name=symbol
-            )
-            first[symbol] = bars["date"][0]
+            parts.append((path, symbol, frame))
             reference[symbol] = (ticker, str(info.get("asset_type") or self.asset_type), info.get("sector"))
-        closes = pd.concat(series.values(), axis=1).sort_index() if series else pd.DataFrame()
+        checked = _checked_all(parts)
+        symbols = [s for _, s, _ in parts]
+        for (part,), bars in checked.group_by(PART, maintain_order=True):
+            symbol = symbols[int(part)]  # type: ignore[call-overload]
+            present = [c for c in PRICE_COLUMNS if c in _lower(parts[int(part)][2])]  # type: ignore[call-overload]
+            ohlcv[symbol] = bars.select("date", *present)
+            first[symbol] = bars["date"][0]
+        wide = (
+            checked.with_columns(
+                pl.col(PART).replace_strict(dict(enumerate(symbols)), return_dtype=pl.Utf8).alias("symbol")
+            )
+            .pivot(on="symbol", index="date", values="close")
+            .sort("date")
+        )
+        closes = wide.to_pandas().set_index("date")
+        closes.index = pd.DatetimeIndex(closes.index)
+        closes = closes.reindex(columns=symbols)
         loaded = _Loaded(closes.astype("float64"), first, reference, ohlcv)
         self._loaded = (stamp, loaded)
         return loaded
