@@ -115,7 +115,7 @@ class _ConnectorSourceConfig(_Strict):
     )
     adv_days: int = Field(30, ge=1, description="calendar days of value traded behind `top_n`")
     history_start: dt.date | None = Field(
-        None, description="first day the ingest asks for (default: the first window of the manifest's calendar)"
+        None, description="no day before this is asked for (default: each run asks for the windows it reads)"
     )
     overlap_days: int = Field(1, ge=0, description="stored days asked again by each sync (vendors restate them)")
 
@@ -127,7 +127,12 @@ class CcxtSourceConfig(_ConnectorSourceConfig):
     exchange: str = Field("binance", description="a ccxt exchange id")
     quote: str = Field("USDT", description="quote currency of the markets discovered")
     min_quote_volume: float = Field(0.0, ge=0, description="24 h quote volume below which a market is skipped")
-    pool: int | None = Field(50, ge=1, description="markets ingested, most traded first (None = all)")
+    pool: int | None = Field(
+        50,
+        ge=1,
+        description="markets ingested: the most traded by 24 h volume *when the sync runs* (None = all "
+        "listed: less survivorship bias in a backtest, more requests)",
+    )
     market_types: tuple[Literal["spot", "swap"], ...] = Field(
         ("spot",), description="spot markets, perpetual swaps, or both"
     )

@@ -212,8 +212,8 @@ class FilesSource(PriceSource):
         checked = _checked_all(parts)
         symbols = [s for _, s, _ in parts]
         for (part,), bars in checked.group_by(PART, maintain_order=True):
-            symbol = symbols[int(part)]  # type: ignore[call-overload]
-            present = [c for c in PRICE_COLUMNS if c in _lower(parts[int(part)][2])]  # type: ignore[call-overload]
+            symbol = symbols[int(part)]
+            present = [c for c in PRICE_COLUMNS if c in _lower(parts[int(part)][2])]
             ohlcv[symbol] = bars.select("date", *present)
             first[symbol] = bars["date"][0]
         wide = (

@@ -14,16 +14,27 @@ symbols were listed on D, their closes and bars up to D) is answered from that c
 **Incremental ("selective sync").** The log records, per symbol, the range of days the vendor has
 answered (`covered_from` .. `covered_to`; a day inside it without a bar is a real absence, not a
 question to ask again). A sync asks only for the days of the requested range outside that cover,
-plus the last `overlap_days` stored days (vendors restate the latest bar after the close). Only
-complete days are asked for: the day of the sync's clock is still trading. A symbol whose fetch
-fails is logged `failed` with the error, its stored bars untouched, and the other symbols carry
-on; its cover did not grow, so the next sync asks again (and logs `recovered`).
+plus the last `overlap_days` stored days (vendors restate the latest bar after the close); the
+cover stays one range (a gap between two requested spans is fetched too). Only complete days are
+asked for: the day of the sync's clock is still trading. A symbol whose fetch fails is logged
+`failed` with the error, its stored bars untouched, and the other symbols carry on; its cover did
+not grow, so the next sync asks again (and logs `recovered`). One sync of a source runs at a
+time (a file lock), and its log is written every `LOG_EVERY` symbols.
 
 **Point in time.** Discovery on a rebalance date D lists a symbol only from its first stored bar
 on, and (with `top_n`) ranks the listed symbols by their mean value traded (close x volume) over
-the `adv_days` calendar days up to D, so a universe never knows on D which markets will be big later.
-The venue's listing is a snapshot taken when the sync ran; the store keeps every listing it has
-seen, so a market delisted later still has its history (no survivorship filter).
+the `adv_days` days up to D, so the members of D never depend on what traded after D. The
+*candidate pool* is another matter: a venue answers "what do you list now", so the pool is the
+markets listed (and, with a connector's `pool` or minimum volume, most traded) when a sync ran.
+A market that faded or was delisted before the first sync is not in it: a backtest over years
+before the first sync carries that survivorship bias, smaller the wider the pool (`pool: null`,
+no minimum volume). The store keeps every listing it has ever seen, so a market delisted after
+a sync keeps its history, and re-running a range every listing already covers asks the venue
+nothing at all (the same bars, no network).
+
+**Rescaled history.** An adjusted series (Yahoo's closes after a split or a dividend) changes
+all the way back. The overlap day asked again shows it: when its close differs from the stored
+one, the whole cover is fetched again and replaces the file (`rescaled` in the log).
 
 Every file is written to a temporary name and renamed into place: a killed sync leaves the
 previous files whole.
@@ -33,8 +44,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +67,7 @@ LOG_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "symbol": pl.Utf8,
     "status": pl.Utf8,  # ok | up_to_date | failed
     "recovered": pl.Boolean,  # ok after the previous sync of this symbol failed
+    "rescaled": pl.Boolean,  # the vendor had rescaled its history: the whole cover fetched again
     "requested_from": pl.Date,
     "requested_to": pl.Date,
     "fetched_from": pl.Date,  # first day asked of the vendor (null: nothing asked)
@@ -77,6 +91,10 @@ LISTING_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "last_seen": pl.Datetime("us", "UTC"),
     "rank": pl.Int64,  # order in the last snapshot that showed it (1 = most traded)
 }
+
+
+LOG_EVERY = 25  # symbols per log file while a sync runs: a killed sync leaves the log of what it stored
+RESCALE_TOLERANCE = 1e-6  # a re-fetched close further than this from the stored one: history rescaled
 
 
 def _write_atomic(frame: pl.DataFrame, target: Path) -> None:
@@ -116,8 +134,15 @@ class SyncReport:
 
 @dataclass
 class _Cache:
+    """The store as discovery reads it, built once per change of the store."""
+
     stamp: tuple
     bars: dict[str, pl.DataFrame] = field(default_factory=dict)
+    listings: pl.DataFrame = field(default_factory=pl.DataFrame)
+    info: dict[str, dict] = field(default_factory=dict)  # symbol -> listing row
+    first: dict[str, dt.date] = field(default_factory=dict)  # symbol -> first stored bar
+    days: dict[str, np.ndarray] = field(default_factory=dict)  # symbol -> bar dates (datetime64[D])
+    value: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # cumulative value traded, count
 
 
 class ConnectorSource(PriceSource):
@@ -203,25 +228,50 @@ class ConnectorSource(PriceSource):
         return merged
 
     def _missing(self, symbol: str, start: dt.date, end: dt.date, cover) -> list[tuple[dt.date, dt.date]]:
-        """The day ranges of [start, end] to ask the vendor for (see "Incremental" above)."""
+        """The day ranges to ask the vendor for so that the cover holds [start, end] and stays one
+        contiguous range (a gap between two requested spans is fetched too: the log must never
+        claim a day nobody asked for); see "Incremental" above."""
         if start > end:
             return []
         if symbol not in cover or cover[symbol][0] is None:
             return [(start, end)]
         lo, hi, _ = cover[symbol]
+        one = dt.timedelta(days=1)
         ranges = []
         if start < lo:
-            ranges.append((start, min(end, lo - dt.timedelta(days=1))))
+            ranges.append((start, lo - one))
         if end > hi:
-            one = dt.timedelta(days=1)
-            restate_from = hi - (self.overlap_days - 1) * one if self.overlap_days else hi + one
-            ranges.append((max(start, lo, restate_from), end))
+            restate_from = max(lo, hi - (self.overlap_days - 1) * one) if self.overlap_days else hi + one
+            ranges.append((restate_from, end))
         return ranges
 
+    @contextmanager
+    def _locked(self):
+        """One sync of a source at a time, across processes (two would each rewrite a symbol's file
+        from what they read, and the later one would drop the other's days)."""
+        import fcntl
+
+        folder = self._folder(LISTINGS_TABLE)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".sync.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _covered(self, start: dt.date, end: dt.date, cover) -> bool:
+        """Every listing already seen holds [start, end] in its cover: nothing to ask anyone."""
+        seen = self.listings()["symbol"].to_list()
+        return bool(seen) and all(
+            s in cover and cover[s][0] is not None and cover[s][0] <= start and end <= cover[s][1] for s in seen
+        )
+
     def sync(self, start: dt.date, end: dt.date, symbols: list[str] | None = None) -> SyncReport:
-        """Bring the store up to date for [start, end] (complete days only): the venue's listing,
-        then each symbol's missing days. Returns the report; the log rows are written as one file."""
-        import time
+        """Bring the store up to date for [start, end] (complete days only): the venue's listing
+        (skipped when every listing seen already covers the range, so re-running history needs no
+        network), then each symbol's missing days. The log is written every `LOG_EVERY` symbols, so
+        a killed sync leaves a log of what it stored."""
 
         t0 = time.perf_counter()
         now = self.clock()
@@ -229,73 +279,116 @@ class ConnectorSource(PriceSource):
         end = min(end, last_complete)
         if self.history_start is not None:
             start = max(start, self.history_start)
-        listed = self._merge_listings(self.connector.listings(), now)
-        if symbols is not None:
-            listed = listed.filter(pl.col("symbol").is_in(symbols))
-        cover = self.cover()
-        rows = []
-        for row in listed.iter_rows(named=True):
-            symbol = row["symbol"]
-            listing = Listing(
-                symbol, row["ticker"], row["exchange"], row["asset_type"], row["sector"], row["quote_volume"]
-            )
-            ranges = self._missing(symbol, start, end, cover)
-            lo, hi, status = cover.get(symbol, (None, None, None))
-            base = {
-                "source": self.name,
-                "synced_at": now,
-                "symbol": symbol,
-                "recovered": False,
-                "requested_from": start,
-                "requested_to": end,
-                "fetched_from": ranges[0][0] if ranges else None,
-                "fetched_to": ranges[-1][1] if ranges else None,
-                "bars": 0,
-                "covered_from": lo,
-                "covered_to": hi,
-                "error": None,
-            }
-            if not ranges:
-                rows.append(base | {"status": "up_to_date", "seconds": 0.0})
-                continue
-            t = time.perf_counter()
-            try:
-                got = [self.connector.bars(listing, a, b) for a, b in ranges]
-                fresh = pl.concat(got) if got else pl.DataFrame(schema=BAR_SCHEMA)
-                self._store_bars(symbol, fresh)
-            except Exception as e:  # noqa: BLE001 - one symbol's failure is logged; the others carry on
-                message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                rows.append(base | {"status": "failed", "error": message[:500], "seconds": time.perf_counter() - t})
-                continue
-            new_lo = min([d for d in (lo, ranges[0][0]) if d is not None])
-            new_hi = max([d for d in (hi, ranges[-1][1]) if d is not None])
-            rows.append(
-                base
-                | {
-                    "status": "ok",
-                    "recovered": status == "failed",
-                    "bars": fresh.height,
-                    "covered_from": new_lo,
-                    "covered_to": new_hi,
-                    "seconds": time.perf_counter() - t,
-                }
-            )
+        with self._locked():
+            cover = self.cover()
+            if start <= end and self._covered(start, end, cover):
+                listed = self.listings()
+            else:
+                listed = self._merge_listings(self.connector.listings(), now)
+            if symbols is not None:
+                listed = listed.filter(pl.col("symbol").is_in(symbols))
+            rows: list[dict] = []
+            written = 0
+            for row in listed.iter_rows(named=True):
+                rows.append(self._sync_symbol(row, start, end, cover, now))
+                if len(rows) - written >= LOG_EVERY:
+                    self._write_log(rows[written:])
+                    written = len(rows)
+            self._write_log(rows[written:])
+            self._cache = None
         log = pl.DataFrame(rows, schema=LOG_SCHEMA)
-        stamp = f"{time.time_ns()}-{os.getpid()}"  # file names sort in the order the syncs ran
-        if log.height:
-            _write_atomic(log, self._folder(LOG_TABLE) / f"{stamp}.parquet")
         return SyncReport(self.name, (start, end), log, time.perf_counter() - t0)
 
-    def _store_bars(self, symbol: str, fresh: pl.DataFrame) -> None:
-        """Upsert `fresh` into the symbol's file (a restated day replaces the stored one), checked first."""
+    def _write_log(self, rows: list[dict]) -> None:
+        if rows:
+            stamp = f"{time.time_ns()}-{os.getpid()}"  # file names sort in the order the syncs ran
+            _write_atomic(pl.DataFrame(rows, schema=LOG_SCHEMA), self._folder(LOG_TABLE) / f"{stamp}.parquet")
+
+    def _sync_symbol(self, row: dict, start: dt.date, end: dt.date, cover, now: dt.datetime) -> dict:
+        """Fetch one symbol's missing days and store them; its log row (failures included)."""
+        import json
+
+        symbol = row["symbol"]
+        listing = Listing(
+            symbol,
+            row["ticker"],
+            row["exchange"],
+            row["asset_type"],
+            row["sector"],
+            row["quote_volume"],
+            json.loads(row["metadata"] or "{}"),
+        )
+        ranges = self._missing(symbol, start, end, cover)
+        lo, hi, status = cover.get(symbol, (None, None, None))
+        base = {
+            "source": self.name,
+            "synced_at": now,
+            "symbol": symbol,
+            "recovered": False,
+            "rescaled": False,
+            "requested_from": start,
+            "requested_to": end,
+            "fetched_from": ranges[0][0] if ranges else None,
+            "fetched_to": ranges[-1][1] if ranges else None,
+            "bars": 0,
+            "covered_from": lo,
+            "covered_to": hi,
+            "error": None,
+        }
+        if not ranges:
+            return base | {"status": "up_to_date", "seconds": 0.0}
+        t = time.perf_counter()
+        new_lo = min(d for d in (lo, ranges[0][0]) if d is not None)
+        new_hi = max(d for d in (hi, ranges[-1][1]) if d is not None)
+        try:
+            fresh = pl.concat([self.connector.bars(listing, a, b) for a, b in ranges])
+            rescaled = self._rescaled(symbol, fresh)
+            if rescaled:  # the vendor rescaled its history (adjusted closes after a split or dividend)
+                fresh = self.connector.bars(listing, new_lo, new_hi)
+            self._store_bars(symbol, fresh, replace=rescaled)
+        except Exception as e:  # noqa: BLE001 - one symbol's failure is logged; the others carry on
+            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            return base | {"status": "failed", "error": message[:500], "seconds": time.perf_counter() - t}
+        return base | {
+            "status": "ok",
+            "recovered": status == "failed",
+            "rescaled": rescaled,
+            "fetched_from": new_lo if rescaled else base["fetched_from"],
+            "bars": fresh.height,
+            "covered_from": new_lo,
+            "covered_to": new_hi,
+            "seconds": time.perf_counter() - t,
+        }
+
+    def _rescaled(self, symbol: str, fresh: pl.DataFrame) -> bool:
+        """Whether a day fetched again (the overlap) now has another close than the stored one
+        (relative difference above RESCALE_TOLERANCE): an adjusted series after a split or a
+        dividend is rescaled all the way back, and appending to the old scale would fake a jump."""
+        path = self._bars_path(symbol)
+        if not path.exists() or fresh.height == 0:
+            return False
+        stored = pl.read_parquet(path, columns=["date", "close"])
+        both = stored.join(fresh.select("date", pl.col("close").alias("again")), on="date")
+        if both.height == 0:
+            return False
+        change = (both["again"] / both["close"] - 1).abs().max()
+        return bool(change is not None and change > RESCALE_TOLERANCE)  # type: ignore[operator]
+
+    def _store_bars(self, symbol: str, fresh: pl.DataFrame, replace: bool = False) -> None:
+        """Upsert `fresh` into the symbol's file (a restated day replaces the stored one; `replace`
+        drops the stored days first), checked before anything is written."""
         fresh = fresh.select(list(BAR_SCHEMA)).cast(BAR_SCHEMA)  # type: ignore[arg-type]
-        bad = fresh.filter(~(pl.col("close").is_finite() & (pl.col("close") > 0)))
+        bad = fresh.filter((~(pl.col("close").is_finite() & (pl.col("close") > 0))).fill_null(True))
         if bad.height:
             raise DataError(
                 f"source {self.name!r}: {symbol} on {bad['date'][0]}: close {bad['close'][0]} is not a positive price"
             )
         path = self._bars_path(symbol)
-        stored = pl.read_parquet(path).select(list(BAR_SCHEMA)) if path.exists() else pl.DataFrame(schema=BAR_SCHEMA)
+        stored = (
+            pl.read_parquet(path).select(list(BAR_SCHEMA))
+            if path.exists() and not replace
+            else pl.DataFrame(schema=BAR_SCHEMA)
+        )
         merged = (
             pl.concat([stored.filter(~pl.col("date").is_in(fresh["date"].implode())), fresh])
             .unique("date", keep="last")
@@ -306,46 +399,73 @@ class ConnectorSource(PriceSource):
 
     # ---- the PriceSource questions (answered from the store only) ----------------------------
 
-    def stored_bars(self) -> dict[str, pl.DataFrame]:
-        """Every stored symbol's bars (read again only when a file changed)."""
+    def _state(self) -> _Cache:
+        """The cached store, rebuilt when a sync (of any process) replaced a file: a replace renames
+        into the folder, which moves the folder's modification time (one stat per question)."""
+
+        def mtime(path: Path) -> int:
+            return path.stat().st_mtime_ns if path.exists() else 0
+
+        stamp = (mtime(self._folder(BARS_TABLE)), mtime(self._folder(LISTINGS_TABLE) / "seen.parquet"))
+        if self._cache is not None and self._cache.stamp == stamp:
+            return self._cache
         folder = self._folder(BARS_TABLE)
         files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-        stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-        if self._cache is None or self._cache.stamp != stamp:
-            self._cache = _Cache(stamp, {p.stem: pl.read_parquet(p).select(list(BAR_SCHEMA)) for p in files})
-        return self._cache.bars
+        cache = _Cache(stamp, {p.stem: pl.read_parquet(p).select(list(BAR_SCHEMA)) for p in files})
+        cache.listings = self.listings()
+        cache.info = {r["symbol"]: r for r in cache.listings.iter_rows(named=True)}
+        for s, frame in cache.bars.items():
+            if frame.height == 0:
+                continue
+            cache.first[s] = frame["date"][0]
+            cache.days[s] = frame["date"].to_numpy().astype("datetime64[D]")
+            traded = (frame["close"] * frame["volume"]).to_numpy().astype(float)
+            known = np.isfinite(traded)
+            cache.value[s] = (
+                np.concatenate([[0.0], np.cumsum(np.where(known, traded, 0.0))]),
+                np.concatenate([[0], np.cumsum(known)]),
+            )
+        self._cache = cache
+        return cache
 
-    def _value_traded_rank(self, symbols: list[str], as_of: dt.date) -> list[str]:
-        bars = self.stored_bars()
-        since = as_of - dt.timedelta(days=self.adv_days)
+    def stored_bars(self) -> dict[str, pl.DataFrame]:
+        """Every stored symbol's bars."""
+        return self._state().bars
+
+    def _value_traded_rank(self, state: _Cache, symbols: list[str], as_of: dt.date) -> list[str]:
+        """`symbols`, most traded first: mean close x volume over the days in (as_of - adv_days, as_of]."""
+        since, until = np.datetime64(as_of - dt.timedelta(days=self.adv_days), "D"), np.datetime64(as_of, "D")
         adv = {}
         for s in symbols:
-            window = bars[s].filter((pl.col("date") > since) & (pl.col("date") <= as_of))
-            value = (window["close"] * window["volume"]).mean() if window.height else None
-            adv[s] = float(value) if value is not None and np.isfinite(value) else 0.0  # type: ignore[arg-type]
+            days, (total, count) = state.days[s], state.value[s]
+            lo, hi = np.searchsorted(days, since, side="right"), np.searchsorted(days, until, side="right")
+            n = count[hi] - count[lo]
+            adv[s] = (total[hi] - total[lo]) / n if n else 0.0
         return sorted(symbols, key=lambda s: (-adv[s], s))
 
     def listed(self, as_of: dt.date, symbols: list[str] | None = None) -> list[Candidate]:
         return self.discover(as_of, symbols, rank=False)
 
     def discover(self, as_of: dt.date, symbols: list[str] | None = None, rank: bool = True) -> list[Candidate]:
+        """Listed symbols with a first stored bar on or before `as_of`; with `top_n` (and `rank`),
+        the `top_n` most traded up to `as_of`."""
         import json
 
-        listed = self.listings()
-        bars = self.stored_bars()
-        by_ticker = dict(zip(listed["ticker"].to_list(), listed["symbol"].to_list()))
-        wanted = listed["symbol"].to_list() if symbols is None else [by_ticker.get(t, t) for t in symbols]
-        unknown = [s for s in wanted if s not in set(listed["symbol"].to_list())]
-        if unknown:
-            raise KeyError(f"source {self.name!r} has no listings {unknown}; sync it first, or check the names")
-        first = {s: bars[s]["date"].min() for s in wanted if s in bars and bars[s].height}
-        live = [s for s in wanted if s in first and first[s] <= as_of]  # type: ignore[operator]
+        state = self._state()
+        if symbols is None:
+            wanted = list(state.info)
+        else:
+            by_ticker = {r["ticker"]: s for s, r in state.info.items()}
+            wanted = [by_ticker.get(t, t) for t in symbols]
+            unknown = [s for s in wanted if s not in state.info]
+            if unknown:
+                raise KeyError(f"source {self.name!r} has no listings {unknown}; sync it first, or check the names")
+        live = [s for s in wanted if s in state.first and state.first[s] <= as_of]
         if rank and self.top_n is not None:
-            live = self._value_traded_rank(live, as_of)[: self.top_n]
-        info = {r["symbol"]: r for r in listed.iter_rows(named=True)}
+            live = self._value_traded_rank(state, live, as_of)[: self.top_n]
         out = []
         for s in sorted(live):
-            r = info[s]
+            r = state.info[s]
             out.append(
                 Candidate(
                     symbol=s,
@@ -353,7 +473,7 @@ class ConnectorSource(PriceSource):
                     exchange=r["exchange"],
                     asset_type=r["asset_type"],
                     sector=r["sector"],
-                    first_date=first[s],  # type: ignore[arg-type]
+                    first_date=state.first[s],
                     metadata={"source": self.name, **json.loads(r["metadata"] or "{}")},
                 )
             )

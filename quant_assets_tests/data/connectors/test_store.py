@@ -72,21 +72,65 @@ def test_a_sync_asks_only_for_missing_days_and_restates_the_last(venue, tmp_path
         (s, dt.date(2021, 1, 1), dt.date(2021, 1, 31)) for s in ("X:AAA", "X:BBB", "X:CCC")
     ]
     venue.requests.clear()
-    venue.restated[("X:AAA", dt.date(2021, 1, 31))] = 999.0  # the vendor corrects its latest bar
     second = src.sync(dt.date(2021, 1, 1), dt.date(2021, 2, 28))
-    # only February, plus the last stored day (overlap_days=1)
+    # only February, plus the last stored day (overlap_days=1, vendors restate it)
     assert sorted(venue.requests) == [
         (s, dt.date(2021, 1, 31), dt.date(2021, 2, 28)) for s in ("X:AAA", "X:BBB", "X:CCC")
     ]
-    assert second.counts()["bars"] == 29 * 2 + 28
+    assert second.counts()["bars"] == 29 * 2 + 28 and not second.log["rescaled"].any()  # CCC lists 1 February
     aaa = src.bars(["X:AAA"], dt.date(2021, 1, 1), dt.date(2021, 2, 28))
     assert aaa.height == 59 and aaa["date"].is_unique().all()
-    assert aaa.filter(pl.col("date") == dt.date(2021, 1, 31))["close"][0] == 999.0
     venue.requests.clear()
     third = src.sync(dt.date(2021, 1, 10), dt.date(2021, 2, 20))  # inside the cover: nothing to ask
     assert venue.requests == [] and third.counts()["up_to_date"] == 3
     # CCC was asked for January and got nothing (listed in February): January is not asked again
     assert src.cover()["X:CCC"][:2] == (dt.date(2021, 1, 1), dt.date(2021, 2, 28))
+
+
+def test_a_rescaled_history_is_fetched_again_whole(venue, tmp_path):
+    """An adjusted series after a 2:1 split: the vendor now shows every close at half its old value.
+    Appending to the stored (old) scale would fake a -50 % return; the re-fetched overlap day
+    differs from the stored one, so the whole cover is fetched again and replaced."""
+    src = source(venue, tmp_path)
+    src.sync(dt.date(2021, 1, 1), dt.date(2021, 1, 31))
+    for i in range(59):
+        d = dt.date(2021, 1, 1) + i * DAY
+        venue.restated[("X:AAA", d)] = venue.close("X:AAA", d) / 2
+    venue.requests.clear()
+    report = src.sync(dt.date(2021, 1, 1), dt.date(2021, 2, 28))
+    row = report.log.filter(pl.col("symbol") == "X:AAA").row(0, named=True)
+    assert row["rescaled"] and row["fetched_from"] == dt.date(2021, 1, 1) and row["bars"] == 59
+    assert ("X:AAA", dt.date(2021, 1, 1), dt.date(2021, 2, 28)) in venue.requests
+    closes = src.bars(["X:AAA"], dt.date(2021, 1, 1), dt.date(2021, 2, 28))["close"].to_numpy()
+    assert closes[0] == 50.0 and closes[30] == 65.0  # 31 January on the new scale
+    assert np.abs(np.diff(closes) / closes[:-1]).max() < 0.011  # no -50 % seam where the syncs meet
+    assert not report.log.filter(pl.col("symbol") != "X:AAA")["rescaled"].any()
+
+
+def test_spans_that_do_not_touch_keep_the_cover_contiguous(venue, tmp_path):
+    src = source(venue, tmp_path)
+    src.sync(dt.date(2021, 1, 1), dt.date(2021, 1, 10))
+    venue.requests.clear()
+    src.sync(dt.date(2021, 3, 1), dt.date(2021, 3, 10))  # the gap 11 January .. 28 February is fetched too
+    assert ("X:AAA", dt.date(2021, 1, 10), dt.date(2021, 3, 10)) in venue.requests
+    assert src.bars(["X:AAA"], dt.date(2021, 1, 1), dt.date(2021, 3, 10)).height == 69
+    venue.requests.clear()
+    src.sync(dt.date(2020, 12, 1), dt.date(2020, 12, 5))  # before the cover: up to its first day
+    assert ("X:AAA", dt.date(2020, 12, 1), dt.date(2020, 12, 31)) in venue.requests
+    assert src.cover()["X:AAA"][:2] == (dt.date(2020, 12, 1), dt.date(2021, 3, 10))
+
+
+def test_re_running_covered_history_asks_the_venue_nothing(venue, tmp_path):
+    src = source(venue, tmp_path)
+    src.sync(dt.date(2021, 1, 1), dt.date(2021, 3, 31))
+
+    class Offline(FakeVenue):
+        def listings(self):
+            raise ConnectionError("no network")
+
+    src.connector = Offline()
+    report = src.sync(dt.date(2021, 2, 1), dt.date(2021, 2, 28))
+    assert report.counts()["up_to_date"] == 3 and src.connector.requests == []
 
 
 def test_only_complete_days_are_fetched(venue, tmp_path):
