@@ -148,9 +148,10 @@ def py_dates(frame: pl.DataFrame) -> pd.DataFrame:
 
 
 def join_metadata(infos: list[dict], calendars: dict[str, list[str]]) -> dict:
-    """What the children's inner join lost over a partition's dates, and why: the worst share, and
-    the last date's lost days with the children that lacked them and their trading calendars (a
-    child on an exchange calendar has no weekend days next to a 24/7 one)."""
+    """What the children's join dropped over a partition's dates, and why: the worst share, and the
+    last date's dropped days with the children that lacked them and their trading calendars (a
+    child on an exchange calendar has no weekend days next to a 24/7 one). The other children's
+    returns on those days are compounded into the next kept day (`join_window`), not lost."""
     if not infos:
         return {"join_lost_share_max": 0.0}
     last = infos[-1]
@@ -158,6 +159,8 @@ def join_metadata(infos: list[dict], calendars: dict[str, list[str]]) -> dict:
         f"{c} has no return on {n} of the {last['union_days']} days (trades on {', '.join(calendars.get(c, ['?']))})"
         for c, n in sorted(last["missing_by_child"].items())
     )
+    if why:
+        why += "; the others' returns on those days are compounded into the next common day"
     return {
         "join_lost_share_max": round(max(i["lost_share"] for i in infos), 4),
         "join_lost_days_last_date": last["lost_days"],

@@ -393,33 +393,63 @@ def join_info(union: int, kept: int, missing: dict[str, int]) -> dict:
 def window_matrix(
     streams: dict[str, ChildStream], names: list[str], after, until, tail: int
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The children's streams over the periods in (after, until], inner-joined on dates, last `tail` days.
+    """The children's streams over the periods in (after, until], joined on the days every child
+    has, last `tail` days (see `join_window`).
 
     A child with no row in the window is left out of the join (all NaN in its column): it would
     empty the join for everyone, and the health gate vetoes it. Returns (dates, matrix with one
     column per name, `join_info`).
     """
     parts = {c: streams[c].rows(after, until) for c in names}
-    present = [c for c in names if parts[c].stop > parts[c].start]
-    joined = present or names
+    present_children = [c for c in names if parts[c].stop > parts[c].start]
+    joined = present_children or names
     dates_by = {c: streams[c].dates[parts[c]] for c in joined}
     for c, ds in dates_by.items():
         if len(ds) > 1 and (np.diff(ds) == np.timedelta64(0, "D")).any():
             dup = ds[1:][np.diff(ds) == np.timedelta64(0, "D")]
             raise ValueError(f"stream {c!r} has duplicated dates: {dup[:3].tolist()}")
     union = np.unique(np.concatenate([dates_by[c] for c in joined])) if joined else np.array([], dtype="datetime64[D]")
-    common = union
-    for c in joined:
-        common = np.intersect1d(common, dates_by[c], assume_unique=True)
-    info = join_info(len(union), len(common), {c: len(union) - len(dates_by[c]) for c in joined})
-    common = common[-tail:] if tail else common
-    matrix = np.full((len(common), len(names)), np.nan)
+    values = np.full((len(union), len(names)), np.nan)
+    present = np.zeros((len(union), len(names)), dtype=bool)
     for j, c in enumerate(names):
-        if c in joined and len(common):
-            sel = parts[c]
-            pos = np.searchsorted(dates_by[c], common)
-            matrix[:, j] = streams[c].values[sel][pos]
-    return common, matrix, info
+        if c in joined:
+            pos = np.searchsorted(union, dates_by[c])
+            values[pos, j] = streams[c].values[parts[c]]
+            present[pos, j] = True
+    return join_window(union, values, present, names, np.isin(names, joined), tail)
+
+
+def join_window(
+    days: np.ndarray, values: np.ndarray, present: np.ndarray, names: list[str], joined: np.ndarray, tail: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The inner join of a window's children on a day axis where at least one joined child has a
+    row: the days every joined child has, last `tail` of them.
+
+    A child's returns on the days the join drops are not lost: they are compounded into its
+    return on the next kept day, so each kept row spans the same stretch of time for every child
+    (next to an exchange-calendar child, a 24/7 child's Monday row holds its Saturday, Sunday and
+    Monday; the exchange child's Monday return already spans them). Kept days with no dropped day
+    before them keep their values untouched.
+    """
+    some = present[:, joined].any(axis=1)
+    days, values, present = days[some], values[some], present[some]
+    every = present[:, joined].all(axis=1)
+    union, kept = len(days), int(every.sum())
+    lacking = (~present).sum(axis=0)
+    info = join_info(union, kept, {names[j]: int(lacking[j]) for j in np.flatnonzero(joined)})
+    rows = np.flatnonzero(every)
+    matrix = values[rows]
+    starts = np.concatenate([[0], rows[:-1] + 1]) if len(rows) else rows
+    for i in np.flatnonzero(rows > starts):  # kept rows after dropped days
+        gap = slice(starts[i], rows[i])
+        held = present[gap].any(axis=0) & joined
+        if held.any():
+            growth = np.prod(np.where(present[gap][:, held], 1.0 + values[gap][:, held], 1.0), axis=0)
+            matrix[i, held] = growth * (1.0 + matrix[i, held]) - 1.0
+    matrix[:, ~joined] = np.nan
+    if tail:
+        rows, matrix = rows[-tail:], matrix[-tail:]
+    return days[rows], matrix, info
 
 
 def outer_matrix(streams: dict[str, ChildStream], names: list[str], after, until) -> tuple[np.ndarray, np.ndarray]:
@@ -488,16 +518,7 @@ class AlignedStreams:
         joined = np.asarray(present.any(axis=0), dtype=bool)
         if not joined.any():
             joined = np.ones(present.shape[1], dtype=bool)  # nobody has a row: the join over everyone is empty
-        some = np.asarray(present[:, joined].any(axis=1), dtype=bool)
-        every = present[:, joined].all(axis=1)
-        union, kept = int(some.sum()), int(every.sum())
-        lacking = (np.expand_dims(some, 1) & ~present).sum(axis=0)
-        info = join_info(union, kept, {self.names[j]: int(lacking[j]) for j in np.flatnonzero(joined)})
-        rows = np.flatnonzero(every)
-        rows = rows[-tail:] if tail else rows
-        matrix = self.values[sel][rows]
-        matrix[:, ~joined] = np.nan
-        return self.days[sel][rows], matrix, info
+        return join_window(self.days[sel], self.values[sel], present, self.names, joined, tail)
 
     def outer(self, after, until) -> tuple[np.ndarray, np.ndarray]:
         """`outer_matrix(streams, names, after, until)`."""

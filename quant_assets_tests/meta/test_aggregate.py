@@ -334,3 +334,40 @@ def test_aligned_streams_give_exactly_the_per_date_joins():
             d_new, m_new = aligned.outer(fridays[i - 1], d)
             np.testing.assert_array_equal(d_new, d_ref)
             np.testing.assert_array_equal(m_new, m_ref)
+
+
+def test_a_join_of_a_24_7_child_and_an_exchange_child_compounds_the_weekend_into_monday():
+    """The exchange child has no weekend rows; the crypto child's Saturday and Sunday returns are
+    not dropped but compounded into its Monday row (the exchange child's Monday already spans
+    Friday's close to Monday's), and the join says which child lacked the days."""
+    from quant_assets.meta.aggregate import AlignedStreams, ChildStream, window_matrix
+
+    days = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-15")).astype("datetime64[D]")  # Mon..Sun x2
+    weekday = (days.astype(int) + 3) % 7 < 5
+    period = np.full(len(days), np.datetime64("2024-01-14"))
+    crypto = 0.01 * np.arange(1, len(days) + 1)
+    stocks = -0.001 * np.arange(1, weekday.sum() + 1)
+    streams = {
+        "crypto": ChildStream(period, days, crypto),
+        "stocks": ChildStream(period[weekday], days[weekday], stocks),
+    }
+    names = ["crypto", "stocks"]
+    got_days, matrix, info = window_matrix(streams, names, None, np.datetime64("2024-01-14"), 0)
+    np.testing.assert_array_equal(got_days, days[weekday])
+    np.testing.assert_array_equal(matrix[:, 1], stocks)
+    monday = int(np.flatnonzero(days[weekday] == np.datetime64("2024-01-08"))[0])
+    # crypto on Monday 8 January: Saturday 6 (0.06), Sunday 7 (0.07), Monday 8 (0.08) compounded
+    assert matrix[monday, 0] == pytest.approx(1.06 * 1.07 * 1.08 - 1, abs=1e-15)
+    assert matrix[monday + 1, 0] == crypto[8]  # Tuesday: untouched, bit for bit
+    assert matrix[0, 0] == crypto[0]
+    assert info == {
+        "union_days": 14,
+        "kept_days": 10,
+        "lost_days": 4,
+        "lost_share": pytest.approx(4 / 14),
+        "missing_by_child": {"stocks": 4},
+    }
+    aligned = AlignedStreams.of(streams, names)
+    a_days, a_matrix, a_info = aligned.window(None, np.datetime64("2024-01-14"), 0)
+    np.testing.assert_array_equal(a_matrix, matrix)
+    assert a_info == info
