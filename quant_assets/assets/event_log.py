@@ -164,7 +164,13 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         if not asset_events:
             return
         with self.index_transaction() as conn:
-            ids = [conn.execute(s).inserted_primary_key[0] for _, s in asset_events]
+            ids = []
+            for _, statement in asset_events:
+                key = conn.execute(statement).inserted_primary_key
+                # a single-row insert() without RETURNING (prepare_insert_event): SQLAlchemy always
+                # reports its primary-key row; None is only for executemany or non-insert statements
+                assert key is not None
+                ids.append(key[0])
             stored = [e for e, _ in asset_events]
             self._store_asset_event_tags(conn, stored, ids)
             for e, event_id in zip(stored, ids):

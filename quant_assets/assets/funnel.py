@@ -199,13 +199,17 @@ def funnel_step(ctx: GraphContext, sleeve: str):
             for name, table in ((clusters_key, "clusters"), (rankings_key, "rankings"), (vetoes_key, "vetoes"))
             if not computed[name] and computed[selection_key]
         }
-        out = {n: {} for n in (clusters_key, sensitivity_key, rankings_key, vetoes_key, selection_key)}
+        out: dict[str, dict[str, list]] = {
+            n: {} for n in (clusters_key, sensitivity_key, rankings_key, vetoes_key, selection_key)
+        }
 
         def add(name: str, columns: dict[str, list]) -> None:
             for k, v in columns.items():
                 out[name].setdefault(k, []).extend(v)
 
-        failures, winners, stages = {}, {}, {}
+        failures: dict[str, str] = {}
+        winners: dict[dt.date, int] = {}
+        stages: dict[str, int] = {}
         required = ranker.required_columns(s.ranker, cfg.logic)
         chain = s.build_filters()
         for d in track(dates, f"funnel_{sleeve}"):
@@ -246,11 +250,12 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                 frame = stored.get(clusters_key, {}).get(d, pd.DataFrame(columns=["symbol", "cluster"]))
                 cluster_of = dict(zip(frame["symbol"], frame["cluster"].astype(int)))
             if computed[sensitivity_key]:
-                k = len(SENSITIVITY_THRESHOLDS)
+                assert tree is not None  # built above whenever the sensitivity asset is computed
+                n_thresholds = len(SENSITIVITY_THRESHOLDS)
                 add(
                     sensitivity_key,
                     {
-                        "rebalance_date": [d] * k,
+                        "rebalance_date": [d] * n_thresholds,
                         "threshold": list(SENSITIVITY_THRESHOLDS),
                         "n_clusters": tree.counts(SENSITIVITY_THRESHOLDS).tolist(),
                     },
@@ -311,7 +316,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                 continue
             frame = pl.DataFrame(out[name]) if out[name] else pl.DataFrame()
             parts = run.write(table, name, frame, sleeve=sleeve)
-            per_key = {
+            per_key: dict[str, dict] = {
                 k: {"preview": preview(p.filter(pl.col("selected")) if name == selection_key and p.height else p)}
                 for k, p in parts.items()
             }
@@ -339,6 +344,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                 for k, p in parts.items():
                     if p.height:
                         grid = p.pivot(on="rebalance_date", index="threshold", values="n_clusters").sort("threshold")
+                        cluster_counts = p["n_clusters"].to_list()  # ints (Series.min() is typed as any literal)
                         per_key[k]["sensitivity"] = MetadataValue.md(
                             heatmap_md(
                                 grid.drop("threshold").to_numpy(),
@@ -346,7 +352,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                                 f"Rows: thresholds {SENSITIVITY_THRESHOLDS[0]:.2f} (top) .. "
                                 f"{SENSITIVITY_THRESHOLDS[-1]:.2f} "
                                 f"(bottom); columns: the {grid.width - 1} rebalance dates; colour: number of clusters "
-                                f"(min {p['n_clusters'].min()}, max {p['n_clusters'].max()}).",
+                                f"(min {min(cluster_counts)}, max {max(cluster_counts)}).",
                             )
                         )
                 run.describe(name, table, parts, per_partition=per_key)

@@ -70,8 +70,8 @@ def discover(
     `sources` resolves a source name (the manifest's `price_source`: built-in, files or connector);
     `everything` skips a source's ranking (`PriceSource.listed`: what a period's prices must cover)."""
     source = sources(universe_cfg.source)
-    found = source.listed(d, universe_cfg.symbols) if everything else source.discover(d, universe_cfg.symbols)
-    found = [c.row() | {"is_benchmark": False} for c in found]
+    listed = source.listed(d, universe_cfg.symbols) if everything else source.discover(d, universe_cfg.symbols)
+    found = [c.row() | {"is_benchmark": False} for c in listed]
     for ref in universe_cfg.benchmarks:  # reference series: same schema, flagged, priced from their own source
         source, _, ticker = ref.partition(":")
         found += [c.row() | {"is_benchmark": True} for c in sources(source).discover(d, [ticker])]
@@ -153,7 +153,11 @@ def universe_view(
     health = run.read("returns_health", returns_name(universe))
     cands = run.read("candidates", candidates_name(universe))
     bench = set(cands.filter(pl.col("is_benchmark"))["symbol"].to_list())
-    kept, members, benchmarks, rows, coverage = {}, {}, {}, {}, {}
+    kept: dict[dt.date, list[str]] = {}
+    members: dict[dt.date, list[str]] = {}
+    benchmarks: dict[dt.date, list[str]] = {}
+    rows: dict[dt.date, np.ndarray] = {}
+    coverage: dict[dt.date, float] = {}
     for (d,), g in health.filter(pl.col("status") == "kept").group_by("rebalance_date"):
         k = sorted(g["symbol"].to_list())
         kept[d] = k
@@ -309,6 +313,7 @@ def universe_step(ctx: GraphContext, universe: str):
                 candidates_key,
                 "candidates",
                 parts,
+                column="rebalance_date",  # the default, named: `**ingest_md` below cannot then bind it
                 per_partition={
                     k: {
                         "preview": preview(p),

@@ -193,7 +193,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         sleeve_weights_name(c.name, risk) if c.kind == "sleeve" else flattened_name(c.name, risk) for c in children
     ]
     universes = sorted({m.sleeves[s].universe for s in m.descendant_sleeves(meta)})
-    directions = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
+    directions: dict[str, str] = {s: m.sleeves[s].direction for s in m.descendant_sleeves(meta)}
     chain = FALLBACK_CHAINS[cfg.allocation.profile]
     sources = [TableColumnDep(asset_key=AssetKey(meta_weights_key), column_name="weight")] + [
         TableColumnDep(asset_key=AssetKey(a), column_name="net_weight" if a.startswith("flattened") else "weight")
@@ -340,12 +340,12 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         # meta_returns: the children's streams side by side, once per day
         if run.is_selected(meta_returns_key):
             columns: dict[str, list] = {}
-            for c, st in streams.items():
+            for child, st in streams.items():
                 sel = st.rows(dates[0] - dt.timedelta(days=1), dates[-1])
                 for k, v in (
                     ("rebalance_date", st.periods[sel].tolist()),
                     ("date", st.dates[sel].tolist()),
-                    ("child", [c] * (sel.stop - sel.start)),
+                    ("child", [child] * (sel.stop - sel.start)),
                     ("ret", st.values[sel].tolist()),
                 ):
                     columns.setdefault(k, []).extend(v)
@@ -381,8 +381,10 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         if run.is_selected(portfolio_returns_key):
             _portfolio_returns(run, streams, aligned, previous_key)
         if {flattened_key, report_key} & run.selected:
+            assert results is not None  # computed above whenever flattened_key or report_key is selected
             _flatten(run, results)
         if run.is_selected(report_key):
+            assert results is not None  # computed above whenever report_key is selected
             _reports(run, results, streams)
         yield from run.results()
 
@@ -429,6 +431,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             lost[d] = info
             labels = cluster_labels(values, TREE_THRESHOLD)
             if not compute_w:
+                assert stored is not None  # read from storage above whenever weights are not computed
                 out[d] = Allocation(stored[d].weights, stored[d].frame, values, labels)
                 continue
             shares = {c: histories[c].share(d - span, d) for c in names}
@@ -527,6 +530,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             }
             columns = {}
             for d, a in out.items():
+                assert a.labels is not None  # every Allocation in `out` is built with its cluster labels
                 rows = tree_rows(meta, names, np.asarray(a.weights, dtype=float), a.labels, refs)
                 rows["rebalance_date"] = [d] * len(rows["node"])
                 for k, v in rows.items():
@@ -631,7 +635,9 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         failures, sign_failures = {}, {}
         for d in dates:
             weights = list(zip(names, (float(x) for x in results[d].weights)))
-            contributions = flatten_rows(meta, weights, {c: holdings[c].get(d) for c in names})
+            # a child without rows on d is left out (flatten_rows skips a missing child)
+            day_rows = {c: holdings[c][d] for c in names if d in holdings[c]}
+            contributions = flatten_rows(meta, weights, day_rows)
             flat = net_rows(contributions)
             for target, rows in ((flats, flat), (contribs, contributions)):
                 n = len(rows["symbol"])
@@ -644,8 +650,8 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             sign_issue = sign_problem(contributions, directions)
             if sign_issue:
                 sign_failures[d.isoformat()] = sign_issue
-        empty_flat = {k: [] for k in ("rebalance_date", *NET_COLUMNS)}
-        empty_contrib = {k: [] for k in ("rebalance_date", *CONTRIBUTION_COLUMNS)}
+        empty_flat: dict[str, list] = {k: [] for k in ("rebalance_date", *NET_COLUMNS)}
+        empty_contrib: dict[str, list] = {k: [] for k in ("rebalance_date", *CONTRIBUTION_COLUMNS)}
         parts = run.write(
             "flattened_weights",
             flattened_key,

@@ -175,9 +175,9 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         }
         batch = LedgerBatch(run.ledger, [log for by_key in logs.values() for log in by_key.values()])
         out: dict[str, dict[dt.date, Holding]] = {r: {} for r in wanted}
-        columns = {r: {} for r in wanted}
-        failures = {r: {} for r in wanted}
-        sign_failures = {r: {} for r in wanted}
+        columns: dict[str, dict[str, list]] = {r: {} for r in wanted}
+        failures: dict[str, dict[str, str]] = {r: {} for r in wanted}
+        sign_failures: dict[str, dict[str, str]] = {r: {} for r in wanted}
         for d in track(dates, f"sleeve_{sleeve}"):
             kept = u.kept[d]
             X = dense_matrix(panel, u.rows[d][-lookbacks.optimisation_days :], kept)

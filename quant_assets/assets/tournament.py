@@ -52,10 +52,8 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
         returns_name(universe),
         features_name(universe),
     )
-    contenders = [(p, "platform") if p in PLATFORM_PROFILES else None for p in t.profiles]
-    contenders = sorted(
-        {c for c in contenders if c} | {(p, e) for p in t.profiles if p not in PLATFORM_PROFILES for e in t.engines}
-    )
+    platform = {(p, "platform") for p in t.profiles if p in PLATFORM_PROFILES}
+    contenders = sorted(platform | {(p, e) for p in t.profiles if p not in PLATFORM_PROFILES for e in t.engines})
 
     @asset(
         name=tournament_key,
@@ -178,7 +176,7 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
         for key in run.keys:
             returns, w = rparts[key].to_pandas(), wparts[key].to_pandas()
             board = scoreboard(returns, w) if len(returns) else pd.DataFrame()
-            md = {
+            md: dict[str, MetadataValue | str] = {
                 "scoreboard": MetadataValue.md(
                     f"Scoreboard of {key}, best engine per profile in bold (highest "
                     f"Sharpe):\n\n" + scoreboard_markdown(board)

@@ -80,7 +80,8 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
                 raise_on_error=False,
                 run_config=None if verbose else QUIET_LOGS,
             )
-            if not pre.success:
+            # None when nothing is missing any more (another run filled those periods meanwhile)
+            if pre is not None and not pre.success:
                 print(f"run {pre.run_id[:8]} FAILED: market data of {warm_up[0]} .. {warm_up[-1]}")
                 _print_failures(pre)
                 return False
