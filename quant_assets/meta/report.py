@@ -61,28 +61,35 @@ def report_tables(lh, meta: str, risk: str, keys: list[str]) -> dict[str, pl.Dat
     return {t: lh.read(t, names[t], keys) for t in REPORT_TABLES}
 
 
-def report_window_keys(periods, d: dt.date, lb) -> list[str]:
+def report_window_keys(periods, d: dt.date, lookbacks) -> list[str]:
     """The periods a report as of `d` reads: the meta window before `d` and `d`'s own period."""
-    span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
+    span = dt.timedelta(days=calendar_days_covering(lookbacks.meta_window_days))
     first, last = periods.key(d - span), periods.key(d)
     return [k for k in periods.keys if first <= k <= last]
 
 
-def report_at(lh, meta: str, risk: str, d: dt.date, periods, lb, tables: dict[str, pl.DataFrame] | None = None) -> str:
+def report_at(
+    lh, meta: str, risk: str, d: dt.date, periods, lookbacks, tables: dict[str, pl.DataFrame] | None = None
+) -> str:
     """The report of a meta lens as of rebalance date `d`, from the stored tables (data <= d only).
 
     `tables` (from `report_tables`) lets a step render the reports of many dates from one read; rows
     outside `d`'s window are filtered out here, so the result is the same either way."""
-    span = dt.timedelta(days=calendar_days_covering(lb.meta_window_days))
+    span = dt.timedelta(days=calendar_days_covering(lookbacks.meta_window_days))
     if tables is None:
-        tables = report_tables(lh, meta, risk, report_window_keys(periods, d, lb))
+        tables = report_tables(lh, meta, risk, report_window_keys(periods, d, lookbacks))
     in_window = (pl.col("rebalance_date") > d - span) & (pl.col("rebalance_date") <= d)
     on_date = pl.col("rebalance_date") == d
     history = tables["meta_weights"].filter(in_window)
     perf = tables["meta_portfolio_returns"].filter(in_window).sort("date", maintain_order=True)
     streams = tables["meta_returns"].filter(in_window)
     if streams.height:
-        wide = streams.pivot(on="child", index="date", values="ret").drop_nulls().sort("date").tail(lb.meta_window_days)
+        wide = (
+            streams.pivot(on="child", index="date", values="ret")
+            .drop_nulls()
+            .sort("date")
+            .tail(lookbacks.meta_window_days)
+        )
         matrix = wide.select(sorted(c for c in wide.columns if c != "date"))
     else:
         matrix = pl.DataFrame()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +27,7 @@ import duckdb
 import pandas as pd
 import polars as pl
 
+from quant_assets.data.atomic import write_parquet_atomic
 from quant_assets.storage.schemas import TABLES
 
 LEDGER_FILE = Path("audit") / "ledger.jsonl"  # the audit ledger, under the lakehouse root
@@ -152,14 +152,7 @@ class Lakehouse:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
         _remove_orphaned_temp_files(target)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            out.write_parquet(tmp, compression="zstd", statistics=True)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return target
+        return write_parquet_atomic(out, target)
 
     # ---- reads ---------------------------------------------------------------------------
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from quant_assets.data.atomic import write_parquet_atomic
 from quant_assets.data.connectors.base import BAR_SCHEMA, Connector, Listing
 from quant_assets.data.sources import Candidate, PriceSource
 from quant_assets.data.validation import DataError, validate_symbol
@@ -99,13 +99,7 @@ RESCALE_TOLERANCE = 1e-6  # a re-fetched close further than this from the stored
 
 def _write_atomic(frame: pl.DataFrame, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_parquet_atomic(frame, target)
 
 
 def utc_now() -> dt.datetime:

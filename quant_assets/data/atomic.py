@@ -1,0 +1,27 @@
+"""Writing a Parquet file so that a reader never sees half of it.
+
+The frame goes to a temporary name in the same folder (the writer's pid in it, so a later writer
+can tell a dead writer's leftovers from a live one's), then `os.replace` renames it over the
+target: on one filesystem the rename is atomic, so the target is either the old file or the new
+one, whatever kills the process. Used by the lakehouse's partitions and the ingest store.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+
+def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> Path:
+    """Replace `target` with `frame` in one rename (the folder must exist)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
