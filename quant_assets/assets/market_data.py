@@ -35,7 +35,7 @@ from quant_assets.audit.checks import coverage_problem
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, trading_calendar
 from quant_assets.data.sources import PriceSource, get_source
-from quant_assets.data.validation import validate_closes, validate_symbol
+from quant_assets.data.validation import DataError, validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
 from quant_assets.selection.features import LIQUIDITY_BASELINE_CRYPTO
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
@@ -293,7 +293,10 @@ def universe_step(ctx: GraphContext, universe: str):
                 start = window_start(run.periods.dates(key)[0], lookbacks.prices_days)
             end = min(end, m.calendar.end) if m.calendar.end else end
             listed = discover(cfg, end - dt.timedelta(days=1), sources, everything=True)
-            return source_closes(by_source(listed), start, end - dt.timedelta(days=1), calendar, sources)
+            try:
+                return source_closes(by_source(listed), start, end - dt.timedelta(days=1), calendar, sources)
+            except DataError as e:  # say which universe (and so which calendar and benchmarks) it was
+                raise DataError(f"universe {universe!r} (calendar {calendar.name}): {e}") from None
 
         # 1. candidates
         if run.is_selected(candidates_key):

@@ -142,6 +142,12 @@ class CcxtSourceConfig(_ConnectorSourceConfig):
         "example and the tests); relative to the manifest file",
     )
 
+    @model_validator(mode="after")
+    def _replay_is_binance(self) -> CcxtSourceConfig:
+        if self.replay is not None and self.exchange != "binance":
+            raise ValueError(f"replay serves recorded Binance responses; exchange is {self.exchange!r}")
+        return self
+
 
 class YFinanceSourceConfig(_ConnectorSourceConfig):
     """Yahoo Finance through yfinance: daily split- and dividend-adjusted bars of the tickers listed."""

@@ -210,6 +210,7 @@ def test_the_market_data_step_checks_the_folder_against_the_exchange_calendar(tm
     errors = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
     text = " ".join(str(e.cause or e) for e in errors) + " ".join(e.message for e in errors)
     assert f"{first.stem}" in text and "2017-07-04, a holiday or closure, which is not a session of the XNYS" in text
+    assert "universe 'my_stocks' (calendar XNYS): source 'my_folder'" in text
     assert Lakehouse(tmp_path / "lh_padded").partitions("prices", "prices_my_stocks") == []
 
     # 2017-03-15 removed from every file: the session is still a row, with missing returns

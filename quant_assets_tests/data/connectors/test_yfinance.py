@@ -296,3 +296,24 @@ def test_a_missing_library_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "yfinance", None)
     with pytest.raises(ConnectorError, match=r"quant_assets\[yfinance\]"):
         YFinanceConnector(["MSFT"])
+
+
+def test_recorded_yahoo_bars_through_the_ingest_store(tmp_path):
+    """The yfinance connector behind the ingest store: the recorded MSFT and Nintendo sessions are
+    stored under their physical symbols, on their own exchange dates, and a second sync of the same
+    range asks Yahoo for nothing."""
+    from quant_assets.data.connectors.store import ConnectorSource
+
+    session = RecordedYahoo()
+    yahoo = YFinanceConnector(["MSFT", "7974.T"], exchanges={"7974.T": "TSE"}, session=session, sleep=lambda s: None)
+    clock = lambda: dt.datetime(2026, 9, 28, 12, tzinfo=dt.UTC)  # noqa: E731
+    source = ConnectorSource("yahoo", yahoo, tmp_path, clock=clock)
+    report = source.sync(dt.date(2026, 8, 28), dt.date(2026, 9, 25))
+    assert report.counts()["ok"] == 2 and report.counts()["bars"] == 20 + 18
+    nintendo = source.bars(["TSE:7974.T"], dt.date(2026, 8, 1), dt.date(2026, 9, 30))
+    assert nintendo["date"][0] == dt.date(2026, 8, 28)  # a Tokyo session stays on its Tokyo date
+    assert not set(nintendo["date"].to_list()) & {dt.date(2026, 9, 21), dt.date(2026, 9, 22), dt.date(2026, 9, 23)}
+    assert [c.symbol for c in source.discover(dt.date(2026, 9, 1))] == ["NASDAQ:MSFT", "TSE:7974.T"]
+    asked = len(session.chart_requests)
+    again = source.sync(dt.date(2026, 8, 28), dt.date(2026, 9, 25))
+    assert again.counts()["up_to_date"] == 2 and len(session.chart_requests) == asked
