@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -271,6 +272,28 @@ class Run:
             out[key] = part
         return out
 
+    def publish(
+        self,
+        table: str,
+        asset: str,
+        frame: pl.DataFrame | pd.DataFrame,
+        *,
+        identity: dict[str, str],
+        column: str = "rebalance_date",
+        per_partition: Callable[[str, pl.DataFrame], dict] | None = None,
+        checks: Iterable[AssetCheckResult] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, pl.DataFrame]:
+        """The end of every step's output: `write` the rows, `describe` each partition (its own
+        facts from `per_partition(key, part)`) and the step (`metadata`), record the `checks`;
+        returns the written parts."""
+        parts = self.write(table, asset, frame, column=column, **identity)
+        per_key = {k: per_partition(k, p) for k, p in parts.items()} if per_partition else None
+        self.describe(asset, table, parts, column=column, per_partition=per_key, **(metadata or {}))
+        for result in checks:
+            self.check(asset, result)
+        return parts
+
     # ---- results -------------------------------------------------------------------------
 
     def describe(
@@ -319,6 +342,32 @@ class Run:
             yield MaterializeResult(asset_key=AssetKey(asset), metadata=md, check_results=checks)
 
 
+class Rows:
+    """A table's rows as a per-date loop computes them: columns extended together. `add` takes each
+    column as a list (one value per row, every list the same length) or a scalar, repeated on every
+    row of the call."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list] = {}
+
+    def add(self, **values: Any) -> None:
+        lengths = {len(v) for v in values.values() if isinstance(v, list)}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"columns of different lengths: { {k: len(v) for k, v in values.items() if isinstance(v, list)} }"
+            )
+        n = lengths.pop() if lengths else 1
+        for k, v in values.items():
+            self.columns.setdefault(k, []).extend(v if isinstance(v, list) else [v] * n)
+
+    def __bool__(self) -> bool:
+        return bool(self.columns)
+
+    def frame(self, **schema_overrides: Any) -> pl.DataFrame:
+        """The rows (an empty frame, which writes empty partitions, when there are none)."""
+        return pl.DataFrame(self.columns, schema_overrides=schema_overrides) if self.columns else pl.DataFrame()
+
+
 def check_result(name: str, asset: str, failures: dict[str, str], checked: int, **metadata) -> AssetCheckResult:
     """A check over every rebalance date of the run: fails if any date fails, naming the dates and why."""
     shown = dict(list(failures.items())[:20])
@@ -334,6 +383,13 @@ def check_result(name: str, asset: str, failures: dict[str, str], checked: int, 
             **metadata,
         },
     )
+
+
+def audit_complete(asset: str, ledger_check, records: int, checked: int, **metadata) -> AssetCheckResult:
+    """The `audit_complete` check of an optimising step: the ledger's chain and completeness as
+    `LedgerBatch.commit` verified them after appending the step's records."""
+    failures = {} if ledger_check.ok else {"ledger": ledger_check.reason}
+    return check_result("audit_complete", asset, failures, checked, ledger_records=records, **metadata)
 
 
 def preview(frame: pl.DataFrame, rows: int = 10) -> MetadataValue:

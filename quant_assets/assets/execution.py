@@ -16,6 +16,7 @@ from quant_assets.assets.common import (
     SINGLE_RUN,
     GraphContext,
     LakehouseResource,
+    Rows,
     Run,
     flattened_name,
     implemented_name,
@@ -81,7 +82,7 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
                 g["rebalance_date"][0]: dict(zip(g["symbol"].to_list(), g["net_weight"].to_list()))
                 for g in flat.partition_by("rebalance_date", maintain_order=True)
             }
-            columns: dict[str, list] = {}
+            orders = Rows()
             status, per_date = {}, {}
             for d in run.dates:
                 target = targets.get(d, {})
@@ -102,33 +103,28 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
                     sum(r["status"] == "SKIP" for r in rows),
                 )
                 for r in rows:
-                    for k, v in r.items():
-                        columns.setdefault(k, []).append(v)
-                    columns.setdefault("implemented_as_of", []).append(as_of)
-                    columns.setdefault("rebalance_date", []).append(d)
-            parts = run.write(
+                    orders.add(**{k: [v] for k, v in r.items()}, implemented_as_of=[as_of], rebalance_date=[d])
+
+            def last_date_orders(k: str, p: pl.DataFrame, per_date=per_date, status=status) -> dict:
+                key_dates = [d for d in run.periods.dates(k) if d in per_date]
+                if not key_dates:
+                    return {}
+                turnover, execute, dust = per_date[key_dates[-1]]
+                return {
+                    "preview": preview(p),
+                    "status_last_date": status[key_dates[-1]],
+                    "required_turnover_last_date": turnover,
+                    "orders_to_execute_last_date": execute,
+                    "dust_skipped_last_date": dust,
+                }
+
+            run.publish(
                 "rebalance_orders",
                 orders_key,
-                pl.DataFrame(columns, schema_overrides={"implemented_as_of": pl.Date, "rebalance_date": pl.Date})
-                if columns
-                else pl.DataFrame(),
-                meta=meta,
-                risk=risk,
-            )
-            per_key = {}
-            for k in run.keys:
-                key_dates = [d for d in run.periods.dates(k) if d in per_date]
-                if key_dates:
-                    turnover, execute, dust = per_date[key_dates[-1]]
-                    per_key[k] = {
-                        "preview": preview(parts[k]),
-                        "status_last_date": status[key_dates[-1]],
-                        "required_turnover_last_date": turnover,
-                        "orders_to_execute_last_date": execute,
-                        "dust_skipped_last_date": dust,
-                    }
-            run.describe(
-                orders_key, "rebalance_orders", parts, per_partition=per_key, state_file=MetadataValue.path(str(path))
+                orders.frame(implemented_as_of=pl.Date, rebalance_date=pl.Date),
+                identity={"meta": meta, "risk": risk},
+                per_partition=last_date_orders,
+                metadata={"state_file": MetadataValue.path(str(path))},
             )
         yield from run.results()
 

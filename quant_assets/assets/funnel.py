@@ -21,6 +21,7 @@ from quant_assets.assets.common import (
     SINGLE_RUN,
     GraphContext,
     LakehouseResource,
+    Rows,
     Run,
     candidates_name,
     check_result,
@@ -199,13 +200,10 @@ def funnel_step(ctx: GraphContext, sleeve: str):
             for name, table in ((clusters_key, "clusters"), (rankings_key, "rankings"), (vetoes_key, "vetoes"))
             if not computed[name] and computed[selection_key]
         }
-        out: dict[str, dict[str, list]] = {
-            n: {} for n in (clusters_key, sensitivity_key, rankings_key, vetoes_key, selection_key)
-        }
+        rows = {n: Rows() for n in (clusters_key, sensitivity_key, rankings_key, vetoes_key, selection_key)}
 
         def add(name: str, columns: dict[str, list]) -> None:
-            for k, v in columns.items():
-                out[name].setdefault(k, []).extend(v)
+            rows[name].add(**columns)
 
         failures: dict[str, str] = {}
         winners: dict[dt.date, int] = {}
@@ -305,69 +303,71 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                     )
                     if problem:
                         failures[d.isoformat()] = problem
-        for name, table in (
-            (clusters_key, "clusters"),
-            (sensitivity_key, "cluster_sensitivity"),
-            (rankings_key, "rankings"),
-            (vetoes_key, "vetoes"),
-            (selection_key, "selection"),
-        ):
-            if not computed[name]:
-                continue
-            frame = pl.DataFrame(out[name]) if out[name] else pl.DataFrame()
-            parts = run.write(table, name, frame, sleeve=sleeve)
-            per_key: dict[str, dict] = {
-                k: {"preview": preview(p.filter(pl.col("selected")) if name == selection_key and p.height else p)}
-                for k, p in parts.items()
+
+        def plain(k: str, p: pl.DataFrame) -> dict:
+            return {"preview": preview(p)}
+
+        def selection_facts(k: str, p: pl.DataFrame) -> dict:
+            w = [winners[d] for d in run.periods.dates(k) if d in winners]
+            return {
+                "preview": preview(p.filter(pl.col("selected")) if p.height else p),
+                "winners_mean": float(np.mean(w)) if w else 0.0,
+                "winners_min": min(w, default=0),
+                # a scarce universe: every stage ran and still fewer than min_winners were fit to pick
+                "dates_below_min_winners": sum(1 for x in w if x < s.min_winners),
             }
-            if name == selection_key:
-                for k in parts:
-                    w = [winners[d] for d in run.periods.dates(k) if d in winners]
-                    per_key[k].update(
-                        winners_mean=float(np.mean(w)) if w else 0.0,
-                        winners_min=min(w, default=0),
-                        # a scarce universe: every stage ran and still fewer than min_winners were fit to pick
-                        dates_below_min_winners=sum(1 for x in w if x < s.min_winners),
-                    )
-                run.describe(name, table, parts, per_partition=per_key, winners_by_stage=MetadataValue.json(stages))
-                run.check(
+
+        def sensitivity_facts(k: str, p: pl.DataFrame) -> dict:
+            if not p.height:
+                return plain(k, p)
+            grid = p.pivot(on="rebalance_date", index="threshold", values="n_clusters").sort("threshold")
+            cluster_counts = p["n_clusters"].to_list()  # ints (Series.min() is typed as any literal)
+            caption = (
+                f"Rows: thresholds {SENSITIVITY_THRESHOLDS[0]:.2f} (top) .. {SENSITIVITY_THRESHOLDS[-1]:.2f} "
+                f"(bottom); columns: the {grid.width - 1} rebalance dates; colour: number of clusters "
+                f"(min {min(cluster_counts)}, max {max(cluster_counts)})."
+            )
+            title = f"Clusters vs distance threshold, {sleeve}, {k}"
+            return plain(k, p) | {
+                "sensitivity": MetadataValue.md(heatmap_md(grid.drop("threshold").to_numpy(), title, caption))
+            }
+
+        def veto_facts(k: str, p: pl.DataFrame) -> dict:
+            counts = dict(zip(*p.group_by("filter").len().get_columns())) if p.height else {}
+            return plain(k, p) | {
+                "vetoes_per_filter": MetadataValue.json({f_: int(counts.get(f_, 0)) for f_ in s.filters})
+            }
+
+        stages_check = check_result(
+            "stages_consistent",
+            selection_key,
+            failures,
+            len(dates),
+            inputs="recomputed in this step" if not stored else "read from storage",
+        )
+        outputs = {
+            clusters_key: ("clusters", plain, [], {}),
+            sensitivity_key: ("cluster_sensitivity", sensitivity_facts, [], {}),
+            rankings_key: ("rankings", plain, [], {}),
+            vetoes_key: ("vetoes", veto_facts, [], {}),
+            selection_key: (
+                "selection",
+                selection_facts,
+                [stages_check],
+                {"winners_by_stage": MetadataValue.json(stages)},
+            ),
+        }
+        for name, (table, facts, checks, metadata) in outputs.items():
+            if computed[name]:
+                run.publish(
+                    table,
                     name,
-                    check_result(
-                        "stages_consistent",
-                        name,
-                        failures,
-                        len(dates),
-                        inputs="recomputed in this step" if not stored else "read from storage",
-                    ),
+                    rows[name].frame(),
+                    identity={"sleeve": sleeve},
+                    per_partition=facts,
+                    checks=checks,
+                    metadata=metadata,
                 )
-            elif name == sensitivity_key:
-                for k, p in parts.items():
-                    if p.height:
-                        grid = p.pivot(on="rebalance_date", index="threshold", values="n_clusters").sort("threshold")
-                        cluster_counts = p["n_clusters"].to_list()  # ints (Series.min() is typed as any literal)
-                        per_key[k]["sensitivity"] = MetadataValue.md(
-                            heatmap_md(
-                                grid.drop("threshold").to_numpy(),
-                                f"Clusters vs distance threshold, {sleeve}, {k}",
-                                f"Rows: thresholds {SENSITIVITY_THRESHOLDS[0]:.2f} (top) .. "
-                                f"{SENSITIVITY_THRESHOLDS[-1]:.2f} "
-                                f"(bottom); columns: the {grid.width - 1} rebalance dates; colour: number of clusters "
-                                f"(min {min(cluster_counts)}, max {max(cluster_counts)}).",
-                            )
-                        )
-                run.describe(name, table, parts, per_partition=per_key)
-            elif name == vetoes_key:
-                for k, p in parts.items():
-                    counts = p.group_by("filter").len() if p.height else None
-                    per_key[k]["vetoes_per_filter"] = MetadataValue.json(
-                        {
-                            f_: int(dict(zip(counts["filter"], counts["len"])).get(f_, 0)) if counts is not None else 0
-                            for f_ in s.filters
-                        }
-                    )
-                run.describe(name, table, parts, per_partition=per_key)
-            else:
-                run.describe(name, table, parts, per_partition=per_key)
         yield from run.results()
 
     return funnel

@@ -311,25 +311,16 @@ def universe_step(ctx: GraphContext, universe: str):
                 if rows
                 else pl.DataFrame()
             )
-            parts = run.write("candidates", candidates_key, cands, universe=universe)
-            run.describe(
-                candidates_key,
+            parts = run.publish(
                 "candidates",
-                parts,
-                column="rebalance_date",  # the default, named: `**ingest_md` below cannot then bind it
-                per_partition={
-                    k: {
-                        "preview": preview(p),
-                        "n_candidates_last_date": int(
-                            p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()).height
-                        )
-                        if p.height
-                        else 0,
-                    }
-                    for k, p in parts.items()
+                candidates_key,
+                cands,
+                identity={"universe": universe},
+                per_partition=lambda k, p: {
+                    "preview": preview(p),
+                    "n_candidates_last_date": p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()).height,
                 },
-                benchmarks=", ".join(cfg.benchmarks) or "none",
-                **ingest_md,
+                metadata={"benchmarks": ", ".join(cfg.benchmarks) or "none", **ingest_md},
             )
             cands = pl.concat(list(parts.values()))
         else:
@@ -338,14 +329,14 @@ def universe_step(ctx: GraphContext, universe: str):
         # 2. prices
         if run.is_selected(prices_key):
             prices = pl.concat([period_closes(key) for key in run.keys])
-            parts = run.write("prices", prices_key, prices, column="date", universe=universe)
-            run.describe(
-                prices_key,
+            parts = run.publish(
                 "prices",
-                parts,
+                prices_key,
+                prices,
+                identity={"universe": universe},
                 column="date",
-                per_partition={k: {"symbols": p["symbol"].n_unique() if p.height else 0} for k, p in parts.items()},
-                **ingest_md,
+                per_partition=lambda k, p: {"symbols": p["symbol"].n_unique()},
+                metadata=ingest_md,
             )
         if not {returns_key, features_key, regime_key} & run.selected:
             yield from run.results()
@@ -388,26 +379,34 @@ def universe_step(ctx: GraphContext, universe: str):
                 }
             ).with_columns(pl.col("date").cast(pl.Date), pl.col("ret").fill_nan(None))
             u = judge_dates(panel, dates, sets, m.health, lookbacks.prices_days, lookbacks.min_history_days)
-            rparts = run.write("returns", returns_key, returns, column="date", universe=universe)
             hparts = run.write("returns_health", returns_key, u.health, universe=universe)
-            failures, per_key = {}, {}
+            failures = {}
             for d in dates:
                 problem = coverage_problem(u.coverage[d], m.health.min_coverage)
                 if problem:
                     failures[d.isoformat()] = problem
-            for key, h in hparts.items():
+
+            def verdicts(key: str, _: pl.DataFrame) -> dict:
+                h = hparts[key]  # the health verdicts of the period (the returns' partition has no dates)
                 last = h.filter(pl.col("rebalance_date") == h["rebalance_date"].max()) if h.height else h
                 excluded = h.filter(pl.col("status") == "excluded").group_by("reason").len()
-                per_key[key] = {
+                return {
                     "symbols_kept_last_date": int((last["status"] == "kept").sum()) if last.height else 0,
                     "exclusions_by_reason": MetadataValue.json(
                         dict(zip(excluded["reason"].to_list(), excluded["len"].to_list()))
                     ),
                 }
-            run.describe(returns_key, "returns", rparts, column="date", per_partition=per_key)
-            run.check(
+
+            run.publish(
+                "returns",
                 returns_key,
-                check_result("health_coverage", returns_key, failures, len(dates), threshold=m.health.min_coverage),
+                returns,
+                identity={"universe": universe},
+                column="date",
+                per_partition=verdicts,
+                checks=[
+                    check_result("health_coverage", returns_key, failures, len(dates), threshold=m.health.min_coverage)
+                ],
             )
             if failures:  # a blocking check: what is computed from these returns waits until they are fixed
                 context.log.error(
@@ -424,9 +423,12 @@ def universe_step(ctx: GraphContext, universe: str):
         if run.is_selected(features_key):
             baseline = LIQUIDITY_BASELINE_CRYPTO if cfg.asset_class == "crypto" else None
             feats = features_by_date(panel, u, dates, lookbacks.features_days, calendar.annualisation, baseline)
-            parts = run.write("features", features_key, feats, universe=universe)
-            run.describe(
-                features_key, "features", parts, per_partition={k: {"preview": preview(p)} for k, p in parts.items()}
+            run.publish(
+                "features",
+                features_key,
+                feats,
+                identity={"universe": universe},
+                per_partition=lambda k, p: {"preview": preview(p)},
             )
         # 5. regime
         if run.is_selected(regime_key):
@@ -443,11 +445,10 @@ def universe_step(ctx: GraphContext, universe: str):
                     for d, r in zip(dates, readings)
                 ]
             )
-            parts = run.write("regime", regime_key, frame, universe=universe)
-            per_key = {}
-            for key, p in parts.items():
+
+            def timeline(key: str, p: pl.DataFrame) -> dict:
                 labels = p["label"].to_list()
-                per_key[key] = {
+                return {
                     "label_last_date": labels[-1] if labels else "",
                     "label_counts": MetadataValue.json(pd.Series(labels).value_counts().to_dict()),
                     "timeline": MetadataValue.md(
@@ -456,7 +457,8 @@ def universe_step(ctx: GraphContext, universe: str):
                         )
                     ),
                 }
-            run.describe(regime_key, "regime", parts, per_partition=per_key)
+
+            run.publish("regime", regime_key, frame, identity={"universe": universe}, per_partition=timeline)
         yield from run.results()
 
     return universe_data

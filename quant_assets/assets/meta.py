@@ -33,7 +33,9 @@ from quant_assets.assets.common import (
     SINGLE_RUN,
     GraphContext,
     LakehouseResource,
+    Rows,
     Run,
+    audit_complete,
     candidates_name,
     check_result,
     flattened_name,
@@ -55,7 +57,6 @@ from quant_assets.config.manifest import ChildRef
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.meta.aggregate import (
     CONTRIBUTION_COLUMNS,
-    NET_COLUMNS,
     AlignedStreams,
     AllocationOutcome,
     ChildStream,
@@ -74,7 +75,6 @@ from quant_assets.meta.report import render_tree, report_at, report_tables, repo
 from quant_assets.simulation.simulate import drift_array
 
 TREE_THRESHOLD = 0.5
-LOST_DAYS_WARNING = 0.20
 
 
 def child_stream_asset(child: ChildRef, risk: str) -> tuple[str, str, str]:
@@ -145,6 +145,11 @@ def py_dates(frame: pl.DataFrame) -> pd.DataFrame:
         if t == pl.Date:
             out[c] = frame[c].to_list()
     return out
+
+
+def last_date(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of a partition's last rebalance date."""
+    return frame.filter(pl.col("rebalance_date") == frame["rebalance_date"].max())
 
 
 def join_metadata(infos: list[dict], calendars: dict[str, list[str]]) -> dict:
@@ -339,28 +344,21 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             streams[c.name] = child_stream(frame, col)
         # meta_returns: the children's streams side by side, once per day
         if run.is_selected(meta_returns_key):
-            columns: dict[str, list] = {}
+            rows = Rows()
             for child, st in streams.items():
                 sel = st.rows(dates[0] - dt.timedelta(days=1), dates[-1])
-                for k, v in (
-                    ("rebalance_date", st.periods[sel].tolist()),
-                    ("date", st.dates[sel].tolist()),
-                    ("child", [child] * (sel.stop - sel.start)),
-                    ("ret", st.values[sel].tolist()),
-                ):
-                    columns.setdefault(k, []).extend(v)
-            parts = run.write(
+                rows.add(
+                    rebalance_date=st.periods[sel].tolist(),
+                    date=st.dates[sel].tolist(),
+                    child=[child] * (sel.stop - sel.start),
+                    ret=st.values[sel].tolist(),
+                )
+            run.publish(
                 "meta_returns",
                 meta_returns_key,
-                pl.DataFrame(columns) if columns else pl.DataFrame(),
-                meta=meta,
-                risk=risk,
-            )
-            run.describe(
-                meta_returns_key,
-                "meta_returns",
-                parts,
-                per_partition={k: {"preview": preview(p)} for k, p in parts.items()},
+                rows.frame(),
+                identity={"meta": meta, "risk": risk},
+                per_partition=lambda k, p: {"preview": preview(p)},
             )
         aligned = AlignedStreams.of(streams, names)  # one day axis for every window of the step
         m = ctx.manifest
@@ -420,7 +418,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         }
         batch = LedgerBatch(run.ledger, logs.values())
         out: dict[dt.date, Allocation] = {}
-        columns: dict[str, list] = {}
+        weight_rows = Rows()
         failures, lost = {}, {}
         for d in track(dates, f"meta_{meta}_{risk}"):
             days, values, info = (
@@ -475,20 +473,18 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 "vetoed": [vetoed.get(c, "") for c in names],
                 "success_share": [shares[c] for c in names],
             }
-            for k, v in row.items():
-                columns.setdefault(k, []).extend(v)
+            weight_rows.add(**row)
             out[d] = Allocation(w, row, values, labels)
             problem = meta_weight_arrays_problem(w, names, cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
         if compute_w:
             ledger_check, n_records = batch.commit()
-            parts = run.write("meta_weights", meta_weights_key, pl.DataFrame(columns), meta=meta, risk=risk)
-            per_key = {}
-            for k, p in parts.items():
+
+            def weights_facts(k: str, p: pl.DataFrame) -> dict:
                 by_date = p.group_by("rebalance_date", maintain_order=True).agg(pl.col("status", "outcome").first())
                 statuses, outcomes = by_date["status"].to_list(), by_date["outcome"].to_list()
-                per_key[k] = {
+                return {
                     "preview": preview(p),
                     "status_last_date": statuses[-1] if statuses else "",
                     "dates_equal_weight": outcomes.count(AllocationOutcome.EQUAL_WEIGHT.value),
@@ -496,59 +492,41 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     "child_vetoes": int((p["vetoed"] != "").sum()),
                     **join_metadata([lost[d_] for d_ in run.periods.dates(k) if d_ in lost], child_calendars),
                 }
-            run.describe(
-                meta_weights_key,
+
+            run.publish(
                 "meta_weights",
-                parts,
-                per_partition=per_key,
-                allocation=f"{cfg.allocation.engine}/{cfg.allocation.profile}",
-            )
-            run.check(
                 meta_weights_key,
-                check_result(
-                    "weights_within_bounds",
-                    meta_weights_key,
-                    failures,
-                    len(dates),
-                    bounds=f"[{cfg.min_weight}, {cfg.max_weight}]",
-                ),
-            )
-            run.check(
-                meta_weights_key,
-                check_result(
-                    "audit_complete",
-                    meta_weights_key,
-                    {} if ledger_check.ok else {"ledger": ledger_check.reason},
-                    len(dates),
-                    ledger_records=n_records,
-                ),
+                weight_rows.frame(),
+                identity={"meta": meta, "risk": risk},
+                per_partition=weights_facts,
+                checks=[
+                    check_result(
+                        "weights_within_bounds",
+                        meta_weights_key,
+                        failures,
+                        len(dates),
+                        bounds=f"[{cfg.min_weight}, {cfg.max_weight}]",
+                    ),
+                    audit_complete(meta_weights_key, ledger_check, n_records, len(dates)),
+                ],
+                metadata={"allocation": f"{cfg.allocation.engine}/{cfg.allocation.profile}"},
             )
         if run.is_selected(tree_key):
             refs = {
                 c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
                 for c in children
             }
-            columns = {}
+            tree = Rows()
             for d, a in out.items():
                 assert a.labels is not None  # every Allocation in `out` is built with its cluster labels
-                rows = tree_rows(meta, names, np.asarray(a.weights, dtype=float), a.labels, refs)
-                rows["rebalance_date"] = [d] * len(rows["node"])
-                for k, v in rows.items():
-                    columns.setdefault(k, []).extend(v)
-            parts = run.write("meta_cluster_tree", tree_key, pl.DataFrame(columns), meta=meta, risk=risk)
-            run.describe(
-                tree_key,
+                node_rows = tree_rows(meta, names, np.asarray(a.weights, dtype=float), a.labels, refs)
+                tree.add(rebalance_date=[d] * len(node_rows["node"]), **node_rows)
+            run.publish(
                 "meta_cluster_tree",
-                parts,
-                per_partition={
-                    k: {
-                        "tree": MetadataValue.md(
-                            render_tree(p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()))
-                        )
-                    }
-                    for k, p in parts.items()
-                    if p.height
-                },
+                tree_key,
+                tree.frame(),
+                identity={"meta": meta, "risk": risk},
+                per_partition=lambda k, p: {"tree": MetadataValue.md(render_tree(last_date(p)))} if p.height else {},
             )
         return out
 
@@ -563,7 +541,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         weights.update(
             {d: a.weights for d, a in allocations_by_date(run.read("meta_weights", meta_weights_key)).items()}
         )
-        columns: dict[str, list] = {}
+        rows = Rows()
         failures, skipped = {}, 0
         for d in dates:
             prev = run.periods.dates_before(d, 1)
@@ -579,34 +557,19 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             if not len(days):
                 continue
             port, _ = drift_array(w, values)
-            for k, v in (
-                ("rebalance_date", [d] * len(days)),
-                ("date", days.tolist()),
-                ("ret", port.tolist()),
-                ("weights_date", [prev[-1]] * len(days)),
-            ):
-                columns.setdefault(k, []).extend(v)
+            rows.add(rebalance_date=[d] * len(days), date=days.tolist(), ret=port.tolist(), weights_date=prev[-1])
             problem = returns_problem(port, "daily return")
             if problem:
                 failures[d.isoformat()] = problem
-        parts = run.write(
+        run.publish(
             "meta_portfolio_returns",
             portfolio_returns_key,
-            pl.DataFrame(columns) if columns else pl.DataFrame(),
-            meta=meta,
-            risk=risk,
+            rows.frame(),
+            identity={"meta": meta, "risk": risk},
+            per_partition=lambda k, p: performance_metadata(p["date"].to_numpy(), p["ret"].to_numpy()),
+            checks=[check_result("returns_in_bounds", portfolio_returns_key, failures, len(dates))],
+            metadata={"dates_without_previous_weights": skipped},
         )
-        per_key = {}
-        for k, p in parts.items():
-            per_key[k] = performance_metadata(p["date"].to_numpy(), p["ret"].to_numpy())
-        run.describe(
-            portfolio_returns_key,
-            "meta_portfolio_returns",
-            parts,
-            per_partition=per_key,
-            dates_without_previous_weights=skipped,
-        )
-        run.check(portfolio_returns_key, check_result("returns_in_bounds", portfolio_returns_key, failures, len(dates)))
 
     def _flatten(run: Run, results: dict[dt.date, "Allocation"]) -> None:
         dates = run.dates
@@ -630,8 +593,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         for u in universes:
             for g in run.read("candidates", candidates_name(u)).partition_by("rebalance_date"):
                 listed.setdefault(g["rebalance_date"][0], set()).update(g["symbol"].to_list())
-        flats: dict[str, list] = {}
-        contribs: dict[str, list] = {}
+        flats, contribs = Rows(), Rows()
         failures, sign_failures = {}, {}
         for d in dates:
             weights = list(zip(names, (float(x) for x in results[d].weights)))
@@ -639,44 +601,36 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             day_rows = {c: holdings[c][d] for c in names if d in holdings[c]}
             contributions = flatten_rows(meta, weights, day_rows)
             flat = net_rows(contributions)
-            for target, rows in ((flats, flat), (contribs, contributions)):
-                n = len(rows["symbol"])
-                target.setdefault("rebalance_date", []).extend([d] * n)
-                for k, v in rows.items():
-                    target.setdefault(k, []).extend(v)
+            flats.add(rebalance_date=[d] * len(flat["symbol"]), **flat)
+            contribs.add(rebalance_date=[d] * len(contributions["symbol"]), **contributions)
             problem = flattened_problem(flat, contributions, listed.get(d, set()))
             if problem:
                 failures[d.isoformat()] = problem
             sign_issue = sign_problem(contributions, directions)
             if sign_issue:
                 sign_failures[d.isoformat()] = sign_issue
-        empty_flat: dict[str, list] = {k: [] for k in ("rebalance_date", *NET_COLUMNS)}
-        empty_contrib: dict[str, list] = {k: [] for k in ("rebalance_date", *CONTRIBUTION_COLUMNS)}
-        parts = run.write(
-            "flattened_weights",
-            flattened_key,
-            pl.DataFrame(flats or empty_flat, schema_overrides={"rebalance_date": pl.Date}),
-            meta=meta,
-            risk=risk,
-        )
-        run.write(
-            "flattened_contributions",
-            flattened_key,
-            pl.DataFrame(contribs or empty_contrib, schema_overrides={"rebalance_date": pl.Date}),
-            meta=meta,
-            risk=risk,
-        )
-        per_key = {}
-        for k, p in parts.items():
-            last = p.filter(pl.col("rebalance_date") == p["rebalance_date"].max()) if p.height else p
-            per_key[k] = {
+        identity = {"meta": meta, "risk": risk}
+        run.write("flattened_contributions", flattened_key, contribs.frame(), **identity)
+
+        def exposure(k: str, p: pl.DataFrame) -> dict:
+            last = last_date(p) if p.height else p
+            return {
                 "preview": preview(p),
                 "gross_exposure_last_date": float(last["net_weight"].abs().sum()),
                 "net_exposure_last_date": float(last["net_weight"].sum()),
             }
-        run.describe(flattened_key, "flattened_weights", parts, per_partition=per_key)
-        run.check(flattened_key, check_result("physical_and_conserved", flattened_key, failures, len(dates)))
-        run.check(flattened_key, check_result("directional_sign_test", flattened_key, sign_failures, len(dates)))
+
+        run.publish(
+            "flattened_weights",
+            flattened_key,
+            flats.frame(),
+            identity=identity,
+            per_partition=exposure,
+            checks=[
+                check_result("physical_and_conserved", flattened_key, failures, len(dates)),
+                check_result("directional_sign_test", flattened_key, sign_failures, len(dates)),
+            ],
+        )
 
     def _reports(run: Run, results: dict, streams) -> None:
         reports = []
@@ -691,12 +645,12 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     "markdown": report_at(run.lh, meta, risk, d, run.periods, lookbacks, tables=tables),
                 }
             )
-        parts = run.write("meta_report", report_key, pd.DataFrame(reports), meta=meta, risk=risk)
-        run.describe(
-            report_key,
+        run.publish(
             "meta_report",
-            parts,
-            per_partition={k: {"report": MetadataValue.md(p["markdown"][0])} for k, p in parts.items() if p.height},
+            report_key,
+            pd.DataFrame(reports),
+            identity={"meta": meta, "risk": risk},
+            per_partition=lambda k, p: {"report": MetadataValue.md(p["markdown"][0])} if p.height else {},
         )
 
     return meta_lens

@@ -20,7 +20,9 @@ from quant_assets.assets.common import (
     SINGLE_RUN,
     GraphContext,
     LakehouseResource,
+    Rows,
     Run,
+    audit_complete,
     candidates_name,
     check_result,
     features_name,
@@ -175,7 +177,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         }
         batch = LedgerBatch(run.ledger, [log for by_key in logs.values() for log in by_key.values()])
         out: dict[str, dict[dt.date, Holding]] = {r: {} for r in wanted}
-        columns: dict[str, dict[str, list]] = {r: {} for r in wanted}
+        weight_rows = {r: Rows() for r in wanted}
         failures: dict[str, dict[str, str]] = {r: {} for r in wanted}
         sign_failures: dict[str, dict[str, str]] = {r: {} for r in wanted}
         for d in track(dates, f"sleeve_{sleeve}"):
@@ -239,59 +241,47 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 )
                 log.add(d, inputs, status, h.hash(), regime=regimes[d], **_provenance(result))
                 n = len(h.ids)
-                for k_, v in (
-                    ("rebalance_date", [d] * n),
-                    ("atom_id", h.ids),
-                    ("symbol", h.symbols),
-                    ("direction", [cfg.direction.upper()] * n),
-                    ("weight", h.weights.tolist()),
-                    ("net_weight", (sign * h.weights).tolist()),
-                    ("cluster", h.clusters),
-                    ("engine", [h.engine] * n),
-                    ("profile_used", [h.profile_used] * n),
-                ):
-                    columns[risk].setdefault(k_, []).extend(v)
+                weight_rows[risk].add(
+                    rebalance_date=[d] * n,
+                    atom_id=h.ids,
+                    symbol=h.symbols,
+                    direction=cfg.direction.upper(),
+                    weight=h.weights.tolist(),
+                    net_weight=(sign * h.weights).tolist(),
+                    cluster=h.clusters,
+                    engine=h.engine,
+                    profile_used=h.profile_used,
+                )
                 problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
                 if problem:
                     failures[risk][d.isoformat()] = problem
         ledger_check, n_records = batch.commit()
+        ledger_path = MetadataValue.path(str(run.ledger.path))
         for risk in wanted:
             weights_key = sleeve_weights_name(sleeve, risk)
-            parts = run.write(
-                "sleeve_weights",
-                weights_key,
-                pl.DataFrame(columns[risk]) if columns[risk] else pl.DataFrame(),
-                sleeve=sleeve,
-                risk=risk,
-            )
-            per_key = {}
-            for k, p in parts.items():
+
+            def fallbacks(k: str, p: pl.DataFrame, risk: str = risk) -> dict:
                 fb = [e for e in logs[risk][k].entries if e["status"] != "success"]
-                per_key[k] = {
+                return {
                     "preview": preview(p),
                     "fallbacks": len(fb),
                     "fallback_dates": MetadataValue.json({e["rebalance_date"]: e["chain"] for e in fb[:20]}),
                 }
-            run.describe(
-                weights_key, "sleeve_weights", parts, per_partition=per_key, engine=cfg.engine, requested_profile=risk
-            )
-            run.check(weights_key, check_result("weights_valid", weights_key, failures[risk], len(dates)))
-            run.check(
+
+            run.publish(
+                "sleeve_weights",
                 weights_key,
-                check_result(
-                    "directional_sign_test", weights_key, sign_failures[risk], len(dates), direction=cfg.direction
-                ),
-            )
-            run.check(
-                weights_key,
-                check_result(
-                    "audit_complete",
-                    weights_key,
-                    {} if ledger_check.ok else {"ledger": ledger_check.reason},
-                    len(dates),
-                    ledger_records=n_records,
-                    ledger=MetadataValue.path(str(run.ledger.path)),
-                ),
+                weight_rows[risk].frame(),
+                identity={"sleeve": sleeve, "risk": risk},
+                per_partition=fallbacks,
+                checks=[
+                    check_result("weights_valid", weights_key, failures[risk], len(dates)),
+                    check_result(
+                        "directional_sign_test", weights_key, sign_failures[risk], len(dates), direction=cfg.direction
+                    ),
+                    audit_complete(weights_key, ledger_check, n_records, len(dates), ledger=ledger_path),
+                ],
+                metadata={"engine": cfg.engine, "requested_profile": risk},
             )
         return out
 
@@ -307,7 +297,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         weights.update(computed if computed is not None else holdings_by_date(run.read("sleeve_weights", weights_key)))
         book = Book(cfg.direction, rate)
         state, restarted = None, False
-        columns: dict[str, list] = {}
+        return_rows = Rows()
         failures, skipped = {}, []
         for d in dates:
             # held: decided on the previous rebalance date, earns (decided_on, d]; before: decided the
@@ -342,48 +332,40 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             state = (p.end_wealth, p.bankrupt)
             held = days[split:]
             n = len(held)
-            for k_, v in (
-                ("rebalance_date", [d] * n),
-                ("date", held.tolist()),
-                ("gross_return", p.gross.tolist()),
-                ("cost", p.cost.tolist()),
-                ("net_return", p.net.tolist()),
-                ("turnover", p.turnover.tolist()),
-                ("wealth", p.wealth.tolist()),
-                ("bankrupt", p.bankrupt_flags.tolist()),
-                ("weights_date", [decided_on] * n),
-            ):
-                columns.setdefault(k_, []).extend(v)
+            return_rows.add(
+                rebalance_date=[d] * n,
+                date=held.tolist(),
+                gross_return=p.gross.tolist(),
+                cost=p.cost.tolist(),
+                net_return=p.net.tolist(),
+                turnover=p.turnover.tolist(),
+                wealth=p.wealth.tolist(),
+                bankrupt=p.bankrupt_flags.tolist(),
+                weights_date=[decided_on] * n,
+            )
             problem = returns_problem(p.net, "daily net return") if n else None
             if problem:
                 failures[d.isoformat()] = problem
-        parts = run.write(
-            "sleeve_returns",
-            sleeve_returns_key,
-            pl.DataFrame(columns) if columns else pl.DataFrame(),
-            sleeve=sleeve,
-            risk=risk,
-        )
-        per_key = {}
-        for k, part in parts.items():
+
+        def performance(k: str, part: pl.DataFrame) -> dict:
             turnover = part.filter(pl.col("turnover") > 0)["turnover"].to_numpy() if part.height else None
-            per_key[k] = {
+            return {
                 **performance_metadata(part["date"].to_numpy(), part["net_return"].to_numpy(), turnover),
                 "wealth_end": float(part["wealth"][-1]) if part.height else float("nan"),
                 "dates_without_previous_weights": sum(
                     1 for s_ in skipped if run.key_of(dt.date.fromisoformat(s_)) == k
                 ),
             }
-        run.describe(
-            sleeve_returns_key,
+
+        run.publish(
             "sleeve_returns",
-            parts,
-            column="rebalance_date",
-            per_partition=per_key,
-            wealth_restarted_at_1=restarted,
-            bankrupt=bool(state[1]) if state else False,
+            sleeve_returns_key,
+            return_rows.frame(),
+            identity={"sleeve": sleeve, "risk": risk},
+            per_partition=performance,
+            checks=[check_result("returns_in_bounds", sleeve_returns_key, failures, len(dates))],
+            metadata={"wealth_restarted_at_1": restarted, "bankrupt": bool(state[1]) if state else False},
         )
-        run.check(sleeve_returns_key, check_result("returns_in_bounds", sleeve_returns_key, failures, len(dates)))
 
     return sleeve_lenses
 

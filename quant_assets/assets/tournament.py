@@ -13,6 +13,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from quant_assets.allocation.optimise import PLATFORM_PROFILES, optimise_array
@@ -166,15 +167,9 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
                     daily.assign(engine=engine, profile=profile, date=daily["date"].dt.date, rebalance_date=d)
                 )
         wparts = run.write("tournament_weights", tournament_key, pd.concat(w_frames, ignore_index=True), sleeve=sleeve)
-        rparts = run.write(
-            "tournament_returns",
-            tournament_key,
-            pd.concat(r_frames, ignore_index=True) if r_frames else pd.DataFrame(),
-            sleeve=sleeve,
-        )
-        per_key = {}
-        for key in run.keys:
-            returns, w = rparts[key].to_pandas(), wparts[key].to_pandas()
+
+        def scoreboard_facts(key: str, part: pl.DataFrame) -> dict:
+            returns, w = part.to_pandas(), wparts[key].to_pandas()
             board = scoreboard(returns, w) if len(returns) else pd.DataFrame()
             md: dict[str, MetadataValue | str] = {
                 "scoreboard": MetadataValue.md(
@@ -191,8 +186,16 @@ def tournament_asset(ctx: GraphContext, sleeve: str):
                 )
                 md["drawdowns"] = MetadataValue.md(drawdowns_md(curves, f"{sleeve} {key}: drawdowns"))
                 md["best_profile"] = str(best.sort_values("sharpe", ascending=False).iloc[0]["profile"])
-            per_key[key] = md
-        run.describe(tournament_key, "tournament_returns", rparts, per_partition=per_key, contenders=len(contenders))
+            return md
+
+        run.publish(
+            "tournament_returns",
+            tournament_key,
+            pd.concat(r_frames, ignore_index=True) if r_frames else pd.DataFrame(),
+            identity={"sleeve": sleeve},
+            per_partition=scoreboard_facts,
+            metadata={"contenders": len(contenders)},
+        )
         md, _ = run._results[tournament_key]
         return MaterializeResult(metadata=md)
 
