@@ -9,7 +9,7 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 # of 3 s per import of the code location).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: env demo test test-fast lint ui backfill sql summary explain report audit check bench clean-data files-example crypto-example typecheck
+.PHONY: env demo test test-fast lint ui backfill sql summary explain report audit check bench clean-data files-example crypto-example mixed-example typecheck
 
 # The environment: uv (bootstrapped into .uv/ if absent) installs the locked set, then one import of
 # the code location (on the bundled manifest, whatever QUANT_ASSETS_MANIFEST says) compiles the
@@ -44,16 +44,26 @@ ui: env $(DAGSTER_HOME)/dagster.yaml
 backfill: env $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m quant_assets.cli.main backfill --start $(START) --end $(END) $(if $(SELECT),--select '$(SELECT)')
 
+# The example manifests reuse asset names of the default one (trend_long, ...): each writes its own
+# lakehouse under examples/, so lakehouse/ (what `make demo` wrote) is never overwritten.
 # Your own data: write a folder of CSV files from the bundled data, then backfill the files manifest
 files-example: env $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -c "from quant_assets.data.files import write_example_folder; print(write_example_folder('examples/files'))"
-	QUANT_ASSETS_MANIFEST=quant_assets/config/manifests/files.yaml $(PY) -m quant_assets.cli.main backfill --start 2017-01-01 --end 2022-12-31
+	QUANT_ASSETS_LAKEHOUSE=examples/files-lakehouse QUANT_ASSETS_MANIFEST=quant_assets/config/manifests/files.yaml \
+		$(PY) -m quant_assets.cli.main backfill --start 2017-01-01 --end 2022-12-31
 
 # Crypto through ccxt, offline: write a recorded Binance folder (12 USDT markets, 2019-2022),
-# then backfill the crypto manifest (24/7, every ten days); the bars are ingested into lakehouse/
+# then backfill the crypto manifest (24/7, every ten days); the bars are ingested into its lakehouse
 crypto-example: env $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -c "from quant_assets.data.connectors.replay import write_crypto_example; print(write_crypto_example('examples/crypto'))"
-	QUANT_ASSETS_MANIFEST=quant_assets/config/manifests/crypto.yaml $(PY) -m quant_assets.cli.main backfill --start 2020-07-01 --end 2022-12-31
+	QUANT_ASSETS_LAKEHOUSE=examples/crypto-lakehouse QUANT_ASSETS_MANIFEST=quant_assets/config/manifests/crypto.yaml \
+		$(PY) -m quant_assets.cli.main backfill --start 2020-07-01 --end 2022-12-31
+
+# Stocks (XNYS) and crypto (24/7) under one root meta, weekly: the recorded crypto folder, then the mixed manifest
+mixed-example: env $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -c "from quant_assets.data.connectors.replay import write_crypto_example; print(write_crypto_example('examples/crypto'))"
+	QUANT_ASSETS_LAKEHOUSE=examples/mixed-lakehouse QUANT_ASSETS_MANIFEST=quant_assets/config/manifests/mixed.yaml \
+		$(PY) -m quant_assets.cli.main backfill --start 2020-07-01 --end 2022-12-31
 
 # make sql Q="SELECT * FROM meta_weights LIMIT 5"
 sql: env

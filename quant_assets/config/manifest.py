@@ -62,7 +62,9 @@ class _Strict(BaseModel):
 class Lookbacks(_Strict):
     """Trailing windows, in trading days (rows of the returns matrix)."""
 
-    prices_days: int = Field(500, ge=20, le=MAX_SESSIONS, description="price history snapshotted per rebalance date")
+    prices_days: int = Field(
+        500, ge=20, le=MAX_SESSIONS, description="sessions of price history a rebalance date's window sees"
+    )
     min_history_days: int = Field(252, ge=2, le=MAX_SESSIONS, description="floor below which a symbol is excluded")
     features_days: int = Field(120, ge=10, le=MAX_SESSIONS)
     optimisation_days: int = Field(252, ge=10, le=MAX_SESSIONS)

@@ -8,7 +8,8 @@ touching storage again, so an asset computing every date of a period reads its i
 The window rule (point in time, as a snapshot taken at D would be): the sessions dated in
 [D - calendar_days_covering(prices_days + 1), D], at most the last `prices_days + 1` of them; the
 returns inside it are the closes' simple changes after its first session (`prices_days` rows at
-most). A session is a date on which any symbol of the universe has a close.
+most). A session is a session of the universe's trading calendar (`Panel.on_sessions`: one
+no symbol traded is a row of missing closes).
 """
 
 from __future__ import annotations

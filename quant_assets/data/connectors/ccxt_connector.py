@@ -6,10 +6,11 @@ convention, so a symbol reads the same in a chart and in a manifest) and a USDT-
 "BTC/USDT:USDT" becomes `BINANCE:BTCUSDT.P`; `Listing.ticker` keeps ccxt's unified symbol, which
 is what `bars` asks ccxt for.
 
-Errors: ccxt's own hierarchy decides what is transient. `NetworkError` covers RateLimitExceeded,
-DDoSProtection (Binance answers 418/429 with it), ExchangeNotAvailable (5xx, maintenance) and
-RequestTimeout, and those are retried; everything else (BadSymbol, ExchangeError ...) is raised
-at once. ccxt's rate limiter stays on for a client this connector builds.
+Errors: ccxt's own hierarchy decides what is transient. `OperationFailed` covers NetworkError
+(RateLimitExceeded, DDoSProtection: Binance answers 418/429 with it, ExchangeNotAvailable: 5xx and
+maintenance, RequestTimeout) and an exchange's own "internal error, try again" (Binance -1001),
+and those are retried; everything else (BadSymbol, ExchangeError ...) is raised at once. ccxt's
+rate limiter stays on for a client this connector builds.
 """
 
 from __future__ import annotations
