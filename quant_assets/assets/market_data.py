@@ -37,7 +37,7 @@ from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, tradin
 from quant_assets.data.sources import PriceSource, get_source
 from quant_assets.data.validation import DataError, validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
-from quant_assets.selection.features import LIQUIDITY_BASELINE_CRYPTO
+from quant_assets.selection.features import LIQUIDITY_BASELINE, LIQUIDITY_BASELINE_CRYPTO
 from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
 from quant_assets.selection.regime import COMPONENTS, detect_regimes
 
@@ -421,7 +421,7 @@ def universe_step(ctx: GraphContext, universe: str):
             ).on_sessions(calendar, dates[-1])
         # 4. features
         if run.is_selected(features_key):
-            baseline = LIQUIDITY_BASELINE_CRYPTO if cfg.asset_class == "crypto" else None
+            baseline = LIQUIDITY_BASELINE_CRYPTO if cfg.asset_class == "crypto" else LIQUIDITY_BASELINE
             feats = features_by_date(panel, u, dates, lookbacks.features_days, calendar.annualisation, baseline)
             run.publish(
                 "features",

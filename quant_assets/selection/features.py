@@ -68,7 +68,7 @@ _ADF_MIN_OBS = 20
 _ADF_LAGS = 1
 _DWT_MIN_OBS = 8
 _SQRT2 = math.sqrt(2.0)
-_LIQUIDITY_BASELINE = 5e8  # TradFi ADV baseline in quote currency
+LIQUIDITY_BASELINE = 5e8  # value traded (quote currency) of a fully liquid exchange-traded name
 LIQUIDITY_BASELINE_CRYPTO = 1e7  # a liquid crypto market trades about 50x less value than a liquid large cap
 ADV_SESSIONS = 20
 _RATING_MA_LENGTHS = (10, 20, 30, 50, 100, 200)
@@ -713,7 +713,7 @@ def compute_features(
         adv = pd.to_numeric(value_traded.reindex(symbols), errors="coerce").to_numpy(dtype=float)
         adv = np.where(np.isfinite(adv) & (adv > 0), adv, np.nan)
     data["adv"] = adv
-    data["liquidity"] = np.minimum(1.0, adv / _LIQUIDITY_BASELINE)
+    data["liquidity"] = np.minimum(1.0, adv / LIQUIDITY_BASELINE)
     return pd.DataFrame({c: np.asarray(data[c], dtype=float) for c in FEATURE_COLUMNS}, index=symbols)
 
 
@@ -723,7 +723,7 @@ def feature_rows(
     pe_order: int = 5,
     pe_delay: int = 1,
     annualisation: int = 252,
-    bars: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    bars: tuple[np.ndarray, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every per-row feature of a dense (rows x dates) matrix, one row per (symbol, as-of date).
 
@@ -807,6 +807,15 @@ def feature_rows(
     }
 
 
+def _stack_bars(bars, windows: list[np.ndarray], members: list[int]) -> tuple[np.ndarray, ...] | None:
+    """The (H, L, C, V) of the blocks `members`, stacked like their windows; a block without bars
+    gets NaN rows (no OHLC votes, no adv). None when no member has bars."""
+    if bars is None or all(bars[i] is None for i in members):
+        return None
+    nan = {i: np.full(windows[i].shape, np.nan) for i in members if bars[i] is None}
+    return tuple(np.concatenate([nan[i] if i in nan else bars[i][k] for i in members], axis=0) for k in range(4))
+
+
 def features_of_windows(
     windows: list[np.ndarray],
     window: int = 120,
@@ -814,7 +823,7 @@ def features_of_windows(
     pe_delay: int = 1,
     annualisation: int = 252,
     bars: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] | None = None,
-    liquidity_baseline: float = _LIQUIDITY_BASELINE,
+    liquidity_baseline: float = LIQUIDITY_BASELINE,
 ) -> list[np.ndarray]:
     """Features of many dense (symbols x dates) blocks, e.g. one per rebalance date and symbol group.
 
@@ -831,20 +840,8 @@ def features_of_windows(
     for n, members in by_length.items():
         sizes = [windows[i].shape[0] for i in members]
         stacked = np.concatenate([windows[i] for i in members], axis=0) if members else np.zeros((0, n))
-        stacked_bars = None
-        if bars is not None and any(bars[i] is not None for i in members):
-            stacked_bars = tuple(
-                np.concatenate(
-                    [bars[i][k] if bars[i] is not None else np.full(windows[i].shape, np.nan) for i in members],  # type: ignore[index]
-                    axis=0,
-                )
-                for k in range(4)
-            )
-        rows = (
-            feature_rows(stacked, window, pe_order, pe_delay, annualisation, stacked_bars)  # type: ignore[arg-type]
-            if len(stacked)
-            else None
-        )
+        stacked_bars = _stack_bars(bars, windows, members)
+        rows = feature_rows(stacked, window, pe_order, pe_delay, annualisation, stacked_bars) if len(stacked) else None
         offset = 0
         for i, size in zip(members, sizes):
             block = np.full((size, len(FEATURE_COLUMNS)), np.nan)

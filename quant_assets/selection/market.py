@@ -24,6 +24,7 @@ import polars as pl
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.data.health import VERDICT_COLUMNS, HealthPolicy, Verdicts, judge, simple_returns
 from quant_assets.data.sessions import SESSIONS_PER_YEAR_EXCHANGE, TradingCalendar
+from quant_assets.selection.features import FEATURE_COLUMNS, LIQUIDITY_BASELINE, features_of_windows
 
 BAR_FIELDS = ["high", "low", "volume"]  # what the OHLC features read besides closes
 
@@ -218,15 +219,13 @@ def features_by_date(
     dates: list[dt.date],
     window: int,
     annualisation: int = SESSIONS_PER_YEAR_EXCHANGE,
-    liquidity_baseline: float | None = None,
+    liquidity_baseline: float = LIQUIDITY_BASELINE,
 ) -> pl.DataFrame:
     """Features of every date's kept symbols, members and benchmarks scaled apart (a benchmark is a
     reference: it must not move the members' cross-sectional scores). One vectorised pass.
     `annualisation`: the universe calendar's periods per year (252 sessions, 365 for 24/7). When
     the panel has bars, each window's highs, lows and volumes (same sessions) feed the OHLC votes,
     ADX and adv; `liquidity_baseline` is the value traded that counts as fully liquid."""
-    from quant_assets.selection.features import FEATURE_COLUMNS, features_of_windows
-
     blocks, owners = [], []
     bars: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for d in dates:
@@ -247,7 +246,7 @@ def features_by_date(
         window=window,
         annualisation=annualisation,
         bars=bars if panel.bars is not None else None,
-        **({} if liquidity_baseline is None else {"liquidity_baseline": liquidity_baseline}),  # type: ignore[arg-type]
+        liquidity_baseline=liquidity_baseline,
     )
     if not blocks:
         return pl.DataFrame(

@@ -102,6 +102,17 @@ def _write_atomic(frame: pl.DataFrame, target: Path) -> None:
     write_parquet_atomic(frame, target)
 
 
+def rescaled_history(stored: pl.DataFrame, fresh: pl.DataFrame) -> bool:
+    """Whether a day fetched again (the overlap) now has another close than the stored one
+    (relative difference above RESCALE_TOLERANCE): an adjusted series after a split or a dividend
+    is rescaled all the way back, and appending to the old scale would fake a jump."""
+    both = stored.select("date", "close").join(fresh.select("date", pl.col("close").alias("again")), on="date")
+    if both.height == 0:
+        return False
+    change = (both["again"] / both["close"] - 1).abs().max()
+    return bool(change is not None and change > RESCALE_TOLERANCE)  # type: ignore[operator]
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -336,10 +347,14 @@ class ConnectorSource(PriceSource):
         new_hi = max(d for d in (hi, ranges[-1][1]) if d is not None)
         try:
             fresh = pl.concat([self.connector.bars(listing, a, b) for a, b in ranges])
-            rescaled = self._rescaled(symbol, fresh)
+            path = self._bars_path(symbol)
+            stored = (
+                pl.read_parquet(path).select(list(BAR_SCHEMA)) if path.exists() else pl.DataFrame(schema=BAR_SCHEMA)
+            )
+            rescaled = rescaled_history(stored, fresh)
             if rescaled:  # the vendor rescaled its history (adjusted closes after a split or dividend)
                 fresh = self.connector.bars(listing, new_lo, new_hi)
-            self._store_bars(symbol, fresh, replace=rescaled)
+            self._store_bars(symbol, fresh, pl.DataFrame(schema=BAR_SCHEMA) if rescaled else stored)
         except Exception as e:  # noqa: BLE001 - one symbol's failure is logged; the others carry on
             message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             return base | {"status": "failed", "error": message[:500], "seconds": time.perf_counter() - t}
@@ -354,42 +369,22 @@ class ConnectorSource(PriceSource):
             "seconds": time.perf_counter() - t,
         }
 
-    def _rescaled(self, symbol: str, fresh: pl.DataFrame) -> bool:
-        """Whether a day fetched again (the overlap) now has another close than the stored one
-        (relative difference above RESCALE_TOLERANCE): an adjusted series after a split or a
-        dividend is rescaled all the way back, and appending to the old scale would fake a jump."""
-        path = self._bars_path(symbol)
-        if not path.exists() or fresh.height == 0:
-            return False
-        stored = pl.read_parquet(path, columns=["date", "close"])
-        both = stored.join(fresh.select("date", pl.col("close").alias("again")), on="date")
-        if both.height == 0:
-            return False
-        change = (both["again"] / both["close"] - 1).abs().max()
-        return bool(change is not None and change > RESCALE_TOLERANCE)  # type: ignore[operator]
-
-    def _store_bars(self, symbol: str, fresh: pl.DataFrame, replace: bool = False) -> None:
-        """Upsert `fresh` into the symbol's file (a restated day replaces the stored one; `replace`
-        drops the stored days first), checked before anything is written."""
+    def _store_bars(self, symbol: str, fresh: pl.DataFrame, stored: pl.DataFrame) -> None:
+        """Upsert `fresh` into the symbol's `stored` bars (a restated day replaces the stored one)
+        and write the file, `fresh` checked before anything is written."""
         fresh = fresh.select(list(BAR_SCHEMA)).cast(BAR_SCHEMA)  # type: ignore[arg-type]
         bad = fresh.filter((~(pl.col("close").is_finite() & (pl.col("close") > 0))).fill_null(True))
         if bad.height:
             raise DataError(
                 f"source {self.name!r}: {symbol} on {bad['date'][0]}: close {bad['close'][0]} is not a positive price"
             )
-        path = self._bars_path(symbol)
-        stored = (
-            pl.read_parquet(path).select(list(BAR_SCHEMA))
-            if path.exists() and not replace
-            else pl.DataFrame(schema=BAR_SCHEMA)
-        )
         merged = (
             pl.concat([stored.filter(~pl.col("date").is_in(fresh["date"].implode())), fresh])
             .unique("date", keep="last")
             .sort("date")
         )
         out = merged.with_columns(pl.lit(self.name).alias("source"), pl.lit(symbol).alias("symbol")).select(BAR_COLUMNS)
-        _write_atomic(out, path)
+        _write_atomic(out, self._bars_path(symbol))
 
     # ---- the PriceSource questions (answered from the store only) ----------------------------
 

@@ -59,6 +59,16 @@ def connector(scanner, sleeps=None, **kw) -> TradingViewConnector:
     return TradingViewConnector(session=scanner, sleep=sleep, base_delay=0.5, **kw)
 
 
+FILTERS = [  # one of each operation; the screener's own syntax is also what it must send
+    {"left": "market_cap_basic", "operation": "greater", "right": 1e9},
+    {"left": "close", "operation": "less", "right": 1000},
+    {"left": "exchange", "operation": "in_range", "right": ["NASDAQ", "NYSE"]},
+    {"left": "Recommend.All", "operation": "in_range", "right": [0.1, 1]},
+    {"left": "type", "operation": "equal", "right": "stock"},
+    {"left": "name", "operation": "match", "right": "AA"},
+]
+
+
 # -- the request ---------------------------------------------------------------------------------
 
 
@@ -66,14 +76,7 @@ def test_the_request_body_markets_columns_filters_sort_and_range():
     scanner = Scanner(fixture("scan_close_volume.json"))
     conn = connector(
         scanner,
-        filters=[
-            {"left": "market_cap_basic", "operation": "greater", "right": 1e9},
-            {"left": "close", "operation": "less", "right": 1000},
-            {"left": "exchange", "operation": "in_range", "right": ["NASDAQ", "NYSE"]},
-            {"left": "Recommend.All", "operation": "in_range", "right": [0.1, 1]},
-            {"left": "type", "operation": "equal", "right": "stock"},
-            {"left": "name", "operation": "match", "right": "AA"},
-        ],
+        filters=FILTERS,
         limit=50,
     )
     conn.listings()
@@ -83,15 +86,8 @@ def test_the_request_body_markets_columns_filters_sort_and_range():
     assert post["headers"]["origin"] == "https://www.tradingview.com"  # the library's headers
     assert body["markets"] == ["america"]
     assert body["columns"] == DEFAULT_COLUMNS
-    assert body["filter"] == [
-        {"left": "is_primary", "operation": "equal", "right": True},  # the library's default, kept
-        {"left": "market_cap_basic", "operation": "greater", "right": 1e9},
-        {"left": "close", "operation": "less", "right": 1000},
-        {"left": "exchange", "operation": "in_range", "right": ["NASDAQ", "NYSE"]},
-        {"left": "Recommend.All", "operation": "in_range", "right": [0.1, 1]},
-        {"left": "type", "operation": "equal", "right": "stock"},
-        {"left": "name", "operation": "match", "right": "AA"},
-    ]
+    # the library's default (primary listings) kept, then ours, in order
+    assert body["filter"] == [{"left": "is_primary", "operation": "equal", "right": True}, *FILTERS]
     assert "filter2" in body  # common / preferred / DR / non-ETF funds
     assert body["sort"] == {"sortBy": "Value.Traded", "sortOrder": "desc", "nullsFirst": False}
     assert body["range"] == [0, 50]
