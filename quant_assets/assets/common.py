@@ -351,14 +351,28 @@ class Rows:
         self.columns: dict[str, list] = {}
 
     def add(self, **values: Any) -> None:
-        lengths = {len(v) for v in values.values() if isinstance(v, list)}
-        if len(lengths) > 1:
-            raise ValueError(
-                f"columns of different lengths: { {k: len(v) for k, v in values.items() if isinstance(v, list)} }"
-            )
-        n = lengths.pop() if lengths else 1
+        # called once per date and lens (~270,000 times in a full-history run): one pass, no sets
+        n = -1
+        for v in values.values():
+            if isinstance(v, list):
+                if n < 0:
+                    n = len(v)
+                elif len(v) != n:
+                    raise ValueError(
+                        "columns of different lengths: "
+                        f"{ {k: len(v) for k, v in values.items() if isinstance(v, list)} }"
+                    )
+        if n < 0:  # scalars only: one row
+            n = 1
+        columns = self.columns
         for k, v in values.items():
-            self.columns.setdefault(k, []).extend(v if isinstance(v, list) else [v] * n)
+            column = columns.get(k)
+            if column is None:
+                column = columns[k] = []
+            if isinstance(v, list):
+                column.extend(v)
+            else:
+                column.extend([v] * n)
 
     def __bool__(self) -> bool:
         return bool(self.columns)

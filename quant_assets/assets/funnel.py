@@ -37,6 +37,7 @@ from quant_assets.assets.common import (
     vetoes_name,
 )
 from quant_assets.assets.market_data import universe_view, window_start
+from quant_assets.assets.parallel import Raised, in_order
 from quant_assets.assets.progress import track
 from quant_assets.meta.plots import heatmap_md
 from quant_assets.selection.clustering import SENSITIVITY_THRESHOLDS, Dendrogram, check_regime
@@ -210,14 +211,16 @@ def funnel_step(ctx: GraphContext, sleeve: str):
         stages: dict[str, int] = {}
         required = ranker.required_columns(s.ranker, cfg.logic)
         chain = s.build_filters()
-        for d in track(dates, f"funnel_{sleeve}"):
+
+        def decide(d: dt.date) -> tuple:
+            """The pure part of a date (no IO, so it can run in a forked worker): clusters, sensitivity,
+            ranking, strict filters and recruitment."""
             members = set(u.members[d])
             stored_view = feats.get(d)
             symbols = [x for x in (stored_view.symbols if stored_view else []) if x in members]
             view = subset(stored_view, symbols)
             X = dense_matrix(panel, u.rows[d], symbols)
             regime = check_regime(regimes[d])
-            n = len(symbols)
             tree = (
                 Dendrogram.of(X, s.clustering.lookbacks)
                 if (
@@ -227,41 +230,57 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                 )
                 else None
             )
+            cut = None  # (labels, recut, lookbacks) when this date's clusters are computed
             if tree is not None and (computed[clusters_key] or clusters_key not in stored):
                 labels, recut = tree.labels(s.clustering.thresholds[regime], s.clustering.max_clusters)
                 cluster_of = dict(zip(symbols, labels.tolist()))
-                if computed[clusters_key]:
-                    add(
-                        clusters_key,
-                        {
-                            "rebalance_date": [d] * n,
-                            "symbol": symbols,
-                            "cluster": labels.tolist(),
-                            "threshold": [float(s.clustering.thresholds[regime])] * n,
-                            "n_clusters": [len(set(labels.tolist()))] * n,
-                            "regime": [regime] * n,
-                            "recut": [recut] * n,
-                            "lookbacks": [",".join(map(str, tree.lookbacks))] * n,
-                        },
-                    )
+                cut = (labels.tolist(), recut, ",".join(map(str, tree.lookbacks)))
             else:
                 frame = stored.get(clusters_key, {}).get(d, pd.DataFrame(columns=["symbol", "cluster"]))
                 cluster_of = dict(zip(frame["symbol"], frame["cluster"].astype(int)))
-            if computed[sensitivity_key]:
-                assert tree is not None  # built above whenever the sensitivity asset is computed
-                n_thresholds = len(SENSITIVITY_THRESHOLDS)
-                add(
-                    sensitivity_key,
-                    {
-                        "rebalance_date": [d] * n_thresholds,
-                        "threshold": list(SENSITIVITY_THRESHOLDS),
-                        "n_clusters": tree.counts(SENSITIVITY_THRESHOLDS).tolist(),
-                    },
-                )
+            counts = (
+                tree.counts(SENSITIVITY_THRESHOLDS).tolist() if tree is not None and computed[sensitivity_key] else None
+            )
+            n = len(symbols)
             ranking = (
                 ranker.rank_view(view, s.ranker, cfg.logic, cfg.direction, regime) if n else Ranking([], np.zeros(0))
             )
             strict = run_filters(view, chain, cfg.direction, required=required) if n else []
+            res = (
+                funnel_view(view, cluster_of, regime, s, cfg.logic, cfg.direction, ranking=ranking, strict=strict)
+                if computed[selection_key]
+                else None
+            )
+            return symbols, regime, cut, counts, ranking, strict, res
+
+        def record(d: dt.date, symbols, regime, cut, counts, ranking, strict, res) -> None:
+            """The sequential part of a date: its rows and the stage consistency check."""
+            n = len(symbols)
+            if cut is not None and computed[clusters_key]:
+                labels, recut, lookbacks_text = cut
+                add(
+                    clusters_key,
+                    {
+                        "rebalance_date": [d] * n,
+                        "symbol": symbols,
+                        "cluster": labels,
+                        "threshold": [float(s.clustering.thresholds[regime])] * n,
+                        "n_clusters": [len(set(labels))] * n,
+                        "regime": [regime] * n,
+                        "recut": [recut] * n,
+                        "lookbacks": [lookbacks_text] * n,
+                    },
+                )
+            if computed[sensitivity_key]:
+                assert counts is not None  # computed with the tree whenever the sensitivity asset is selected
+                add(
+                    sensitivity_key,
+                    {
+                        "rebalance_date": [d] * len(SENSITIVITY_THRESHOLDS),
+                        "threshold": list(SENSITIVITY_THRESHOLDS),
+                        "n_clusters": counts,
+                    },
+                )
             if computed[rankings_key]:
                 add(
                     rankings_key,
@@ -283,7 +302,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                     },
                 )
             if computed[selection_key]:
-                res = funnel_view(view, cluster_of, regime, s, cfg.logic, cfg.direction, ranking=ranking, strict=strict)
+                assert res is not None  # recruited whenever the selection is computed
                 add(selection_key, {"rebalance_date": [d] * n, **res.selection_columns()})
                 winners[d] = len(res.picked)
                 for stage in res.picked.values():
@@ -303,6 +322,12 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                     )
                     if problem:
                         failures[d.isoformat()] = problem
+
+        with in_order(decide, dates) as decisions:
+            for d, decided in zip(track(dates, f"funnel_{sleeve}"), decisions):
+                if isinstance(decided, Raised):
+                    raise decided.error
+                record(d, *decided)
 
         def plain(k: str, p: pl.DataFrame) -> dict:
             return {"preview": preview(p)}

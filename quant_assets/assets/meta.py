@@ -50,6 +50,7 @@ from quant_assets.assets.common import (
     sleeve_weights_name,
     table_metadata,
 )
+from quant_assets.assets.parallel import Raised, in_order
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import flattened_problem, meta_weight_arrays_problem, returns_problem, sign_problem
 from quant_assets.audit.ledger import LedgerBatch, OptimisationLog, iso_days, matrix_digest, weights_digest
@@ -60,6 +61,7 @@ from quant_assets.meta.aggregate import (
     AlignedStreams,
     AllocationOutcome,
     ChildStream,
+    MetaAllocation,
     SuccessHistory,
     allocate_array,
     cluster_labels,
@@ -111,12 +113,11 @@ def optimisation_history(frame: pl.DataFrame, child: ChildRef, risk: str) -> lis
 
 @dataclass
 class Allocation:
-    """A meta lens on one date: its weights (children in manifest order), its stored row, the matrix
-    it was optimised on and the children's correlation clusters in it."""
+    """A meta lens on one date: its weights (children in manifest order), its stored row and the
+    children's correlation clusters in the window it was optimised on."""
 
     weights: np.ndarray
     frame: dict | pl.DataFrame | None
-    matrix: np.ndarray | None = None
     labels: np.ndarray | None = None
 
 
@@ -420,23 +421,23 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         out: dict[dt.date, Allocation] = {}
         weight_rows = Rows()
         failures, lost = {}, {}
-        for d in track(dates, f"meta_{meta}_{risk}"):
+
+        def decide(d: dt.date) -> tuple:
+            """The pure part of a date (numpy only, so it can run in a forked worker): the window of the
+            children's streams, their clusters, the health gate and the allocation (or what it raised)."""
             days, values, info = (
                 aligned.window(d - span, d, lookbacks.meta_window_days)
                 if aligned is not None
                 else window_matrix(streams, names, d - span, d, lookbacks.meta_window_days)
             )
-            lost[d] = info
             labels = cluster_labels(values, TREE_THRESHOLD)
             if not compute_w:
-                assert stored is not None  # read from storage above whenever weights are not computed
-                out[d] = Allocation(stored[d].weights, stored[d].frame, values, labels)
-                continue
+                return info, labels, None
             shares = {c: histories[c].share(d - span, d) for c in names}
             vetoed = health_vetoes_array(values, names, shares, cfg.min_child_success_share)
             inputs = {"meta_returns": matrix_digest(iso_days(days), names, values)}
-            with batch.recording(logs[run.key_of(d)], d, inputs):
-                alloc = allocate_array(
+            try:
+                alloc: MetaAllocation | Raised = allocate_array(
                     values,
                     names,
                     profile=cfg.allocation.profile,
@@ -447,6 +448,15 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                     min_history=lookbacks.meta_min_history_days,
                     vetoed=vetoed,
                 )
+            except Exception as err:  # recorded in the ledger by the step, in date order
+                alloc = Raised(err)
+            return info, labels, (shares, vetoed, inputs, alloc)
+
+        def record(d: dt.date, labels: np.ndarray, shares: dict, vetoed: dict, inputs: dict, alloc) -> None:
+            """The sequential part of a date: ledger entry, rows, checks."""
+            with batch.recording(logs[run.key_of(d)], d, inputs):
+                if isinstance(alloc, Raised):
+                    raise alloc.error
             w = alloc.values
             kind = alloc.outcome.value
             logs[run.key_of(d)].add(
@@ -474,10 +484,22 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 "success_share": [shares[c] for c in names],
             }
             weight_rows.add(**row)
-            out[d] = Allocation(w, row, values, labels)
+            out[d] = Allocation(w, row, labels)
             problem = meta_weight_arrays_problem(w, names, cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
+
+        with in_order(decide, dates) as decisions:
+            for d, decided in zip(track(dates, f"meta_{meta}_{risk}"), decisions):
+                if isinstance(decided, Raised):
+                    raise decided.error
+                info, labels, allocated = decided
+                lost[d] = info
+                if allocated is None:  # weights read from storage
+                    assert stored is not None  # read from storage above whenever weights are not computed
+                    out[d] = Allocation(stored[d].weights, stored[d].frame, labels)
+                    continue
+                record(d, labels, *allocated)
         if compute_w:
             ledger_check, n_records = batch.commit()
 

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
 
-from quant_assets.allocation.optimise import FALLBACK_CHAINS, optimise_array
+from quant_assets.allocation.optimise import FALLBACK_CHAINS, OptimisationResult, optimise_array
 from quant_assets.allocation.pool import Selected, atom_scores, sleeve_pool
 from quant_assets.assets.common import (
     PREVIOUS_PARTITION,
@@ -37,6 +37,7 @@ from quant_assets.assets.common import (
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
+from quant_assets.assets.parallel import Raised, in_order
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
 from quant_assets.audit.ledger import LedgerBatch, OptimisationLog, matrix_digest, selection_digest, weights_digest
@@ -180,16 +181,20 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         weight_rows = {r: Rows() for r in wanted}
         failures: dict[str, dict[str, str]] = {r: {} for r in wanted}
         sign_failures: dict[str, dict[str, str]] = {r: {} for r in wanted}
-        for d in track(dates, f"sleeve_{sleeve}"):
+
+        def decide(d: dt.date) -> list[tuple]:
+            """The pure part of a date (numpy only, so it can run in a forked worker): each lens's
+            pool, its input hashes and its optimisation (or what that raised)."""
             kept = u.kept[d]
-            X = dense_matrix(panel, u.rows[d][-lookbacks.optimisation_days :], kept)
+            rows = u.rows[d][-lookbacks.optimisation_days :]
+            X = dense_matrix(panel, rows, kept)
             col = {s_: i for i, s_ in enumerate(kept)}
             view = feats.get(d)
             momentum = dict(zip(view.symbols, view.col("momentum"))) if view is not None else {}
             bench = [col[b] for b in u.benchmarks[d] if b in col] if cfg.risk.market_neutral else []
             benchmark = X[:, bench].mean(axis=1) if bench else None  # equal weight of the universe's benchmarks
             pools: dict[tuple, tuple] = {}  # profiles on the same atoms share streams, hashes and scores
-            rows = u.rows[d][-lookbacks.optimisation_days :]
+            lenses = []
             for risk in wanted:
                 symbols, ids, clusters = sleeve_pool(
                     risk, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic, cfg.direction
@@ -210,11 +215,8 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                         atom_scores(streams, mom, sign),
                     )
                 streams, issue, inputs, scores = pools[key]
-                if issue:
-                    sign_failures[risk][d.isoformat()] = issue
-                log = logs[risk][run.key_of(d)]
-                with batch.recording(log, d, inputs):
-                    result = optimise_array(
+                try:
+                    result: OptimisationResult | Raised = optimise_array(
                         streams,
                         ids,
                         risk,
@@ -225,36 +227,54 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                         benchmark=benchmark,
                         **scores,
                     )
-                w = result.values
-                keep = w > 0 if result.profile_used != "none" else np.zeros(len(w), dtype=bool)
-                h = Holding(
-                    [i for i, k in zip(ids, keep) if k],
-                    [s_ for s_, k in zip(symbols, keep) if k],
-                    w[keep],
-                    [c for c, k in zip(clusters, keep) if k],
-                    result.engine,
-                    result.profile_used,
-                )
-                out[risk][d] = h
-                status = (
-                    "no_assets" if result.profile_used == "none" else "fallback" if result.fallback_used else "success"
-                )
-                log.add(d, inputs, status, h.hash(), regime=regimes[d], **_provenance(result))
-                n = len(h.ids)
-                weight_rows[risk].add(
-                    rebalance_date=[d] * n,
-                    atom_id=h.ids,
-                    symbol=h.symbols,
-                    direction=cfg.direction.upper(),
-                    weight=h.weights.tolist(),
-                    net_weight=(sign * h.weights).tolist(),
-                    cluster=h.clusters,
-                    engine=h.engine,
-                    profile_used=h.profile_used,
-                )
-                problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
-                if problem:
-                    failures[risk][d.isoformat()] = problem
+                except Exception as err:  # recorded in the ledger by the step, in date order
+                    result = Raised(err)
+                lenses.append((risk, symbols, ids, clusters, issue, inputs, result))
+            return lenses
+
+        def record(d, risk, symbols, ids, clusters, issue, inputs, result) -> None:
+            """The sequential part of a date and lens: ledger entry, holding, rows, checks."""
+            if issue:
+                sign_failures[risk][d.isoformat()] = issue
+            log = logs[risk][run.key_of(d)]
+            with batch.recording(log, d, inputs):
+                if isinstance(result, Raised):
+                    raise result.error
+            w = result.values
+            keep = w > 0 if result.profile_used != "none" else np.zeros(len(w), dtype=bool)
+            h = Holding(
+                [i for i, k in zip(ids, keep) if k],
+                [s_ for s_, k in zip(symbols, keep) if k],
+                w[keep],
+                [c for c, k in zip(clusters, keep) if k],
+                result.engine,
+                result.profile_used,
+            )
+            out[risk][d] = h
+            status = "no_assets" if result.profile_used == "none" else "fallback" if result.fallback_used else "success"
+            log.add(d, inputs, status, h.hash(), regime=regimes[d], **_provenance(result))
+            n = len(h.ids)
+            weight_rows[risk].add(
+                rebalance_date=[d] * n,
+                atom_id=h.ids,
+                symbol=h.symbols,
+                direction=cfg.direction.upper(),
+                weight=h.weights.tolist(),
+                net_weight=(sign * h.weights).tolist(),
+                cluster=h.clusters,
+                engine=h.engine,
+                profile_used=h.profile_used,
+            )
+            problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
+            if problem:
+                failures[risk][d.isoformat()] = problem
+
+        with in_order(decide, dates) as decisions:
+            for d, decided in zip(track(dates, f"sleeve_{sleeve}"), decisions):
+                if isinstance(decided, Raised):
+                    raise decided.error
+                for risk, symbols, ids, clusters, issue, inputs, result in decided:
+                    record(d, risk, symbols, ids, clusters, issue, inputs, result)
         ledger_check, n_records = batch.commit()
         ledger_path = MetadataValue.path(str(run.ledger.path))
         for risk in wanted:

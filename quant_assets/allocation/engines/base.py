@@ -75,12 +75,13 @@ class EngineRequest:
     def cov(self) -> np.ndarray:
         if self._cov is None:
             cfg = self.config
-            self._cov = covariance(self.X, cfg.covariance, cfg.shrinkage)
-            if cfg.condition_number_max is not None:
+            if cfg.condition_number_max is not None:  # shrinks the unshrunk estimate itself
                 self._cov, used, kappa = shrink_to_condition(
                     covariance(self.X, cfg.covariance), cfg.shrinkage, cfg.condition_number_max
                 )
                 self.notes.update(shrinkage_used=used, condition_number=round(kappa, 3))
+            else:
+                self._cov = covariance(self.X, cfg.covariance, cfg.shrinkage)
         return self._cov
 
     def betas(self) -> np.ndarray:

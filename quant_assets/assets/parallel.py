@@ -1,0 +1,107 @@
+"""A step's per-date work on every core: the optimisations of a backfill, in order, in forked workers.
+
+Dagster's in-process executor runs one step at a time, and a step's rebalance dates are independent
+until the bookkeeping (ledger, rows, wealth carried forward). So the pure part of each date (pools,
+scores, optimisations: numpy only) is mapped over the dates by `in_order`, in worker processes
+forked from the step, while the step itself keeps the sequential part. Results come back in date
+order and are identical to a serial loop (the same code on the same inputs); an exception raised for
+a date comes back as a `Raised` in its place, so the caller records the dates before it and the
+failure exactly as a serial loop would.
+
+Forked workers inherit the step's memory (the price panel, the selection), so nothing is pickled on
+the way in; only each date's result travels back. The work must not touch polars or the lakehouse
+(a forked child must not use a thread pool or a file lock its parent held). Workers die with the step
+that forked them, so a killed run leaves none behind. Small runs (tests, a weekly update) stay in the
+step's process: a pool costs tens of milliseconds to start. `QUANT_ASSETS_WORKERS` sets the number
+of workers (default: the cores this process may use; 1 turns it off).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+WORKERS_ENV = "QUANT_ASSETS_WORKERS"
+MIN_ITEMS = 64  # below this many dates a pool costs more than it saves
+
+
+@dataclass
+class Raised:
+    """What a date's work raised, in the date's place."""
+
+    error: Exception
+
+
+def workers() -> int:
+    """Worker processes for per-date work: QUANT_ASSETS_WORKERS, else the cores this process may use."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if not raw:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"{WORKERS_ENV}={raw!r} is not a whole number of worker processes") from None
+    if n < 1:
+        raise ValueError(f"{WORKERS_ENV}={raw!r}: need at least 1 (1 runs in the step's own process)")
+    return n
+
+
+_WORK: Callable[[Any], Any] | None = None  # the function of the running map, inherited by forked workers
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker_start(parent: int) -> None:
+    """A worker dies with the step that forked it (a killed run leaves no worker behind) and leaves
+    Ctrl-C to the step, which stops the pool; it keeps no signal handler the step had installed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the step died before the line above took effect
+        os._exit(1)
+
+
+def _call(item: Any) -> Any:
+    """In a worker: the running map's function on one item; what it raises travels back as `Raised`."""
+    assert _WORK is not None  # set by `in_order` before the pool forks
+    out = _guarded(_WORK, item)
+    if isinstance(out, Raised):
+        try:
+            pickle.dumps(out.error)
+        except Exception:  # an exception that cannot travel back is sent as its text
+            out = Raised(RuntimeError(f"{type(out.error).__name__}: {out.error}"))
+    return out
+
+
+@contextmanager
+def in_order(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Iterator[Any]]:
+    """An iterator of fn(item) for every item, in order: computed in forked workers when there are at
+    least MIN_ITEMS items and more than one worker, else lazily here. What fn raises for an item is
+    yielded as `Raised(error)`. Leaving the block stops the workers (a step that fails stops them)."""
+    global _WORK
+    items = list(items)
+    n = min(workers(), len(items))
+    if n <= 1 or len(items) < MIN_ITEMS or mp.current_process().daemon or "fork" not in mp.get_all_start_methods():
+        yield (_guarded(fn, item) for item in items)
+        return
+    _WORK = fn
+    try:
+        with mp.get_context("fork").Pool(n, initializer=_worker_start, initargs=(os.getpid(),)) as pool:
+            yield pool.imap(_call, items, chunksize=max(1, len(items) // (n * 16)))
+    finally:
+        _WORK = None
+
+
+def _guarded(fn: Callable[[Any], Any], item: Any) -> Any:
+    try:
+        return fn(item)
+    except Exception as err:
+        return Raised(err)

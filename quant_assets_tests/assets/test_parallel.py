@@ -1,0 +1,153 @@
+"""Per-date work in forked workers gives exactly what the serial loop gives, in order, failures included."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+
+from quant_assets.assets import parallel
+from quant_assets.assets.parallel import Raised, in_order, workers
+from quant_assets.cli.runner import materialize_range
+from quant_assets.config.manifest import load_manifest, parse_manifest
+from quant_assets.definitions import build_definitions
+from quant_assets.storage.lakehouse import Lakehouse
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def _work(i: int):
+    """Numpy work that depends on the item, and a failure on item 7."""
+    if i == 7:
+        raise ValueError(f"item {i} is bad")
+    x = np.random.default_rng(i).standard_normal((50, 4))
+    return i, np.linalg.eigvalsh(np.cov(x, rowvar=False)), os.getpid()
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    """Two workers from the first item on, whatever the machine."""
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
+    monkeypatch.setattr(parallel, "MIN_ITEMS", 2)
+
+
+def test_workers_in_forked_processes_equal_the_serial_loop_in_order(forced):
+    with in_order(_work, range(40)) as results:
+        par = list(results)
+    serial = [parallel._guarded(_work, i) for i in range(40)]
+    assert [r.error.args for r in par if isinstance(r, Raised)] == [("item 7 is bad",)]
+    assert [r[0] for r in par if not isinstance(r, Raised)] == [i for i in range(40) if i != 7]
+    for p, s in zip(par, serial):
+        if not isinstance(p, Raised):
+            np.testing.assert_array_equal(p[1], s[1])  # bit-identical, not close
+    assert {r[2] for r in par if not isinstance(r, Raised)} - {os.getpid()}  # computed elsewhere
+    assert parallel._WORK is None  # nothing left behind for the next map
+
+
+def test_few_items_stay_in_the_steps_process(monkeypatch):
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
+    with in_order(_work, range(3)) as results:
+        assert {r[2] for r in results} == {os.getpid()}
+
+
+def test_leaving_the_block_early_stops_the_workers(forced):
+    with pytest.raises(RuntimeError, match="the step failed"):
+        with in_order(_work, range(40)) as results:
+            next(results)
+            raise RuntimeError("the step failed")
+    assert parallel._WORK is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_worker_count_is_an_error_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv(parallel.WORKERS_ENV, value)
+    with pytest.raises(ValueError, match=parallel.WORKERS_ENV):
+        workers()
+
+
+def test_worker_count_defaults_to_the_usable_cores(monkeypatch):
+    monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    assert workers() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    assert workers() == 1
+
+
+KILLED_STEP = """
+import os, sys, time
+from quant_assets.assets import parallel
+parallel.MIN_ITEMS = 2
+def slow(i):
+    time.sleep(60)
+with parallel.in_order(slow, range(4)) as results:
+    print(os.getpid(), flush=True)
+    next(results)
+"""
+
+
+def test_a_killed_step_leaves_no_worker_behind(monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
+    step = subprocess.Popen([sys.executable, "-c", KILLED_STEP], stdout=subprocess.PIPE, text=True)
+    assert step.stdout is not None
+    pid = int(step.stdout.readline())
+    deadline = time.monotonic() + 20
+    children: list[int] = []
+    while len(children) < 2 and time.monotonic() < deadline:
+        children = [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+        time.sleep(0.05)
+    assert len(children) == 2, children
+    time.sleep(0.5)  # the workers are in `slow`, past their start-up
+    os.kill(pid, signal.SIGKILL)
+    step.wait(10)
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{c}") for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [
+        c for c in children if os.path.exists(f"/proc/{c}") and "Z" not in open(f"/proc/{c}/stat").read().split()[2]
+    ]
+    assert alive == []
+
+
+def _lakehouse(root, monkeypatch, n_workers: str) -> Lakehouse:
+    monkeypatch.setenv(parallel.WORKERS_ENV, n_workers)
+    monkeypatch.setattr(parallel, "MIN_ITEMS", 2)
+    data = load_manifest().model_dump(mode="json")
+    data["calendar"].update(start="2020-01-01", end="2020-04-04", partition="month")
+    data["lookbacks"]["meta_min_history_days"] = 10
+    manifest = parse_manifest(data)
+    defs = build_definitions(manifest, root)
+    result = materialize_range(
+        defs, manifest, dt.date(2020, 1, 1), dt.date(2020, 3, 31), DagsterInstance.ephemeral(), run_config=QUIET
+    )
+    assert result.success
+    return Lakehouse(root)
+
+
+@pytest.mark.slow
+def test_the_graph_in_workers_writes_exactly_what_the_serial_graph_writes(tmp_path, monkeypatch):
+    here = []  # dates computed in the test's own process
+    guarded = parallel._guarded
+    monkeypatch.setattr(parallel, "_guarded", lambda fn, item: here.append(item) or guarded(fn, item))
+    serial = _lakehouse(tmp_path / "serial", monkeypatch, "1")
+    assert len(here) == 18 * 13  # 4 funnels, 4 sleeves and 10 meta lenses, 13 dates each
+    here.clear()
+    forked = _lakehouse(tmp_path / "forked", monkeypatch, "2")
+    assert here == []  # every date of every step was computed in a worker
+    compared = 0
+    for table in ("clusters", "rankings", "vetoes", "selection", "sleeve_weights", "sleeve_returns", "meta_weights"):
+        for folder in sorted((serial.root / table).iterdir()):
+            for part in sorted(folder.glob("*.parquet")):
+                twin = forked.root / table / folder.name / part.name
+                a, b = pl.read_parquet(part), pl.read_parquet(twin)
+                assert a.height > 0 or table in ("vetoes",), part
+                assert a.equals(b), f"{table}/{folder.name}/{part.name} differs"
+                compared += 1
+    assert compared > 100
