@@ -24,6 +24,7 @@ import os
 import pickle
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,10 +75,13 @@ def _call(item: Any) -> Any:
     assert _WORK is not None  # set by `in_order` before the pool forks
     out = _guarded(_WORK, item)
     if isinstance(out, Raised):
+        # a pickled exception loses its traceback: the worker's is kept as a note on the error
+        where = "".join(traceback.format_exception(out.error))
         try:
             pickle.dumps(out.error)
         except Exception:  # an exception that cannot travel back is sent as its text
             out = Raised(RuntimeError(f"{type(out.error).__name__}: {out.error}"))
+        out.error.add_note(f"raised in a worker process (QUANT_ASSETS_WORKERS=1 runs it in the step):\n{where}")
     return out
 
 

@@ -40,6 +40,8 @@ def test_workers_in_forked_processes_equal_the_serial_loop_in_order(forced):
         par = list(results)
     serial = [parallel._guarded(_work, i) for i in range(40)]
     assert [r.error.args for r in par if isinstance(r, Raised)] == [("item 7 is bad",)]
+    (note,) = next(r for r in par if isinstance(r, Raised)).error.__notes__
+    assert "raised in a worker process" in note and 'raise ValueError(f"item {i} is bad")' in note  # where it was
     assert [r[0] for r in par if not isinstance(r, Raised)] == [i for i in range(40) if i != 7]
     for p, s in zip(par, serial):
         if not isinstance(p, Raised):
