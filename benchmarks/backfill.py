@@ -3,8 +3,9 @@
 Runs the whole default graph over a date range as one single-run backfill, in process, into a
 temporary lakehouse, on an ephemeral Dagster instance (default) or a persistent one configured as
 `dagster.yaml` configures `make ui`'s (--persistent), and reports wall time and milliseconds per
-rebalance date; with --profile, the share of time inside our asset steps versus Dagster (planning,
-events, storage), measured with cProfile (ratios within one run are what count).
+rebalance date, and the steps' durations by kind; with --profile, the share of time inside our
+asset steps versus Dagster (planning, events, storage), measured with cProfile (ratios within one
+run are what count).
 
     .venv/bin/python -m benchmarks.backfill                       # the full history, 1992-2022
     .venv/bin/python -m benchmarks.backfill --persistent --profile
@@ -41,6 +42,16 @@ def _body_seconds(profile: cProfile.Profile) -> dict[str, float]:
         if "quant_assets/assets/" in filename and name in STEP_BODIES:
             out[name] += cumtime
     return out
+
+
+def _step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
+    """Seconds of the run's steps by kind (universe, funnel, sleeve, tournament, meta, orders), as
+    Dagster timed them (the step's own work, its events and checks)."""
+    out: dict[str, float] = defaultdict(float)
+    for s in instance.get_run_step_stats(run_id):
+        if s.start_time is not None and s.end_time is not None:
+            out[s.step_key.split("_")[0]] += s.end_time - s.start_time
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def main() -> None:
@@ -101,12 +112,14 @@ def main() -> None:
         if profile:
             profile.disable()
         wall = time.perf_counter() - t0
+        steps = _step_seconds(instance, result.run_id)
     print(f"backfill {args.start} .. {args.end}: {n_dates} rebalance dates, success={result.success}")
     print(
         f"wall {wall:.1f} s = {1000 * wall / n_dates:.1f} ms per rebalance date, "
         f"{'persistent (batched SQLite)' if args.persistent else 'ephemeral'} instance"
         + (" (under cProfile)" if profile else "")
     )
+    print("step durations (Dagster's) by kind: " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
     if profile:
         bodies = _body_seconds(profile)
         ours = sum(bodies.values())

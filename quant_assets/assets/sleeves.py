@@ -194,17 +194,15 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             bench = [col[b] for b in u.benchmarks[d] if b in col] if cfg.risk.market_neutral else []
             benchmark = X[:, bench].mean(axis=1) if bench else None  # equal weight of the universe's benchmarks
             pools: dict[tuple, tuple] = {}  # profiles on the same atoms share streams, hashes and scores
+            available, benchmarks, index = set(kept), set(u.benchmarks[d]), [panel.iso[i] for i in rows]
             lenses = []
             for risk in wanted:
-                symbols, ids, clusters = sleeve_pool(
-                    risk, sel.get(d), set(kept), set(u.benchmarks[d]), cfg.logic, cfg.direction
-                )
+                symbols, ids, clusters = sleeve_pool(risk, sel.get(d), available, benchmarks, cfg.logic, cfg.direction)
                 key = tuple(ids)
                 if key not in pools:
                     raw = X[:, [col[s_] for s_ in symbols]]
                     streams = -np.minimum(raw, 1.0) if short else raw
                     mom = np.array([momentum.get(s_, np.nan) for s_ in symbols], dtype=float)
-                    index = [panel.iso[i] for i in rows]
                     pools[key] = (
                         streams,
                         synthetic_stream_problem(streams, raw, cfg.direction),
