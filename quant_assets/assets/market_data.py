@@ -30,6 +30,7 @@ from quant_assets.assets.common import (
     returns_name,
     table_metadata,
 )
+from quant_assets.assets.parallel import by_chunks
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import coverage_problem
 from quant_assets.data.calendars import calendar_days_covering
@@ -38,7 +39,15 @@ from quant_assets.data.sources import PriceSource, get_source
 from quant_assets.data.validation import DataError, validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
 from quant_assets.selection.features import LIQUIDITY_BASELINE, LIQUIDITY_BASELINE_CRYPTO
-from quant_assets.selection.market import Panel, UniverseDates, dense_rows, features_by_date, judge_dates, member_mean
+from quant_assets.selection.market import (
+    Panel,
+    UniverseDates,
+    dense_rows,
+    feature_blocks,
+    features_frame,
+    judge_dates,
+    member_mean,
+)
 from quant_assets.selection.regime import COMPONENTS, detect_regimes
 
 CANDIDATE_COLUMNS = [
@@ -422,7 +431,14 @@ def universe_step(ctx: GraphContext, universe: str):
         # 4. features
         if run.is_selected(features_key):
             baseline = LIQUIDITY_BASELINE_CRYPTO if cfg.asset_class == "crypto" else LIQUIDITY_BASELINE
-            feats = features_by_date(panel, u, dates, lookbacks.features_days, calendar.annualisation, baseline)
+            feats = features_frame(  # the stacked window kernels of the dates, on every core
+                by_chunks(
+                    lambda chunk: feature_blocks(
+                        panel, u, chunk, lookbacks.features_days, calendar.annualisation, baseline
+                    ),
+                    dates,
+                )
+            )
             run.publish(
                 "features",
                 features_key,

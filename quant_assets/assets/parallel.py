@@ -86,14 +86,19 @@ def _call(item: Any) -> Any:
 
 
 @contextmanager
-def in_order(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Iterator[Any]]:
+def in_order(fn: Callable[[Any], Any], items: Iterable[Any], min_items: int | None = None) -> Iterator[Iterator[Any]]:
     """An iterator of fn(item) for every item, in order: computed in forked workers when there are at
-    least MIN_ITEMS items and more than one worker, else lazily here. What fn raises for an item is
-    yielded as `Raised(error)`. Leaving the block stops the workers (a step that fails stops them)."""
+    least `min_items` (default MIN_ITEMS) items and more than one worker, else lazily here. What fn
+    raises for an item is yielded as `Raised(error)`. Leaving the block stops the workers (a step that fails stops them)."""
     global _WORK
     items = list(items)
     n = min(workers(), len(items))
-    if n <= 1 or len(items) < MIN_ITEMS or mp.current_process().daemon or "fork" not in mp.get_all_start_methods():
+    if (
+        n <= 1
+        or len(items) < (MIN_ITEMS if min_items is None else min_items)
+        or mp.current_process().daemon
+        or "fork" not in mp.get_all_start_methods()
+    ):
         yield (_guarded(fn, item) for item in items)
         return
     _WORK = fn
@@ -102,6 +107,26 @@ def in_order(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Iterato
             yield pool.imap(_call, items, chunksize=max(1, len(items) // (n * 16)))
     finally:
         _WORK = None
+
+
+def by_chunks(fn: Callable[[list], Any], items: Iterable[Any], per_worker: int = 2) -> list[Any]:
+    """fn over consecutive chunks of `items`, results in order: for vectorised work (one call per
+    chunk keeps its arrays large). At least MIN_ITEMS items are split into `per_worker` chunks per
+    worker (later dates hold more symbols, so more chunks than workers balance the load) and
+    computed in workers; fewer items make one call here. The first chunk's error is raised."""
+    items = list(items)
+    n = workers()
+    if n <= 1 or len(items) < MIN_ITEMS:
+        return [fn(items)]
+    k = min(len(items), n * per_worker)
+    chunks = [items[i * len(items) // k : (i + 1) * len(items) // k] for i in range(k)]
+    out = []
+    with in_order(fn, chunks, min_items=2) as results:
+        for r in results:
+            if isinstance(r, Raised):
+                raise r.error
+            out.append(r)
+    return out
 
 
 def _guarded(fn: Callable[[Any], Any], item: Any) -> Any:

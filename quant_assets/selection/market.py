@@ -213,19 +213,30 @@ def judge_dates(
     return UniverseDates(health, coverage, kept, members, benchmarks, rows)
 
 
-def features_by_date(
+@dataclass
+class FeatureBlocks:
+    """The features of some dates' kept symbols as numpy arrays: `values` (one row per (date,
+    symbol), columns FEATURE_COLUMNS) and `owners` ((date, symbols) in row order). Numpy only, so
+    a forked worker can compute it (`features_frame` makes the table in the step's process)."""
+
+    values: np.ndarray
+    owners: list[tuple[dt.date, list[str]]]
+
+
+def feature_blocks(
     panel: Panel,
     u: UniverseDates,
     dates: list[dt.date],
     window: int,
     annualisation: int = SESSIONS_PER_YEAR_EXCHANGE,
     liquidity_baseline: float = LIQUIDITY_BASELINE,
-) -> pl.DataFrame:
+) -> FeatureBlocks:
     """Features of every date's kept symbols, members and benchmarks scaled apart (a benchmark is a
     reference: it must not move the members' cross-sectional scores). One vectorised pass.
     `annualisation`: the universe calendar's periods per year (252 sessions, 365 for 24/7). When
     the panel has bars, each window's highs, lows and volumes (same sessions) feed the OHLC votes,
-    ADX and adv; `liquidity_baseline` is the value traded that counts as fully liquid."""
+    ADX and adv; `liquidity_baseline` is the value traded that counts as fully liquid. Every row
+    depends on its own window only, so any split of `dates` gives the same rows."""
     blocks, owners = [], []
     bars: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for d in dates:
@@ -248,15 +259,33 @@ def features_by_date(
         bars=bars if panel.bars is not None else None,
         liquidity_baseline=liquidity_baseline,
     )
-    if not blocks:
+    return FeatureBlocks(np.concatenate(values) if values else np.zeros((0, len(FEATURE_COLUMNS))), owners)
+
+
+def features_frame(parts: list[FeatureBlocks]) -> pl.DataFrame:
+    """The features table (rebalance_date, symbol, FEATURE_COLUMNS) of blocks, in their order."""
+    owners = [o for p in parts for o in p.owners]
+    if not owners:
         return pl.DataFrame(
             schema={"rebalance_date": pl.Date, "symbol": pl.Utf8, **{c: pl.Float64 for c in FEATURE_COLUMNS}}
         )
-    out = pl.DataFrame(np.concatenate(values), schema=FEATURE_COLUMNS, orient="row")
+    out = pl.DataFrame(np.concatenate([p.values for p in parts]), schema=FEATURE_COLUMNS, orient="row")
     return out.with_columns(
         pl.Series("rebalance_date", [d for d, g in owners for _ in g], dtype=pl.Date),
         pl.Series("symbol", [s for _, g in owners for s in g], dtype=pl.Utf8),
     )
+
+
+def features_by_date(
+    panel: Panel,
+    u: UniverseDates,
+    dates: list[dt.date],
+    window: int,
+    annualisation: int = SESSIONS_PER_YEAR_EXCHANGE,
+    liquidity_baseline: float = LIQUIDITY_BASELINE,
+) -> pl.DataFrame:
+    """The features table of `dates` in one pass (`feature_blocks`, then `features_frame`)."""
+    return features_frame([feature_blocks(panel, u, dates, window, annualisation, liquidity_baseline)])
 
 
 def member_mean(panel: Panel, rows: np.ndarray, members: list[str]) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance
 
 from quant_assets.assets import parallel
-from quant_assets.assets.parallel import Raised, in_order, workers
+from quant_assets.assets.parallel import Raised, by_chunks, in_order, workers
 from quant_assets.cli.runner import materialize_range
 from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.definitions import build_definitions
@@ -62,6 +62,27 @@ def test_leaving_the_block_early_stops_the_workers(forced):
             next(results)
             raise RuntimeError("the step failed")
     assert parallel._WORK is None
+
+
+def _chunk_sums(chunk: list[int]):
+    if 13 in chunk:
+        raise ValueError("chunk with 13")
+    return [float(np.sqrt(i)) for i in chunk], os.getpid()
+
+
+def test_chunks_cover_every_item_once_in_order_in_workers(forced):
+    out = by_chunks(_chunk_sums, range(12))
+    assert len(out) == 4  # two chunks per worker
+    assert [v for values, _ in out for v in values] == [float(np.sqrt(i)) for i in range(12)]
+    assert {pid for _, pid in out} - {os.getpid()}  # computed elsewhere
+    with pytest.raises(ValueError, match="chunk with 13"):
+        by_chunks(_chunk_sums, range(20))
+
+
+def test_few_items_make_one_chunk_here(monkeypatch):
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
+    ((values, pid),) = by_chunks(_chunk_sums, range(5))
+    assert pid == os.getpid() and len(values) == 5
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
