@@ -89,7 +89,8 @@ def _call(item: Any) -> Any:
 def in_order(fn: Callable[[Any], Any], items: Iterable[Any], min_items: int | None = None) -> Iterator[Iterator[Any]]:
     """An iterator of fn(item) for every item, in order: computed in forked workers when there are at
     least `min_items` (default MIN_ITEMS) items and more than one worker, else lazily here. What fn
-    raises for an item is yielded as `Raised(error)`. Leaving the block stops the workers (a step that fails stops them)."""
+    raises for an item is yielded as `Raised(error)`. Leaving the block stops the workers (a step
+    that fails stops them)."""
     global _WORK
     items = list(items)
     n = min(workers(), len(items))
