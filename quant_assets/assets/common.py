@@ -382,6 +382,23 @@ class Rows:
         return pl.DataFrame(self.columns, schema_overrides=schema_overrides) if self.columns else pl.DataFrame()
 
 
+def date_runs(frame: pl.DataFrame, column: str = "rebalance_date") -> tuple[pl.DataFrame, list[tuple[Any, int, int]]]:
+    """Each date's rows as (date, start, stop) of `frame`, in order of first appearance: what a
+    loop over `partition_by(column, maintain_order=True)` visits, without a frame per date (1,617
+    small frames cost a second of polars calls per step; slicing columns taken out once is free).
+    Stored partitions hold each date's rows together; a frame that does not is regrouped first
+    (the returned frame is the one the runs index)."""
+    if frame.height == 0:
+        return frame, []
+    days = frame[column].to_physical().to_numpy()
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    if len(starts) != len(np.unique(days)):  # a date's rows are split: group them, order kept
+        frame = pl.concat(frame.partition_by(column, maintain_order=True))
+        return date_runs(frame, column)
+    stops = np.r_[starts[1:], frame.height]
+    return frame, list(zip(frame[column].gather(starts).to_list(), starts.tolist(), stops.tolist()))
+
+
 def check_result(name: str, asset: str, failures: dict[str, str], checked: int, **metadata) -> AssetCheckResult:
     """A check over every rebalance date of the run: fails if any date fails, naming the dates and why."""
     shown = dict(list(failures.items())[:20])

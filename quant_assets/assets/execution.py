@@ -18,6 +18,7 @@ from quant_assets.assets.common import (
     LakehouseResource,
     Rows,
     Run,
+    date_runs,
     flattened_name,
     implemented_name,
     orders_name,
@@ -77,11 +78,9 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
             state = read_state(path)  # read once: the whole run sees one consistent state
             implemented = {d: dict(zip(g["symbol"], g["weight"].astype(float))) for d, g in state.groupby("as_of")}
             as_of_dates = sorted(implemented)
-            flat = run.read("flattened_weights", flattened_key)
-            targets = {
-                g["rebalance_date"][0]: dict(zip(g["symbol"].to_list(), g["net_weight"].to_list()))
-                for g in flat.partition_by("rebalance_date", maintain_order=True)
-            }
+            flat, runs = date_runs(run.read("flattened_weights", flattened_key))
+            symbols, net = flat["symbol"].to_list(), flat["net_weight"].to_list()
+            targets = {d: dict(zip(symbols[a:b], net[a:b])) for d, a, b in runs}
             orders = Rows()
             status, per_date = {}, {}
             for d in run.dates:

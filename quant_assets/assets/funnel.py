@@ -27,6 +27,7 @@ from quant_assets.assets.common import (
     check_result,
     cluster_sensitivity_name,
     clusters_name,
+    date_runs,
     features_name,
     preview,
     rankings_name,
@@ -50,13 +51,10 @@ from quant_assets.selection.rankers import FeatureView, Ranking, get_ranker
 
 def features_by_date(frame: pl.DataFrame) -> dict[dt.date, FeatureView]:
     """Stored feature rows -> one FeatureView per rebalance date (symbols in stored order)."""
-    out = {}
-    for g in frame.partition_by("rebalance_date", maintain_order=True):
-        values = g.select(FEATURE_COLUMNS).to_numpy()
-        out[g["rebalance_date"][0]] = FeatureView(
-            g["symbol"].to_list(), {c: values[:, j] for j, c in enumerate(FEATURE_COLUMNS)}
-        )
-    return out
+    frame, runs = date_runs(frame)
+    symbols = frame["symbol"].to_list()
+    columns = {c: frame[c].to_numpy() for c in FEATURE_COLUMNS}
+    return {d: FeatureView(symbols[a:b], {c: v[a:b] for c, v in columns.items()}) for d, a, b in runs}
 
 
 def subset(view: FeatureView | None, symbols: list[str]) -> FeatureView:

@@ -38,6 +38,7 @@ from quant_assets.assets.common import (
     audit_complete,
     candidates_name,
     check_result,
+    date_runs,
     flattened_name,
     meta_portfolio_returns_name,
     meta_returns_name,
@@ -598,23 +599,22 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         holdings: dict[str, dict[dt.date, dict[str, list]]] = {}
         for c, name in zip(children, child_holdings):
             table, _ = child_weights_asset(c, risk)
-            frame = run.read(table, name)
+            frame, runs = date_runs(run.read(table, name))
             if c.kind == "sleeve":
+                ids, symbols, direction = (frame[col].to_list() for col in ("atom_id", "symbol", "direction"))
+                weights = frame["weight"].to_numpy()
                 holdings[c.name] = {
-                    g["rebalance_date"][0]: sleeve_rows(
-                        c.name, g["atom_id"].to_list(), g["symbol"].to_list(), g["direction"][0], g["weight"].to_numpy()
-                    )
-                    for g in frame.partition_by("rebalance_date", maintain_order=True)
+                    d: sleeve_rows(c.name, ids[a:b], symbols[a:b], direction[a], weights[a:b]) for d, a, b in runs
                 }
             else:
-                holdings[c.name] = {
-                    g["rebalance_date"][0]: {col: g[col].to_list() for col in CONTRIBUTION_COLUMNS}
-                    for g in frame.partition_by("rebalance_date", maintain_order=True)
-                }
+                columns = {col: frame[col].to_list() for col in CONTRIBUTION_COLUMNS}
+                holdings[c.name] = {d: {col: v[a:b] for col, v in columns.items()} for d, a, b in runs}
         listed: dict[dt.date, set[str]] = {}
         for u in universes:
-            for g in run.read("candidates", candidates_name(u)).partition_by("rebalance_date"):
-                listed.setdefault(g["rebalance_date"][0], set()).update(g["symbol"].to_list())
+            frame, runs = date_runs(run.read("candidates", candidates_name(u)))
+            symbols = frame["symbol"].to_list()
+            for d, a, b in runs:
+                listed.setdefault(d, set()).update(symbols[a:b])
         flats, contribs = Rows(), Rows()
         failures, sign_failures = {}, {}
         for d in dates:

@@ -25,6 +25,7 @@ from quant_assets.assets.common import (
     audit_complete,
     candidates_name,
     check_result,
+    date_runs,
     features_name,
     performance_metadata,
     preview,
@@ -52,13 +53,10 @@ POOL_DESCRIPTION = {
 
 
 def selections_by_date(frame: pl.DataFrame) -> dict[dt.date, Selected]:
-    out = {}
-    for g in frame.partition_by("rebalance_date", maintain_order=True):
-        g = g.sort("rank")
-        out[g["rebalance_date"][0]] = Selected(
-            g["symbol"].to_list(), g["atom_id"].to_list(), g["cluster"].to_list(), g["selected"].to_list()
-        )
-    return out
+    """Stored selection rows -> each date's Selected, in rank order."""
+    frame, runs = date_runs(frame.sort("rebalance_date", "rank", maintain_order=True))
+    symbols, ids, clusters, selected = (frame[c].to_list() for c in ("symbol", "atom_id", "cluster", "selected"))
+    return {d: Selected(symbols[a:b], ids[a:b], clusters[a:b], selected[a:b]) for d, a, b in runs}
 
 
 def sleeve_step(ctx: GraphContext, sleeve: str):
@@ -405,16 +403,13 @@ class Holding:
 
 
 def holdings_by_date(frame: pl.DataFrame) -> dict[dt.date, Holding]:
+    frame, runs = date_runs(frame)
+    ids, symbols, clusters, engines, profiles = (
+        frame[c].to_list() for c in ("atom_id", "symbol", "cluster", "engine", "profile_used")
+    )
+    weights = frame["weight"].to_numpy()
     return {
-        g["rebalance_date"][0]: Holding(
-            g["atom_id"].to_list(),
-            g["symbol"].to_list(),
-            g["weight"].to_numpy(),
-            g["cluster"].to_list(),
-            g["engine"][0] if g.height else "",
-            g["profile_used"][0] if g.height else "",
-        )
-        for g in frame.partition_by("rebalance_date", maintain_order=True)
+        d: Holding(ids[a:b], symbols[a:b], weights[a:b], clusters[a:b], engines[a], profiles[a]) for d, a, b in runs
     }
 
 
