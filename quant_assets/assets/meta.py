@@ -602,9 +602,9 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             frame, runs = date_runs(run.read(table, name))
             if c.kind == "sleeve":
                 ids, symbols, direction = (frame[col].to_list() for col in ("atom_id", "symbol", "direction"))
-                weights = frame["weight"].to_numpy()
+                stored = frame["weight"].to_numpy()
                 holdings[c.name] = {
-                    d: sleeve_rows(c.name, ids[a:b], symbols[a:b], direction[a], weights[a:b]) for d, a, b in runs
+                    d: sleeve_rows(c.name, ids[a:b], symbols[a:b], direction[a], stored[a:b]) for d, a, b in runs
                 }
             else:
                 columns = {col: frame[col].to_list() for col in CONTRIBUTION_COLUMNS}
