@@ -225,17 +225,20 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                     )
                 except Exception as err:  # recorded in the ledger by the step, in date order
                     result = Raised(err)
-                lenses.append((risk, symbols, ids, clusters, issue, inputs, result))
+                lenses.append(
+                    (
+                        risk,
+                        issue,
+                        inputs,
+                        result if isinstance(result, Raised) else holding_facts(result, ids, symbols, clusters),
+                    )
+                )
             return lenses
 
-        def record(d, risk, symbols, ids, clusters, issue, inputs, result) -> None:
-            """The sequential part of a date and lens: ledger entry, holding, rows, checks."""
-            if issue:
-                sign_failures[risk][d.isoformat()] = issue
-            log = logs[risk][run.key_of(d)]
-            with batch.recording(log, d, inputs):
-                if isinstance(result, Raised):
-                    raise result.error
+        def holding_facts(result: OptimisationResult, ids: list[str], symbols: list[str], clusters: list[int]) -> tuple:
+            """What a lens holds after its optimisation (atoms with weight > 0) and everything the
+            step records of it that is a function of the result alone: the weights hash, the status,
+            how the weights were produced and the weights check (computed with the optimisation)."""
             w = result.values
             keep = w > 0 if result.profile_used != "none" else np.zeros(len(w), dtype=bool)
             h = Holding(
@@ -246,9 +249,22 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 result.engine,
                 result.profile_used,
             )
-            out[risk][d] = h
             status = "no_assets" if result.profile_used == "none" else "fallback" if result.fallback_used else "success"
-            log.add(d, inputs, status, h.hash(), regime=regimes[d], **_provenance(result))
+            n = len(h.ids)
+            problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
+            return h, h.hash(), status, _provenance(result), problem
+
+        def record(d, risk, issue, inputs, outcome) -> None:
+            """The sequential part of a date and lens: ledger entry, holding, rows, checks."""
+            if issue:
+                sign_failures[risk][d.isoformat()] = issue
+            log = logs[risk][run.key_of(d)]
+            with batch.recording(log, d, inputs):
+                if isinstance(outcome, Raised):
+                    raise outcome.error
+            h, digest, status, provenance, problem = outcome
+            out[risk][d] = h
+            log.add(d, inputs, status, digest, regime=regimes[d], **provenance)
             n = len(h.ids)
             weight_rows[risk].add(
                 rebalance_date=[d] * n,
@@ -261,7 +277,6 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 engine=h.engine,
                 profile_used=h.profile_used,
             )
-            problem = sleeve_weight_arrays_problem(h.weights, sign * h.weights, [cfg.direction] * n, h.symbols)
             if problem:
                 failures[risk][d.isoformat()] = problem
 
@@ -269,8 +284,8 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             for d, decided in zip(track(dates, f"sleeve_{sleeve}"), decisions):
                 if isinstance(decided, Raised):
                     raise decided.error
-                for risk, symbols, ids, clusters, issue, inputs, result in decided:
-                    record(d, risk, symbols, ids, clusters, issue, inputs, result)
+                for risk, issue, inputs, outcome in decided:
+                    record(d, risk, issue, inputs, outcome)
         ledger_check, n_records = batch.commit()
         ledger_path = MetadataValue.path(str(run.ledger.path))
         for risk in wanted:

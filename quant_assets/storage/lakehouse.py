@@ -17,6 +17,7 @@ measured in ``benchmarks/storage.py`` and explained in ``docs/architecture.md``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 from collections import OrderedDict
@@ -63,6 +64,12 @@ def _remove_orphaned_temp_files(target: Path) -> None:
 
 class LakehouseError(RuntimeError):
     """A read or write that cannot proceed; the message names the table, asset and partition."""
+
+
+@functools.cache
+def _exact_schema(table: str) -> pl.Schema:
+    """A table's declared columns and types as polars compares them (names, order and dtypes)."""
+    return pl.Schema(TABLES[table].schema)
 
 
 def _key_str(key: dt.date | str) -> str:
@@ -134,6 +141,8 @@ class Lakehouse:
         schema, optional = TABLES[table].schema, TABLES[table].optional
         if isinstance(frame, pd.DataFrame):
             frame = pl.from_pandas(frame, include_index=False) if len(frame.columns) else pl.DataFrame()
+        if frame.height and frame.schema == _exact_schema(table):
+            return frame  # already the table's columns and types, in order (each part of a conformed frame)
         absent = [c for c in optional if c not in frame.columns]
         if absent and frame.height:
             frame = frame.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in absent)
