@@ -110,6 +110,11 @@ def in_order(fn: Callable[[Any], Any], items: Iterable[Any], min_items: int | No
         _WORK = None
 
 
+def enough(n_dates: int) -> bool:
+    """Whether a run of `n_dates` rebalance dates is long enough for workers to pay off."""
+    return n_dates >= MIN_ITEMS
+
+
 def by_chunks(fn: Callable[[list], Any], items: Iterable[Any], per_worker: int = 2) -> list[Any]:
     """fn over consecutive chunks of `items`, results in order: for vectorised work (one call per
     chunk keeps its arrays large). At least MIN_ITEMS items are split into `per_worker` chunks per
@@ -117,7 +122,7 @@ def by_chunks(fn: Callable[[list], Any], items: Iterable[Any], per_worker: int =
     computed in workers; fewer items make one call here. The first chunk's error is raised."""
     items = list(items)
     n = workers()
-    if n <= 1 or len(items) < MIN_ITEMS:
+    if n <= 1 or not enough(len(items)):
         return [fn(items)]
     k = min(len(items), n * per_worker)
     chunks = [items[i * len(items) // k : (i + 1) * len(items) // k] for i in range(k)]

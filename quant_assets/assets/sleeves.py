@@ -38,7 +38,7 @@ from quant_assets.assets.common import (
 )
 from quant_assets.assets.funnel import features_by_date, regime_by_date
 from quant_assets.assets.market_data import universe_view, window_start
-from quant_assets.assets.parallel import Raised, in_order
+from quant_assets.assets.parallel import Raised, enough, in_order
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
 from quant_assets.audit.ledger import LedgerBatch, OptimisationLog, matrix_digest, selection_digest, weights_digest
@@ -144,8 +144,15 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         weights: dict[str, dict[dt.date, Holding]] = {r: {} for r in lenses}
         if wanted_w:
             weights.update(_optimise(run, panel, u, wanted_w))
-        for risk in wanted_r:
-            _returns(run, panel, risk, weights[risk] if risk in wanted_w else None)
+        inputs = {r: _holdings(run, r, weights[r] if r in wanted_w else None) for r in wanted_r}
+        # each lens's wealth path is sequential in time, but the lenses are independent: on every core
+        # when the run is long enough to pay for the workers
+        spread = 2 if enough(len(run.dates)) else None
+        with in_order(lambda r: _simulate(run, panel, *inputs[r]), wanted_r, min_items=spread) as paths:
+            for risk, path in zip(wanted_r, paths):
+                if isinstance(path, Raised):
+                    raise path.error
+                _publish_returns(run, risk, path)
         yield from run.results()
 
     def _optimise(run: Run, panel, u, wanted: list[str]) -> dict[str, dict[dt.date, Holding]]:
@@ -316,9 +323,11 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             )
         return out
 
-    def _returns(run: Run, panel, risk: str, computed: dict[dt.date, Holding] | None) -> None:
+    def _holdings(run: Run, risk: str, computed: dict[dt.date, Holding] | None) -> tuple:
+        """What a lens's simulation starts from (read in the step): its holdings by date, the last
+        stored period's included (the run's first period trades from them), and the wealth and
+        bankrupt flag at the end of the stored history (None: never materialised)."""
         weights_key, sleeve_returns_key = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
-        dates = run.dates
         previous = run.periods.previous(run.first_key)
         weights: dict[dt.date, Holding] = {}
         if previous is not None:
@@ -326,17 +335,24 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             if stored is not None:
                 weights.update(holdings_by_date(stored))
         weights.update(computed if computed is not None else holdings_by_date(run.read("sleeve_weights", weights_key)))
+        state = _stored_state(run, sleeve_returns_key, previous) if previous else (1.0, False)
+        return weights, state
+
+    def _simulate(run: Run, panel, weights: dict[dt.date, Holding], stored: tuple[float, bool] | None) -> ReturnPath:
+        """A lens's daily net returns over the run's dates: each period earns on the weights
+        decided on the previous rebalance date, wealth carried forward (numpy and Python only, so a
+        forked worker can run it)."""
         book = Book(cfg.direction, rate)
         state, restarted = None, False
         return_rows = Rows()
         failures, skipped = {}, []
-        for d in dates:
+        for d in run.dates:
             # held: decided on the previous rebalance date, earns (decided_on, d]; before: decided the
             # date before that, drifted to decided_on, where the book trades from it into `held`
             prev = run.periods.dates_before(d, 2)
             held = weights.get(prev[-1]) if prev else None
             if state is None:  # first date of this run: pick up where the stored history left off
-                state = _stored_state(run, sleeve_returns_key, previous) if previous else (1.0, False)
+                state = stored
                 if state is None:
                     state, restarted = (1.0, False), held is not None
             if held is None:
@@ -361,11 +377,11 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 state[1],
             )
             state = (p.end_wealth, p.bankrupt)
-            held = days[split:]
-            n = len(held)
+            earning = days[split:]
+            n = len(earning)
             return_rows.add(
                 rebalance_date=[d] * n,
-                date=held.tolist(),
+                date=earning.tolist(),
                 gross_return=p.gross.tolist(),
                 cost=p.cost.tolist(),
                 net_return=p.net.tolist(),
@@ -377,6 +393,10 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             problem = returns_problem(p.net, "daily net return") if n else None
             if problem:
                 failures[d.isoformat()] = problem
+        return ReturnPath(return_rows, failures, skipped, state, restarted)
+
+    def _publish_returns(run: Run, risk: str, path: ReturnPath) -> None:
+        sleeve_returns_key = sleeve_returns_name(sleeve, risk)
 
         def performance(k: str, part: pl.DataFrame) -> dict:
             turnover = part.filter(pl.col("turnover") > 0)["turnover"].to_numpy() if part.height else None
@@ -384,21 +404,37 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                 **performance_metadata(part["date"].to_numpy(), part["net_return"].to_numpy(), turnover),
                 "wealth_end": float(part["wealth"][-1]) if part.height else float("nan"),
                 "dates_without_previous_weights": sum(
-                    1 for s_ in skipped if run.key_of(dt.date.fromisoformat(s_)) == k
+                    1 for s_ in path.skipped if run.key_of(dt.date.fromisoformat(s_)) == k
                 ),
             }
 
         run.publish(
             "sleeve_returns",
             sleeve_returns_key,
-            return_rows.frame(),
+            path.rows.frame(),
             identity={"sleeve": sleeve, "risk": risk},
             per_partition=performance,
-            checks=[check_result("returns_in_bounds", sleeve_returns_key, failures, len(dates))],
-            metadata={"wealth_restarted_at_1": restarted, "bankrupt": bool(state[1]) if state else False},
+            checks=[check_result("returns_in_bounds", sleeve_returns_key, path.failures, len(run.dates))],
+            metadata={
+                "wealth_restarted_at_1": path.restarted,
+                "bankrupt": bool(path.state[1]) if path.state else False,
+            },
         )
 
     return sleeve_lenses
+
+
+@dataclass
+class ReturnPath:
+    """A lens's simulated period returns over a run: the rows, the dates whose returns failed the
+    bounds check, the dates without previous weights, the final (wealth, bankrupt) and whether
+    wealth restarted at 1 (no stored history to continue)."""
+
+    rows: Rows
+    failures: dict[str, str]
+    skipped: list[str]
+    state: tuple[float, bool] | None
+    restarted: bool
 
 
 @dataclass

@@ -160,12 +160,25 @@ def test_the_graph_in_workers_writes_exactly_what_the_serial_graph_writes(tmp_pa
     guarded = parallel._guarded
     monkeypatch.setattr(parallel, "_guarded", lambda fn, item: here.append(item) or guarded(fn, item))
     serial = _lakehouse(tmp_path / "serial", monkeypatch, "1")
-    assert len(here) == 18 * 13  # 4 funnels, 4 sleeves and 10 meta lenses, 13 dates each
+    dates = [x for x in here if isinstance(x, dt.date)]
+    assert len(dates) == 18 * 13  # 4 funnels, 4 sleeves and 10 meta lenses, 13 dates each
+    assert sorted(x for x in here if isinstance(x, str)) == sorted(
+        4 * ["barbell", "equal_weight", "hrp", "max_sharpe", "min_variance"]
+    )  # each sleeve's 5 lens simulations
     here.clear()
     forked = _lakehouse(tmp_path / "forked", monkeypatch, "2")
     assert here == []  # every date of every step was computed in a worker
     compared = 0
-    for table in ("clusters", "rankings", "vetoes", "selection", "sleeve_weights", "sleeve_returns", "meta_weights"):
+    for table in (
+        "features",
+        "clusters",
+        "rankings",
+        "vetoes",
+        "selection",
+        "sleeve_weights",
+        "sleeve_returns",
+        "meta_weights",
+    ):
         for folder in sorted((serial.root / table).iterdir()):
             for part in sorted(folder.glob("*.parquet")):
                 twin = forked.root / table / folder.name / part.name
