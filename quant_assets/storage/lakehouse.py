@@ -87,10 +87,11 @@ def pivot_wide(frame: pl.DataFrame, value: str, index: str = "date", columns: st
 
 
 class _ReadCache:
-    """Per-process cache of partition reads, keyed by file identity (inode, mtime, size).
+    """Per-process cache of partitions read or written, keyed by file identity (inode, mtime, size).
 
-    Many assets read the same snapshot (16 sleeve assets read one universe's returns per date).
-    A rewrite replaces the file, so its identity changes and a stale hit is impossible.
+    Many assets read the same snapshot (16 sleeve assets read one universe's returns per date), and
+    in a run every step reads what the steps before it wrote. A rewrite replaces the file, so its
+    identity changes and a stale hit is impossible.
     """
 
     def __init__(self, max_entries: int = 2048):
@@ -107,10 +108,20 @@ class _ReadCache:
             self.entries.move_to_end(key)
             return self.entries[key]
         value = load(path)
+        self._keep(key, value)
+        return value
+
+    def put(self, path: Path, kind: str, value) -> None:
+        """Remember what was just written to `path` (write-through: the next step of the run reads
+        its upstream's partitions from memory instead of decoding the files it wrote)."""
+        st = path.stat()
+        self._keep((str(path), kind, st.st_ino, st.st_mtime_ns, st.st_size), value)
+
+    def _keep(self, key: tuple, value) -> None:
         self.entries[key] = value
+        self.entries.move_to_end(key)
         if len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
-        return value
 
 
 _CACHE = _ReadCache()
@@ -161,7 +172,9 @@ class Lakehouse:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
         _remove_orphaned_temp_files(target)
-        return write_parquet_atomic(out, target)
+        write_parquet_atomic(out, target)
+        _CACHE.put(target, "frame", out)
+        return target
 
     # ---- reads ---------------------------------------------------------------------------
 

@@ -200,3 +200,18 @@ def test_the_next_write_clears_temp_files_a_killed_writer_left(tmp_path):
     lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
     assert not orphan.exists() and live.exists() and other.exists()
     assert lh.read("prices", "prices_u").height == 3
+
+
+def test_what_was_written_is_read_back_from_memory_equal_to_the_file(tmp_path, monkeypatch):
+    """Write-through: the next step reads its upstream's partition without decoding the file, and
+    gets exactly what decoding it gives; a file replaced behind the cache's back is read afresh."""
+    lh = Lakehouse(tmp_path)
+    path = lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    decoded = pl.read_parquet(path)
+    monkeypatch.setattr(pl, "read_parquet", lambda *a, **k: pytest.fail("decoded a file it had just written"))
+    cached = lh.read_partition("prices", "prices_u", "2020")
+    assert cached.equals(decoded) and cached.schema == decoded.schema
+    monkeypatch.undo()
+    replaced = lh.conform("prices", frame(dt.date(2020, 1, 10), 5))
+    replaced.write_parquet(path)  # another writer (another process): new file identity
+    assert lh.read_partition("prices", "prices_u", "2020").equals(replaced)
