@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 
 import numpy as np
 import polars as pl
@@ -62,6 +63,18 @@ def test_leaving_the_block_early_stops_the_workers(forced):
             next(results)
             raise RuntimeError("the step failed")
     assert parallel._WORK is None
+
+
+def _imported(module: str) -> bool:
+    return module in sys.modules
+
+
+def test_workers_inherit_what_the_work_imports_on_first_use(forced, monkeypatch):
+    module = "xml.dom.minidom"  # imported by nothing else in the test process
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(parallel, "FIRST_USE_IMPORTS", (module,))
+    with in_order(_imported, [module] * 4) as results:
+        assert list(results) == [True] * 4  # already there when the work started in each worker
 
 
 def _chunk_sums(chunk: list[int]):
