@@ -425,7 +425,8 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
 
         def decide(d: dt.date) -> tuple:
             """The pure part of a date (numpy only, so it can run in a forked worker): the window of the
-            children's streams, their clusters, the health gate and the allocation (or what it raised)."""
+            children's streams, their clusters, the health gate and the allocation (or what it raised),
+            with the weights' hash and check."""
             days, values, info = (
                 aligned.window(d - span, d, lookbacks.meta_window_days)
                 if aligned is not None
@@ -451,9 +452,23 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 )
             except Exception as err:  # recorded in the ledger by the step, in date order
                 alloc = Raised(err)
-            return info, labels, (shares, vetoed, inputs, alloc)
+            if isinstance(alloc, Raised):
+                return info, labels, (shares, vetoed, inputs, alloc, "", None)
+            # the weights' hash and check are functions of the allocation alone: computed here too
+            digest = weights_digest(names, alloc.values)
+            problem = meta_weight_arrays_problem(alloc.values, names, cfg.min_weight, cfg.max_weight, set(vetoed))
+            return info, labels, (shares, vetoed, inputs, alloc, digest, problem)
 
-        def record(d: dt.date, labels: np.ndarray, shares: dict, vetoed: dict, inputs: dict, alloc) -> None:
+        def record(
+            d: dt.date,
+            labels: np.ndarray,
+            shares: dict,
+            vetoed: dict,
+            inputs: dict,
+            alloc,
+            digest: str,
+            problem: str | None,
+        ) -> None:
             """The sequential part of a date: ledger entry, rows, checks."""
             with batch.recording(logs[run.key_of(d)], d, inputs):
                 if isinstance(alloc, Raised):
@@ -464,7 +479,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
                 d,
                 inputs,
                 {"optimised": "success"}.get(kind, kind),
-                weights_digest(names, w),
+                digest,
                 status_text=alloc.status,
                 engine=alloc.engine,
                 profile_used=alloc.profile_used,
@@ -486,7 +501,6 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             }
             weight_rows.add(**row)
             out[d] = Allocation(w, row, labels)
-            problem = meta_weight_arrays_problem(w, names, cfg.min_weight, cfg.max_weight, set(vetoed))
             if problem:
                 failures[d.isoformat()] = problem
 
