@@ -276,18 +276,6 @@ def features_frame(parts: list[FeatureBlocks]) -> pl.DataFrame:
     )
 
 
-def features_by_date(
-    panel: Panel,
-    u: UniverseDates,
-    dates: list[dt.date],
-    window: int,
-    annualisation: int = SESSIONS_PER_YEAR_EXCHANGE,
-    liquidity_baseline: float = LIQUIDITY_BASELINE,
-) -> pl.DataFrame:
-    """The features table of `dates` in one pass (`feature_blocks`, then `features_frame`)."""
-    return features_frame([feature_blocks(panel, u, dates, window, annualisation, liquidity_baseline)])
-
-
 def member_mean(panel: Panel, rows: np.ndarray, members: list[str]) -> np.ndarray:
     """The cross-sectional mean daily return of the members over the dense rows (the regime's input)."""
     if not members:
