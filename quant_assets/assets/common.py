@@ -390,9 +390,9 @@ def date_runs(frame: pl.DataFrame, column: str = "rebalance_date") -> tuple[pl.D
     (the returned frame is the one the runs index)."""
     if frame.height == 0:
         return frame, []
-    days = frame[column].to_physical().to_numpy()
-    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-    if len(starts) != len(np.unique(days)):  # a date's rows are split: group them, order kept
+    run_ids = frame[column].rle_id().to_numpy()  # nulls compare equal here, as partition_by groups them
+    starts = np.flatnonzero(np.r_[True, run_ids[1:] != run_ids[:-1]])
+    if len(starts) != frame[column].n_unique():  # a date's rows are split: group them, order kept
         frame = pl.concat(frame.partition_by(column, maintain_order=True))
         return date_runs(frame, column)
     stops = np.r_[starts[1:], frame.height]

@@ -53,7 +53,7 @@ def features_by_date(frame: pl.DataFrame) -> dict[dt.date, FeatureView]:
     """Stored feature rows -> one FeatureView per rebalance date (symbols in stored order)."""
     frame, runs = date_runs(frame)
     symbols = frame["symbol"].to_list()
-    columns = {c: frame[c].to_numpy() for c in FEATURE_COLUMNS}
+    columns = {c: frame[c].to_numpy(writable=True) for c in FEATURE_COLUMNS}  # a ranker may write into its view
     return {d: FeatureView(symbols[a:b], {c: v[a:b] for c, v in columns.items()}) for d, a, b in runs}
 
 

@@ -6,6 +6,7 @@ window, which reaches into the two previous periods' files. The calendar's first
 stores the warm-up sessions its first window needs, so the history starts self-contained.
 """
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -34,7 +35,7 @@ from quant_assets.assets.parallel import by_chunks
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import coverage_problem
 from quant_assets.data.calendars import calendar_days_covering
-from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, trading_calendar
+from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, UnknownCalendar, trading_calendar
 from quant_assets.data.sources import PriceSource, get_source
 from quant_assets.data.validation import DataError, validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
@@ -338,8 +339,13 @@ def universe_step(ctx: GraphContext, universe: str):
         # 2. prices
         if run.is_selected(prices_key):
             # the exchange's sessions of the whole run built once (0.35 s), not once per decade as
-            # the periods advance (what validating each period's closes alone would do)
-            calendar.sessions(span_from, run.periods.window(run.keys[-1])[1])
+            # the periods advance (what validating each period's closes alone would do); only a
+            # cache warm-up: a calendar that cannot cover the span fails below, naming the universe
+            last_day = run.periods.window(run.keys[-1])[1] - dt.timedelta(days=1)
+            if m.calendar.end:
+                last_day = min(last_day, m.calendar.end - dt.timedelta(days=1))
+            with contextlib.suppress(UnknownCalendar):
+                calendar.sessions(span_from, last_day)
             prices = pl.concat([period_closes(key) for key in run.keys])
             parts = run.publish(
                 "prices",

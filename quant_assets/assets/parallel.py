@@ -3,7 +3,9 @@
 Dagster's in-process executor runs one step at a time, and a step's rebalance dates are independent
 until the bookkeeping (ledger, rows, wealth carried forward). So the pure part of each date (pools,
 scores, optimisations: numpy only) is mapped over the dates by `in_order`, in worker processes
-forked from the step, while the step itself keeps the sequential part. Results come back in date
+forked from the step, while the step itself keeps the sequential part. The same maps a sleeve's
+lenses (each lens's wealth path), and `by_chunks` splits vectorised work (a universe's features)
+into consecutive chunks of dates. Results come back in date
 order and are identical to a serial loop (the same code on the same inputs); an exception raised for
 a date comes back as a `Raised` in its place, so the caller records the dates before it and the
 failure exactly as a serial loop would.

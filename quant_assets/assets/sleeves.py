@@ -189,7 +189,8 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
 
         def decide(d: dt.date) -> list[tuple]:
             """The pure part of a date (numpy only, so it can run in a forked worker): each lens's
-            pool, its input hashes and its optimisation (or what that raised)."""
+            pool, its input hashes and its optimisation (or what that raised), with what the step
+            records of the result (`holding_facts`)."""
             kept = u.kept[d]
             rows = u.rows[d][-lookbacks.optimisation_days :]
             X = dense_matrix(panel, rows, kept)
@@ -232,14 +233,15 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
                     )
                 except Exception as err:  # recorded in the ledger by the step, in date order
                     result = Raised(err)
-                lenses.append(
-                    (
-                        risk,
-                        issue,
-                        inputs,
-                        result if isinstance(result, Raised) else holding_facts(result, ids, symbols, clusters),
-                    )
-                )
+                outcome: tuple | Raised | AfterRecording
+                if isinstance(result, Raised):
+                    outcome = result
+                else:
+                    try:
+                        outcome = holding_facts(result, ids, symbols, clusters)
+                    except Exception as err:  # raised by the step after the lens's ledger entry, in date order
+                        outcome = AfterRecording(err)
+                lenses.append((risk, issue, inputs, outcome))
             return lenses
 
         def holding_facts(result: OptimisationResult, ids: list[str], symbols: list[str], clusters: list[int]) -> tuple:
@@ -262,13 +264,15 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             return h, h.hash(), status, _provenance(result), problem
 
         def record(d, risk, issue, inputs, outcome) -> None:
-            """The sequential part of a date and lens: ledger entry, holding, rows, checks."""
+            """The sequential part of a date and lens: ledger entry, holding, rows, the checks' failures."""
             if issue:
                 sign_failures[risk][d.isoformat()] = issue
             log = logs[risk][run.key_of(d)]
             with batch.recording(log, d, inputs):
                 if isinstance(outcome, Raised):
                     raise outcome.error
+            if isinstance(outcome, AfterRecording):
+                raise outcome.error
             h, digest, status, provenance, problem = outcome
             out[risk][d] = h
             log.add(d, inputs, status, digest, regime=regimes[d], **provenance)
@@ -422,6 +426,14 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
         )
 
     return sleeve_lenses
+
+
+@dataclass
+class AfterRecording:
+    """What a lens's bookkeeping raised after its optimisation succeeded: the step raises it after
+    the lens's ledger entry, where the error would have surfaced had the step computed it."""
+
+    error: Exception
 
 
 @dataclass

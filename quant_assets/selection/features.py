@@ -538,7 +538,8 @@ def _first_order_rows(x: np.ndarray, alpha: float, z0: np.ndarray) -> np.ndarray
     """y[n] = alpha * x[n] + z, z = (1 - alpha) * y[n], along each row, starting from z = z0.
 
     The recursion scipy.signal.lfilter([alpha], [1, alpha - 1], x, zi=z0) runs, in the same
-    floating-point operations in the same order (so the same bits), stepping all rows at once:
+    floating-point operations in the same order (so the same bits for finite and missing values;
+    lfilter's 0 * x term turns an infinite input into NaN), stepping all rows at once:
     importing scipy.signal costs 0.7 s in every process that computes features (a CLI run, each
     step the UI starts), more than the filter itself."""
     if x.shape[1] == 0:

@@ -46,3 +46,10 @@ def test_a_date_split_across_the_frame_is_regrouped_in_first_appearance_order():
 def test_no_rows_no_runs():
     empty = pl.DataFrame(schema={"rebalance_date": pl.Date, "symbol": pl.Utf8})
     assert date_runs(empty)[1] == []
+
+
+def test_missing_dates_are_one_group_as_partition_by_makes_them():
+    frame = pl.DataFrame({"rebalance_date": [None, None, D1, None], "symbol": ["A", "B", "C", "D"]})
+    regrouped, runs = date_runs(frame)
+    symbols = regrouped["symbol"].to_list()
+    assert [(d, symbols[a:b]) for d, a, b in runs] == _groups(frame) == [(None, ["A", "B", "D"]), (D1, ["C"])]
