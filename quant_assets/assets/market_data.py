@@ -24,6 +24,7 @@ from quant_assets.assets.common import (
     Run,
     candidates_name,
     check_result,
+    date_runs,
     features_name,
     preview,
     prices_name,
@@ -92,11 +93,12 @@ def discover(
 
 def candidate_sets(cands: pl.DataFrame) -> dict[dt.date, tuple[list[str], list[str]]]:
     """(members, benchmarks) per rebalance date, each sorted."""
+    frame, runs = date_runs(cands)
+    symbols, flags = frame["symbol"].to_list(), frame["is_benchmark"].to_list()
     out: dict[dt.date, tuple[list[str], list[str]]] = {}
-    for (d,), g in cands.group_by("rebalance_date"):
-        bench = g.filter(pl.col("is_benchmark"))["symbol"].to_list()
-        members = g.filter(~pl.col("is_benchmark"))["symbol"].to_list()
-        out[d] = (sorted(members), sorted(bench))
+    for d, a, b in runs:
+        pairs = list(zip(symbols[a:b], flags[a:b]))
+        out[d] = (sorted(s for s, f in pairs if f is False), sorted(s for s, f in pairs if f is True))
     return out
 
 

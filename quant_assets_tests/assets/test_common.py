@@ -53,3 +53,16 @@ def test_missing_dates_are_one_group_as_partition_by_makes_them():
     regrouped, runs = date_runs(frame)
     symbols = regrouped["symbol"].to_list()
     assert [(d, symbols[a:b]) for d, a, b in runs] == _groups(frame) == [(None, ["A", "B", "D"]), (D1, ["C"])]
+
+
+def test_candidate_sets_split_members_and_benchmarks_per_date_sorted():
+    from quant_assets.assets.market_data import candidate_sets
+
+    cands = pl.DataFrame(
+        {
+            "rebalance_date": [D1, D1, D1, D2, D2, D1],
+            "symbol": ["B", "SPY", "A", "C", "X", "N"],
+            "is_benchmark": [False, True, False, False, None, False],
+        }
+    )
+    assert candidate_sets(cands) == {D1: (["A", "B", "N"], ["SPY"]), D2: (["C"], [])}  # no flag: neither
