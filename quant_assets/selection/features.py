@@ -534,6 +534,9 @@ def vol_clustering_matrix(R) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+LONG_SERIES = 1024  # days: above this, a row-by-row C loop beats a Python step per day
+
+
 def _first_order_rows(x: np.ndarray, alpha: float, z0: np.ndarray) -> np.ndarray:
     """y[n] = alpha * x[n] + z, z = (1 - alpha) * y[n], along each row, starting from z = z0.
 
@@ -541,9 +544,17 @@ def _first_order_rows(x: np.ndarray, alpha: float, z0: np.ndarray) -> np.ndarray
     floating-point operations in the same order (so the same bits for finite and missing values;
     lfilter's 0 * x term turns an infinite input into NaN), stepping all rows at once:
     importing scipy.signal costs 0.7 s in every process that computes features (a CLI run, each
-    step the UI starts), more than the filter itself."""
+    step the UI starts), more than the filter itself on the steps' windows (at most a few hundred
+    days, many symbols and dates stacked). A long series of few symbols (a whole history, more
+    days than rows and over LONG_SERIES days) goes to lfilter itself: there a Python step per day
+    costs more than the import (6x on 20 symbols x 8,312 days, `benchmarks.features`)."""
     if x.shape[1] == 0:
         return np.array(x, dtype=float)
+    if x.shape[1] > LONG_SERIES and x.shape[0] < x.shape[1]:
+        from scipy.signal import lfilter
+
+        y, _ = lfilter([alpha], [1.0, alpha - 1.0], x, axis=1, zi=np.asarray(z0, dtype=float).reshape(-1, 1))
+        return y
     xt = np.ascontiguousarray(x.T, dtype=float)
     y = np.empty_like(xt)
     z = np.asarray(z0, dtype=float).reshape(-1).copy()

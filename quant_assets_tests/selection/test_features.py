@@ -448,8 +448,9 @@ def test_antifragility_of_a_short_atom_is_the_stocks_left_tail():
     assert np.all((0 <= longs) & (longs <= 2)) and np.all((0 <= shorts) & (shorts <= 2))
 
 
+@pytest.mark.parametrize("shape", [(300, 260), (6, 3000)])  # stacked windows; a long series of few symbols
 @pytest.mark.parametrize("alpha", [2.0 / 10.0, 2.0 / 21.0, 1.0 / 14.0, 2.0 / 201.0])
-def test_first_order_rows_is_scipy_lfilter_bit_for_bit(alpha):
+def test_first_order_rows_is_scipy_lfilter_bit_for_bit(alpha, shape):
     """The EMA / RMA recursion without scipy.signal (0.7 s to import) gives lfilter's exact bits,
     missing values included, so features did not move when it replaced lfilter."""
     from scipy.signal import lfilter
@@ -457,7 +458,7 @@ def test_first_order_rows_is_scipy_lfilter_bit_for_bit(alpha):
     from quant_assets.selection.features import _first_order_rows
 
     rng = np.random.default_rng(7)
-    P = 100.0 * np.cumprod(1.0 + rng.normal(0.0, 0.02, (300, 260)), axis=1)
+    P = 100.0 * np.cumprod(1.0 + rng.normal(0.0, 0.02, shape), axis=1)
     P[3, 40] = np.nan
     P[5] = 0.0
     z0 = (1.0 - alpha) * P[:, :1]
@@ -466,4 +467,4 @@ def test_first_order_rows_is_scipy_lfilter_bit_for_bit(alpha):
     assert got.shape == P.shape
     assert np.array_equal(got, expected, equal_nan=True)
     assert np.isnan(got[3, 40:]).all() and not np.isnan(got[3, :40]).any()
-    assert _first_order_rows(P[:, :0], alpha, z0).shape == (300, 0)
+    assert _first_order_rows(P[:, :0], alpha, z0).shape == (shape[0], 0)
