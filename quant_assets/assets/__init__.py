@@ -19,7 +19,7 @@ def build_assets(ctx: GraphContext) -> list:
         out += [funnel_step(ctx, sleeve), sleeve_step(ctx, sleeve)]
     out += [tournament_asset(ctx, sleeve) for sleeve in m.tournament_sleeves]
     for meta in m.metas_bottom_up:
-        out += [meta_step(ctx, meta, risk) for risk in m.meta_risks(meta)]
+        out.append(meta_step(ctx, meta))
     for root in m.roots:
         out += orders_step(ctx, root)
     return out

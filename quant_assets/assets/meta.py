@@ -1,4 +1,4 @@
-"""Per-(meta, risk) step: the recursive meta layer.
+"""Per-meta step: the recursive meta layer, every risk lens of a meta in one step.
 
 For a meta M and a risk lens r (the sleeve risk profile whose streams feed the tree):
   meta_returns_M_r            each child's daily stream, side by side (stored once per day)
@@ -12,6 +12,7 @@ mean of its sleeves, so nesting to any depth is the same code path.
 """
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,7 +176,44 @@ def join_metadata(infos: list[dict], calendars: dict[str, list[str]]) -> dict:
     }
 
 
-def meta_step(ctx: GraphContext, meta: str, risk: str):
+@dataclass
+class MetaLens:
+    """One risk lens of a meta: its asset specs and checks, and `compute(run)`, which computes the
+    lens's selected keys of a run and describes them on the run."""
+
+    keys: list[str]
+    specs: list[AssetSpec]
+    checks: list[AssetCheckSpec]
+    compute: Callable[[Run], None]
+
+
+def meta_step(ctx: GraphContext, meta: str):
+    """One step per meta: every lens of the meta (they read the same children's tables and are
+    always materialised together in a backfill), subsettable to any of their keys. One step instead
+    of one per lens saves each lens the step's fixed cost (Dagster's step events and input-version
+    lookups, the overlapping-run guard, the ledger's chain check): most of a weekly update."""
+    lenses = [meta_lens(ctx, meta, risk) for risk in ctx.manifest.meta_risks(meta)]
+
+    @multi_asset(
+        name=f"meta_{meta}",
+        specs=[s for lens in lenses for s in lens.specs],
+        check_specs=[c for lens in lenses for c in lens.checks],
+        can_subset=True,
+        partitions_def=ctx.partitions,
+        backfill_policy=SINGLE_RUN,
+    )
+    def meta_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
+        run = Run.of(context, ctx, lakehouse.get())
+        run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
+        for lens in lenses:
+            if run.selected & set(lens.keys):
+                lens.compute(run)
+        yield from run.results()
+
+    return meta_lenses
+
+
+def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
     m = ctx.manifest
     cfg = m.metas[meta]
     lookbacks = m.lookbacks
@@ -322,17 +360,7 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         ),
     ]
 
-    @multi_asset(
-        name=f"meta_{meta}_{risk}",
-        specs=specs,
-        check_specs=checks,
-        can_subset=True,
-        partitions_def=ctx.partitions,
-        backfill_policy=SINGLE_RUN,
-    )
-    def meta_lens(context: AssetExecutionContext, lakehouse: LakehouseResource):
-        run = Run.of(context, ctx, lakehouse.get())
-        run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
+    def compute(run: Run) -> None:
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
         previous_key = run.periods.previous(run.first_key)
@@ -386,7 +414,6 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
         if run.is_selected(report_key):
             assert results is not None  # computed above whenever report_key is selected
             _reports(run, results, streams)
-        yield from run.results()
 
     def _allocations(
         run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None, child_calendars: dict
@@ -689,4 +716,9 @@ def meta_step(ctx: GraphContext, meta: str, risk: str):
             per_partition=lambda k, p: {"report": MetadataValue.md(p["markdown"][0])} if p.height else {},
         )
 
-    return meta_lens
+    return MetaLens(
+        [meta_returns_key, meta_weights_key, tree_key, portfolio_returns_key, flattened_key, report_key],
+        specs,
+        checks,
+        compute,
+    )
