@@ -41,6 +41,7 @@ from quant_assets.assets.market_data import universe_view, window_start
 from quant_assets.assets.parallel import Raised, in_order
 from quant_assets.assets.progress import track
 from quant_assets.meta.plots import heatmap_md
+from quant_assets.selection import hierarchy
 from quant_assets.selection.clustering import SENSITIVITY_THRESHOLDS, Dendrogram, check_regime
 from quant_assets.selection.features import FEATURE_COLUMNS
 from quant_assets.selection.filters import VETO_COLUMNS, run_filters, veto_frame
@@ -321,7 +322,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
                     if problem:
                         failures[d.isoformat()] = problem
 
-        with in_order(decide, dates) as decisions:
+        with in_order(decide, dates, preload=[hierarchy.preload]) as decisions:
             for d, decided in zip(track(dates, f"funnel_{sleeve}"), decisions):
                 if isinstance(decided, Raised):
                     raise decided.error

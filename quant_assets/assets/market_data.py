@@ -40,6 +40,7 @@ from quant_assets.data.sessions import DEFAULT_CALENDAR, TradingCalendar, Unknow
 from quant_assets.data.sources import PriceSource, get_source
 from quant_assets.data.validation import DataError, validate_closes, validate_symbol
 from quant_assets.meta.plots import regime_strip_md
+from quant_assets.selection import features
 from quant_assets.selection.features import LIQUIDITY_BASELINE, LIQUIDITY_BASELINE_CRYPTO
 from quant_assets.selection.market import (
     Panel,
@@ -448,6 +449,7 @@ def universe_step(ctx: GraphContext, universe: str):
                         panel, u, chunk, lookbacks.features_days, calendar.annualisation, baseline
                     ),
                     dates,
+                    preload=[features.preload],
                 )
             )
             run.publish(

@@ -76,6 +76,7 @@ from quant_assets.meta.aggregate import (
     window_matrix,
 )
 from quant_assets.meta.report import render_tree, report_at, report_tables, report_window_keys
+from quant_assets.selection import hierarchy
 from quant_assets.simulation.simulate import drift_array
 
 TREE_THRESHOLD = 0.5
@@ -531,7 +532,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
             if problem:
                 failures[d.isoformat()] = problem
 
-        with in_order(decide, dates) as decisions:
+        with in_order(decide, dates, preload=[hierarchy.preload]) as decisions:
             for d, decided in zip(track(dates, f"meta_{meta}_{risk}"), decisions):
                 if isinstance(decided, Raised):
                     raise decided.error

@@ -21,25 +21,19 @@ of workers (default: the cores this process may use; 1 turns it off).
 from __future__ import annotations
 
 import ctypes
-import importlib
 import multiprocessing as mp
 import os
 import pickle
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 WORKERS_ENV = "QUANT_ASSETS_WORKERS"
 MIN_ITEMS = 64  # below this many dates a pool costs more than it saves
-# What the per-date work imports on first use (the code location does not import them, so the UI's
-# code server and every CLI command start faster): imported by the step before it forks, so every
-# worker inherits them. Otherwise each pool's workers import them again: scipy's clustering (0.2-0.6
-# s) in each of 14 steps' two workers, statsmodels' ADF tables (0.6 s) in the features' workers.
-FIRST_USE_IMPORTS = ("scipy.cluster.hierarchy", "statsmodels.tsa.adfvalues")
 
 
 @dataclass
@@ -94,11 +88,20 @@ def _call(item: Any) -> Any:
 
 
 @contextmanager
-def in_order(fn: Callable[[Any], Any], items: Iterable[Any], min_items: int | None = None) -> Iterator[Iterator[Any]]:
+def in_order(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    min_items: int | None = None,
+    preload: Sequence[Callable[[], Any]] = (),
+) -> Iterator[Iterator[Any]]:
     """An iterator of fn(item) for every item, in order: computed in forked workers when there are at
     least `min_items` (default MIN_ITEMS) items and more than one worker, else lazily here. What fn
     raises for an item is yielded as `Raised(error)`. Leaving the block stops the workers (a step
-    that fails stops them)."""
+    that fails stops them).
+
+    `preload`: what fn imports on first use (the code location does not import it, so the UI's code
+    server and every CLI command start faster), called here before forking so every worker inherits
+    it; otherwise each pool's workers import it again (scipy's clustering: 0.2-0.6 s per worker)."""
     global _WORK
     items = list(items)
     n = min(workers(), len(items))
@@ -110,8 +113,8 @@ def in_order(fn: Callable[[Any], Any], items: Iterable[Any], min_items: int | No
     ):
         yield (_guarded(fn, item) for item in items)
         return
-    for module in FIRST_USE_IMPORTS:
-        importlib.import_module(module)
+    for load in preload:
+        load()
     _WORK = fn
     try:
         with mp.get_context("fork").Pool(n, initializer=_worker_start, initargs=(os.getpid(),)) as pool:
@@ -125,7 +128,9 @@ def enough(n_dates: int) -> bool:
     return n_dates >= MIN_ITEMS
 
 
-def by_chunks(fn: Callable[[list], Any], items: Iterable[Any], per_worker: int = 2) -> list[Any]:
+def by_chunks(
+    fn: Callable[[list], Any], items: Iterable[Any], per_worker: int = 2, preload: Sequence[Callable[[], Any]] = ()
+) -> list[Any]:
     """fn over consecutive chunks of `items`, results in order: for vectorised work (one call per
     chunk keeps its arrays large). At least MIN_ITEMS items are split into `per_worker` chunks per
     worker (later dates hold more symbols, so more chunks than workers balance the load) and
@@ -137,7 +142,7 @@ def by_chunks(fn: Callable[[list], Any], items: Iterable[Any], per_worker: int =
     k = min(len(items), n * per_worker)
     chunks = [items[i * len(items) // k : (i + 1) * len(items) // k] for i in range(k)]
     out = []
-    with in_order(fn, chunks, min_items=2) as results:
+    with in_order(fn, chunks, min_items=2, preload=preload) as results:
         for r in results:
             if isinstance(r, Raised):
                 raise r.error

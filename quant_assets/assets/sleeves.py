@@ -42,6 +42,7 @@ from quant_assets.assets.parallel import Raised, enough, in_order
 from quant_assets.assets.progress import track
 from quant_assets.audit.checks import returns_problem, sleeve_weight_arrays_problem, synthetic_stream_problem
 from quant_assets.audit.ledger import LedgerBatch, OptimisationLog, matrix_digest, selection_digest, weights_digest
+from quant_assets.selection import hierarchy
 from quant_assets.selection.market import dense_matrix
 from quant_assets.simulation.simulate import BANKRUPTCY_FLOOR, Book
 
@@ -291,7 +292,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             if problem:
                 failures[risk][d.isoformat()] = problem
 
-        with in_order(decide, dates) as decisions:
+        with in_order(decide, dates, preload=[hierarchy.preload]) as decisions:
             for d, decided in zip(track(dates, f"sleeve_{sleeve}"), decisions):
                 if isinstance(decided, Raised):
                     raise decided.error

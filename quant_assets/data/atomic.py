@@ -15,13 +15,16 @@ from pathlib import Path
 import polars as pl
 
 
-def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> Path:
-    """Replace `target` with `frame` in one rename (the folder must exist)."""
+def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> os.stat_result:
+    """Replace `target` with `frame` in one rename (the folder must exist). Returns the written
+    file's status, taken before the rename: the rename keeps inode, mtime and size, so it identifies
+    our file even if another writer replaces `target` right after."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
+        written = tmp.stat()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target
+    return written

@@ -464,6 +464,13 @@ def adf_pvalue_matrix(X, lags: int = 1) -> np.ndarray:
     return _adf_pvalue_rows(XT, int(lags))
 
 
+def preload() -> None:
+    """Import what the features import on first use (statsmodels' ADF tables, scipy's normal CDF:
+    about 0.6 s) now: a step calls it before forking its workers, which inherit it."""
+    import scipy.stats  # noqa: F401
+    import statsmodels.tsa.adfvalues  # noqa: F401
+
+
 def mackinnon_pvalues(t: np.ndarray) -> np.ndarray:
     """statsmodels' `mackinnonp(t, regression="c", N=1)` for an array of ADF statistics (NaN -> 0.5).
 

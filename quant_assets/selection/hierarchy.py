@@ -32,6 +32,11 @@ def _scipy() -> SimpleNamespace:
     return SimpleNamespace(sch=sch, olo_fast=olo_fast, hierarchy=_hierarchy, methods=_LINKAGE_METHODS)
 
 
+def preload() -> None:
+    """Import scipy's clustering now (a step calls it before forking its workers, which inherit it)."""
+    _scipy()
+
+
 @functools.cache
 def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, 1)

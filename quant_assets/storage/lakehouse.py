@@ -91,37 +91,51 @@ class _ReadCache:
 
     Many assets read the same snapshot (16 sleeve assets read one universe's returns per date), and
     in a run every step reads what the steps before it wrote. A rewrite replaces the file, so its
-    identity changes and a stale hit is impossible.
+    identity changes and a stale hit is impossible. Bounded by entries and by the frames' estimated
+    bytes (a 500-symbol universe's partitions are tens of MB each), least recently used out first;
+    a frame larger than the byte bound is not kept.
     """
 
-    def __init__(self, max_entries: int = 2048):
-        self.max_entries = max_entries
-        self.entries: OrderedDict[tuple, object] = OrderedDict()
+    def __init__(self, max_entries: int = 2048, max_bytes: int = 1 << 30):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.entries: OrderedDict[tuple, tuple[pl.DataFrame, int]] = OrderedDict()
+        self.bytes = 0
+
+    @staticmethod
+    def _key(path: Path, kind: str, st: os.stat_result) -> tuple:
+        return (str(path), kind, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def get(self, path: Path, kind: str, load):
         try:
             st = path.stat()
         except FileNotFoundError:
             return None
-        key = (str(path), kind, st.st_ino, st.st_mtime_ns, st.st_size)
+        key = self._key(path, kind, st)
         if key in self.entries:
             self.entries.move_to_end(key)
-            return self.entries[key]
+            return self.entries[key][0]
         value = load(path)
         self._keep(key, value)
         return value
 
-    def put(self, path: Path, kind: str, value) -> None:
-        """Remember what was just written to `path` (write-through: the next step of the run reads
-        its upstream's partitions from memory instead of decoding the files it wrote)."""
-        st = path.stat()
-        self._keep((str(path), kind, st.st_ino, st.st_mtime_ns, st.st_size), value)
+    def put(self, path: Path, kind: str, value: pl.DataFrame, written: os.stat_result) -> None:
+        """Remember what was just written to `path`, under the identity of the file we wrote
+        (`written`; write-through: the next step of the run reads its upstream's partitions from
+        memory instead of decoding the files it wrote)."""
+        self._keep(self._key(path, kind, written), value)
 
-    def _keep(self, key: tuple, value) -> None:
-        self.entries[key] = value
-        self.entries.move_to_end(key)
-        if len(self.entries) > self.max_entries:
-            self.entries.popitem(last=False)
+    def _keep(self, key: tuple, value: pl.DataFrame) -> None:
+        size = int(value.estimated_size())
+        if size > self.max_bytes:
+            return
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self.entries[key] = (value, size)
+        self.bytes += size
+        while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, dropped) = self.entries.popitem(last=False)
+            self.bytes -= dropped
 
 
 _CACHE = _ReadCache()
@@ -172,8 +186,8 @@ class Lakehouse:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
         _remove_orphaned_temp_files(target)
-        write_parquet_atomic(out, target)
-        _CACHE.put(target, "frame", out)
+        written = write_parquet_atomic(out, target)
+        _CACHE.put(target, "frame", out, written)
         return target
 
     # ---- reads ---------------------------------------------------------------------------

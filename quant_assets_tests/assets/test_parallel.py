@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import sys
 
@@ -72,8 +73,7 @@ def _imported(module: str) -> bool:
 def test_workers_inherit_what_the_work_imports_on_first_use(forced, monkeypatch):
     module = "xml.dom.minidom"  # imported by nothing else in the test process
     monkeypatch.delitem(sys.modules, module, raising=False)
-    monkeypatch.setattr(parallel, "FIRST_USE_IMPORTS", (module,))
-    with in_order(_imported, [module] * 4) as results:
+    with in_order(_imported, [module] * 4, preload=[lambda: importlib.import_module(module)]) as results:
         assert list(results) == [True] * 4  # already there when the work started in each worker
 
 

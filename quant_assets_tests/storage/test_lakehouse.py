@@ -215,3 +215,47 @@ def test_what_was_written_is_read_back_from_memory_equal_to_the_file(tmp_path, m
     replaced = lh.conform("prices", frame(dt.date(2020, 1, 10), 5))
     replaced.write_parquet(path)  # another writer (another process): new file identity
     assert lh.read_partition("prices", "prices_u", "2020").equals(replaced)
+
+
+def test_the_read_cache_keeps_within_its_byte_bound_least_recently_used_out_first(tmp_path):
+    """A 500-symbol universe's partitions are tens of MB each: the cache is bounded by bytes as well
+    as entries, drops the least recently used frame first, and never keeps one larger than its bound."""
+    from quant_assets.storage.lakehouse import _ReadCache
+
+    small = frame(dt.date(2020, 1, 3))
+    size = int(small.estimated_size())
+    cache = _ReadCache(max_entries=100, max_bytes=2 * size)
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"{i}.parquet"
+        small.write_parquet(path)
+        paths.append(path)
+        cache.get(path, "frame", pl.read_parquet)
+        if i == 1:
+            cache.get(paths[0], "frame", pl.read_parquet)  # touched: the 2nd file is now the oldest
+    kept = {key[0] for key in cache.entries}
+    assert kept == {str(paths[0]), str(paths[2])} and cache.bytes == 2 * size
+    big = pl.concat([small] * 10)
+    big_path = tmp_path / "big.parquet"
+    big.write_parquet(big_path)
+    assert cache.get(big_path, "frame", pl.read_parquet).equals(big)  # served, not kept
+    assert str(big_path) not in {key[0] for key in cache.entries} and cache.bytes == 2 * size
+
+
+def test_the_written_frame_is_cached_under_the_identity_of_the_file_it_wrote(tmp_path, monkeypatch):
+    """Another writer replacing the partition right after our rename must not be served our frame:
+    the cache key is the status of the file we wrote (taken before the rename, which keeps it)."""
+    import os
+
+    lh = Lakehouse(tmp_path)
+    real_replace = os.replace
+
+    def replace_then_overwritten(src, dst):
+        real_replace(src, dst)
+        lh.conform("prices", frame(dt.date(2020, 2, 7), 5)).write_parquet(dst)  # the other writer
+
+    monkeypatch.setattr(os, "replace", replace_then_overwritten)
+    path = lh.write_partition("prices", "prices_u", "2020", frame(dt.date(2020, 1, 3)))
+    monkeypatch.undo()
+    assert lh.read_partition("prices", "prices_u", "2020").equals(pl.read_parquet(path))
+    assert lh.read_partition("prices", "prices_u", "2020").height == 5
