@@ -60,18 +60,18 @@ from quant_assets.config.manifest import ChildRef
 from quant_assets.data.calendars import calendar_days_covering
 from quant_assets.meta.aggregate import (
     CONTRIBUTION_COLUMNS,
+    NET_COLUMNS,
     AlignedStreams,
     AllocationOutcome,
+    ChildPaths,
     ChildStream,
     MetaAllocation,
     SuccessHistory,
     allocate_array,
     cluster_labels,
-    flatten_rows,
+    flatten_paths,
     health_vetoes_array,
-    net_rows,
     outer_matrix,
-    sleeve_rows,
     tree_rows,
     window_matrix,
 )
@@ -637,44 +637,72 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
         )
 
     def _flatten(run: Run, results: dict[dt.date, "Allocation"]) -> None:
+        """Every date of the run flattened in one pass (`flatten_paths`), then checked date by date."""
         dates = run.dates
-        holdings: dict[str, dict[dt.date, dict[str, list]]] = {}
+        day_of = {d: i for i, d in enumerate(dates)}
+        weights = np.array([np.asarray(results[d].weights, dtype=float) for d in dates]).reshape(len(dates), -1)
+        paths: list[ChildPaths | None] = []
         for c, name in zip(children, child_holdings):
             table, _ = child_weights_asset(c, risk)
             frame, runs = date_runs(run.read(table, name))
+            runs = [(d, a, b) for d, a, b in runs if d in day_of]  # rows of the run's dates only
+            if not runs:
+                paths.append(None)
+                continue
+            rows = frame[np.concatenate([np.arange(a, b) for _, a, b in runs])]
+            day = np.repeat([day_of[d] for d, _, _ in runs], [b - a for _, a, b in runs])
             if c.kind == "sleeve":
-                ids, symbols, direction = (frame[col].to_list() for col in ("atom_id", "symbol", "direction"))
-                stored = frame["weight"].to_numpy()
-                holdings[c.name] = {
-                    d: sleeve_rows(c.name, ids[a:b], symbols[a:b], direction[a], stored[a:b]) for d, a, b in runs
-                }
+                child = ChildPaths.of_sleeve(
+                    c.name,
+                    day,
+                    rows["atom_id"].to_list(),
+                    rows["symbol"].to_list(),
+                    rows["direction"].to_list(),
+                    rows["weight"].to_numpy(),
+                )
             else:
-                columns = {col: frame[col].to_list() for col in CONTRIBUTION_COLUMNS}
-                holdings[c.name] = {d: {col: v[a:b] for col, v in columns.items()} for d, a, b in runs}
+                child = ChildPaths(
+                    day,
+                    rows["symbol"].to_list(),
+                    rows["path"].to_list(),
+                    rows["sleeve"].to_list(),
+                    rows["atom_id"].to_list(),
+                    rows["direction"].to_list(),
+                    rows["path_weight"].to_numpy().astype(float),
+                    rows["sleeve_weight"].to_numpy().astype(float),
+                    rows["contribution"].to_numpy().astype(float),
+                )
+            paths.append(child)
         listed: dict[dt.date, set[str]] = {}
         for u in universes:
             frame, runs = date_runs(run.read("candidates", candidates_name(u)))
             symbols = frame["symbol"].to_list()
             for d, a, b in runs:
                 listed.setdefault(d, set()).update(symbols[a:b])
-        flats, contribs = Rows(), Rows()
+        contributions, flat = flatten_paths(meta, weights, paths)
         failures, sign_failures = {}, {}
-        for d in dates:
-            weights = list(zip(names, (float(x) for x in results[d].weights)))
-            # a child without rows on d is left out (flatten_rows skips a missing child)
-            day_rows = {c: holdings[c][d] for c in names if d in holdings[c]}
-            contributions = flatten_rows(meta, weights, day_rows)
-            flat = net_rows(contributions)
-            flats.add(rebalance_date=[d] * len(flat["symbol"]), **flat)
-            contribs.add(rebalance_date=[d] * len(contributions["symbol"]), **contributions)
-            problem = flattened_problem(flat, contributions, listed.get(d, set()))
+        c_at = np.searchsorted(contributions["day"], np.arange(len(dates) + 1)).tolist()
+        n_at = np.searchsorted(flat["day"], np.arange(len(dates) + 1)).tolist()
+        for t, d in enumerate(dates):
+            day_c = {k: v[c_at[t] : c_at[t + 1]] for k, v in contributions.items() if k != "day"}
+            day_n = {k: v[n_at[t] : n_at[t + 1]] for k, v in flat.items() if k != "day"}
+            problem = flattened_problem(day_n, day_c, listed.get(d, set()))
             if problem:
                 failures[d.isoformat()] = problem
-            sign_issue = sign_problem(contributions, directions)
+            sign_issue = sign_problem(day_c, directions)
             if sign_issue:
                 sign_failures[d.isoformat()] = sign_issue
+
+        def frame_of(columns: dict, names_: list[str]) -> pl.DataFrame:
+            if not len(columns["day"]):
+                return pl.DataFrame()
+            return pl.DataFrame(
+                {"rebalance_date": [dates[i] for i in columns["day"].tolist()], **{k: columns[k] for k in names_}}
+            )
+
+        contribs, flats = frame_of(contributions, CONTRIBUTION_COLUMNS), frame_of(flat, NET_COLUMNS)
         identity = {"meta": meta, "risk": risk}
-        run.write("flattened_contributions", flattened_key, contribs.frame(), **identity)
+        run.write("flattened_contributions", flattened_key, contribs, **identity)
 
         def exposure(k: str, p: pl.DataFrame) -> dict:
             last = last_date(p) if p.height else p
@@ -687,7 +715,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
         run.publish(
             "flattened_weights",
             flattened_key,
-            flats.frame(),
+            flats,
             identity=identity,
             per_partition=exposure,
             checks=[

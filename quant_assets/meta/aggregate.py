@@ -615,6 +615,118 @@ def net_rows(contributions: dict[str, list]) -> dict[str, list]:
     return out
 
 
+@dataclass
+class ChildPaths:
+    """A child's holdings over a run's dates as paths (CONTRIBUTION_COLUMNS): one entry per row, the
+    rows of a date together, dates ascending; `day` is the position of the row's date in the run."""
+
+    day: np.ndarray
+    symbol: list[str]
+    path: list[str]
+    sleeve: list[str]
+    atom_id: list[str]
+    direction: list[str]
+    path_weight: np.ndarray
+    sleeve_weight: np.ndarray
+    contribution: np.ndarray
+
+    @classmethod
+    def of_sleeve(
+        cls, sleeve: str, day: np.ndarray, atom_ids: list[str], symbols: list[str], direction: list[str], weights
+    ) -> ChildPaths:
+        """`sleeve_rows` for every date at once (a date's direction is its first row's)."""
+        day = np.asarray(day, dtype=np.int64)
+        n = len(day)
+        first = np.r_[True, day[1:] != day[:-1]] if n else np.zeros(0, dtype=bool)
+        upper = [d.upper() for d in direction]
+        starts = np.flatnonzero(first)
+        per_row = np.repeat(starts, np.diff(np.r_[starts, n])) if n else np.zeros(0, dtype=np.int64)
+        dirs = [upper[i] for i in per_row.tolist()]
+        w = np.asarray(weights, dtype=float)
+        sign = np.where(np.array([d == "SHORT" for d in dirs], dtype=bool), -1.0, 1.0) if n else np.zeros(0)
+        return cls(day, list(symbols), [sleeve] * n, [sleeve] * n, list(atom_ids), dirs, np.ones(n), w, sign * w)
+
+
+def flatten_paths(meta: str, weights: np.ndarray, children: list[ChildPaths | None]) -> tuple[dict, dict]:
+    """`flatten_rows` then `net_rows` for every date of a run at once, with the same numbers bit for
+    bit: `weights` is (dates x children) in manifest order, `children[j]` the j-th child's paths
+    (None: no holdings). Both results carry `day` (the date's position) and keep a date's rows in
+    the per-date order: contributions by child then row, net rows by |net| descending.
+
+    Why: a per-date Python loop over dicts of lists cost ~0.3 ms per lens and date (16,170 of them
+    in a full history); here the sums are `np.add.at` (sequential in row order, as the loop added)."""
+    parts = []
+    for j, child in enumerate(children):
+        if child is None or len(child.day) == 0:
+            continue
+        w = weights[child.day, j]
+        keep = np.flatnonzero(w != 0)
+        parts.append((j, child, keep, w[keep]))
+    if not parts:
+        empty_c: dict = {"day": np.zeros(0, dtype=np.int64), **{c: [] for c in CONTRIBUTION_COLUMNS}}
+        empty_n: dict = {"day": np.zeros(0, dtype=np.int64), **{c: [] for c in NET_COLUMNS}}
+        return empty_c, empty_n
+    day = np.concatenate([c.day[k] for _, c, k, _ in parts])
+    child_of = np.concatenate([np.full(len(k), j) for j, _, k, _ in parts])
+    order = np.lexsort((child_of, day))  # by date, then child; a child's rows keep their order (stable)
+    w = np.concatenate([wk for *_, wk in parts])[order]
+
+    def take(column: str) -> list:
+        kept = [np.asarray(getattr(c, column), dtype=object)[k] for _, c, k, _ in parts]
+        return np.concatenate(kept)[order].tolist()
+
+    contribution = np.concatenate([c.contribution[k] for _, c, k, _ in parts])[order] * w
+    path_weight = np.concatenate([c.path_weight[k] for _, c, k, _ in parts])[order] * w
+    contributions = {
+        "day": day[order],
+        "symbol": take("symbol"),
+        "path": [f"{meta}/{p}" for p in take("path")],
+        "sleeve": take("sleeve"),
+        "atom_id": take("atom_id"),
+        "direction": take("direction"),
+        "path_weight": path_weight.tolist(),
+        "sleeve_weight": np.concatenate([c.sleeve_weight[k] for _, c, k, _ in parts])[order].tolist(),
+        "contribution": contribution.tolist(),
+    }
+    # net per (date, symbol), groups numbered in order of first appearance
+    row_day = contributions["day"]
+    codes: dict[str, int] = {}
+    sym = np.array([codes.setdefault(x, len(codes)) for x in contributions["symbol"]], dtype=np.int64)
+    key = row_day * len(codes) + sym
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    group = rank[inverse.reshape(-1)]
+    n_groups = len(first)
+    net, long_, short = np.zeros(n_groups), np.zeros(n_groups), np.zeros(n_groups)
+    np.add.at(net, group, contribution)
+    pos, neg = contribution > 0, contribution < 0
+    np.add.at(long_, group[pos], contribution[pos])
+    np.add.at(short, group[neg], -contribution[neg])
+    n_paths = np.bincount(group, minlength=n_groups)
+    first_row = np.sort(first)  # a group's first row, groups in order of appearance
+    group_day = row_day[first_row]
+    # contributors: a symbol's paths, largest |contribution| first (ties in row order)
+    by_size = np.lexsort((np.arange(len(group)), -np.abs(contribution), group))
+    paths, values = contributions["path"], contributions["contribution"]
+    texts = [f"{paths[i]} {values[i]:+.4f}" for i in by_size.tolist()]
+    bounds = np.r_[0, np.cumsum(n_paths)].tolist()
+    contributors = ["; ".join(texts[bounds[g] : bounds[g + 1]]) for g in range(n_groups)]
+    out_order = np.lexsort((np.arange(n_groups), -np.abs(net), group_day)).tolist()
+    symbols = [contributions["symbol"][i] for i in first_row.tolist()]
+    net_l, long_l, short_l, n_l = net.tolist(), long_.tolist(), short.tolist(), n_paths.tolist()
+    flat = {
+        "day": group_day[out_order],
+        "symbol": [symbols[g] for g in out_order],
+        "net_weight": [net_l[g] for g in out_order],
+        "long_weight": [long_l[g] for g in out_order],
+        "short_weight": [short_l[g] for g in out_order],
+        "n_paths": [n_l[g] for g in out_order],
+        "contributors": [contributors[g] for g in out_order],
+    }
+    return contributions, flat
+
+
 def tree_rows(
     meta: str, names: list[str], weights: np.ndarray, labels: np.ndarray, refs: dict[str, str]
 ) -> dict[str, list]:

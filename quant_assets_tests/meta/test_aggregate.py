@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.meta.aggregate import aggregate, cluster_tree, flatten, net_by_symbol, sleeve_contributions
+from quant_assets.meta.aggregate import (
+    CONTRIBUTION_COLUMNS,
+    NET_COLUMNS,
+    aggregate,
+    cluster_tree,
+    flatten,
+    net_by_symbol,
+    sleeve_contributions,
+)
 
 
 def sleeve(rows, direction="LONG"):
@@ -371,3 +379,82 @@ def test_a_join_of_a_24_7_child_and_an_exchange_child_compounds_the_weekend_into
     a_days, a_matrix, a_info = aligned.window(None, np.datetime64("2024-01-14"), 0)
     np.testing.assert_array_equal(a_matrix, matrix)
     assert a_info == info
+
+
+def test_flattening_every_date_at_once_equals_the_per_date_loop_bit_for_bit():
+    """`flatten_paths` (all dates of a run in one pass, what the meta step runs) gives exactly what
+    `flatten_rows` then `net_rows` give date by date: the same rows in the same order, the same
+    floats to the bit, the same contributor texts. The data exercise the edge cases: a symbol held
+    long and short (netting), zero and missing child weights, a child without rows on a date, a
+    child meta's nested paths, equal |net| and equal |contribution| (ties keep appearance order)."""
+    from quant_assets.meta.aggregate import ChildPaths, flatten_paths, flatten_rows, net_rows, sleeve_rows
+
+    rng = np.random.default_rng(7)
+    n_days, symbols = 40, [f"S{i}" for i in range(9)]
+    sleeves = {"a": "LONG", "b": "SHORT", "c": "long"}
+    names = ["a", "b", "c", "inner"]
+    weights = rng.dirichlet(np.ones(len(names)), size=n_days)
+    weights[3, 1] = 0.0  # a zero weight
+    weights[5] = [0.25, 0.25, 0.25, 0.25]  # equal weights: ties in |net| and |contribution|
+    per_day: list[dict[str, dict[str, list]]] = [{} for _ in range(n_days)]
+    children: list = []
+    for name, direction in sleeves.items():
+        day, ids, syms, dirs, w = [], [], [], [], []
+        for t in range(n_days):
+            if name == "c" and t % 7 == 0:
+                continue  # no rows on the date
+            held = sorted(rng.choice(len(symbols), size=int(rng.integers(1, 5)), replace=False).tolist())
+            x = np.full(len(held), 1 / len(held)) if t == 5 else rng.dirichlet(np.ones(len(held)))
+            ids_t = [f"{name}_{symbols[i]}" for i in held]
+            per_day[t][name] = sleeve_rows(name, ids_t, [symbols[i] for i in held], direction, x)
+            day += [t] * len(held)
+            ids += ids_t
+            syms += [symbols[i] for i in held]
+            dirs += [direction] * len(held)
+            w += x.tolist()
+        children.append(ChildPaths.of_sleeve(name, np.array(day), ids, syms, dirs, np.array(w)))
+    inner: dict[str, list] = {c: [] for c in ("day", *CONTRIBUTION_COLUMNS)}
+    for t in range(n_days):  # a child meta: its own flattening of two of the sleeves
+        if t == 9:
+            continue
+        nested = flatten_rows("inner", [("a", 0.6), ("b", 0.4)], per_day[t])
+        per_day[t]["inner"] = nested
+        inner["day"] += [t] * len(nested["symbol"])
+        for c in CONTRIBUTION_COLUMNS:
+            inner[c] += nested[c]
+    children.append(
+        ChildPaths(
+            np.array(inner["day"], dtype=np.int64),
+            *(inner[c] for c in ("symbol", "path", "sleeve", "atom_id", "direction")),
+            *(np.array(inner[c], dtype=float) for c in ("path_weight", "sleeve_weight", "contribution")),
+        )
+    )
+    children.append(None)  # a trailing child without holdings
+    weights = np.c_[weights, np.full(n_days, 0.0)]
+
+    contributions, flat = flatten_paths("root", weights, children)
+    expected_c: dict[str, list] = {c: [] for c in ("day", *CONTRIBUTION_COLUMNS)}
+    expected_n: dict[str, list] = {c: [] for c in ("day", *NET_COLUMNS)}
+    for t in range(n_days):
+        pairs = list(zip([*names, "none"], weights[t].tolist()))
+        rows = flatten_rows("root", pairs, per_day[t])
+        net = net_rows(rows)
+        expected_c["day"] += [t] * len(rows["symbol"])
+        expected_n["day"] += [t] * len(net["symbol"])
+        for c in CONTRIBUTION_COLUMNS:
+            expected_c[c] += rows[c]
+        for c in NET_COLUMNS:
+            expected_n[c] += net[c]
+    assert len(expected_c["symbol"]) > 400 and any(n > 1 for n in expected_n["n_paths"])
+    assert any(lw > 0 and sw > 0 for lw, sw in zip(expected_n["long_weight"], expected_n["short_weight"]))
+    for c in ("day", *CONTRIBUTION_COLUMNS):
+        assert list(contributions[c]) == expected_c[c], c  # floats compared exactly
+    for c in ("day", *NET_COLUMNS):
+        assert list(flat[c]) == expected_n[c], c
+
+
+def test_flattening_nothing_held_gives_empty_columns():
+    from quant_assets.meta.aggregate import flatten_paths
+
+    contributions, flat = flatten_paths("root", np.ones((3, 2)) / 2, [None, None])
+    assert len(contributions["day"]) == 0 and flat["symbol"] == [] and set(flat) == {"day", *NET_COLUMNS}
