@@ -166,6 +166,7 @@ class Run:
     keys: list[str]  # the partitions of this run, ascending
     selected: set[str] = field(default_factory=set)
     _results: dict[str, tuple[dict, list]] = field(default_factory=dict)
+    _yielded: set[str] = field(default_factory=set)
 
     @property
     def ledger(self) -> AuditLedger:
@@ -334,10 +335,17 @@ class Run:
         md, checks = self._results.get(asset, ({}, []))
         self._results[asset] = (md, [*checks, result])
 
-    def results(self):
+    def results(self, keys: Iterable[str] | None = None):
         """One MaterializeResult per selected key (metadata common to the run + its checks), in the
-        order the step described them: its computation order, which is topological."""
-        for asset in [*[a for a in self._results if a in self.selected], *sorted(self.selected - set(self._results))]:
+        order the step described them: its computation order, which is topological. `keys`: only
+        these (a step that finishes some keys early hands them to Dagster while it computes the
+        rest); a key is yielded once, so a final `results()` yields what is left."""
+        order = [*[a for a in self._results if a in self.selected], *sorted(self.selected - set(self._results))]
+        wanted = set(order if keys is None else keys)
+        for asset in order:
+            if asset not in wanted or asset in self._yielded:
+                continue
+            self._yielded.add(asset)
             md, checks = self._results.get(asset, ({}, []))
             yield MaterializeResult(asset_key=AssetKey(asset), metadata=md, check_results=checks)
 

@@ -12,7 +12,7 @@ mean of its sleeves, so nesting to any depth is the same code path.
 """
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,12 +180,13 @@ def join_metadata(infos: list[dict], calendars: dict[str, list[str]]) -> dict:
 @dataclass
 class MetaLens:
     """One risk lens of a meta: its asset specs and checks, and `compute(run)`, which computes the
-    lens's selected keys of a run and describes them on the run."""
+    lens's selected keys of a run and describes them on the run. `compute` is a generator that
+    pauses once, when its workers have started on the lens's dates (see `meta_step`)."""
 
     keys: list[str]
     specs: list[AssetSpec]
     checks: list[AssetCheckSpec]
-    compute: Callable[[Run], None]
+    compute: Callable[[Run], Generator[None, None, None]]
 
 
 def meta_step(ctx: GraphContext, meta: str):
@@ -206,9 +207,19 @@ def meta_step(ctx: GraphContext, meta: str):
     def meta_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
+        done: list[str] = []  # the keys of the last lens computed, not yet handed to Dagster
         for lens in lenses:
-            if run.selected & set(lens.keys):
-                lens.compute(run)
+            if not run.selected & set(lens.keys):
+                continue
+            computing = lens.compute(run)
+            try:
+                next(computing, None)  # the lens's workers have started on its dates...
+                yield from run.results(done)  # ...while Dagster stores the previous lens's events
+                for _ in computing:
+                    pass
+            finally:
+                computing.close()  # a failure stops the lens's workers
+            done = lens.keys
         yield from run.results()
 
     return meta_lenses
@@ -361,7 +372,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
         ),
     ]
 
-    def compute(run: Run) -> None:
+    def compute(run: Run) -> Generator[None, None, None]:
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
         previous_key = run.periods.previous(run.first_key)
@@ -402,11 +413,9 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
             )
             for c in children
         }
-        results = (
-            _allocations(run, streams, aligned, child_calendars)
-            if ({meta_weights_key, tree_key, flattened_key, report_key} & run.selected)
-            else None
-        )
+        results = None
+        if {meta_weights_key, tree_key, flattened_key, report_key} & run.selected:
+            results = yield from _allocations(run, streams, aligned, child_calendars)
         if run.is_selected(portfolio_returns_key):
             _portfolio_returns(run, streams, aligned, previous_key)
         if {flattened_key, report_key} & run.selected:
@@ -418,7 +427,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
 
     def _allocations(
         run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None, child_calendars: dict
-    ) -> dict[dt.date, Allocation]:
+    ) -> Generator[None, None, dict[dt.date, Allocation]]:
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
         histories = {}
@@ -533,6 +542,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
                 failures[d.isoformat()] = problem
 
         with in_order(decide, dates, preload=[hierarchy.preload]) as decisions:
+            yield  # the workers are on it: the step may hand finished keys to Dagster meanwhile
             for d, decided in zip(track(dates, f"meta_{meta}_{risk}"), decisions):
                 if isinstance(decided, Raised):
                     raise decided.error
