@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.backfill import _step_seconds
 from quant_assets.config.manifest import default_manifest_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,13 +100,16 @@ def main() -> None:
         )
 
         t = time.perf_counter()
-        ok = materialize_range(defs, manifest, newest_date, newest_date, instance, run_config=QUIET).success
+        update = materialize_range(defs, manifest, newest_date, newest_date, instance, run_config=QUIET)
         in_process = time.perf_counter() - t
+        ok = update.success
         n_dates = len(periods.dates(newest_key))
         print(
             f"update, in process: partition {newest_key} ({n_dates} rebalance dates, every asset) "
             f"{in_process:.2f} s, success={ok}"
         )
+        steps = _step_seconds(instance, update.run_id)
+        print("update step durations (Dagster's) by kind: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
 
         t = time.perf_counter()
         cli = subprocess.run(

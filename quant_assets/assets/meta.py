@@ -183,10 +183,13 @@ class MetaLens:
     lens's selected keys of a run and describes them on the run. `compute` is a generator that
     pauses once, when its workers have started on the lens's dates (see `meta_step`)."""
 
-    keys: list[str]
     specs: list[AssetSpec]
     checks: list[AssetCheckSpec]
     compute: Callable[[Run], Generator[None, None, None]]
+
+    @property
+    def keys(self) -> list[str]:
+        return [spec.key.to_user_string() for spec in self.specs]
 
 
 def meta_step(ctx: GraphContext, meta: str):
@@ -755,9 +758,4 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
             per_partition=lambda k, p: {"report": MetadataValue.md(p["markdown"][0])} if p.height else {},
         )
 
-    return MetaLens(
-        [meta_returns_key, meta_weights_key, tree_key, portfolio_returns_key, flattened_key, report_key],
-        specs,
-        checks,
-        compute,
-    )
+    return MetaLens(specs, checks, compute)

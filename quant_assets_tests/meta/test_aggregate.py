@@ -381,13 +381,86 @@ def test_a_join_of_a_24_7_child_and_an_exchange_child_compounds_the_weekend_into
     assert a_info == info
 
 
+# --- the per-date definition on column lists: what the meta step computed date by date before
+# `flatten_paths`, kept here as the reference it must equal bit for bit ---
+
+
+def flatten_rows(
+    meta: str, child_weights: list[tuple[str, float]], child_rows: dict[str, dict[str, list]]
+) -> dict[str, list]:
+    """`flatten` on column lists (CONTRIBUTION_COLUMNS): each child's rows scaled by its weight, path prefixed."""
+    out: dict[str, list] = {c: [] for c in CONTRIBUTION_COLUMNS}
+    for child, w in child_weights:
+        rows = child_rows.get(child)
+        if not rows or not rows["symbol"] or w == 0:
+            continue
+        out["symbol"] += rows["symbol"]
+        out["path"] += [f"{meta}/{p}" for p in rows["path"]]
+        out["sleeve"] += rows["sleeve"]
+        out["atom_id"] += rows["atom_id"]
+        out["direction"] += rows["direction"]
+        out["path_weight"] += [p * w for p in rows["path_weight"]]
+        out["sleeve_weight"] += rows["sleeve_weight"]
+        out["contribution"] += [c * w for c in rows["contribution"]]
+    return out
+
+
+def sleeve_rows(
+    sleeve: str, atom_ids: list[str], symbols: list[str], direction: str, weights: np.ndarray
+) -> dict[str, list]:
+    """`sleeve_contributions` on column lists: path = sleeve, path weight 1, signed by direction."""
+    d = direction.upper()
+    sign = -1.0 if d == "SHORT" else 1.0
+    n = len(atom_ids)
+    return {
+        "symbol": list(symbols),
+        "path": [sleeve] * n,
+        "sleeve": [sleeve] * n,
+        "atom_id": list(atom_ids),
+        "direction": [d] * n,
+        "path_weight": [1.0] * n,
+        "sleeve_weight": [float(w) for w in weights],
+        "contribution": [sign * float(w) for w in weights],
+    }
+
+
+def net_rows(contributions: dict[str, list]) -> dict[str, list]:
+    """`net_by_symbol` on column lists: signed net per symbol, long and short gross apart, the paths
+    behind it (largest first), ordered by |net| descending."""
+    acc: dict[str, list] = {}
+    for sym, path, c in zip(contributions["symbol"], contributions["path"], contributions["contribution"]):
+        a = acc.get(sym)
+        if a is None:
+            a = acc[sym] = [0.0, 0.0, 0.0, []]
+        a[0] += c
+        if c > 0:
+            a[1] += c
+        elif c < 0:
+            a[2] -= c
+        a[3].append((path, c))
+    symbols = list(acc)
+    net = np.array([acc[s][0] for s in symbols])
+    order = np.argsort(-np.abs(net), kind="stable")
+    out: dict[str, list] = {c: [] for c in NET_COLUMNS}
+    for i in order:
+        s = symbols[i]
+        a = acc[s]
+        out["symbol"].append(s)
+        out["net_weight"].append(a[0])
+        out["long_weight"].append(a[1])
+        out["short_weight"].append(a[2])
+        out["n_paths"].append(len(a[3]))
+        out["contributors"].append("; ".join(f"{p} {v:+.4f}" for p, v in sorted(a[3], key=lambda t: -abs(t[1]))))
+    return out
+
+
 def test_flattening_every_date_at_once_equals_the_per_date_loop_bit_for_bit():
     """`flatten_paths` (all dates of a run in one pass, what the meta step runs) gives exactly what
     `flatten_rows` then `net_rows` give date by date: the same rows in the same order, the same
     floats to the bit, the same contributor texts. The data exercise the edge cases: a symbol held
     long and short (netting), zero and missing child weights, a child without rows on a date, a
     child meta's nested paths, equal |net| and equal |contribution| (ties keep appearance order)."""
-    from quant_assets.meta.aggregate import ChildPaths, flatten_paths, flatten_rows, net_rows, sleeve_rows
+    from quant_assets.meta.aggregate import ChildPaths, flatten_paths
 
     rng = np.random.default_rng(7)
     n_days, symbols = 40, [f"S{i}" for i in range(9)]
