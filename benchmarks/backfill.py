@@ -1,13 +1,16 @@
 """How long does a walk-forward backfill of the default graph take, and where does the time go?
 
 Runs the whole default graph over a date range as one single-run backfill, in process, into a
-temporary lakehouse, on an ephemeral Dagster instance (default) or a persistent one configured as
-`dagster.yaml` configures `make ui`'s (--persistent), and reports wall time and milliseconds per
+temporary lakehouse, on an ephemeral Dagster instance (default: `ephemeral_instance()`, Dagster's
+ephemeral instance with our in-memory event log; --stock-ephemeral: `DagsterInstance.ephemeral()`
+as Dagster ships it) or a persistent one configured as `dagster.yaml` configures `make ui`'s
+(--persistent), and reports wall time and milliseconds per
 rebalance date, and the steps' durations by kind; with --profile, the share of time inside our
 asset steps versus Dagster (planning, events, storage), measured with cProfile (ratios within one
 run are what count).
 
     .venv/bin/python -m benchmarks.backfill                       # the full history, 1992-2022
+    .venv/bin/python -m benchmarks.backfill --stock-ephemeral      # Dagster's own in-memory event log
     .venv/bin/python -m benchmarks.backfill --persistent --profile
 """
 
@@ -64,12 +67,18 @@ def main() -> None:
         help="write to an on-disk SQLite instance (as `make demo` does) instead of an in-memory one",
     )
     parser.add_argument(
+        "--stock-ephemeral",
+        action="store_true",
+        help="Dagster's DagsterInstance.ephemeral() (its in-memory event log) instead of ephemeral_instance()",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="measure the share inside asset bodies with cProfile (slows everything ~1.5x)",
     )
     args = parser.parse_args()
 
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range, warm_up_market_data
     from quant_assets.config.manifest import load_manifest
     from quant_assets.data.calendars import rebalance_dates
@@ -84,8 +93,10 @@ def main() -> None:
             shutil.copy(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
             os.environ["DAGSTER_HOME"] = home
             instance = DagsterInstance.from_config(home)
-        else:
+        elif args.stock_ephemeral:
             instance = DagsterInstance.ephemeral()
+        else:
+            instance = ephemeral_instance()
         quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
         # a range starting mid-history first stores the market data its windows reach back to (untimed)
         t_warm = time.perf_counter()
@@ -116,7 +127,12 @@ def main() -> None:
     print(f"backfill {args.start} .. {args.end}: {n_dates} rebalance dates, success={result.success}")
     print(
         f"wall {wall:.1f} s = {1000 * wall / n_dates:.1f} ms per rebalance date, "
-        f"{'persistent (batched SQLite)' if args.persistent else 'ephemeral'} instance"
+        + (
+            "persistent (batched SQLite) instance"
+            if args.persistent
+            else "ephemeral instance, "
+            + ("Dagster's in-memory event log" if args.stock_ephemeral else "our in-memory event log")
+        )
         + (" (under cProfile)" if profile else "")
     )
     print("step durations (Dagster's) by kind: " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))

@@ -9,7 +9,9 @@ here, in one process each so the numbers compare:
     .venv/bin/python -m benchmarks.dagster_floor --period year --store memory sqlite batched
     .venv/bin/python -m benchmarks.dagster_floor --period week --years 2 --store batched   # extrapolated
 
-`--store`: `memory` = DagsterInstance.ephemeral(); `sqlite` = Dagster's on-disk SQLite instance;
+`--store`: `memory` = DagsterInstance.ephemeral(); `fast-memory` = the same with
+`quant_assets.assets.event_log.FastInMemoryEventLogStorage` and event batching on
+(`ephemeral_instance()`, what the tests and `benchmarks.backfill` use); `sqlite` = Dagster's on-disk SQLite instance;
 `batched` = the same with `quant_assets.assets.event_log.BatchingSqliteEventLogStorage` and event
 batching on (what `dagster.yaml` configures); `postgres` = dagster-postgres against a server at
 $QUANT_ASSETS_BENCH_PG (e.g. postgresql://postgres@127.0.0.1:5433/dagster), with batching on.
@@ -67,6 +69,10 @@ def trivial_graph(n_keys: int, keys_per_step: int, period: str, start: dt.dateti
 def instance_for(store: str, home: str) -> dg.DagsterInstance:
     if store == "memory":
         return dg.DagsterInstance.ephemeral()
+    if store == "fast-memory":
+        from quant_assets.assets.event_log import ephemeral_instance
+
+        return ephemeral_instance()
     config = ""
     if store == "batched":
         config = (
@@ -82,7 +88,7 @@ def instance_for(store: str, home: str) -> dg.DagsterInstance:
 
 
 def measure(period: str, store: str, n_keys: int, keys_per_step: int, start: dt.datetime, end: dt.datetime) -> dict:
-    if store in ("batched", "postgres"):
+    if store in ("batched", "postgres", "fast-memory"):
         os.environ["DAGSTER_EVENT_BATCH_SIZE"] = "100000"
     else:
         os.environ.pop("DAGSTER_EVENT_BATCH_SIZE", None)
@@ -125,7 +131,9 @@ def measure(period: str, store: str, n_keys: int, keys_per_step: int, start: dt.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--period", choices=list(PERIODS), nargs="+", default=["year"])
-    parser.add_argument("--store", choices=["memory", "sqlite", "batched", "postgres"], nargs="+", default=["memory"])
+    parser.add_argument(
+        "--store", choices=["memory", "fast-memory", "sqlite", "batched", "postgres"], nargs="+", default=["memory"]
+    )
     parser.add_argument("--keys", type=int, default=135, help="asset keys (the default graph without tournaments)")
     parser.add_argument("--keys-per-step", type=int, default=10)
     parser.add_argument("--years", type=int, default=31, help="history span ending 2022 (31 = 1992-2022)")
@@ -139,7 +147,7 @@ def main() -> None:
             scale = full_history_partitions[period] * args.keys / r["asset_partitions"]
             print(
                 f"{r['period']:>7} x {r['partitions']:>4} partitions, {r['keys']} keys in {r['steps']} steps, "
-                f"{r['store']:>8}: {r['range_s']:7.1f} s = {r['ms_per_asset_partition']:5.2f} ms per asset partition"
+                f"{r['store']:>11}: {r['range_s']:7.1f} s = {r['ms_per_asset_partition']:5.2f} ms per asset partition"
                 + (f" (full history ~{r['range_s'] * scale:.0f} s)" if abs(scale - 1) > 1e-9 else "")
                 + f"; newest partition alone {r['newest_partition_s']:.2f} s",
                 flush=True,

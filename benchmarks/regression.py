@@ -38,15 +38,14 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def backfill(root: str) -> None:
-    from dagster import DagsterInstance
-
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range
     from quant_assets.config.manifest import load_manifest
     from quant_assets.definitions import build_definitions
 
     manifest = load_manifest()
     defs = build_definitions(manifest, root)
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance()
     t0 = time.perf_counter()
     first = materialize_range(
         defs,

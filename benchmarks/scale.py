@@ -86,8 +86,9 @@ def step_kind(step_key: str) -> str:
 
 
 def run_once(n: int) -> dict:
-    from dagster import DagsterEventType, DagsterInstance
+    from dagster import DagsterEventType
 
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range
     from quant_assets.config.manifest import load_manifest
     from quant_assets.data.calendars import Periods
@@ -107,7 +108,7 @@ def run_once(n: int) -> dict:
             manifest,
             dates[0],
             dates[-1],
-            DagsterInstance.ephemeral(),
+            ephemeral_instance(),
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         )
         wall = time.perf_counter() - t

@@ -306,7 +306,12 @@ class Run:
         per_partition: dict[str, dict] | None = None,
         **common,
     ) -> None:
-        """Metadata of every partition (rows, dates, location, its own facts) and of the step."""
+        """Metadata of every partition (rows, dates, location, its own facts) and of the step.
+
+        A run of one partition (the weekly update) hands its partition's metadata to Dagster with
+        the step's, on the MaterializeResult: Dagster records the same materialisation, without the
+        per-call validation of `add_asset_metadata` against the run's partition range."""
+        single: dict = {}
         for key, part in parts.items():
             md = {
                 "dagster/row_count": part.height,
@@ -322,11 +327,15 @@ class Run:
                     }
                 )
             md.update((per_partition or {}).get(key, {}))
-            self.context.add_asset_metadata(md, asset_key=asset, partition_key=key)
+            if len(self.keys) == 1:
+                single = md
+            else:
+                self.context.add_asset_metadata(md, asset_key=asset, partition_key=key)
         self._results[asset] = (
             {
                 "partitions_in_run": len(self.keys),
                 **common,
+                **single,
             },
             self._results.get(asset, ({}, []))[1],
         )

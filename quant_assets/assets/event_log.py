@@ -1,4 +1,5 @@
-"""A faster SQLite event log for the persistent Dagster instance (`make ui`, `make demo`).
+"""Faster Dagster event logs: SQLite for the persistent instance (`make ui`, `make demo`, the
+command line), in memory for the ephemeral one (tests, benchmarks, notebooks: `ephemeral_instance`).
 
 Why: every asset partition a run materialises is two events in Dagster's event log (planned and
 materialised), and Dagster's SQLite storage writes each event on its own: a new SQLAlchemy engine,
@@ -18,23 +19,43 @@ partition status and lineage read them unchanged. Only the transactions differ:
 * engines are kept per shard instead of being created and disposed around every statement;
 * commits use `PRAGMA synchronous=NORMAL` on top of the WAL journal Dagster already enables: still
   crash-safe for the database file (SQLite's documented WAL guarantee), without an fsync per event;
-* the schema facts Dagster re-inspects per event (does the tags table exist, does the asset-key
-  table have its index columns) are cached once they hold.
+* each event's insert is one statement compiled once per shard and executed with the event's row
+  as parameters, where Dagster builds a statement holding the row's values and SQLAlchemy
+  re-derives its cache key on every execution (about a third of a millisecond per event and shard,
+  measured with py-spy on the yearly update);
+* the schema facts Dagster re-inspects per event and per asset lookup (does the tags table exist,
+  does the asset-key table have a column, has a secondary index been built) are cached once they
+  hold: a migration only ever adds them.
 
-Dagster is pinned (pyproject.toml), and `quant_assets_tests/assets/test_event_log.py` checks that a
-batched run leaves the same materialisations, partition statuses and records as Dagster's own
-storage. `dagster.yaml` selects it; the in-memory instance of the tests keeps Dagster's default.
+Dagster's in-memory storage (`DagsterInstance.ephemeral()`) is the same SQL storage on an
+in-memory SQLite database, and pays more per statement: a new connection and two PRAGMAs for each
+one, and a schema inspection on a fresh connection per asset event. In a full-history backfill it
+was about 19 s of the run's critical path (py-spy, `benchmarks.backfill --stock-ephemeral`).
+`FastInMemoryEventLogStorage` keeps one connection and takes the same batches, compiled inserts
+and cached schema facts; `ephemeral_instance()` is Dagster's ephemeral instance with it.
+
+Dagster is pinned (pyproject.toml), and `quant_assets_tests/assets/test_event_log.py` checks that
+both storages leave the same events, materialisations, partition statuses, metadata, index rows and
+check executions as Dagster's own. `dagster.yaml` selects the SQLite one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from dagster._core.events import ASSET_EVENTS
+from dagster import DagsterInstance
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.events.log import EventLogEntry
+from dagster._core.instance.types import InstanceType
+from dagster._core.storage.event_log.base import EventLogCursor
+from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy import create_engine, event
@@ -42,6 +63,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 MAX_OPEN_SHARDS = 8
+# An event's row goes in as parameters of this one statement (the same columns Dagster's
+# `prepare_insert_event` fills), so SQLAlchemy compiles it once per shard.
+INSERT_EVENT = SqlEventLogStorageTable.insert()
 
 
 def _fast_commit(dbapi_connection, _record) -> None:
@@ -49,13 +73,158 @@ def _fast_commit(dbapi_connection, _record) -> None:
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
+if TYPE_CHECKING:  # the mixin's super() is Dagster's SQL event log
+    _SqlEventLog = SqlEventLogStorage
+else:
+    _SqlEventLog = object
+
+
+def _latest_per_asset_and_kind(assets: list[tuple[EventLogEntry, int]]) -> list[tuple[EventLogEntry, int]]:
+    """The events of a batch whose asset-key row update is not overwritten later in the batch.
+
+    `_store_asset_event` upserts the asset's row in the asset-key table with columns set by the
+    event's kind (a materialisation: the last materialisation record, run and timestamp; a planned
+    event: the run and timestamp). Every later event of the same asset and kind sets the same
+    columns again, so only the last one of each (asset, kind) decides the row, as when each event
+    is applied in turn. A ranged step's batch holds 31 materialisations per asset (one per yearly
+    partition); Dagster serialised and upserted each of them."""
+    last = {}
+    for i, (e, _) in enumerate(assets):
+        last[(e.get_dagster_event().asset_key, e.dagster_event_type)] = i
+    return [assets[i] for i in sorted(last.values())]
+
+
+class _FasterEvents(_SqlEventLog):
+    """What both storages change in Dagster's SQL event log: batches in one transaction, compiled
+    inserts, cached schema facts. The rows are Dagster's own (`_event_to_row`, `_store_asset_event`,
+    `store_asset_check_event`)."""
+
+    def _init_caches(self) -> None:
+        self._known_tables: set[str] = set()
+        self._asset_key_cols: set[str] = set()
+        self._secondary_indexes: set[str] = set()
+
+    def has_table(self, table_name: str) -> bool:
+        if table_name in self._known_tables:
+            return True
+        found = super().has_table(table_name)  # type: ignore[safe-super]  # both parents implement it
+        if found:
+            self._known_tables.add(table_name)
+        return found
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        if column_name in self._asset_key_cols:
+            return True
+        found = super()._has_asset_key_col_on_connection(conn, column_name)
+        if found:
+            self._asset_key_cols.add(column_name)
+        return found
+
+    def has_secondary_index(self, name: str) -> bool:
+        if name in self._secondary_indexes:
+            return True
+        found = super().has_secondary_index(name)
+        if found:
+            self._secondary_indexes.add(name)
+        return found
+
+    def store_event(self, event: EventLogEntry) -> None:
+        """`SqliteEventLogStorage.store_event`, statement for statement, with the compiled insert:
+        the event in its run's shard; asset events (materialised, observed, planned) and check
+        events also in the index shard (with the tags and asset-key update, or the check-execution
+        row); run status events also in the index shard."""
+        self._store_events([event])
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store a run's events in one transaction per shard.
+
+        The same rows as `store_event` per event, in the same order. Dagster sends batches of one
+        run's planned events (assets and checks) and of a ranged step's per-partition
+        materialisations; a batch holding anything else (run status events, several runs) goes
+        through `store_event` one by one, as before.
+        """
+        if not events:
+            return
+        if all(
+            e.run_id == events[0].run_id
+            and (
+                not e.is_dagster_event
+                or e.dagster_event_type in ASSET_EVENTS
+                or e.dagster_event_type in ASSET_CHECK_EVENTS
+            )
+            for e in events
+        ):
+            self._store_events(events)
+        else:
+            for e in events:
+                self._store_events([e])
+
+    # Dagster's SQLite storage writes each event to its run's shard and asset, check and run-status
+    # events again to the index shard; its in-memory storage has one database and writes it once.
+    ONE_DATABASE = False
+
+    def _store_events(self, events: Sequence[EventLogEntry]) -> None:
+        rows = [self._event_to_row(e) for e in events]
+        if self.ONE_DATABASE:
+            self._store_in_one_database(events, rows)
+            return
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+        indexed = [
+            (e, row, e.dagster_event_type)
+            for e, row in zip(events, rows)
+            if e.is_dagster_event
+            and (
+                e.dagster_event_type in ASSET_EVENTS
+                or e.dagster_event_type in ASSET_CHECK_EVENTS
+                or e.dagster_event_type in EVENT_TYPE_TO_PIPELINE_RUN_STATUS
+            )
+        ]
+        if not indexed:
+            return
+        assets, checks = [], []
+        with self.index_transaction() as conn:
+            for e, row, kind in indexed:
+                key = conn.execute(INSERT_EVENT, row).inserted_primary_key
+                # a single-row insert without RETURNING: SQLAlchemy always reports its primary key
+                assert key is not None and key[0] is not None
+                if kind in ASSET_EVENTS:
+                    assets.append((e, key[0]))
+                elif kind in ASSET_CHECK_EVENTS:
+                    checks.append((e, key[0]))
+            if assets:
+                self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
+                for e, event_id in _latest_per_asset_and_kind(assets):
+                    self._store_asset_event(conn, e, event_id)
+        for e, event_id in checks:  # opens its own index connection (Dagster's code)
+            self.store_asset_check_event(e, event_id)
+
+    def _store_in_one_database(self, events: Sequence[EventLogEntry], rows: list[dict]) -> None:
+        """`SqlEventLogStorage.store_event` per event: the row once (its id is the event's), then
+        the asset event's tags and asset-key update, or the check-execution row."""
+        assets, checks = [], []
+        with self.run_connection(events[0].run_id) as conn:
+            for e, row in zip(events, rows):
+                key = conn.execute(INSERT_EVENT, row).inserted_primary_key
+                assert key is not None and key[0] is not None
+                if e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS and e.get_dagster_event().asset_key:
+                    assets.append((e, key[0]))
+                elif e.is_dagster_event and e.dagster_event_type in ASSET_CHECK_EVENTS:
+                    checks.append((e, key[0]))
+            if assets:
+                self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
+                for e, event_id in _latest_per_asset_and_kind(assets):
+                    self._store_asset_event(conn, e, event_id)
+        for e, event_id in checks:
+            self.store_asset_check_event(e, event_id)
+
+
+class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
     """Dagster's run-sharded SQLite event log, writing batches in one transaction per shard."""
 
     def __init__(self, base_dir: str, inst_data=None):
         self._engines: dict[str, Engine] = {}
-        self._known_tables: set[str] = set()
-        self._asset_index_cols: bool = False
+        self._init_caches()
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -115,63 +284,79 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 with conn.begin():
                     yield conn
 
-    def has_table(self, table_name: str) -> bool:
-        if table_name in self._known_tables:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._known_tables.add(table_name)
-        return found
-
-    def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
-        if not self._asset_index_cols:
-            self._asset_index_cols = super()._has_asset_key_index_cols_on_connection(conn)
-        return self._asset_index_cols
-
     def dispose(self) -> None:
         for engine in self._engines.values():
             engine.dispose()
         self._engines.clear()
         super().dispose()
 
-    # ---- batches ---------------------------------------------------------------------------
+
+class FastInMemoryEventLogStorage(_FasterEvents, InMemoryEventLogStorage):
+    """Dagster's in-memory event log on one kept connection, with the batches and compiled inserts.
+
+    Dagster's opens a connection and runs two PRAGMAs (WAL, which an in-memory database ignores,
+    and foreign keys) for every statement; here the foreign-keys PRAGMA runs once, on the one
+    connection every statement uses (under Dagster's `_db_lock`, as before)."""
+
+    ONE_DATABASE = True
+
+    def __init__(self, inst_data=None, preload=None):
+        self._init_caches()
+        self._kept: Connection | None = None
+        super().__init__(inst_data, preload)
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        with self._db_lock:
+            if self._kept is None:
+                self._kept = self._engine.connect()
+                self._kept.exec_driver_sql("PRAGMA foreign_keys=ON")
+                self._kept.commit()
+            with self._kept.begin():
+                yield self._kept
+
+    def store_event(self, event: EventLogEntry) -> None:
+        self._store_events([event])
+        self._notify(event)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        """Store a run's events in one transaction per shard.
+        super().store_event_batch(events)
+        for e in events:
+            self._notify(e)
 
-        The same rows as `SqliteEventLogStorage.store_event` per event: the event in its run's
-        shard and, for asset events (materialised, observed, planned), a copy in the index shard
-        with its tags and the asset-key index update. Anything else in a batch (check evaluations,
-        run status events, several runs) goes through `store_event` one by one, as before.
-        """
-        simple = (
-            all(
-                e.run_id == events[0].run_id and (not e.is_dagster_event or e.dagster_event_type in ASSET_EVENTS)
-                for e in events
-            )
-            if events
-            else False
-        )
-        if not simple:
-            for e in events:
-                self.store_event(e)
-            return
-        statements = [self.prepare_insert_event(e) for e in events]
-        with self.run_connection(events[0].run_id) as conn:
-            for statement in statements:
-                conn.execute(statement)
-        asset_events = [(e, s) for e, s in zip(events, statements) if e.is_dagster_event]
-        if not asset_events:
-            return
-        with self.index_transaction() as conn:
-            ids = []
-            for _, statement in asset_events:
-                key = conn.execute(statement).inserted_primary_key
-                # a single-row insert() without RETURNING (prepare_insert_event): SQLAlchemy always
-                # reports its primary-key row; None is only for executemany or non-insert statements
-                assert key is not None
-                ids.append(key[0])
-            stored = [e for e, _ in asset_events]
-            self._store_asset_event_tags(conn, stored, ids)
-            for e, event_id in zip(stored, ids):
-                self._store_asset_event(conn, e, event_id)
+    def _notify(self, event: EventLogEntry) -> None:
+        """What `InMemoryEventLogStorage.store_event` does after the insert: advance the storage
+        id and call the run's watchers."""
+        self._storage_id += 1
+        for handler in list(self._handlers[event.run_id]):
+            try:
+                handler(event, str(EventLogCursor.from_storage_id(self._storage_id)))
+            except Exception:
+                logging.exception("Exception in callback for event watch on run %s.", event.run_id)
+
+    def dispose(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
+        super().dispose()
+
+
+def ephemeral_instance(tempdir: str | None = None) -> DagsterInstance:
+    """`DagsterInstance.ephemeral()` (in-memory runs, no compute logs, runs launched in process)
+    with `FastInMemoryEventLogStorage`: for tests, benchmarks and notebook backtests, where the
+    instance is thrown away after the run. The lakehouse is what persists."""
+    from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+    from dagster._core.run_coordinator import DefaultRunCoordinator
+    from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+    from dagster._core.storage.root import LocalArtifactStorage, TemporaryLocalArtifactStorage
+    from dagster._core.storage.runs import InMemoryRunStorage
+
+    return DagsterInstance(
+        instance_type=InstanceType.EPHEMERAL,
+        local_artifact_storage=LocalArtifactStorage(tempdir) if tempdir else TemporaryLocalArtifactStorage(),
+        run_storage=InMemoryRunStorage(),
+        event_storage=FastInMemoryEventLogStorage(),
+        compute_log_manager=NoOpComputeLogManager(),
+        run_coordinator=DefaultRunCoordinator(),
+        run_launcher=SyncInMemoryRunLauncher(),
+    )

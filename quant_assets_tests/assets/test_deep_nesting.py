@@ -4,8 +4,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from dagster import DagsterInstance
 
+from quant_assets.assets.event_log import ephemeral_instance
 from quant_assets.cli.runner import materialize_range
 from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.definitions import build_definitions
@@ -33,7 +33,7 @@ def deep(tmp_path_factory):
         manifest,
         dt.date(2019, 1, 1),
         dt.date(2019, 2, 28),
-        DagsterInstance.ephemeral(),
+        ephemeral_instance(),
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )
     return result, Lakehouse(root)

@@ -13,9 +13,9 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance
 
 from quant_assets.assets.common import instance_lookup
+from quant_assets.assets.event_log import ephemeral_instance
 from quant_assets.audit.ledger import AuditLedger
 from quant_assets.cli.runner import materialize_range
 from quant_assets.config.manifest import load_manifest, parse_manifest
@@ -42,7 +42,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("lakehouse")
     manifest = manifest_for_tests()
     defs = build_definitions(manifest, root)
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance()
     result = materialize_range(defs, manifest, START, END, instance, run_config=QUIET)
     return {"result": result, "lh": Lakehouse(root), "defs": defs, "manifest": manifest, "instance": instance}
 
@@ -275,7 +275,7 @@ def test_blocking_check_stops_downstream(tmp_path):
         manifest,
         d,
         d,
-        DagsterInstance.ephemeral(),
+        ephemeral_instance(),
         raise_on_error=False,
         selection="key:*us_large_caps or key:*trend_long",
         run_config=QUIET,
@@ -540,3 +540,32 @@ def test_one_key_of_one_lens_rematerialises_alone_and_identically(world):
     assert sorted(e.partition for e in mats) == PARTITIONS
     after = lh.read("flattened_weights", "flattened_weights_us_stocks_min_variance")
     assert before.height > 0 and after.equals(before)
+
+
+def test_a_one_partition_run_records_the_same_partition_metadata(world):
+    """The weekly update materialises one partition: its materialisation carries the same facts of
+    that partition (rows, dates, location, the asset's own) as the ranged run recorded for it."""
+    ranged = {
+        e.partition: e.materialization.metadata
+        for e in world["result"].get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "selection_trend_long"
+    }["2019-02"]
+    single = materialize_range(
+        world["defs"],
+        world["manifest"],
+        dt.date(2019, 2, 1),
+        dt.date(2019, 2, 28),
+        world["instance"],
+        run_config=QUIET,
+        selection='key:"selection_trend_long"',
+    )
+    assert single.success
+    [mat] = single.get_asset_materialization_events()
+    assert mat.partition == "2019-02"
+    md = mat.materialization.metadata
+    assert md["partitions_in_run"].value == 1 and ranged["partitions_in_run"].value == 3
+    assert md["first_date"].value == "2019-02-01" and md["rebalance_dates"].value == 4
+    assert md["dagster/row_count"].value == ranged["dagster/row_count"].value > 0
+    # the partition's own facts; the run's (partitions_in_run, winners_by_stage) describe the run
+    own = ["dagster/row_count", "dagster/uri", "first_date", "last_date", "rebalance_dates", "preview"]
+    assert [md[k] for k in own] == [ranged[k] for k in own]

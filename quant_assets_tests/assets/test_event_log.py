@@ -13,9 +13,11 @@ from collections import Counter
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from quant_assets.assets.event_log import BatchingSqliteEventLogStorage
+from quant_assets.assets.event_log import BatchingSqliteEventLogStorage, FastInMemoryEventLogStorage, ephemeral_instance
 
 pytestmark = pytest.mark.slow  # materialises graphs: `make test-fast` skips it
 
@@ -60,6 +62,13 @@ def run_twice(instance: dg.DagsterInstance) -> list[str]:
         run_config=QUIET,
         tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
     )
+    # the asset-key table after the ranged run alone: its batch of three materialisations per key
+    # must leave the last one (2022) as the key's latest, as applying them one by one does
+    after_ranged = {
+        r.asset_entry.asset_key.to_user_string(): r.asset_entry.last_materialization_record.partition_key
+        for r in instance.get_asset_records()
+    }
+    assert after_ranged == dict.fromkeys(["features_u", "prices_u", "returns_s", "returns_u", "weights_s"], "2022")
     single = job.execute_in_process(instance=instance, run_config=QUIET, partition_key=keys[-1])
     assert ranged.success and single.success
     return [ranged.run_id, single.run_id]
@@ -96,7 +105,45 @@ def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
             found = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(key, check), limit=10)
             if found:
                 checks[key.to_user_string()] = sorted(str(c.status) for c in found)
+    # the index shard, which the UI's cross-run queries read: its event rows and check executions
+    storage = instance.event_log_storage
+    with storage.index_connection() as conn:
+        index_rows = Counter(
+            tuple(r)
+            for r in conn.execute(
+                sa.select(
+                    SqlEventLogStorageTable.c.dagster_event_type,
+                    SqlEventLogStorageTable.c.asset_key,
+                    SqlEventLogStorageTable.c.partition,
+                    SqlEventLogStorageTable.c.step_key,
+                )
+            )
+        )
+        check_rows = Counter(
+            tuple(r)
+            for r in conn.execute(
+                sa.select(
+                    AssetCheckExecutionsTable.c.asset_key,
+                    AssetCheckExecutionsTable.c.check_name,
+                    AssetCheckExecutionsTable.c.partition,
+                    AssetCheckExecutionsTable.c.execution_status,
+                )
+            )
+        )
+    # the asset-key table (the UI's asset list, "latest materialization"): each key's last record
+    latest = {
+        r.asset_entry.asset_key.to_user_string(): (
+            r.asset_entry.last_materialization_record.partition_key,
+            run_ids.index(r.asset_entry.last_run_id),
+            sorted(r.asset_entry.last_materialization.asset_materialization.metadata),
+        )
+        for r in instance.get_asset_records()
+        if r.asset_entry.last_materialization_record is not None
+    }
     return {
+        "latest": latest,
+        "index_rows": index_rows,
+        "check_rows": check_rows,
         "events": Counter(events),
         "materialised": materialised,
         "metadata": {k: sorted(v, key=lambda t: (t[0], sorted(t[1].items()))) for k, v in metadata.items()},
@@ -106,6 +153,8 @@ def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
+    """The same runs on Dagster's storages and on ours: SQLite (the persistent instance) and in
+    memory (the ephemeral one)."""
     out = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "100000")  # what definitions.py sets: Dagster sends batches
@@ -121,17 +170,32 @@ def both(tmp_path_factory):
             (home / "dagster.yaml").write_text(config)
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 out[name] = (type(instance.event_log_storage), summary(instance, run_twice(instance)))
+        for name, make in (("dagster_memory", dg.DagsterInstance.ephemeral), ("memory", ephemeral_instance)):
+            with make() as instance:
+                out[name] = (type(instance.event_log_storage), summary(instance, run_twice(instance)))
     return out
 
 
 def test_the_batched_storage_is_the_one_dagster_yaml_selects(both):
     assert both["batched"][0] is BatchingSqliteEventLogStorage
     assert both["dagster"][0] is not BatchingSqliteEventLogStorage
+    assert both["memory"][0] is FastInMemoryEventLogStorage
+    assert both["dagster_memory"][0] is not FastInMemoryEventLogStorage
 
 
-def test_same_events_materialisations_metadata_and_checks(both):
-    ours, theirs = both["batched"][1], both["dagster"][1]
+@pytest.mark.parametrize("ours_name, theirs_name", [("batched", "dagster"), ("memory", "dagster_memory")])
+def test_same_events_materialisations_metadata_and_checks(both, ours_name, theirs_name):
+    ours, theirs = both[ours_name][1], both[theirs_name][1]
     assert ours["events"] == theirs["events"]
+    assert ours["index_rows"] == theirs["index_rows"]
+    assert ours["latest"] == theirs["latest"]
+    assert ours["latest"]["prices_u"][:2] == ("2022", 1)  # the single run's partition, last
+    assert ours["check_rows"] == theirs["check_rows"]
+    # per check: a planned row per partition of each run (2020-2022, then 2022) and one evaluation
+    # per run (the check has no partitions of its own, so Dagster records it unpartitioned)
+    for asset in ('["prices_u"]', '["weights_s"]'):
+        rows = {(p, status): n for (a, _, p, status), n in ours["check_rows"].items() if a == asset}
+        assert rows == {("2020", "PLANNED"): 1, ("2021", "PLANNED"): 1, ("2022", "PLANNED"): 2, (None, "SUCCEEDED"): 2}
     assert ours["materialised"] == theirs["materialised"]
     assert ours["materialised"]["weights_s"] == ["2020", "2021", "2022"]
     assert ours["metadata"] == theirs["metadata"]

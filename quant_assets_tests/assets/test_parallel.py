@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from dagster import DagsterInstance
 
 from quant_assets.assets import parallel
+from quant_assets.assets.event_log import ephemeral_instance
 from quant_assets.assets.parallel import Raised, by_chunks, in_order, workers
 from quant_assets.cli.runner import materialize_range
 from quant_assets.config.manifest import load_manifest, parse_manifest
@@ -161,7 +161,7 @@ def _lakehouse(root, monkeypatch, n_workers: str) -> Lakehouse:
     manifest = parse_manifest(data)
     defs = build_definitions(manifest, root)
     result = materialize_range(
-        defs, manifest, dt.date(2020, 1, 1), dt.date(2020, 3, 31), DagsterInstance.ephemeral(), run_config=QUIET
+        defs, manifest, dt.date(2020, 1, 1), dt.date(2020, 3, 31), ephemeral_instance(), run_config=QUIET
     )
     assert result.success
     return Lakehouse(root)

@@ -14,8 +14,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance
 
+from quant_assets.assets.event_log import ephemeral_instance
 from quant_assets.cli.runner import materialize_range
 from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.data import sources
@@ -74,7 +74,7 @@ def _world(root, source: str):
     manifest = parse_manifest(data)
     defs = build_definitions(manifest, root)
     assert materialize_range(
-        defs, manifest, dt.date(2020, 1, 1), dt.date(2020, 3, 31), DagsterInstance.ephemeral(), run_config=QUIET
+        defs, manifest, dt.date(2020, 1, 1), dt.date(2020, 3, 31), ephemeral_instance(), run_config=QUIET
     ).success
     return Lakehouse(root)
 

@@ -6,7 +6,13 @@ from types import SimpleNamespace
 import pytest
 from dagster import DagsterRunStatus
 
+from quant_assets.assets import run_guard
 from quant_assets.assets.run_guard import OverlappingRunError, process_gone, refuse_overlapping_runs
+
+
+@pytest.fixture(autouse=True)
+def fresh_process():
+    run_guard._CLEARED.clear()  # each test is a new process: no run cleared yet
 
 
 def record(run_id, created, start, end, tags=None, status=DagsterRunStatus.STARTED):
@@ -26,6 +32,7 @@ class Instance:
         return next(r for r in self.records if r.dagster_run.run_id == run_id)
 
     def get_run_records(self, filters):
+        self.queries = getattr(self, "queries", 0) + 1
         return self.records
 
     def report_run_failed(self, run, message):
@@ -57,3 +64,20 @@ def test_a_pid_tag_copied_into_a_re_execution_does_not_mark_it_dead():
     assert not process_gone(copied.dagster_run)
     copied.dagster_run.tags["quant_assets/run_id"] = "child"  # its own pid tag, process gone: dead
     assert process_gone(copied.dagster_run)
+
+
+def test_a_run_cleared_once_is_not_queried_again_for_its_later_steps():
+    """The earlier active runs only ever finish, so a span cleared for a run stays clear: its later
+    steps skip the queries; another span, or another run, is checked afresh."""
+    a, b = record("a", 1.0, "1995", "1996"), record("b", 2.0, "2010", "2012")
+    instance = Instance(a, b)
+    for _ in range(3):  # three steps of run b
+        refuse_overlapping_runs(instance, "b", ("2008", "2010", "2012"), two_years_back)
+    assert instance.queries == 1
+    refuse_overlapping_runs(instance, "b", ("2007", "2009", "2012"), two_years_back)  # another span
+    assert instance.queries == 2
+    late = record("c", 3.0, "1995", "1996")  # created after a: a is still active and overlaps
+    with pytest.raises(OverlappingRunError, match="run a "):
+        refuse_overlapping_runs(Instance(a, late), "c", ("1993", "1995", "1996"), two_years_back)
+    with pytest.raises(OverlappingRunError, match="run a "):  # refused runs are never cached
+        refuse_overlapping_runs(Instance(a, late), "c", ("1993", "1995", "1996"), two_years_back)

@@ -219,8 +219,7 @@ def test_a_garbage_line_mid_file_is_named_and_blocks_steps_before_they_write(tmp
 def test_a_step_refuses_a_broken_ledger_before_writing_anything(tmp_path):
     import datetime as dt
 
-    from dagster import DagsterInstance
-
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range
     from quant_assets.config.manifest import load_manifest
     from quant_assets.definitions import build_definitions
@@ -228,7 +227,7 @@ def test_a_step_refuses_a_broken_ledger_before_writing_anything(tmp_path):
 
     manifest = load_manifest()
     defs = build_definitions(manifest, str(tmp_path))
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance()
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     selection = '+key:"sleeve_weights_factor_rotation_hrp"'
     first = materialize_range(

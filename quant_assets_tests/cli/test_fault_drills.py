@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
+from quant_assets.assets.event_log import ephemeral_instance
 from quant_assets.cli.runner import materialize_range
 from quant_assets.config.manifest import load_manifest
 from quant_assets.definitions import build_definitions
@@ -37,7 +38,7 @@ def clean(tmp_path_factory) -> Path:
     manifest = load_manifest()
     defs = build_definitions(manifest, str(root))
     start, end = dt.date.fromisoformat(START), dt.date.fromisoformat(END)
-    assert materialize_range(defs, manifest, start, end, DagsterInstance.ephemeral(), run_config=QUIET).success
+    assert materialize_range(defs, manifest, start, end, ephemeral_instance(), run_config=QUIET).success
     return root
 
 

@@ -123,8 +123,7 @@ def test_a_fixed_file_is_read_again(tmp_path):
 def test_the_files_manifest_materialises_through_dagster(tmp_path):
     """The shipped files.yaml on a folder written from the bundled data, two years, in process:
     every check passes, weights are physical symbols of the folder and sum as they should."""
-    from dagster import DagsterInstance
-
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range
     from quant_assets.data.calendars import rebalance_dates
     from quant_assets.definitions import build_definitions
@@ -134,7 +133,7 @@ def test_the_files_manifest_materialises_through_dagster(tmp_path):
     defs = build_definitions(manifest, str(tmp_path / "lh"))
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     result = materialize_range(
-        defs, manifest, dt.date(2017, 1, 1), dt.date(2018, 12, 31), DagsterInstance.ephemeral(), run_config=quiet
+        defs, manifest, dt.date(2017, 1, 1), dt.date(2018, 12, 31), ephemeral_instance(), run_config=quiet
     )
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
@@ -177,8 +176,7 @@ def test_parquet_timestamps_header_only_files_and_one_symbol_twice(tmp_path):
 def test_the_market_data_step_checks_the_folder_against_the_exchange_calendar(tmp_path):
     """A bar on an NYSE holiday stops the step with the symbol and the date, storing nothing; a
     session missing from every file is stored as missing returns (a gap), not bridged."""
-    from dagster import DagsterInstance
-
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range
     from quant_assets.definitions import build_definitions
     from quant_assets.storage.lakehouse import Lakehouse
@@ -195,7 +193,7 @@ def test_the_market_data_step_checks_the_folder_against_the_exchange_calendar(tm
             manifest,
             dt.date(2017, 1, 1),
             dt.date(2017, 12, 31),
-            DagsterInstance.ephemeral(),
+            ephemeral_instance(),
             selection="group:market_data",
             raise_on_error=False,
             run_config=quiet,

@@ -37,15 +37,14 @@ def replay(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def crypto_run(tmp_path_factory, replay):
-    from dagster import DagsterInstance
-
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range
     from quant_assets.definitions import build_definitions
 
     tmp = tmp_path_factory.mktemp("crypto_run")
     manifest = shipped("crypto.yaml", tmp, replay, start=dt.date(2021, 1, 1), end=dt.date(2022, 1, 1))
     defs = build_definitions(manifest, str(tmp / "lh"))
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance()
     first = materialize_range(defs, manifest, dt.date(2021, 1, 1), dt.date(2021, 12, 31), instance, run_config=QUIET)
     second = materialize_range(
         defs,
@@ -137,15 +136,16 @@ def test_a_second_run_asks_the_exchange_for_nothing_new(crypto_run):
 
 
 def test_a_root_meta_over_stocks_and_crypto_says_what_its_join_lost(tmp_path, replay):
-    from dagster import AssetKey, DagsterInstance
+    from dagster import AssetKey
 
+    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range
     from quant_assets.definitions import build_definitions
     from quant_assets.storage.lakehouse import Lakehouse
 
     manifest = shipped("mixed.yaml", tmp_path, replay, start=dt.date(2021, 7, 2), end=dt.date(2022, 1, 1))
     defs = build_definitions(manifest, str(tmp_path / "lh"))
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance()
     result = materialize_range(defs, manifest, dt.date(2021, 7, 1), dt.date(2021, 12, 31), instance, run_config=QUIET)
     assert result.success
     md = instance.get_latest_materialization_event(AssetKey("meta_weights_total_hrp")).asset_materialization.metadata
