@@ -108,27 +108,16 @@ def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
     # the index shard, which the UI's cross-run queries read: its event rows and check executions
     storage = instance.event_log_storage
     with storage.index_connection() as conn:
-        index_rows = Counter(
-            tuple(r)
-            for r in conn.execute(
-                sa.select(
-                    SqlEventLogStorageTable.c.dagster_event_type,
-                    SqlEventLogStorageTable.c.asset_key,
-                    SqlEventLogStorageTable.c.partition,
-                    SqlEventLogStorageTable.c.step_key,
-                )
-            )
+
+        def rows(*columns) -> Counter:
+            return Counter(tuple(r) for r in conn.execute(sa.select(*columns)))
+
+        events_table, checks_table = SqlEventLogStorageTable.c, AssetCheckExecutionsTable.c
+        index_rows = rows(
+            events_table.dagster_event_type, events_table.asset_key, events_table.partition, events_table.step_key
         )
-        check_rows = Counter(
-            tuple(r)
-            for r in conn.execute(
-                sa.select(
-                    AssetCheckExecutionsTable.c.asset_key,
-                    AssetCheckExecutionsTable.c.check_name,
-                    AssetCheckExecutionsTable.c.partition,
-                    AssetCheckExecutionsTable.c.execution_status,
-                )
-            )
+        check_rows = rows(
+            checks_table.asset_key, checks_table.check_name, checks_table.partition, checks_table.execution_status
         )
     # the asset-key table (the UI's asset list, "latest materialization"): each key's last record
     latest = {
