@@ -56,7 +56,7 @@ from dagster._core.storage.event_log.base import EventLogCursor
 from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
 from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
@@ -185,6 +185,7 @@ class _FasterEvents(_SqlEventLog):
             return
         with self.run_connection(events[0].run_id) as conn:
             conn.execute(INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+        self._after_run_write(events[0].run_id)
         indexed = [
             (e, row, e.dagster_event_type)
             for e, row in zip(events, rows)
@@ -213,6 +214,9 @@ class _FasterEvents(_SqlEventLog):
                     self._store_asset_event(conn, e, event_id)
         for e, event_id in checks:  # opens its own index connection (Dagster's code)
             self.store_asset_check_event(e, event_id)
+
+    def _after_run_write(self, run_id: str) -> None:
+        """Called once a run's events are committed (nothing to do in one database)."""
 
     def _store_in_one_database(self, events: Sequence[EventLogEntry], rows: list[dict]) -> None:
         """`SqlEventLogStorage.store_event` per event: the row once (its id is the event's), then
@@ -299,6 +303,31 @@ class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
                 with conn.begin():
                     yield conn
 
+    def _after_run_write(self, run_id: str) -> None:
+        """Tell whoever watches the run's log (the UI showing a running run) that it grew.
+
+        Dagster's watcher (`SqliteEventLogStorageWatchdog`) reacts to changes of the run's `.db`
+        file. With the connection kept open, committed events stay in the `-wal` file until SQLite
+        checkpoints (about every 1,000 pages), so the file would not change and the UI would show
+        none of a running run's events; Dagster closed the connection after every statement, which
+        checkpointed. Setting the file's times raises the same change event (inotify's attribute
+        change, which watchdog reports as a modification) for a system call, without a checkpoint
+        and its fsyncs; the watcher's query then reads the committed events, WAL included. Only
+        writes touch the file: a read that did would wake the watcher, whose read would wake it
+        again."""
+        try:
+            os.utime(self.path_for_shard(run_id))
+        except FileNotFoundError:  # the shard was wiped meanwhile
+            pass
+
+    def wipe(self) -> None:
+        """Dagster's wipe deletes the run shards' files: close our kept connections to them first,
+        or later writes for those runs would go to the deleted files."""
+        with self._db_lock:
+            for shard in [s for s in self._engines if s != INDEX_SHARD_NAME]:
+                self._engines.pop(shard).dispose()
+        super().wipe()
+
     def dispose(self) -> None:
         for engine in self._engines.values():
             engine.dispose()
@@ -318,13 +347,20 @@ class FastInMemoryEventLogStorage(_FasterEvents, InMemoryEventLogStorage):
     def __init__(self, inst_data=None, preload=None):
         self._init_caches()
         self._kept: Connection | None = None
+        self._kept_engine: Engine | None = None
         super().__init__(inst_data, preload)
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         with self._db_lock:
             if self._kept is None:
-                self._kept = self._engine.connect()
+                # The same shared-cache database as Dagster's engine, on a connection any thread may
+                # use (SQLite ties a connection to its thread unless told otherwise; `_db_lock`
+                # keeps two threads from using it at once, as it did Dagster's connections).
+                self._kept_engine = create_engine(
+                    self._engine.url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+                )
+                self._kept = self._kept_engine.connect()
                 self._kept.exec_driver_sql("PRAGMA foreign_keys=ON")
                 self._kept.commit()
             with self._kept.begin():
@@ -350,9 +386,13 @@ class FastInMemoryEventLogStorage(_FasterEvents, InMemoryEventLogStorage):
                 logging.exception("Exception in callback for event watch on run %s.", event.run_id)
 
     def dispose(self) -> None:
-        if self._kept is not None:
-            self._kept.close()
-            self._kept = None
+        with self._db_lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
+            if self._kept_engine is not None:
+                self._kept_engine.dispose()
+                self._kept_engine = None
         super().dispose()
 
 

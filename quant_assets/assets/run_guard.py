@@ -18,11 +18,13 @@ UI's run launcher are watched by Dagster's run monitoring (enabled in dagster.ya
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Callable
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -73,8 +75,12 @@ def process_gone(run: DagsterRun) -> bool:
 # (run id, span) of runs this process has already cleared. The runs a check can find only ever
 # leave the set it looks at: they were created before the checking run (a run created later never
 # counts), and a run that is done never becomes active again (a re-execution is a new, later run).
-# So a span cleared once for a run stays clear, and the run's later steps in this process (a run's
-# 13 steps under the in-process executor) skip two run-storage queries each.
+# One exception: a run's creation time is taken before its row is inserted, and an insert may wait
+# for SQLite's lock for up to its busy timeout, so a run created "earlier" can appear that long
+# after. So a run is cleared for good only once it is older than that; from then on its later
+# steps in this process (a long backfill's steps under the in-process executor) skip two
+# run-storage queries each.
+SETTLED_AFTER = dt.timedelta(seconds=SQLITE_BUSY_TIMEOUT_SECONDS + 5)
 _CLEARED: set[tuple[str, tuple[str, str, str]]] = set()
 
 
@@ -114,6 +120,11 @@ def refuse_overlapping_runs(
             f"materialising history this run writes or reads ({span[0]}..{span[2]}); this run stops before "
             "writing anything. Wait for it to finish, or cancel it (`make ui` -> Runs), then run again."
         )
-    if len(_CLEARED) >= 10_000:  # a long-lived process (a sensor daemon) keeps only recent runs
-        _CLEARED.clear()
-    _CLEARED.add((run_id, span))
+    if _now() - me.create_timestamp > SETTLED_AFTER:
+        if len(_CLEARED) >= 10_000:  # a long-lived process (a sensor daemon) keeps only recent runs
+            _CLEARED.clear()
+        _CLEARED.add((run_id, span))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

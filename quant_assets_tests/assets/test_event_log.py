@@ -9,12 +9,17 @@ partitions (the batched path: Dagster hands the storage a batch) and one partiti
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from quant_assets.assets.event_log import BatchingSqliteEventLogStorage, FastInMemoryEventLogStorage, ephemeral_instance
@@ -109,8 +114,9 @@ def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
     storage = instance.event_log_storage
     with storage.index_connection() as conn:
 
-        def rows(*columns) -> Counter:
-            return Counter(tuple(r) for r in conn.execute(sa.select(*columns)))
+        def rows(*columns) -> list[tuple]:
+            """The table's rows in storage order (by id): the order events were stored in."""
+            return [tuple(r) for r in conn.execute(sa.select(*columns).order_by(columns[0].table.c.id))]
 
         events_table, checks_table = SqlEventLogStorageTable.c, AssetCheckExecutionsTable.c
         index_rows = rows(
@@ -132,7 +138,8 @@ def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
     return {
         "latest": latest,
         "index_rows": index_rows,
-        "check_rows": check_rows,
+        "check_rows": Counter(check_rows),
+        "check_order": check_rows,
         "events": Counter(events),
         "materialised": materialised,
         "metadata": {k: sorted(v, key=lambda t: (t[0], sorted(t[1].items()))) for k, v in metadata.items()},
@@ -167,9 +174,9 @@ def both(tmp_path_factory):
 
 def test_the_batched_storage_is_the_one_dagster_yaml_selects(both):
     assert both["batched"][0] is BatchingSqliteEventLogStorage
-    assert both["dagster"][0] is not BatchingSqliteEventLogStorage
+    assert both["dagster"][0] is SqliteEventLogStorage
     assert both["memory"][0] is FastInMemoryEventLogStorage
-    assert both["dagster_memory"][0] is not FastInMemoryEventLogStorage
+    assert both["dagster_memory"][0] is InMemoryEventLogStorage
 
 
 @pytest.mark.parametrize("ours_name, theirs_name", [("batched", "dagster"), ("memory", "dagster_memory")])
@@ -179,7 +186,7 @@ def test_same_events_materialisations_metadata_and_checks(both, ours_name, their
     assert ours["index_rows"] == theirs["index_rows"]
     assert ours["latest"] == theirs["latest"]
     assert ours["latest"]["prices_u"][:2] == ("2022", 1)  # the single run's partition, last
-    assert ours["check_rows"] == theirs["check_rows"]
+    assert ours["check_rows"] == theirs["check_rows"] and ours["check_order"] == theirs["check_order"]
     # per check: a planned row per partition of each run (2020-2022, then 2022) and one evaluation
     # per run (the check has no partitions of its own, so Dagster records it unpartitioned)
     for asset in ('["prices_u"]', '["weights_s"]'):
@@ -197,3 +204,62 @@ def test_same_events_materialisations_metadata_and_checks(both, ours_name, their
     ]
     assert ours["checks"] == theirs["checks"] and ours["checks"]["prices_u"]
     assert sum(ours["events"].values()) > 40  # the comparison covers a real run, not an empty log
+
+
+def note(run_id: str, message: str) -> EventLogEntry:
+    return EventLogEntry(error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time())
+
+
+def test_the_ui_sees_a_running_runs_events_as_they_are_stored(tmp_path):
+    """The UI follows a running run by watching its shard's file (Dagster's watchdog). Our kept
+    connection leaves committed events in the WAL, so each write also touches the file: the
+    watcher, in another storage object as in the UI's process, gets every event while the run goes on."""
+    writer, ui = BatchingSqliteEventLogStorage(str(tmp_path)), BatchingSqliteEventLogStorage(str(tmp_path))
+    try:
+        writer.store_event(note("run", "started"))
+        seen: list[str] = []
+        ui.watch("run", None, lambda entry, _cursor: seen.append(entry.user_message))
+        time.sleep(0.3)  # the observer thread starts
+        for k in range(3):
+            writer.store_event_batch([note("run", f"event {k}a"), note("run", f"event {k}b")])
+            deadline = time.time() + 5
+            while len(seen) < 1 + 2 * (k + 1) and time.time() < deadline:
+                time.sleep(0.05)
+            assert seen[-2:] == [f"event {k}a", f"event {k}b"]  # before the next write
+        assert seen[0] == "started"
+    finally:
+        ui.dispose()
+        writer.dispose()
+
+
+def test_a_wipe_closes_the_kept_run_shards_first(tmp_path):
+    storage = BatchingSqliteEventLogStorage(str(tmp_path))
+    try:
+        storage.store_event(note("run", "before"))
+        storage.wipe()
+        storage.store_event(note("run", "after"))  # a new shard file, not the deleted one
+        assert [r.event_log_entry.user_message for r in storage.get_records_for_run("run").records] == ["after"]
+        assert (tmp_path / "run.db").exists()
+    finally:
+        storage.dispose()
+
+
+def test_the_in_memory_storage_serves_any_thread():
+    """The kept connection is not tied to the thread that opened it (Dagster's opened one per call)."""
+    instance = ephemeral_instance()
+    storage = instance.event_log_storage
+    storage.store_event(note("run", "main thread"))
+    out: list = []
+
+    def other() -> None:
+        try:
+            storage.store_event(note("run", "other thread"))
+            out.extend(r.event_log_entry.user_message for r in storage.get_records_for_run("run").records)
+        except Exception as e:  # pragma: no cover - reported by the assertion below
+            out.append(e)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert out == ["main thread", "other thread"]
+    instance.dispose()

@@ -1,5 +1,6 @@
 """The run guard's overlap rule, on stub run records: both directions, and whose pid a tag is."""
 
+import datetime as dt
 import socket
 from types import SimpleNamespace
 
@@ -15,13 +16,18 @@ def fresh_process():
     run_guard._CLEARED.clear()  # each test is a new process: no run cleared yet
 
 
+LONG_AGO = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
 def record(run_id, created, start, end, tags=None, status=DagsterRunStatus.STARTED):
     run = SimpleNamespace(
         run_id=run_id,
         status=status,
         tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end, **(tags or {})},
     )
-    return SimpleNamespace(dagster_run=run, create_timestamp=created)
+    # `created`: seconds after a fixed moment long past (so every stub run is settled), unless a datetime
+    when = created if isinstance(created, dt.datetime) else LONG_AGO + dt.timedelta(seconds=created)
+    return SimpleNamespace(dagster_run=run, create_timestamp=when)
 
 
 class Instance:
@@ -81,3 +87,18 @@ def test_a_run_cleared_once_is_not_queried_again_for_its_later_steps():
         refuse_overlapping_runs(Instance(a, late), "c", ("1993", "1995", "1996"), two_years_back)
     with pytest.raises(OverlappingRunError, match="run a "):  # refused runs are never cached
         refuse_overlapping_runs(Instance(a, late), "c", ("1993", "1995", "1996"), two_years_back)
+
+
+def test_a_run_younger_than_sqlites_busy_timeout_is_checked_at_every_step():
+    """A run created just before ours may still be waiting for SQLite's lock to insert its row:
+    until ours is older than the busy timeout, every step checks again."""
+    now = dt.datetime.now(dt.UTC)
+    young = record("y", now, "2010", "2012")
+    instance = Instance(record("a", 1.0, "1995", "1996"), young)
+    for _ in range(3):
+        refuse_overlapping_runs(instance, "y", ("2008", "2010", "2012"), two_years_back)
+    assert instance.queries == 3
+    young.create_timestamp = now - run_guard.SETTLED_AFTER - dt.timedelta(seconds=1)
+    for _ in range(3):
+        refuse_overlapping_runs(instance, "y", ("2008", "2010", "2012"), two_years_back)
+    assert instance.queries == 4
