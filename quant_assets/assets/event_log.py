@@ -79,6 +79,18 @@ else:
     _SqlEventLog = object
 
 
+_BATCHED = ASSET_EVENTS | ASSET_CHECK_EVENTS  # what a run's event batches hold
+_INDEXED = ASSET_EVENTS | ASSET_CHECK_EVENTS | set(EVENT_TYPE_TO_PIPELINE_RUN_STATUS)
+
+
+def _insert(conn: Connection, row: dict) -> int:
+    """Insert one event row; its id (a single-row insert without RETURNING: SQLAlchemy always
+    reports the primary key)."""
+    key = conn.execute(INSERT_EVENT, row).inserted_primary_key
+    assert key is not None and key[0] is not None
+    return key[0]
+
+
 def _latest_per_asset_and_kind(assets: list[tuple[EventLogEntry, int]]) -> list[tuple[EventLogEntry, int]]:
     """The events of a batch whose asset-key row update is not overwritten later in the batch.
 
@@ -146,12 +158,7 @@ class _FasterEvents(_SqlEventLog):
         if not events:
             return
         if all(
-            e.run_id == events[0].run_id
-            and (
-                not e.is_dagster_event
-                or e.dagster_event_type in ASSET_EVENTS
-                or e.dagster_event_type in ASSET_CHECK_EVENTS
-            )
+            e.run_id == events[0].run_id and (not e.is_dagster_event or e.dagster_event_type in _BATCHED)
             for e in events
         ):
             self._store_events(events)
@@ -179,63 +186,38 @@ class _FasterEvents(_SqlEventLog):
     ONE_DATABASE = False
 
     def _store_events(self, events: Sequence[EventLogEntry]) -> None:
+        """Dagster's `store_event` for each event, in order: the row in the run's database (its id
+        is the event's id when there is one database); with a run shard, asset, check and
+        run-status events copied to the index shard (the copy's id is the event's id); then the
+        asset events' tags and asset-key rows, and the check-execution rows."""
         rows = [self._event_to_row(e) for e in events]
-        if self.ONE_DATABASE:
-            self._store_in_one_database(events, rows)
-            return
         with self.run_connection(events[0].run_id) as conn:
-            conn.execute(INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+            if self.ONE_DATABASE:
+                ids: dict[int, int] = {i: _insert(conn, row) for i, row in enumerate(rows)}
+            else:
+                conn.execute(INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
         self._after_run_write(events[0].run_id)
-        indexed = [
-            (e, row, e.dagster_event_type)
-            for e, row in zip(events, rows)
-            if e.is_dagster_event
-            and (
-                e.dagster_event_type in ASSET_EVENTS
-                or e.dagster_event_type in ASSET_CHECK_EVENTS
-                or e.dagster_event_type in EVENT_TYPE_TO_PIPELINE_RUN_STATUS
-            )
-        ]
+        indexed = [i for i, e in enumerate(events) if e.is_dagster_event and e.dagster_event_type in _INDEXED]
         if not indexed:
             return
-        assets, checks = [], []
         with self.index_transaction() as conn:
-            for e, row, kind in indexed:
-                key = conn.execute(INSERT_EVENT, row).inserted_primary_key
-                # a single-row insert without RETURNING: SQLAlchemy always reports its primary key
-                assert key is not None and key[0] is not None
-                if kind in ASSET_EVENTS:
-                    assets.append((e, key[0]))
-                elif kind in ASSET_CHECK_EVENTS:
-                    checks.append((e, key[0]))
+            if not self.ONE_DATABASE:
+                ids = {i: _insert(conn, rows[i]) for i in indexed}
+            assets = [
+                (events[i], ids[i])
+                for i in indexed
+                if events[i].dagster_event_type in ASSET_EVENTS and events[i].get_dagster_event().asset_key
+            ]
             if assets:
                 self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
                 for e, event_id in _latest_per_asset_and_kind(assets):
                     self._store_asset_event(conn, e, event_id)
-        for e, event_id in checks:  # opens its own index connection (Dagster's code)
-            self.store_asset_check_event(e, event_id)
+        for i in indexed:  # each opens its own index connection (Dagster's code)
+            if events[i].dagster_event_type in ASSET_CHECK_EVENTS:
+                self.store_asset_check_event(events[i], ids[i])
 
     def _after_run_write(self, run_id: str) -> None:
         """Called once a run's events are committed (nothing to do in one database)."""
-
-    def _store_in_one_database(self, events: Sequence[EventLogEntry], rows: list[dict]) -> None:
-        """`SqlEventLogStorage.store_event` per event: the row once (its id is the event's), then
-        the asset event's tags and asset-key update, or the check-execution row."""
-        assets, checks = [], []
-        with self.run_connection(events[0].run_id) as conn:
-            for e, row in zip(events, rows):
-                key = conn.execute(INSERT_EVENT, row).inserted_primary_key
-                assert key is not None and key[0] is not None
-                if e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS and e.get_dagster_event().asset_key:
-                    assets.append((e, key[0]))
-                elif e.is_dagster_event and e.dagster_event_type in ASSET_CHECK_EVENTS:
-                    checks.append((e, key[0]))
-            if assets:
-                self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
-                for e, event_id in _latest_per_asset_and_kind(assets):
-                    self._store_asset_event(conn, e, event_id)
-        for e, event_id in checks:
-            self.store_asset_check_event(e, event_id)
 
 
 class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
