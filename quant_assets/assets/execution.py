@@ -9,11 +9,10 @@ in which they were materialised.)
 """
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
+from dagster import AssetExecutionContext, AssetSpec, MetadataValue
 
 from quant_assets.assets.common import (
     OWNER,
-    SINGLE_RUN,
     GraphContext,
     LakehouseResource,
     Rows,
@@ -65,9 +64,7 @@ def orders_step(ctx: GraphContext, meta: str) -> list:
             )
         )
 
-    @multi_asset(
-        name=f"orders_{meta}", specs=specs, can_subset=True, partitions_def=ctx.partitions, backfill_policy=SINGLE_RUN
-    )
+    @ctx.step(f"orders_{meta}", specs)
     def orders(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         for risk in lenses:

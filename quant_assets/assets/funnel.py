@@ -15,10 +15,9 @@ import json
 import numpy as np
 import pandas as pd
 import polars as pl
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue
 
 from quant_assets.assets.common import (
-    SINGLE_RUN,
     GraphContext,
     LakehouseResource,
     Rows,
@@ -177,14 +176,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
         )
     ]
 
-    @multi_asset(
-        name=f"funnel_{sleeve}",
-        specs=specs,
-        check_specs=checks,
-        can_subset=True,
-        partitions_def=ctx.partitions,
-        backfill_policy=SINGLE_RUN,
-    )
+    @ctx.step(f"funnel_{sleeve}", specs, checks)
     def funnel(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates

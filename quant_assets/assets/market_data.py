@@ -15,10 +15,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import polars as pl
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, MetadataValue
 
 from quant_assets.assets.common import (
-    SINGLE_RUN,
     GraphContext,
     LakehouseResource,
     Run,
@@ -271,14 +270,7 @@ def universe_step(ctx: GraphContext, universe: str):
         )
     ]
 
-    @multi_asset(
-        name=f"universe_{universe}",
-        specs=specs,
-        check_specs=checks,
-        can_subset=True,
-        partitions_def=ctx.partitions,
-        backfill_policy=SINGLE_RUN,
-    )
+    @ctx.step(f"universe_{universe}", specs, checks)
     def universe_data(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         dates = run.dates

@@ -26,12 +26,10 @@ from dagster import (
     MetadataValue,
     TableColumnDep,
     TableColumnLineage,
-    multi_asset,
 )
 
 from quant_assets.allocation.optimise import FALLBACK_CHAINS
 from quant_assets.assets.common import (
-    SINGLE_RUN,
     GraphContext,
     LakehouseResource,
     Rows,
@@ -199,14 +197,7 @@ def meta_step(ctx: GraphContext, meta: str):
     lookups, the overlapping-run guard, the ledger's chain check): most of a weekly update."""
     lenses = [meta_lens(ctx, meta, risk) for risk in ctx.manifest.meta_risks(meta)]
 
-    @multi_asset(
-        name=f"meta_{meta}",
-        specs=[s for lens in lenses for s in lens.specs],
-        check_specs=[c for lens in lenses for c in lens.checks],
-        can_subset=True,
-        partitions_def=ctx.partitions,
-        backfill_policy=SINGLE_RUN,
-    )
+    @ctx.step(f"meta_{meta}", [s for lens in lenses for s in lens.specs], [c for lens in lenses for c in lens.checks])
     def meta_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         run.ledger.check_chain()  # a broken ledger stops the step before it writes anything

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue, multi_asset
+from dagster import AssetCheckSpec, AssetDep, AssetExecutionContext, AssetSpec, MetadataValue
 
 from quant_assets.allocation.optimise import FALLBACK_CHAINS, OptimisationResult, optimise_array
 from quant_assets.allocation.pool import Selected, atom_scores, sleeve_pool
 from quant_assets.assets.common import (
     PREVIOUS_PARTITION,
-    SINGLE_RUN,
     GraphContext,
     LakehouseResource,
     Rows,
@@ -127,14 +126,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             ),
         ]
 
-    @multi_asset(
-        name=f"sleeve_{sleeve}",
-        specs=specs,
-        check_specs=checks,
-        can_subset=True,
-        partitions_def=ctx.partitions,
-        backfill_policy=SINGLE_RUN,
-    )
+    @ctx.step(f"sleeve_{sleeve}", specs, checks)
     def sleeve_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
