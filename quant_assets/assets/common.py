@@ -273,13 +273,20 @@ class Run:
         if frame.height:
             frame = frame.with_columns(*[pl.lit(v, dtype=pl.Utf8).alias(k) for k, v in identity.items()])
             frame = self.lh.conform(table, frame)
-            dates = frame[column].unique().to_list()
-            mapping = {d: self.key_of(d) for d in dates}
-            outside = sorted({k for k in mapping.values() if k not in self.keys})
-            if outside:
-                raise RuntimeError(f"{asset}: rows dated in partitions {outside} outside the run's {self.keys}")
-            frame = frame.with_columns(pl.col(column).replace_strict(mapping, return_dtype=pl.Utf8).alias("__key"))
-            parts = {k[0]: g.drop("__key") for k, g in frame.group_by("__key")}
+            dated = frame[column]
+            first = self.key_of(dated.min()) if not dated.null_count() else None
+            if first is not None and first == self.key_of(dated.max()) and first in self.keys:
+                # every row in one run partition (a partition's key only grows with the date): the
+                # weekly update's every write, and a ranged run's short tables; no split needed
+                parts = {first: frame}
+            else:
+                dates = frame[column].unique().to_list()
+                mapping = {d: self.key_of(d) for d in dates}
+                outside = sorted({k for k in mapping.values() if k not in self.keys})
+                if outside:
+                    raise RuntimeError(f"{asset}: rows dated in partitions {outside} outside the run's {self.keys}")
+                frame = frame.with_columns(pl.col(column).replace_strict(mapping, return_dtype=pl.Utf8).alias("__key"))
+                parts = {k[0]: g.drop("__key") for k, g in frame.group_by("__key")}
         else:
             parts = {}
         out = {}

@@ -21,6 +21,7 @@ of workers (default: the cores this process may use; 1 turns it off).
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing as mp
 import os
 import pickle
@@ -116,10 +117,16 @@ def in_order(
     for load in preload:
         load()
     _WORK = fn
+    # The step's objects move to the collector's permanent generation while the pool lives (Python's
+    # advice for fork without exec): a worker's collections then never walk, and so never write to,
+    # the memory it shares with the step, and the step's own collections skip them too. In a
+    # full-history backfill the step's full collections fell from 15 taking 3.4 s to 7 taking 1.0 s.
+    gc.freeze()
     try:
         with mp.get_context("fork").Pool(n, initializer=_worker_start, initargs=(os.getpid(),)) as pool:
             yield pool.imap(_call, items, chunksize=max(1, len(items) // (n * 16)))
     finally:
+        gc.unfreeze()
         _WORK = None
 
 
