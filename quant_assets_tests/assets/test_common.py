@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 
 from quant_assets.assets.common import date_runs
 
@@ -66,3 +67,63 @@ def test_candidate_sets_split_members_and_benchmarks_per_date_sorted():
         }
     )
     assert candidate_sets(cands) == {D1: (["A", "B", "N"], ["SPY"]), D2: (["C"], [])}  # no flag: neither
+
+
+# ---- Run.write: rows to their partitions -----------------------------------------------
+
+
+def _run(tmp_path, keys: list[str]):
+    from quant_assets.assets.common import GraphContext, Run
+    from quant_assets.config.manifest import load_manifest
+    from quant_assets.storage.lakehouse import Lakehouse
+
+    return Run(context=None, graph=GraphContext.of(load_manifest()), lh=Lakehouse(tmp_path), keys=keys)  # type: ignore[arg-type]
+
+
+def _meta_weights(dates: list[dt.date]) -> pl.DataFrame:
+    """meta_weights rows, one per date, the weight telling them apart."""
+    from quant_assets.storage.schemas import TABLES
+
+    schema = TABLES["meta_weights"].schema
+    values = {pl.Utf8: "x", pl.Float64: 0.5, pl.Int64: 1, pl.Boolean: False}
+    frame = pl.DataFrame(
+        {c: [values.get(t, None)] * len(dates) for c, t in schema.items() if c != "rebalance_date"},
+        schema_overrides={c: t for c, t in schema.items() if c != "rebalance_date"},
+    )
+    return frame.with_columns(
+        pl.Series("rebalance_date", dates, dtype=pl.Date), pl.Series("weight", [i / 10 for i in range(len(dates))])
+    )
+
+
+def _stored(run, key: str) -> list[tuple[dt.date, float]]:
+    part = pl.read_parquet(run.lh.path("meta_weights", "meta_weights_m_r", key))
+    return list(zip(part["rebalance_date"].to_list(), part["weight"].to_list()))
+
+
+A, B, C = dt.date(2020, 3, 6), dt.date(2020, 12, 25), dt.date(2021, 1, 8)
+
+
+def test_write_puts_each_row_in_the_partition_of_its_date_in_order(tmp_path):
+    run = _run(tmp_path, ["2020", "2021"])
+    parts = run.write("meta_weights", "meta_weights_m_r", _meta_weights([B, C, A]), meta="m", risk="r")
+    assert _stored(run, "2020") == [(B, 0.0), (A, 0.2)]
+    assert _stored(run, "2021") == [(C, 0.1)]
+    assert parts["2020"]["meta"].to_list() == ["m", "m"]
+
+
+def test_rows_of_one_partition_fill_it_and_empty_the_others(tmp_path):
+    run = _run(tmp_path, ["2020", "2021"])
+    run.write("meta_weights", "meta_weights_m_r", _meta_weights([C]), meta="m", risk="r")
+    assert _stored(run, "2020") == []
+    assert _stored(run, "2021") == [(C, 0.0)]
+    one = _run(tmp_path / "one", ["2020"])
+    one.write("meta_weights", "meta_weights_m_r", _meta_weights([B, A]), meta="m", risk="r")
+    assert _stored(one, "2020") == [(B, 0.0), (A, 0.1)]
+
+
+@pytest.mark.parametrize("dates", [[C], [A, C]], ids=["all-outside", "one-outside"])
+def test_a_row_outside_the_runs_partitions_is_refused_and_nothing_written(tmp_path, dates):
+    run = _run(tmp_path, ["2020"])
+    with pytest.raises(RuntimeError, match=r"meta_weights_m_r: rows dated in partitions \['2021'\]"):
+        run.write("meta_weights", "meta_weights_m_r", _meta_weights(dates), meta="m", risk="r")
+    assert not run.lh.path("meta_weights", "meta_weights_m_r", "2020").exists()
