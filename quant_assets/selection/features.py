@@ -465,25 +465,36 @@ def adf_pvalue_matrix(X, lags: int = 1) -> np.ndarray:
 
 
 def preload() -> None:
-    """Import what the features import on first use (statsmodels' ADF tables, scipy's normal CDF:
-    about 0.6 s) now: a step calls it before forking its workers, which inherit it."""
-    import scipy.stats  # noqa: F401
-    import statsmodels.tsa.adfvalues  # noqa: F401
+    """Import what the features import on first use (scipy's normal CDF kernel) now: a step calls it
+    before forking its workers, which inherit it."""
+    import scipy.special  # noqa: F401
+
+
+# MacKinnon's (1994) response-surface coefficients for the ADF test with a constant and one
+# series (statsmodels' `tsa.adfvalues` tables "c", N=1, as it scales them): the p-value is the
+# normal CDF of a polynomial in the statistic, the small-p one up to TAU_STAR, the large-p one
+# above, 0 below TAU_MIN and 1 above TAU_MAX. Copied rather than imported: importing
+# `statsmodels.tsa.adfvalues` imports `scipy.stats` with it, 1.2 s in every fresh process that
+# computes features (a step of a UI run, the command line); `test_features.py` checks every
+# constant against statsmodels' own.
+TAU_SMALL_P = np.asarray([2.1659, 1.4412, 3.8269]) * np.array([1, 1, 1e-2])
+TAU_LARGE_P = np.asarray([1.7339, 9.3202, -1.2745, -1.0368]) * np.array([1, 1e-1, 1e-1, 1e-2])
+TAU_STAR, TAU_MIN, TAU_MAX = -1.61, -18.83, 2.74
 
 
 def mackinnon_pvalues(t: np.ndarray) -> np.ndarray:
     """statsmodels' `mackinnonp(t, regression="c", N=1)` for an array of ADF statistics (NaN -> 0.5).
 
-    The same tables and the same polynomial and normal-CDF evaluation, element-wise instead of one
-    Python call per statistic (tested equal to statsmodels bit for bit)."""
-    from scipy.stats import norm
-    from statsmodels.tsa.adfvalues import _tau_largeps, _tau_maxs, _tau_mins, _tau_smallps, _tau_stars
+    The same tables and the same polynomial and normal-CDF evaluation (`scipy.special.ndtr`, the
+    kernel of `scipy.stats.norm.cdf`), element-wise instead of one Python call per statistic
+    (tested equal to statsmodels bit for bit)."""
+    from scipy.special import ndtr
 
     t = np.asarray(t, dtype=float)
-    small = np.polyval(np.asarray(_tau_smallps["c"][0])[::-1], t)
-    large = np.polyval(np.asarray(_tau_largeps["c"][0])[::-1], t)
-    p = norm.cdf(np.where(t <= _tau_stars["c"][0], small, large))
-    p = np.where(t > _tau_maxs["c"][0], 1.0, np.where(t < _tau_mins["c"][0], 0.0, p))
+    small = np.polyval(TAU_SMALL_P[::-1], t)
+    large = np.polyval(TAU_LARGE_P[::-1], t)
+    p = ndtr(np.where(t <= TAU_STAR, small, large))
+    p = np.where(t > TAU_MAX, 1.0, np.where(t < TAU_MIN, 0.0, p))
     return np.where(np.isnan(t), 0.5, p)
 
 

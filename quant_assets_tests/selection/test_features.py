@@ -314,6 +314,27 @@ def test_adf_pvalue_matches_statsmodels(lags):
     np.testing.assert_allclose(adf_pvalue_matrix(X, lags), [adf_pvalue(X[:, j], lags) for j in range(3)])
 
 
+def test_mackinnon_pvalues_equal_statsmodels_bit_for_bit():
+    """The copied coefficient tables are statsmodels' own, and the p-values its `mackinnonp` gives
+    (a grid across both polynomials, the cut-offs and beyond them; NaN -> 0.5)."""
+    from statsmodels.tsa.adfvalues import _tau_largeps, _tau_maxs, _tau_mins, _tau_smallps, _tau_stars, mackinnonp
+
+    from quant_assets.selection import features
+
+    assert features.TAU_SMALL_P.tolist() == list(_tau_smallps["c"][0])
+    assert features.TAU_LARGE_P.tolist() == list(_tau_largeps["c"][0])
+    assert (features.TAU_STAR, features.TAU_MIN, features.TAU_MAX) == (
+        _tau_stars["c"][0],
+        _tau_mins["c"][0],
+        _tau_maxs["c"][0],
+    )
+    t = np.r_[np.linspace(-25.0, 5.0, 601), -1.61, -18.83, 2.74, np.nextafter(-1.61, 0)]
+    got = features.mackinnon_pvalues(t)
+    assert got.tolist() == [float(mackinnonp(x, regression="c", N=1)) for x in t]
+    assert 0.0 in got and 1.0 in got and ((got > 0) & (got < 1)).sum() > 400
+    assert features.mackinnon_pvalues(np.array([np.nan])).tolist() == [0.5]
+
+
 def test_adf_pvalue_fallbacks():
     assert adf_pvalue(np.random.default_rng(0).standard_normal(19)) == 0.5  # too short
     assert adf_pvalue(np.full(50, 0.01)) == 0.5  # constant

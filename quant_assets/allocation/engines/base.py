@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from quant_assets.selection.rankers import average_ranks
+
 if TYPE_CHECKING:  # pragma: no cover
     from quant_assets.allocation.optimise import RiskConfig
 
@@ -219,8 +221,6 @@ def hierarchical_equal_weight_array(
     Never fails: unknown variances inside a cluster -> equal weight inside it; missing or NaN labels
     -> every asset is its own cluster.
     """
-    from scipy.stats import rankdata
-
     n = len(var)
     if n == 0:
         return np.zeros(0)
@@ -236,7 +236,7 @@ def hierarchical_equal_weight_array(
         w = w / w.sum()
         if momentum_share > 0 and momentum is not None:
             m = np.where(np.isfinite(momentum[members]), momentum[members], -np.inf)
-            rank = rankdata(m, method="average")
+            rank = average_ranks(m)
             w = (1.0 - momentum_share) * w + momentum_share * rank / rank.sum()
         weights[members] = w / len(uniq)
     return weights
