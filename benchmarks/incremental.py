@@ -82,24 +82,24 @@ def timed_entry_points():
     totals: dict[str, list] = {label: [0, 0.0] for *_, label in TIMED}
     saved = []
     depth = [0]  # shared: a timed call inside another is its caller's time
-    for module, cls_name, method, label in TIMED:
-        owner = getattr(importlib.import_module(module), cls_name)
-        original = getattr(owner, method)
-
-        def timer(*args, _original=original, _label=label, _depth=depth, **kwargs):
-            _depth[0] += 1
-            t = time.perf_counter()
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                _depth[0] -= 1
-                if not _depth[0]:
-                    totals[_label][0] += 1
-                    totals[_label][1] += time.perf_counter() - t
-
-        setattr(owner, method, functools.wraps(original)(timer))
-        saved.append((owner, method, original))
     try:
+        for module, cls_name, method, label in TIMED:
+            owner = getattr(importlib.import_module(module), cls_name)
+            original = getattr(owner, method)
+
+            def timer(*args, _original=original, _label=label, **kwargs):
+                depth[0] += 1
+                t = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    depth[0] -= 1
+                    if not depth[0]:
+                        totals[_label][0] += 1
+                        totals[_label][1] += time.perf_counter() - t
+
+            setattr(owner, method, functools.wraps(original)(timer))
+            saved.append((owner, method, original))
         yield totals
     finally:
         for owner, method, original in saved:

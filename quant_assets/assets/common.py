@@ -274,7 +274,9 @@ class Run:
             frame = frame.with_columns(*[pl.lit(v, dtype=pl.Utf8).alias(k) for k, v in identity.items()])
             frame = self.lh.conform(table, frame)
             dated = frame[column]
-            lo, hi = (None, None) if dated.null_count() else (dated.min(), dated.max())
+            if dated.null_count():
+                raise RuntimeError(f"{asset}: {dated.null_count()} of {frame.height} rows have no {column}")
+            lo, hi = dated.min(), dated.max()
             first = self.key_of(lo) if isinstance(lo, dt.date) else None
             if first is not None and isinstance(hi, dt.date) and first == self.key_of(hi) and first in self.keys:
                 # every row in one run partition (a partition's key only grows with the date): the

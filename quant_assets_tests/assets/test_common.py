@@ -127,3 +127,11 @@ def test_a_row_outside_the_runs_partitions_is_refused_and_nothing_written(tmp_pa
     with pytest.raises(RuntimeError, match=r"meta_weights_m_r: rows dated in partitions \['2021'\]"):
         run.write("meta_weights", "meta_weights_m_r", _meta_weights(dates), meta="m", risk="r")
     assert not run.lh.path("meta_weights", "meta_weights_m_r", "2020").exists()
+
+
+def test_rows_without_a_date_are_refused_naming_the_asset(tmp_path):
+    run = _run(tmp_path, ["2020"])
+    frame = _meta_weights([A, B]).with_columns(pl.Series("rebalance_date", [A, None], dtype=pl.Date))
+    with pytest.raises(RuntimeError, match="meta_weights_m_r: 1 of 2 rows have no rebalance_date"):
+        run.write("meta_weights", "meta_weights_m_r", frame, meta="m", risk="r")
+    assert not run.lh.path("meta_weights", "meta_weights_m_r", "2020").exists()

@@ -66,6 +66,29 @@ def test_leaving_the_block_early_stops_the_workers(forced):
     assert parallel._WORK is None
 
 
+def _frozen_in_worker(_item: int) -> bool:
+    import gc
+
+    return gc.get_freeze_count() > 0
+
+
+def test_workers_fork_with_the_steps_objects_frozen_and_the_step_unfreezes_at_once(forced):
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with in_order(_frozen_in_worker, range(4)) as results:
+        assert gc.get_freeze_count() == 0  # the step's collector is back to normal while the pool works
+        assert list(results) == [True] * 4  # each worker's collector skips what it shares with the step
+    gc.freeze()  # a caller's own freeze is kept
+    try:
+        frozen = gc.get_freeze_count()
+        with in_order(_frozen_in_worker, range(4)) as results:
+            assert list(results) == [True] * 4
+        assert gc.get_freeze_count() > 0.9 * frozen  # (objects freed meanwhile leave it)
+    finally:
+        gc.unfreeze()
+
+
 def _imported(module: str) -> bool:
     return module in sys.modules
 

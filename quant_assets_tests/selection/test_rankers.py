@@ -18,6 +18,8 @@ def test_average_ranks_equal_scipys_rankdata_bit_for_bit():
         np.array([1.0, -np.inf, 5.0, -np.inf, 1.0, np.inf]),
         rng.integers(0, 5, 40).astype(float),  # many ties
         rng.standard_normal(200),
+        np.array([0.0, -0.0, 1.0, -0.0]),  # signed zeros tie
+        np.array([3, 1, 3, 2]),  # integers
     ]
     for v in cases:
         assert average_ranks(v).tolist() == rankdata(v, method="average").tolist()
