@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import gc
 import os
 import pstats
 import shutil
@@ -57,6 +58,30 @@ def _step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+class FullCollections:
+    """The garbage collector's full (oldest-generation) collections in this process while active:
+    how many, and their seconds (`gc.callbacks`). The step runs here; its workers are other processes."""
+
+    def __init__(self) -> None:
+        self.count, self.seconds, self._start = 0, 0.0, 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.count += 1
+            self.seconds += time.perf_counter() - self._start
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(1992, 1, 1))
@@ -78,7 +103,6 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from quant_assets.assets.event_log import ephemeral_instance
     from quant_assets.cli.runner import materialize_range, warm_up_market_data
     from quant_assets.config.manifest import load_manifest
     from quant_assets.data.calendars import rebalance_dates
@@ -96,6 +120,8 @@ def main() -> None:
         elif args.stock_ephemeral:
             instance = DagsterInstance.ephemeral()
         else:
+            from quant_assets.assets.event_log import ephemeral_instance
+
             instance = ephemeral_instance()
         quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
         # a range starting mid-history first stores the market data its windows reach back to (untimed)
@@ -112,14 +138,15 @@ def main() -> None:
         t0 = time.perf_counter()
         if profile:
             profile.enable()
-        result = materialize_range(
-            defs,
-            manifest,
-            args.start,
-            args.end,
-            instance,
-            run_config=quiet,
-        )
+        with FullCollections() as collections:
+            result = materialize_range(
+                defs,
+                manifest,
+                args.start,
+                args.end,
+                instance,
+                run_config=quiet,
+            )
         if profile:
             profile.disable()
         wall = time.perf_counter() - t0
@@ -136,6 +163,7 @@ def main() -> None:
         + (" (under cProfile)" if profile else "")
     )
     print("step durations (Dagster's) by kind: " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
+    print(f"full garbage collections in the steps' process: {collections.count}, {collections.seconds:.2f} s")
     if profile:
         bodies = _body_seconds(profile)
         ours = sum(bodies.values())

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import yaml
@@ -163,7 +163,7 @@ def main() -> None:
             f"{time.perf_counter() - t:.1f} s, success={ok} (not timed)"
         )
 
-        with timed_entry_points() if args.breakdown else _nothing() as totals:
+        with timed_entry_points() if args.breakdown else nullcontext() as totals:
             t = time.perf_counter()
             update = materialize_range(defs, manifest, newest_date, newest_date, instance, run_config=QUIET)
             in_process = time.perf_counter() - t
@@ -212,11 +212,6 @@ def main() -> None:
             f"from the shell {'met' if shell <= TARGET_SECONDS else 'missed'}"
         )
         instance.dispose()
-
-
-@contextmanager
-def _nothing():
-    yield None
 
 
 if __name__ == "__main__":

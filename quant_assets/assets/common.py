@@ -277,13 +277,14 @@ class Run:
             if dated.null_count():
                 raise RuntimeError(f"{asset}: {dated.null_count()} of {frame.height} rows have no {column}")
             lo, hi = dated.min(), dated.max()
-            first = self.key_of(lo) if isinstance(lo, dt.date) else None
-            if first is not None and isinstance(hi, dt.date) and first == self.key_of(hi) and first in self.keys:
+            assert isinstance(lo, dt.date) and isinstance(hi, dt.date)  # a Date column (conform)
+            first = self.key_of(lo)
+            if first == self.key_of(hi) and first in self.keys:
                 # every row in one run partition (a partition's key only grows with the date): the
                 # weekly update's every write, and a ranged run's short tables; no split needed
                 parts = {first: frame}
             else:
-                dates = frame[column].unique().to_list()
+                dates = dated.unique().to_list()
                 mapping = {d: self.key_of(d) for d in dates}
                 outside = sorted({k for k in mapping.values() if k not in self.keys})
                 if outside:

@@ -121,9 +121,9 @@ def in_order(
     # (`gc.freeze()` just before the fork, as Python's documentation of it suggests for fork
     # without exec; unfrozen in the step right after it): a worker's collections never walk, and so
     # never write to, the objects it shares with the step (reading them still touches their
-    # reference counts). The step's own full collections also become rarer (objects alive at a fork
-    # skip the promotion count that triggers them): in a full-history backfill, 7 taking about 1 s
-    # instead of 15 taking 3.4 s. A caller's own freeze is left as it is.
+    # reference counts), and the step's own full collections become rarer (objects alive at a fork
+    # skip the promotion count that triggers them; `benchmarks.backfill` prints them). A caller's
+    # own freeze is left as it is.
     try:
         freeze = not gc.get_freeze_count()
         if freeze:
