@@ -40,6 +40,7 @@ from dagster import (
     multi_asset,
 )
 
+from quant_assets.assets import reuse
 from quant_assets.assets.run_guard import refuse_overlapping_runs
 from quant_assets.audit.ledger import AuditLedger
 from quant_assets.config.manifest import Manifest
@@ -138,6 +139,11 @@ class GraphContext:
         periods = Periods(manifest.calendar)
         return cls(manifest, periods, partitions_of(periods), freshness)
 
+    @functools.cached_property
+    def salt(self) -> str:
+        """What every input fingerprint of the graph starts from (`reuse.salt`)."""
+        return reuse.salt(self.manifest)
+
     @property
     def spec_defaults(self) -> dict:
         """What every materialisable asset spec carries: partitions, owner, freshness policy. (Set
@@ -181,6 +187,10 @@ class Run:
     lh: Lakehouse
     keys: list[str]  # the partitions of this run, ascending
     selected: set[str] = field(default_factory=set)
+    start: dt.date | None = None  # resuming (`resume`): the first date computed; earlier rows kept as stored
+    recording: bool = False  # writes record their dates' input fingerprints (`resume`)
+    _upstream_fp: dict[str, dict[dt.date, str] | None] = field(default_factory=dict)
+    _own_fp: dict[tuple[str, str], dict[dt.date, str] | None] = field(default_factory=dict)
     _results: dict[str, tuple[dict, list]] = field(default_factory=dict)
     _yielded: set[str] = field(default_factory=set)
 
@@ -192,20 +202,68 @@ class Run:
     def of(cls, context: AssetExecutionContext, graph: GraphContext, lh: Lakehouse) -> Run:
         """The run of a step, once no earlier run still materialises history it writes or reads."""
         keys = sorted(context.partition_keys)
-        periods = graph.periods
-        lookbacks = graph.manifest.lookbacks
-        reach = calendar_days_covering(max(lookbacks.prices_days, lookbacks.meta_window_days) + 1)
-
-        def first_read(key: str) -> str:
-            """The first period a run writing from `key` reads (its trailing windows reach back)."""
-            if key not in periods.keys:
-                return key
-            return max(periods.key(periods.dates(key)[0] - dt.timedelta(days=reach)), periods.keys[0])
-
+        run = cls(context, graph, lh, keys, {k.to_user_string() for k in context.selected_asset_keys})
         refuse_overlapping_runs(
-            context.instance, context.run.run_id, (first_read(keys[0]), keys[0], keys[-1]), first_read
+            context.instance, context.run.run_id, (run.first_read(keys[0]), keys[0], keys[-1]), run.first_read
         )
-        return cls(context, graph, lh, keys, {k.to_user_string() for k in context.selected_asset_keys})
+        return run
+
+    def first_read(self, key: str) -> str:
+        """The first period a run writing from `key` reads (its trailing windows reach back)."""
+        periods, lookbacks = self.periods, self.graph.manifest.lookbacks
+        if key not in periods.keys:
+            return key
+        reach = calendar_days_covering(max(lookbacks.prices_days, lookbacks.meta_window_days) + 1)
+        return max(periods.key(periods.dates(key)[0] - dt.timedelta(days=reach)), periods.keys[0])
+
+    def resume(self) -> None:
+        """Keep the stored rows of the dates whose inputs did not change; compute the rest.
+
+        A run of one partition that already holds rows (the weekly update appends a date to the
+        current period) computes from the first date whose inputs' fingerprint differs from the one
+        the stored rows record (`reuse.py`; at least the partition's last date): `dates` starts
+        there, `write` keeps the stored rows before it. A run of several partitions computes every
+        date. Either way, the files of the run's last partition record its dates' fingerprints (the
+        period the next update appends to). Called by the steps whose rows are functions of their
+        date's inputs and of what the stored rows before it carry over (funnels, sleeves, metas)."""
+        self.recording = True
+        if len(self.keys) != 1:
+            return
+        key = self.keys[0]
+        dates = self.periods.dates(key)
+        starts = []
+        for asset in sorted(self.selected):
+            tables = self.lh.tables_of(asset)
+            if not tables:  # never written
+                return
+            starts += [
+                reuse.first_changed(self.lh.footer(table, asset, key), self._fingerprints(table, asset, key))
+                for table in tables
+            ]
+        if dates and starts:
+            start = min((s for s in starts if s is not None), default=dates[-1])
+            if start > dates[0]:
+                self.start = start
+
+    def _fingerprints(self, table: str, asset: str, key: str) -> dict[dt.date, str] | None:
+        """The input fingerprint of every date of `key` for `asset`'s rows in `table` (`reuse.py`)."""
+        if key not in self._upstream_fp:
+            assets_def = self.context.assets_def
+            own = {k.to_user_string() for k in assets_def.keys}
+            upstream = {d.to_user_string() for deps in assets_def.asset_deps.values() for d in deps} - own
+            self._upstream_fp[key] = reuse.upstream_fingerprints(
+                self.lh, self.periods, key, self.first_read(key), sorted(upstream), self.graph.salt
+            )
+        upstream_fp = self._upstream_fp[key]
+        if upstream_fp is None:
+            return None
+        if len(self.keys) > 1:  # the run rewrites the earlier partitions the fingerprint covers
+            return reuse.own_fingerprints(self.lh, self.periods, key, self.first_read(key), table, asset, upstream_fp)
+        if (table, asset) not in self._own_fp:
+            self._own_fp[(table, asset)] = reuse.own_fingerprints(
+                self.lh, self.periods, key, self.first_read(key), table, asset, upstream_fp
+            )
+        return self._own_fp[(table, asset)]
 
     @property
     def periods(self) -> Periods:
@@ -213,8 +271,20 @@ class Run:
 
     @property
     def dates(self) -> list[dt.date]:
+        """The rebalance dates the run computes, ascending: every date of its partitions, or when
+        resuming (`resume`) the dates from `start` on."""
+        dates = self.partition_dates
+        return dates if self.start is None else [d for d in dates if d >= self.start]
+
+    @property
+    def partition_dates(self) -> list[dt.date]:
         """Every rebalance date of the run's partitions, ascending."""
         return [d for k in self.keys for d in self.periods.dates(k)]
+
+    @property
+    def reused(self) -> int:
+        """How many rebalance dates' rows the run keeps as stored (`resume`)."""
+        return len(self.partition_dates) - len(self.dates)
 
     @property
     def first_key(self) -> str:
@@ -264,15 +334,25 @@ class Run:
         asset: str,
         frame: pl.DataFrame | pd.DataFrame,
         column: str = "rebalance_date",
+        keep: bool = True,
+        reusable: bool = True,
         **identity: str,
     ) -> dict[str, pl.DataFrame]:
         """Write the rows of every run partition (an empty file where a partition has none), atomically
-        per file. Rows are assigned by their `column` date; identity columns are added in front."""
+        per file. Rows are assigned by their `column` date; identity columns are added in front.
+
+        Resuming (`resume`), the stored rows dated before `start` are kept and the frame's rows from
+        `start` on follow them (`keep` False: the frame replaces the partition, for a table of one row
+        per partition such as a report). Each file records the run's input fingerprints unless
+        `reusable` is False (its checks failed: the next run recomputes every date)."""
         if isinstance(frame, pd.DataFrame):
             frame = pl.from_pandas(frame, include_index=False) if len(frame.columns) else pl.DataFrame()
         if frame.height:
             frame = frame.with_columns(*[pl.lit(v, dtype=pl.Utf8).alias(k) for k, v in identity.items()])
             frame = self.lh.conform(table, frame)
+        if self.start is not None and keep:
+            frame = self._after_stored(table, asset, frame)
+        if frame.height:
             dated = frame[column]
             if dated.null_count():
                 raise RuntimeError(f"{asset}: {dated.null_count()} of {frame.height} rows have no {column}")
@@ -294,11 +374,31 @@ class Run:
         else:
             parts = {}
         out = {}
-        for key in self.keys:
+        for key in self.keys:  # ascending: the last partition's fingerprint sees the one before it as written
             part = parts.get(key, pl.DataFrame(schema=TABLES[table].schema))
-            self.lh.write_partition(table, asset, key, part)
+            # only the run's last partition records fingerprints: the weekly update appends to the
+            # newest period; an earlier one re-materialised alone computes every date once
+            recorded = self.recording and reusable and key == self.keys[-1]
+            inputs = self._fingerprints(table, asset, key) if recorded else None
+            self.lh.write_partition(table, asset, key, part, inputs=inputs)
             out[key] = part
         return out
+
+    def _after_stored(self, table: str, asset: str, frame: pl.DataFrame) -> pl.DataFrame:
+        """The stored rows of the run's partition dated before `start`, then the frame's from `start` on."""
+        assert self.start is not None and len(self.keys) == 1  # `resume` resumes one partition
+        if "rebalance_date" not in TABLES[table].schema:
+            raise RuntimeError(f"{asset}: table {table} has no rebalance_date; a resumed run cannot keep its rows")
+        stored = self.lh.read_partition(table, asset, self.keys[0])
+        if stored is None:
+            raise RuntimeError(
+                f"{asset}[{self.keys[0]}] (table {table}) vanished while the run resumed at {self.start}: "
+                f"re-materialise the partition"
+            )
+        kept = stored.filter(pl.col("rebalance_date") < self.start)
+        if not frame.height:
+            return kept
+        return pl.concat([kept, frame.filter(pl.col("rebalance_date") >= self.start)], how="vertical_relaxed")
 
     def publish(
         self,
@@ -311,11 +411,15 @@ class Run:
         per_partition: Callable[[str, pl.DataFrame], dict] | None = None,
         checks: Iterable[AssetCheckResult] = (),
         metadata: dict[str, Any] | None = None,
+        keep: bool = True,
     ) -> dict[str, pl.DataFrame]:
-        """The end of every step's output: `write` the rows, `describe` each partition (its own
-        facts from `per_partition(key, part)`) and the step (`metadata`), record the `checks`;
-        returns the written parts."""
-        parts = self.write(table, asset, frame, column=column, **identity)
+        """The end of every step's output: `write` the rows (`keep`: see `write`; failed checks
+        make the rows not reusable), `describe` each partition (its own facts from
+        `per_partition(key, part)`) and the step (`metadata`), record the `checks`; returns the
+        written parts."""
+        checks = list(checks)
+        reusable = all(result.passed for result in checks)
+        parts = self.write(table, asset, frame, column=column, keep=keep, reusable=reusable, **identity)
         per_key = {k: per_partition(k, p) for k, p in parts.items()} if per_partition else None
         self.describe(asset, table, parts, column=column, per_partition=per_key, **(metadata or {}))
         for result in checks:
@@ -361,6 +465,7 @@ class Run:
         self._results[asset] = (
             {
                 "partitions_in_run": len(self.keys),
+                **({"dates_kept_as_stored": self.reused} if self.start is not None else {}),
                 **common,
                 **single,
             },

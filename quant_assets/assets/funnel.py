@@ -179,6 +179,7 @@ def funnel_step(ctx: GraphContext, sleeve: str):
     @ctx.step(f"funnel_{sleeve}", specs, checks)
     def funnel(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
+        run.resume()  # the weekly update: only the dates whose inputs changed
         dates = run.dates
         panel, u = universe_view(run, universe, window_start(dates[0], lookbacks.prices_days))
         feats = features_by_date(run.read("features", features_key))

@@ -201,6 +201,7 @@ def meta_step(ctx: GraphContext, meta: str):
     def meta_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
+        run.resume()  # the weekly update: only the dates whose inputs changed
         done: list[str] = []  # the keys of the last lens computed, not yet handed to Dagster
         for lens in lenses:
             if not run.selected & set(lens.keys):
@@ -706,7 +707,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
 
         contribs, flats = frame_of(contributions, CONTRIBUTION_COLUMNS), frame_of(flat, NET_COLUMNS)
         identity = {"meta": meta, "risk": risk}
-        run.write("flattened_contributions", flattened_key, contribs, **identity)
+        run.write("flattened_contributions", flattened_key, contribs, meta=meta, risk=risk)
 
         def exposure(k: str, p: pl.DataFrame) -> dict:
             last = last_date(p) if p.height else p
@@ -746,6 +747,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
             report_key,
             pd.DataFrame(reports),
             identity={"meta": meta, "risk": risk},
+            keep=False,  # one report per period, as of its last date: a resumed run replaces it
             per_partition=lambda k, p: {"report": MetadataValue.md(p["markdown"][0])} if p.height else {},
         )
 

@@ -130,6 +130,7 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
     def sleeve_lenses(context: AssetExecutionContext, lakehouse: LakehouseResource):
         run = Run.of(context, ctx, lakehouse.get())
         run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
+        run.resume()  # the weekly update: only the dates whose inputs changed
         dates = run.dates
         panel, u = universe_view(run, universe, window_start(dates[0], lookbacks.prices_days))
         wanted_w = [r for r in lenses if run.is_selected(sleeve_weights_name(sleeve, r))]
@@ -323,7 +324,8 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
     def _holdings(run: Run, risk: str, computed: dict[dt.date, Holding] | None) -> tuple:
         """What a lens's simulation starts from (read in the step): its holdings by date, the last
         stored period's included (the run's first period trades from them), and the wealth and
-        bankrupt flag at the end of the stored history (None: never materialised)."""
+        bankrupt flag at the end of the stored history (None: never materialised). Resuming, the
+        stored history ends at the last date kept, and the weights of the dates kept are read back."""
         weights_key, sleeve_returns_key = sleeve_weights_name(sleeve, risk), sleeve_returns_name(sleeve, risk)
         previous = run.periods.previous(run.first_key)
         weights: dict[dt.date, Holding] = {}
@@ -331,8 +333,15 @@ def sleeve_step(ctx: GraphContext, sleeve: str):
             stored = run.lh.read_partition("sleeve_weights", weights_key, previous)
             if stored is not None:
                 weights.update(holdings_by_date(stored))
-        weights.update(computed if computed is not None else holdings_by_date(run.read("sleeve_weights", weights_key)))
+        if computed is None or run.start is not None:  # this period's weights as stored (all of them)
+            weights.update(holdings_by_date(run.read("sleeve_weights", weights_key)))
+        else:
+            weights.update(computed)
         state = _stored_state(run, sleeve_returns_key, previous) if previous else (1.0, False)
+        if run.start is not None:
+            kept = run.lh.read_partition("sleeve_returns", sleeve_returns_key, run.first_key)
+            assert kept is not None  # resuming means every output of the period is stored
+            state = _wealth_at_end(kept.filter(pl.col("rebalance_date") < run.start)) or state
         return weights, state
 
     def _simulate(run: Run, panel, weights: dict[dt.date, Holding], stored: tuple[float, bool] | None) -> ReturnPath:
@@ -474,8 +483,13 @@ def _stored_state(run: Run, asset: str, key: str) -> tuple[float, bool] | None:
     f = run.lh.read_partition("sleeve_returns", asset, key)
     if f is None:
         return None
+    return _wealth_at_end(f) or (1.0, False)
+
+
+def _wealth_at_end(f: pl.DataFrame) -> tuple[float, bool] | None:
+    """(wealth, bankrupt) after the last return row with a wealth; None when there is none."""
     f = f.filter(pl.col("wealth").is_not_null())
-    return (1.0, False) if f.is_empty() else (float(f["wealth"][-1]), bool(f["bankrupt"][-1]))
+    return None if f.is_empty() else (float(f["wealth"][-1]), bool(f["bankrupt"][-1]))
 
 
 def _provenance(result) -> dict:

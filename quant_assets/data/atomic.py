@@ -15,13 +15,14 @@ from pathlib import Path
 import polars as pl
 
 
-def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> os.stat_result:
-    """Replace `target` with `frame` in one rename (the folder must exist). Returns the written
-    file's status, taken before the rename: the rename keeps inode, mtime and size, so it identifies
-    our file even if another writer replaces `target` right after."""
+def write_parquet_atomic(frame: pl.DataFrame, target: Path, metadata: dict[str, str] | None = None) -> os.stat_result:
+    """Replace `target` with `frame` in one rename (the folder must exist); `metadata` goes into the
+    file's footer (key-value pairs), so it is replaced with the rows, never apart from them. Returns
+    the written file's status, taken before the rename: the rename keeps inode, mtime and size, so
+    it identifies our file even if another writer replaces `target` right after."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
         written = tmp.stat()
         os.replace(tmp, target)
     except BaseException:

@@ -139,3 +139,29 @@ def weights_hash(table: str, frame: pd.DataFrame) -> str:
     """
     key = "atom_id" if table == "sleeve_weights" else "child"
     return weights_digest([str(x) for x in frame[key]], frame["weight"].to_numpy(dtype=float))
+
+
+ROWS_SEED = 20_240_611  # polars' row hash is stable within one polars version (the reuse salt names it)
+
+
+def prefix_hashes(frame, column: str | None) -> tuple[list[dt.date], list[int], int]:
+    """Cumulative content hashes of a (polars) frame's rows, by date: for each distinct date of
+    `column`, ascending, a 64-bit hash of every row dated up to and including it; and the hash of
+    all rows. A row's hash is polars' `hash_rows` of all its values, multiplied by an odd number
+    that grows with its position in date order (stable sort), so the hash sees the rows' order as
+    well as their content; sums wrap modulo 2**64. The prefix up to D depends only on the rows dated
+    up to D, so a reader can tell whether the part of a file it used is unchanged even when rows
+    after its horizon were added. `column` None: only the whole-file hash."""
+    n = frame.height
+    if not n:
+        return [], [], 0
+    h = frame.hash_rows(seed=ROWS_SEED).to_numpy()
+    position = 2 * np.arange(n, dtype=np.uint64) + np.uint64(1)
+    if column is None:
+        return [], [], int(np.cumsum(h * position)[-1])
+    days = frame[column].to_numpy()
+    order = np.argsort(days, kind="stable")
+    days = days[order]
+    cumulative = np.cumsum(h[order] * position)
+    last = np.flatnonzero(np.r_[days[1:] != days[:-1], True])
+    return days[last].astype("datetime64[D]").tolist(), cumulative[last].tolist(), int(cumulative[-1])

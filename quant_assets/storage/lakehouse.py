@@ -16,12 +16,15 @@ measured in ``benchmarks/storage.py`` and explained in ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
+import json
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -29,6 +32,7 @@ import pandas as pd
 import polars as pl
 
 from quant_assets.data.atomic import write_parquet_atomic
+from quant_assets.data.hashing import prefix_hashes
 from quant_assets.storage.schemas import TABLES
 
 LEDGER_FILE = Path("audit") / "ledger.jsonl"  # the audit ledger, under the lakehouse root
@@ -141,10 +145,57 @@ class _ReadCache:
 _CACHE = _ReadCache()
 
 
+FOOTER_ROWS = "quant_assets.rows"  # the file's content hashes by date (`Footer`)
+FOOTER_INPUTS = "quant_assets.inputs"  # the fingerprints of the inputs each date's rows were computed from
+
+
+def date_column(table: str) -> str | None:
+    """The column a table's rows are dated by: a decision's `rebalance_date`, else a day's `date`."""
+    schema = TABLES[table].schema
+    return "rebalance_date" if "rebalance_date" in schema else "date" if "date" in schema else None
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What a partition file records about its rows, in its own footer (written with the rows in
+    one atomic rename, so never stale): content hashes of the rows dated up to each of its dates
+    (`prefix_hashes`), and, when a step wrote it, the fingerprint of the inputs each rebalance
+    date's rows were computed from. A step reading the file up to a horizon compares `upto`; a step
+    rewriting it compares `inputs` to tell which dates it can keep (`Run.resume`)."""
+
+    ordinals: tuple[int, ...]
+    prefixes: tuple[int, ...]
+    total: int
+    inputs: Mapping[str, str] | None  # ISO date -> fingerprint
+    known: bool = True  # False: the file predates footers (nothing is known of its content by date)
+
+    def upto(self, day: dt.date | None) -> int:
+        """The hash of the rows dated up to `day` (None: every row)."""
+        if day is None:
+            return self.total
+        i = bisect.bisect_right(self.ordinals, day.toordinal())
+        return self.prefixes[i - 1] if i else 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _footer_of(path: str, _identity: tuple) -> Footer:
+    """A file's footer, cached by the file's identity (a rewrite is a new file: never a stale hit)."""
+    meta = pl.read_parquet_metadata(path)
+    rows = meta.get(FOOTER_ROWS)
+    if rows is None:
+        return Footer((), (), 0, None, known=False)
+    rows = json.loads(rows)
+    inputs = meta.get(FOOTER_INPUTS)
+    return Footer(
+        tuple(rows["ordinals"]), tuple(rows["prefixes"]), rows["total"], json.loads(inputs) if inputs else None
+    )
+
+
 class Lakehouse:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self._made: set[Path] = set()  # asset folders known to exist
+        self._tables: dict[str, list[str]] = {}  # asset -> the tables holding its rows (`tables_of`)
 
     # ---- paths ---------------------------------------------------------------------------
 
@@ -178,19 +229,59 @@ class Lakehouse:
             return pl.DataFrame(schema=schema)
         return frame.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
 
-    def write_partition(self, table: str, asset: str, key: dt.date | str, frame: pl.DataFrame | pd.DataFrame) -> Path:
-        """Replace one partition atomically (delete-then-insert without a window in between)."""
+    def write_partition(
+        self,
+        table: str,
+        asset: str,
+        key: dt.date | str,
+        frame: pl.DataFrame | pd.DataFrame,
+        inputs: Mapping[dt.date, str] | None = None,
+    ) -> Path:
+        """Replace one partition atomically (delete-then-insert without a window in between). The
+        footer records the rows' content hashes by date and `inputs` (a fingerprint per rebalance
+        date of what the rows were computed from; see `Footer`)."""
         target = self.path(table, asset, key)
         out = self.conform(table, frame)
         if target.parent not in self._made:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
         _remove_orphaned_temp_files(target)
-        written = write_parquet_atomic(out, target)
+        days, prefixes, total = prefix_hashes(out, date_column(table))
+        footer = {
+            FOOTER_ROWS: json.dumps({"ordinals": [d.toordinal() for d in days], "prefixes": prefixes, "total": total})
+        }
+        if inputs is not None:
+            footer[FOOTER_INPUTS] = json.dumps({d.isoformat(): fp for d, fp in inputs.items()})
+        written = write_parquet_atomic(out, target, footer)
         _CACHE.put(target, "frame", out, written)
         return target
 
     # ---- reads ---------------------------------------------------------------------------
+
+    def footer(self, table: str, asset: str, key: dt.date | str) -> Footer | None:
+        """A partition's `Footer` (None: the partition was never written)."""
+        path = self.path(table, asset, key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        try:
+            return _footer_of(str(path), (st.st_ino, st.st_mtime_ns, st.st_size))
+        except Exception as e:  # a truncated or garbled file: say which, and how to repair it
+            raise LakehouseError(
+                f"corrupt lakehouse file {path} (table {table}, asset {asset}, partition {_key_str(key)}): "
+                f"{str(e).splitlines()[0]}. Re-materialise {asset} for partition {_key_str(key)} to rewrite it."
+            ) from e
+
+    def tables_of(self, asset: str) -> list[str]:
+        """The tables holding rows of `asset` (a step may write an asset's rows to two tables). An
+        asset's tables, once found, are remembered: a step's upstream assets wrote theirs before it."""
+        tables = self._tables.get(asset)
+        if tables is None:
+            tables = [t for t in TABLES if (self.root / t / asset).is_dir()]
+            if tables:
+                self._tables[asset] = tables
+        return tables
 
     def read(self, table: str, asset: str, keys: Iterable[str] | None = None) -> pl.DataFrame:
         """The rows of the given partitions (all stored ones when `keys` is None), concatenated."""

@@ -135,3 +135,56 @@ def test_rows_without_a_date_are_refused_naming_the_asset(tmp_path):
     with pytest.raises(RuntimeError, match="meta_weights_m_r: 1 of 2 rows have no rebalance_date"):
         run.write("meta_weights", "meta_weights_m_r", frame, meta="m", risk="r")
     assert not run.lh.path("meta_weights", "meta_weights_m_r", "2020").exists()
+
+
+# ---- Run.write resuming: the stored rows before `start` kept ----------------------------
+
+A2, A3 = dt.date(2020, 3, 13), dt.date(2020, 3, 20)
+
+
+def test_a_resumed_write_keeps_the_stored_rows_before_its_start_and_replaces_the_rest(tmp_path):
+    run = _run(tmp_path, ["2020"])
+    run.write("meta_weights", "meta_weights_m_r", _meta_weights([A, A2, A3]), meta="m", risk="r")
+    resumed = _run(tmp_path, ["2020"])
+    resumed.start = A2
+    new = _meta_weights([A, A2, A3, B]).with_columns(pl.Series("weight", [9.0, 0.7, 0.8, 0.9]))
+    parts = resumed.write("meta_weights", "meta_weights_m_r", new, meta="m", risk="r")
+    # A kept as stored (0.0), not the frame's 9.0; A2 on recomputed
+    assert _stored(resumed, "2020") == [(A, 0.0), (A2, 0.7), (A3, 0.8), (B, 0.9)]
+    assert parts["2020"].height == 4
+    report = _run(tmp_path, ["2020"])
+    report.start = A3
+    one = pl.DataFrame({"rebalance_date": [B], "markdown": ["# B"]})
+    report.write("meta_report", "meta_report_m_r", one, keep=False, meta="m", risk="r")
+    assert pl.read_parquet(report.lh.path("meta_report", "meta_report_m_r", "2020"))["rebalance_date"].to_list() == [B]
+
+
+def test_a_resumed_write_of_a_vanished_partition_names_it(tmp_path):
+    run = _run(tmp_path, ["2020"])
+    run.start = A2
+    with pytest.raises(RuntimeError, match=r"meta_weights_m_r\[2020\] \(table meta_weights\) vanished"):
+        run.write("meta_weights", "meta_weights_m_r", _meta_weights([A2]), meta="m", risk="r")
+
+
+def test_only_the_last_partition_of_a_run_whose_checks_passed_records_its_fingerprints(tmp_path):
+    from dagster import AssetCheckResult
+
+    fingerprints = {A: "fa", B: "fb"}
+    run = _run(tmp_path, ["2020", "2021"])
+    run.recording = True
+    run._fingerprints = lambda table, asset, key: fingerprints  # type: ignore[method-assign]  # no Dagster context
+    run.write("meta_weights", "meta_weights_m_r", _meta_weights([A, C]), meta="m", risk="r")
+    # the run's last partition records them; an earlier one does not (re-materialised alone, it computes every date)
+    assert run.lh.footer("meta_weights", "meta_weights_m_r", "2021").inputs == {"2020-03-06": "fa", "2020-12-25": "fb"}
+    assert run.lh.footer("meta_weights", "meta_weights_m_r", "2020").inputs is None
+
+    one = _run(tmp_path / "one", ["2020"])
+    one.recording = True
+    one._fingerprints = lambda table, asset, key: fingerprints  # type: ignore[method-assign]
+    identity = {"meta": "m", "risk": "r"}
+    ok = AssetCheckResult(check_name="weights_within_bounds", passed=True, asset_key="meta_weights_m_r")
+    one.publish("meta_weights", "meta_weights_m_r", _meta_weights([A]), identity=identity, checks=[ok])
+    assert one.lh.footer("meta_weights", "meta_weights_m_r", "2020").inputs == {"2020-03-06": "fa", "2020-12-25": "fb"}
+    failed = AssetCheckResult(check_name="weights_within_bounds", passed=False, asset_key="meta_weights_m_r")
+    one.publish("meta_weights", "meta_weights_m_r", _meta_weights([A]), identity=identity, checks=[ok, failed])
+    assert one.lh.footer("meta_weights", "meta_weights_m_r", "2020").inputs is None  # recomputed next time
