@@ -232,9 +232,11 @@ class Run:
         key = self.keys[0]
         dates = self.periods.dates(key)
         starts = []
-        for asset in sorted(self.selected):
+        # every key of the step, not only the selected ones: a subset may still rewrite a sibling
+        # (a meta's report flattens), whose kept rows must then match too
+        for asset in self._step_keys:
             tables = self.lh.tables_of(asset)
-            if not tables:  # never written
+            if not tables and asset in self.selected:  # never written
                 return
             starts += [
                 reuse.first_changed(self.lh.footer(table, asset, key), self._fingerprints(table, asset, key))
@@ -245,12 +247,17 @@ class Run:
             if start > dates[0]:
                 self.start = start
 
+    @functools.cached_property
+    def _step_keys(self) -> list[str]:
+        """Every key of the step, selected or not (a subset run's `assets_def.keys` holds only the
+        selected ones; its `asset_deps` every key's)."""
+        return sorted(k.to_user_string() for k in self.context.assets_def.asset_deps)
+
     def _fingerprints(self, table: str, asset: str, key: str) -> dict[dt.date, str] | None:
         """The input fingerprint of every date of `key` for `asset`'s rows in `table` (`reuse.py`)."""
         if key not in self._upstream_fp:
-            assets_def = self.context.assets_def
-            own = {k.to_user_string() for k in assets_def.keys}
-            upstream = {d.to_user_string() for deps in assets_def.asset_deps.values() for d in deps} - own
+            deps = self.context.assets_def.asset_deps.values()
+            upstream = {d.to_user_string() for keys in deps for d in keys} - set(self._step_keys)
             self._upstream_fp[key] = reuse.upstream_fingerprints(
                 self.lh, self.periods, key, self.first_read(key), sorted(upstream), self.graph.salt
             )
@@ -343,8 +350,9 @@ class Run:
 
         Resuming (`resume`), the stored rows dated before `start` are kept and the frame's rows from
         `start` on follow them (`keep` False: the frame replaces the partition, for a table of one row
-        per partition such as a report). Each file records the run's input fingerprints unless
-        `reusable` is False (its checks failed: the next run recomputes every date)."""
+        per partition such as a report). In a step that resumes, the files of the run's last
+        partition record its dates' input fingerprints unless `reusable` is False (its checks
+        failed: the next run recomputes every date)."""
         if isinstance(frame, pd.DataFrame):
             frame = pl.from_pandas(frame, include_index=False) if len(frame.columns) else pl.DataFrame()
         if frame.height:
@@ -465,7 +473,8 @@ class Run:
         self._results[asset] = (
             {
                 "partitions_in_run": len(self.keys),
-                **({"dates_kept_as_stored": self.reused} if self.start is not None else {}),
+                # resumed: the counts the step keeps in its own books (fallbacks, winners) cover these
+                **({"dates_kept_as_stored": self.reused, "dates_computed": len(self.dates)} if self.start else {}),
                 **common,
                 **single,
             },

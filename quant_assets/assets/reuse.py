@@ -12,10 +12,15 @@ each date, in its own footer (`Footer`, written with the rows in one rename). A 
 of date D in partition K combines
 
 - the salt: the manifest (the calendar's end and demo range aside: they add dates, they do not
-  change a date's inputs), the package's source code and the numerical libraries' versions;
+  change a date's inputs), the package's source code as imported, Python's version, every
+  installed distribution's version and the sources of plugins registered from outside the
+  package;
 - every upstream asset's partitions its trailing windows reach into before K (whole files) and its
   partition K up to D's horizon (the next rebalance date; the calendar's last date: every row);
-- the step's own earlier partitions (what it carries over: wealth, the previous weights).
+- the written table's own earlier partitions of the asset (what it carries over: a sleeve's
+  wealth). A sibling the step reads back (the previous weights a sleeve's returns drift from) is
+  covered by its own fingerprint: a step resumes from the earliest first-changed date of all its
+  keys.
 
 The files a step writes for the last partition of its run record the fingerprint of every date
 they hold (`Footer.inputs`); the next run of the step over that partition alone recomputes from
@@ -33,44 +38,76 @@ import bisect
 import datetime as dt
 import functools
 import hashlib
-import importlib.metadata
+import inspect
 import json
+import os
+import sys
 from pathlib import Path
 
+from quant_assets.allocation.optimise import ENGINES
 from quant_assets.config.manifest import Manifest
 from quant_assets.data.calendars import Periods
+from quant_assets.selection.filters import FILTERS
+from quant_assets.selection.rankers import RANKERS
 from quant_assets.storage.lakehouse import Footer, Lakehouse
 
-# The libraries whose numbers the steps' rows depend on: an upgrade recomputes every date.
-NUMERICAL_LIBRARIES = (
-    "numpy",
-    "polars",
-    "pandas",
-    "scipy",
-    "scikit-learn",
-    "skfolio",
-    "riskfolio-lib",
-    "pyportfolioopt",
-    "cvxpy",
-    "exchange-calendars",
-)
 
-
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """A hash of the package's source files and of the numerical libraries' versions."""
+def _package_sources() -> str:
+    """A hash of the package's source files, taken when this module is imported: the code the
+    process runs (a file edited later, after a code server preloaded the package, is not it)."""
     h = hashlib.blake2b(digest_size=16)
     package = Path(__file__).resolve().parents[1]
     for path in sorted(package.rglob("*.py")):
         h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())
-    for name in NUMERICAL_LIBRARIES:
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            version = "absent"
-        h.update(f"{name}=={version};".encode())
     return h.hexdigest()
+
+
+PACKAGE_SOURCES = _package_sources()
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> str:
+    """Python's version and every installed distribution's name and version (the `*.dist-info`
+    folders on the import path: listing them takes milliseconds, reading their metadata 0.2 s): a
+    solver, a BLAS wheel or a plugin upgraded by a lock refresh recomputes every date."""
+    installed = sorted(
+        entry.name
+        for folder in sys.path
+        if folder and Path(folder).is_dir()  # not "" (the working directory)
+        for entry in os.scandir(folder)
+        if entry.name.endswith((".dist-info", ".egg-info"))
+    )
+    return f"{sys.version};{';'.join(installed)}"
+
+
+def _plugins() -> str:
+    """The source files of rankers, filters and engines registered from outside the package (their
+    code decides rows as much as ours)."""
+    package = Path(__file__).resolve().parents[1]
+    files = set()
+    for plugin in (*ENGINES.values(), *RANKERS.values(), *FILTERS.values()):
+        cls = plugin if isinstance(plugin, type) else type(plugin)
+        try:
+            source = inspect.getsourcefile(cls)
+        except TypeError:  # defined where no file is (an interactive session): its name is all we have
+            source = None
+        if source is None:
+            files.add(f"{cls.__module__}.{cls.__qualname__}")
+        elif not Path(source).resolve().is_relative_to(package):  # not "quant_assets_tests/"
+            files.add(source)
+    h = hashlib.blake2b(digest_size=16)
+    for f in sorted(files):
+        h.update(f.encode())
+        if Path(f).is_file():
+            h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """The code a date's rows depend on: the package's sources, the installed distributions and
+    Python, the registered plugins' sources."""
+    return hashlib.blake2b(f"{PACKAGE_SOURCES};{_environment()};{_plugins()}".encode(), digest_size=16).hexdigest()
 
 
 def salt(manifest: Manifest) -> str:

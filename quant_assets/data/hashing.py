@@ -151,7 +151,9 @@ def prefix_hashes(frame, column: str | None) -> tuple[list[dt.date], list[int], 
     that grows with its position in date order (stable sort), so the hash sees the rows' order as
     well as their content; sums wrap modulo 2**64. The prefix up to D depends only on the rows dated
     up to D, so a reader can tell whether the part of a file it used is unchanged even when rows
-    after its horizon were added. `column` None: only the whole-file hash."""
+    after its horizon were added. `column` None: only the whole-file hash. Polars hashes 0.0 and
+    -0.0 alike, and every NaN alike: an upstream row that changes only a zero's sign or a NaN's
+    payload goes unseen."""
     n = frame.height
     if not n:
         return [], [], 0

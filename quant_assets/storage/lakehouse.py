@@ -168,10 +168,11 @@ class Footer:
     total: int
     inputs: Mapping[str, str] | None  # ISO date -> fingerprint
     known: bool = True  # False: the file predates footers (nothing is known of its content by date)
+    dated: bool = True  # False: its table has no date column (every row counts for every date)
 
     def upto(self, day: dt.date | None) -> int:
-        """The hash of the rows dated up to `day` (None: every row)."""
-        if day is None:
+        """The hash of the rows dated up to `day` (None, or a table without dates: every row)."""
+        if day is None or not self.dated:
             return self.total
         i = bisect.bisect_right(self.ordinals, day.toordinal())
         return self.prefixes[i - 1] if i else 0
@@ -187,7 +188,11 @@ def _footer_of(path: str, _identity: tuple) -> Footer:
     rows = json.loads(rows)
     inputs = meta.get(FOOTER_INPUTS)
     return Footer(
-        tuple(rows["ordinals"]), tuple(rows["prefixes"]), rows["total"], json.loads(inputs) if inputs else None
+        tuple(rows["ordinals"]),
+        tuple(rows["prefixes"]),
+        rows["total"],
+        json.loads(inputs) if inputs else None,
+        dated=rows.get("dated", True),
     )
 
 
@@ -246,10 +251,10 @@ class Lakehouse:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
         _remove_orphaned_temp_files(target)
-        days, prefixes, total = prefix_hashes(out, date_column(table))
-        footer = {
-            FOOTER_ROWS: json.dumps({"ordinals": [d.toordinal() for d in days], "prefixes": prefixes, "total": total})
-        }
+        column = date_column(table)
+        days, prefixes, total = prefix_hashes(out, column)
+        rows = {"ordinals": [d.toordinal() for d in days], "prefixes": prefixes, "total": total, "dated": bool(column)}
+        footer = {FOOTER_ROWS: json.dumps(rows)}
         if inputs is not None:
             footer[FOOTER_INPUTS] = json.dumps({d.isoformat(): fp for d, fp in inputs.items()})
         written = write_parquet_atomic(out, target, footer)

@@ -89,3 +89,19 @@ def test_the_salt_ignores_the_calendars_end_but_not_the_rest_of_the_manifest():
         }
     )
     assert reuse.salt(tighter) != salt
+
+
+def test_a_plugin_registered_from_outside_the_package_is_part_of_the_code_version():
+    from quant_assets.selection.rankers import RANKERS, SignalRanker, register_ranker
+
+    class MyRanker(SignalRanker):  # defined here, outside quant_assets/
+        name = "my_ranker_for_the_salt"
+
+    before = reuse.code_version()
+    register_ranker(MyRanker())
+    try:
+        assert reuse.code_version() != before
+    finally:
+        RANKERS.pop(MyRanker.name)
+    assert reuse.code_version() == before
+    assert "numpy-" in reuse._environment() and "clarabel-" in reuse._environment()  # solvers' versions too

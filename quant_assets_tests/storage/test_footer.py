@@ -62,3 +62,10 @@ def test_a_garbled_file_names_itself(tmp_path):
     path.write_bytes(b"not parquet")
     with pytest.raises(Exception, match="corrupt lakehouse file .*prices_u.*2020"):
         lh.footer("prices", "prices_u", "2020")
+
+
+def test_a_table_without_dates_counts_every_row_for_every_date(tmp_path):
+    from quant_assets.storage.lakehouse import Footer
+
+    undated = Footer((), (), 12345, None, dated=False)
+    assert undated.upto(D1) == undated.upto(None) == 12345
