@@ -152,7 +152,7 @@ def main() -> None:
 
         from dagster import DagsterInstance
 
-        from quant_assets.cli.runner import materialize_range
+        from quant_assets.cli.runner import dates_kept, materialize_range
         from quant_assets.config.manifest import load_manifest
         from quant_assets.data.calendars import Periods
         from quant_assets.definitions import build_definitions
@@ -209,9 +209,9 @@ def main() -> None:
             f"update, in process: partition {newest_key} ({n_dates} rebalance dates: {scenario}; every asset) "
             f"{in_process:.2f} s, success={ok}"
         )
-        kept = _dates_kept(update)
-        if kept:
-            print(f"  dates kept as stored by the steps that resume: {kept}")
+        if kept := dates_kept(update):
+            counts = ", ".join(f"{n} dates x {assets} assets" for n, assets in kept.items())
+            print(f"  dates kept as stored by the steps that resume: {counts}")
         steps = _step_seconds(instance, update.run_id)
         print("update step durations (Dagster's) by kind: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
         if totals:
@@ -260,16 +260,6 @@ def main() -> None:
             f"from the shell {'met' if shell <= TARGET_SECONDS else 'missed'}"
         )
         instance.dispose()
-
-
-def _dates_kept(result) -> str:
-    """The `dates_kept_as_stored` the run's materialisations report, counted: '50 x 98 assets'."""
-    counts: dict[int, int] = {}
-    for event in result.get_asset_materialization_events():
-        value = event.step_materialization_data.materialization.metadata.get("dates_kept_as_stored")
-        if value is not None:
-            counts[value.value] = counts.get(value.value, 0) + 1
-    return ", ".join(f"{n} dates x {c} assets" for n, c in sorted(counts.items()))
 
 
 if __name__ == "__main__":

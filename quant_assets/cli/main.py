@@ -43,6 +43,7 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
 
     from quant_assets.assets.progress import ENV_VAR as PROGRESS
     from quant_assets.cli.runner import (
+        dates_kept,
         materialize_range,
         missing_warm_up,
         partition_range,
@@ -100,6 +101,11 @@ def _run(start: dt.date, end: dt.date, selection: str | None, verbose: bool) -> 
     print(
         f"run {result.run_id[:8]} {status}: partitions {first} .. {last} ({selection or 'all assets'}) in {took:.1f} s"
     )
+    if kept := dates_kept(result):
+        print(
+            "  kept as stored (their inputs did not change): "
+            + ", ".join(f"{n} dates of {assets} assets" for n, assets in kept.items())
+        )
     if not result.success:
         _print_failures(result)
     return result.success

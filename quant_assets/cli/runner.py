@@ -107,3 +107,16 @@ def warm_up_market_data(
     last_end = periods.window(warm_up[-1])[1] - dt.timedelta(days=1)
     result = materialize_range(defs, manifest, first_start, last_end, instance, selection="group:market_data", **kwargs)
     return warm_up, result
+
+
+def dates_kept(result: ExecuteInProcessResult) -> dict[int, int]:
+    """{dates kept as stored: how many assets kept that many} over a run's materialisations: a
+    single-period run of the steps that resume (`Run.resume`) keeps the dates whose inputs did not
+    change."""
+    counts: dict[int, int] = {}
+    for event in result.get_asset_materialization_events():
+        value = event.step_materialization_data.materialization.metadata.get("dates_kept_as_stored")
+        if value is not None:
+            n = int(value.value)  # type: ignore[arg-type]  # an IntMetadataValue (Run.describe)
+            counts[n] = counts.get(n, 0) + 1
+    return dict(sorted(counts.items()))

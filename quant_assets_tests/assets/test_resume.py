@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from quant_assets.assets.event_log import ephemeral_instance
-from quant_assets.cli.runner import materialize_range
+from quant_assets.cli.runner import dates_kept, materialize_range
 from quant_assets.config.manifest import load_manifest, parse_manifest
 from quant_assets.data import sources
 from quant_assets.definitions import build_definitions
@@ -69,7 +69,7 @@ def worlds(tmp_path_factory):
     ).success
     again = materialize_range(defs, manifest, *MARCH, instance, run_config=QUIET)
     assert again.success
-    yield Lakehouse(updated_root), Lakehouse(full_root), _kept(update), _kept(again), updated_root
+    yield Lakehouse(updated_root), Lakehouse(full_root), _kept(update), _kept(again), dates_kept(update)
 
 
 def _rows(lh: Lakehouse, table: str) -> pd.DataFrame:
@@ -89,6 +89,7 @@ def test_the_update_kept_the_dates_before_the_first_changed_one(worlds):
     resumed = {k: v for k, v in kept.items() if not k.startswith(UNIVERSE_STEP)}
     assert resumed and set(resumed.values()) == {2}, resumed  # 6 and 13 March kept; 20 and 27 computed
     assert all(v == 0 for k, v in kept.items() if k not in resumed)  # the steps that do not resume
+    assert worlds[4] == {2: len(resumed)}  # what `quant-assets backfill` prints
 
 
 def test_a_rerun_with_nothing_changed_computes_only_the_last_date(worlds):
