@@ -54,19 +54,22 @@ def _kept(result) -> dict[str, int]:
     return out
 
 
+def _history(root, end: str, instance):
+    """January-March 2020 materialised in one run, the calendar ending at `end`."""
+    defs, manifest = _graph(root, end)
+    assert materialize_range(defs, manifest, dt.date(2020, 1, 1), MARCH[1], instance, run_config=QUIET).success
+    return defs, manifest
+
+
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
     updated_root, full_root = tmp_path_factory.mktemp("updated"), tmp_path_factory.mktemp("full")
     instance = ephemeral_instance()
-    defs, manifest = _graph(updated_root, "2020-03-27")  # 27 March is not a rebalance date yet
-    assert materialize_range(defs, manifest, dt.date(2020, 1, 1), MARCH[1], instance, run_config=QUIET).success
+    _history(updated_root, "2020-03-27", instance)  # 27 March is not a rebalance date yet
     defs, manifest = _graph(updated_root, "2020-04-04")
     update = materialize_range(defs, manifest, *MARCH, instance, run_config=QUIET)
     assert update.success
-    defs_full, manifest_full = _graph(full_root, "2020-04-04")
-    assert materialize_range(
-        defs_full, manifest_full, dt.date(2020, 1, 1), MARCH[1], ephemeral_instance(), run_config=QUIET
-    ).success
+    _history(full_root, "2020-04-04", ephemeral_instance())
     again = materialize_range(defs, manifest, *MARCH, instance, run_config=QUIET)
     assert again.success
     yield Lakehouse(updated_root), Lakehouse(full_root), _kept(update), _kept(again), dates_kept(update)
@@ -120,17 +123,13 @@ def revised(tmp_path_factory):
     from 16 March on (same manifest, same source name); and a full run on the restated closes."""
     updated_root, full_root = tmp_path_factory.mktemp("revised_update"), tmp_path_factory.mktemp("revised_full")
     instance = ephemeral_instance()
-    defs, manifest = _graph(updated_root, "2020-04-04")
-    assert materialize_range(defs, manifest, dt.date(2020, 1, 1), MARCH[1], instance, run_config=QUIET).success
+    defs, manifest = _history(updated_root, "2020-04-04", instance)
     original = sources.SOURCES["skfolio_sp500"]
     sources.SOURCES["skfolio_sp500"] = RevisedSP500
     try:
         update = materialize_range(defs, manifest, *MARCH, instance, run_config=QUIET)
         assert update.success
-        defs_full, manifest_full = _graph(full_root, "2020-04-04")
-        assert materialize_range(
-            defs_full, manifest_full, dt.date(2020, 1, 1), MARCH[1], ephemeral_instance(), run_config=QUIET
-        ).success
+        _history(full_root, "2020-04-04", ephemeral_instance())
     finally:
         sources.SOURCES["skfolio_sp500"] = original
     yield Lakehouse(updated_root), Lakehouse(full_root), _kept(update)
