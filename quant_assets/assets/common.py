@@ -189,6 +189,7 @@ class Run:
     selected: set[str] = field(default_factory=set)
     start: dt.date | None = None  # resuming (`resume`): the first date computed; earlier rows kept as stored
     recording: bool = False  # writes record their dates' input fingerprints (`resume`)
+    _inputs: list[str] | None = None  # the assets fingerprinted, when not the step's upstream (`resume`)
     _upstream_fp: dict[str, dict[dt.date, str] | None] = field(default_factory=dict)
     _own_fp: dict[tuple[str, str], dict[dt.date, str] | None] = field(default_factory=dict)
     _results: dict[str, tuple[dict, list]] = field(default_factory=dict)
@@ -216,7 +217,7 @@ class Run:
         reach = calendar_days_covering(max(lookbacks.prices_days, lookbacks.meta_window_days) + 1)
         return max(periods.key(periods.dates(key)[0] - dt.timedelta(days=reach)), periods.keys[0])
 
-    def resume(self) -> None:
+    def resume(self, inputs: list[str] | None = None, keys: list[str] | None = None) -> None:
         """Keep the stored rows of the dates whose inputs did not change; compute the rest.
 
         A run of one partition that already holds rows (the weekly update appends a date to the
@@ -225,8 +226,13 @@ class Run:
         there, `write` keeps the stored rows before it. A run of several partitions computes every
         date. Either way, the files of the run's last partition record its dates' fingerprints (the
         period the next update appends to). Called by the steps whose rows are functions of their
-        date's inputs and of what the stored rows before it carry over (funnels, sleeves, metas)."""
+        date's inputs and of what the stored rows before it carry over (funnels, sleeves, metas).
+
+        `inputs` and `keys` narrow it to some of a step's keys, computed from other keys of the step
+        written before (a universe's features and regime, from its prices and candidates): then
+        only the writes after the call keep stored rows."""
         self.recording = True
+        self._inputs = inputs
         if len(self.keys) != 1:
             return
         key = self.keys[0]
@@ -234,7 +240,7 @@ class Run:
         starts = []
         # every key of the step, not only the selected ones: a subset may still rewrite a sibling
         # (a meta's report flattens), whose kept rows must then match too
-        for asset in self._step_keys:
+        for asset in keys or self._step_keys:
             tables = self.lh.tables_of(asset)
             if not tables and asset in self.selected:  # never written
                 return
@@ -257,7 +263,7 @@ class Run:
         """The input fingerprint of every date of `key` for `asset`'s rows in `table` (`reuse.py`)."""
         if key not in self._upstream_fp:
             deps = self.context.assets_def.asset_deps.values()
-            upstream = {d.to_user_string() for keys in deps for d in keys} - set(self._step_keys)
+            upstream = self._inputs or {d.to_user_string() for keys in deps for d in keys} - set(self._step_keys)
             self._upstream_fp[key] = reuse.upstream_fingerprints(
                 self.lh, self.periods, key, self.first_read(key), sorted(upstream), self.graph.salt
             )

@@ -432,6 +432,13 @@ def universe_step(ctx: GraphContext, universe: str):
             panel = Panel.from_closes(
                 pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
             ).on_sessions(calendar, dates[-1])
+        # 4-5. features and regime, of the dates whose inputs (the prices and candidates as just
+        # written, or stored) changed: a date's features read the window up to it. Not when the
+        # window's earlier sessions came from the source: they are in no file to fingerprint.
+        fdates = dates
+        if {features_key, regime_key} & run.selected and not missing:
+            run.resume(inputs=[prices_key, candidates_key], keys=[features_key, regime_key])
+            fdates = run.dates
         # 4. features
         if run.is_selected(features_key):
             baseline = LIQUIDITY_BASELINE_CRYPTO if cfg.asset_class == "crypto" else LIQUIDITY_BASELINE
@@ -440,7 +447,7 @@ def universe_step(ctx: GraphContext, universe: str):
                     lambda chunk: feature_blocks(
                         panel, u, chunk, lookbacks.features_days, calendar.annualisation, baseline
                     ),
-                    dates,
+                    fdates,
                     preload=[features.preload],
                 )
             )
@@ -453,7 +460,7 @@ def universe_step(ctx: GraphContext, universe: str):
             )
         # 5. regime
         if run.is_selected(regime_key):
-            readings = detect_regimes([member_mean(panel, u.rows[d], u.members[d]) for d in dates], s)
+            readings = detect_regimes([member_mean(panel, u.rows[d], u.members[d]) for d in fdates], s)
             frame = pd.DataFrame(
                 [
                     {
@@ -463,7 +470,7 @@ def universe_step(ctx: GraphContext, universe: str):
                         **{c: getattr(r, c) for c in COMPONENTS},
                         "n_obs": r.n_obs,
                     }
-                    for d, r in zip(dates, readings)
+                    for d, r in zip(fdates, readings)
                 ]
             )
 

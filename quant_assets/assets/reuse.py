@@ -28,8 +28,9 @@ the first date whose recorded fingerprint differs (at least the last date). A fi
 failed records none, so its dates are always recomputed; so does a partition that was not the last
 of its run (the weekly update appends to the newest period: an earlier one re-materialised alone
 computes every date once), a run over several partitions, and a run whose inputs were written
-before footers existed. Which steps resume: the funnels, sleeves and metas. The universe step reads
-its price source, not the lakehouse, and computes every date (about 0.5 s of the update).
+before footers existed. Which steps resume: the funnels, sleeves and metas, and a universe's
+features and regime (fingerprinted on the prices and candidates its step has just written; the
+universe's market data itself comes from the price source and is computed for every date).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ with the calendar ending a week earlier (March holds 6, 13, 20 March), then Marc
 re-materialised with the full calendar (27 March appended): the update. The other is built with
 the full calendar in one run. Every row of every table must be equal, exactly; the update must have
 kept the stored rows of the dates before the first changed one (20 March: its horizon moved from
-"every row" to 27 March) in the steps that resume (funnels, sleeves, metas), and a re-run with
-nothing changed keeps every date but the last."""
+"every row" to 27 March) in the steps that resume (a universe's features and regime, funnels,
+sleeves, metas), and a re-run with nothing changed keeps every date but the last."""
 
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ pytestmark = pytest.mark.slow  # materialises graphs: `make test-fast` skips it
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 MARCH = (dt.date(2020, 3, 1), dt.date(2020, 3, 31))
-# the assets of the steps that compute every date (the universe's reads its price source; the orders)
 # every table the default graph writes (no connector store, no tournament opted in; orders need your CSV)
 COMPARED = [
     t for t in TABLES if t not in ("bars", "ingest_log", "listings", "tournament_weights", "tournament_returns")
 ]
-UNIVERSE_STEP = ("candidates_", "prices_", "returns_", "features_", "regime_", "rebalance_orders_")
+# the assets that compute every date (a universe's market data: it reads its price source; the orders)
+UNIVERSE_STEP = ("candidates_", "prices_", "returns_", "rebalance_orders_")
 
 
 def _graph(root, end: str):
