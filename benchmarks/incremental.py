@@ -152,7 +152,12 @@ def main() -> None:
 
         from dagster import DagsterInstance
 
-        from quant_assets.cli.runner import dates_kept, materialize_range
+        from quant_assets.cli.runner import materialize_range
+
+        try:
+            from quant_assets.cli.runner import dates_kept
+        except ImportError:  # an older package, run by this script for a before/after comparison
+            dates_kept = lambda result: {}  # noqa: E731
         from quant_assets.config.manifest import load_manifest
         from quant_assets.data.calendars import Periods
         from quant_assets.definitions import build_definitions
