@@ -229,8 +229,8 @@ class Run:
         date's inputs and of what the stored rows before it carry over (funnels, sleeves, metas).
 
         `inputs` and `keys` narrow it to some of a step's keys, computed from other keys of the step
-        written before (a universe's features and regime, from its prices and candidates): then
-        only the writes after the call keep stored rows."""
+        written before (a universe's features and regime, from its prices, returns with health
+        verdicts and candidates): then only the writes after the call keep stored rows."""
         self.recording = True
         self._inputs = inputs
         if len(self.keys) != 1:

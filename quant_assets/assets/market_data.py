@@ -432,12 +432,13 @@ def universe_step(ctx: GraphContext, universe: str):
             panel = Panel.from_closes(
                 pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
             ).on_sessions(calendar, dates[-1])
-        # 4-5. features and regime, of the dates whose inputs (the prices and candidates as just
-        # written, or stored) changed: a date's features read the window up to it. Not when the
-        # window's earlier sessions came from the source: they are in no file to fingerprint.
+        # 4-5. features and regime, of the dates whose inputs (the prices, candidates and health
+        # verdicts as just written, or stored when not selected) changed: a date's features read the
+        # window up to it. Not when the window's earlier sessions came from the source: they are in
+        # no file to fingerprint.
         fdates = dates
         if {features_key, regime_key} & run.selected and not missing:
-            run.resume(inputs=[prices_key, candidates_key], keys=[features_key, regime_key])
+            run.resume(inputs=[prices_key, returns_key, candidates_key], keys=[features_key, regime_key])
             fdates = run.dates
         # 4. features
         if run.is_selected(features_key):

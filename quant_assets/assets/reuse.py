@@ -29,8 +29,9 @@ failed records none, so its dates are always recomputed; so does a partition tha
 of its run (the weekly update appends to the newest period: an earlier one re-materialised alone
 computes every date once), a run over several partitions, and a run whose inputs were written
 before footers existed. Which steps resume: the funnels, sleeves and metas, and a universe's
-features and regime (fingerprinted on the prices and candidates its step has just written; the
-universe's market data itself comes from the price source and is computed for every date).
+features and regime (fingerprinted on the prices, the returns with their health verdicts and the
+candidates its step has just written; the universe's market data itself comes from the price
+source and is computed for every date).
 """
 
 from __future__ import annotations

@@ -107,13 +107,16 @@ REVISED_FROM = dt.date(2020, 3, 16)  # after 13 March, before 20 March
 
 
 class RevisedSP500(sources.SkfolioSP500Source):
-    """The bundled S&P 500 stocks with every close from REVISED_FROM on restated (a vendor's fix)."""
+    """The bundled S&P 500 stocks with every close from REVISED_FROM on restated (a vendor's fix),
+    and the first stock's close of 17 March restated seven-fold (a toxic move: its health verdict on
+    20 March changes, not only its numbers)."""
 
     @staticmethod
     def _load() -> pd.DataFrame:
         frame = sources.SkfolioSP500Source._load().copy()
         late = frame.index >= pd.Timestamp(REVISED_FROM)
         frame.loc[late] = frame.loc[late].to_numpy() * np.linspace(0.9, 1.1, frame.shape[1])
+        frame.loc[pd.Timestamp("2020-03-17"), frame.columns[0]] *= 7.0
         return frame
 
 
@@ -149,3 +152,28 @@ def test_a_restated_source_recomputes_from_the_first_date_whose_horizon_reaches_
     # sleeves and metas see the restatement; the ETFs' funnel and sleeve read nothing restated.
     stocks = {k: v for k, v in kept.items() if not k.startswith(UNIVERSE_STEP) and "factor" not in k}
     assert stocks and set(stocks.values()) == {1}, stocks
+
+
+@pytest.fixture(scope="module")
+def revised_by_a_subset(revised, tmp_path_factory):
+    """The restatement seen first by a subset (the stocks' prices, features and regime, not their returns
+    and health verdicts), then by the full update: the features the subset computed on stale
+    verdicts must not be kept."""
+    root = tmp_path_factory.mktemp("revised_subset")
+    instance = ephemeral_instance()
+    defs, manifest = _history(root, "2020-04-04", instance)
+    original = sources.SOURCES["skfolio_sp500"]
+    sources.SOURCES["skfolio_sp500"] = RevisedSP500
+    try:
+        subset = "key:prices_us_large_caps or key:features_us_large_caps or key:regime_us_large_caps"
+        assert materialize_range(defs, manifest, *MARCH, instance, selection=subset, run_config=QUIET).success
+        assert materialize_range(defs, manifest, *MARCH, instance, run_config=QUIET).success
+    finally:
+        sources.SOURCES["skfolio_sp500"] = original
+    yield Lakehouse(root), revised[1]
+
+
+@pytest.mark.parametrize("table", ["returns_health", "features", "regime", "selection", "sleeve_weights"])
+def test_a_subset_that_saw_a_restatement_first_leaves_nothing_stale(revised_by_a_subset, table):
+    updated, full = revised_by_a_subset
+    pd.testing.assert_frame_equal(_rows(updated, table), _rows(full, table), check_exact=True, obj=table)
