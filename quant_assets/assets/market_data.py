@@ -428,10 +428,9 @@ def universe_step(ctx: GraphContext, universe: str):
                 )
                 run.selected -= {features_key, regime_key}
         else:
-            _, u = universe_view(run, universe, span_from)
-            panel = Panel.from_closes(
-                pl.concat([closes, current], how="vertical_relaxed") if closes.height else current
-            ).on_sessions(calendar, dates[-1])
+            # the verdicts judged again on the panel (cheap), not read from storage: a subset that
+            # rewrote the prices without the returns must not compute features on the old verdicts
+            u = judge_dates(panel, dates, sets, m.health, lookbacks.prices_days, lookbacks.min_history_days)
         # 4-5. features and regime, of the dates whose inputs (the prices, candidates and health
         # verdicts as just written, or stored when not selected) changed: a date's features read the
         # window up to it. Not when the window's earlier sessions came from the source: they are in

@@ -167,13 +167,20 @@ def revised_by_a_subset(revised, tmp_path_factory):
     try:
         subset = "key:prices_us_large_caps or key:features_us_large_caps or key:regime_us_large_caps"
         assert materialize_range(defs, manifest, *MARCH, instance, selection=subset, run_config=QUIET).success
+        after_subset = {t: _rows(Lakehouse(root), t) for t in ("features", "regime")}
         assert materialize_range(defs, manifest, *MARCH, instance, run_config=QUIET).success
     finally:
         sources.SOURCES["skfolio_sp500"] = original
-    yield Lakehouse(root), revised[1]
+    yield Lakehouse(root), revised[1], after_subset
 
 
 @pytest.mark.parametrize("table", ["returns_health", "features", "regime", "selection", "sleeve_weights"])
 def test_a_subset_that_saw_a_restatement_first_leaves_nothing_stale(revised_by_a_subset, table):
-    updated, full = revised_by_a_subset
+    updated, full, _ = revised_by_a_subset
     pd.testing.assert_frame_equal(_rows(updated, table), _rows(full, table), check_exact=True, obj=table)
+
+
+@pytest.mark.parametrize("table", ["features", "regime"])
+def test_a_subset_without_the_returns_judges_the_new_prices_health_itself(revised_by_a_subset, table):
+    _, full, after_subset = revised_by_a_subset
+    pd.testing.assert_frame_equal(after_subset[table], _rows(full, table), check_exact=True, obj=table)
