@@ -270,9 +270,8 @@ class Run:
         upstream_fp = self._upstream_fp[key]
         if upstream_fp is None:
             return None
-        if len(self.keys) > 1:  # the run rewrites the earlier partitions the fingerprint covers
-            return reuse.own_fingerprints(self.lh, self.periods, key, self.first_read(key), table, asset, upstream_fp)
-        if (table, asset) not in self._own_fp:
+        # kept for a one-partition run only: a longer one rewrites the earlier partitions it covers
+        if (table, asset) not in self._own_fp or len(self.keys) > 1:
             self._own_fp[(table, asset)] = reuse.own_fingerprints(
                 self.lh, self.periods, key, self.first_read(key), table, asset, upstream_fp
             )

@@ -158,8 +158,7 @@ def own_fingerprints(
     lh: Lakehouse, periods: Periods, key: str, first_read: str, table: str, asset: str, upstream: dict[dt.date, str]
 ) -> dict[dt.date, str] | None:
     """Each date's fingerprint for the rows of `asset` in `table`: its upstream part and the
-    table's own earlier partitions of the asset (what it carries over: wealth, the previous
-    weights), whole."""
+    table's own earlier partitions of the asset (what it carries over: a sleeve's wealth), whole."""
     h = hashlib.blake2b(digest_size=8)
     if not _add_whole(h, lh, table, asset, _span(periods, first_read, key)):
         return None

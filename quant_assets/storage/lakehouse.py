@@ -196,6 +196,14 @@ def _footer_of(path: str, _identity: tuple) -> Footer:
     )
 
 
+def _corrupt(path: Path, table: str, asset: str, key: dt.date | str, error: Exception) -> LakehouseError:
+    """A truncated or garbled file: say which, and how to repair it."""
+    return LakehouseError(
+        f"corrupt lakehouse file {path} (table {table}, asset {asset}, partition {_key_str(key)}): "
+        f"{str(error).splitlines()[0]}. Re-materialise {asset} for partition {_key_str(key)} to rewrite it."
+    )
+
+
 class Lakehouse:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -272,11 +280,8 @@ class Lakehouse:
             return None
         try:
             return _footer_of(str(path), (st.st_ino, st.st_mtime_ns, st.st_size))
-        except Exception as e:  # a truncated or garbled file: say which, and how to repair it
-            raise LakehouseError(
-                f"corrupt lakehouse file {path} (table {table}, asset {asset}, partition {_key_str(key)}): "
-                f"{str(e).splitlines()[0]}. Re-materialise {asset} for partition {_key_str(key)} to rewrite it."
-            ) from e
+        except Exception as e:
+            raise _corrupt(path, table, asset, key, e) from e
 
     def tables_of(self, asset: str) -> list[str]:
         """The tables holding rows of `asset` (a step may write an asset's rows to two tables). An
@@ -306,11 +311,8 @@ class Lakehouse:
         path = self.path(table, asset, key)
         try:
             frame = _CACHE.get(path, "frame", pl.read_parquet)
-        except Exception as e:  # a truncated or garbled file: say which, and how to repair it
-            raise LakehouseError(
-                f"corrupt lakehouse file {path} (table {table}, asset {asset}, partition {_key_str(key)}): "
-                f"{str(e).splitlines()[0]}. Re-materialise {asset} for partition {_key_str(key)} to rewrite it."
-            ) from e
+        except Exception as e:
+            raise _corrupt(path, table, asset, key, e) from e
         if frame is None:
             return None
         missing = [c for c in TABLES[table].schema if c not in frame.columns]
