@@ -2,6 +2,8 @@ import warnings
 
 import pytest
 
+import quant_assets  # noqa: F401  first: it sets POLARS_MAX_THREADS before any test module imports polars
+
 warnings.filterwarnings("ignore", module="dagster")
 
 

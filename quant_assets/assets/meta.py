@@ -73,7 +73,7 @@ from quant_assets.meta.aggregate import (
     tree_rows,
     window_matrix,
 )
-from quant_assets.meta.report import render_tree, report_at, report_tables, report_window_keys
+from quant_assets.meta.report import REPORT_TABLES, render_tree, report_at, report_tables, report_window_keys
 from quant_assets.selection import hierarchy
 from quant_assets.simulation.simulate import drift_array
 
@@ -732,10 +732,12 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
     def _reports(run: Run, results: dict, streams) -> None:
         reports = []
         last_dates = [ds[-1] for ds in ([d for d in run.periods.dates(k) if d in results] for k in run.keys) if ds]
-        if last_dates:  # one read of every table for all the reports of the run
-            keys = sorted({k for d in last_dates for k in report_window_keys(run.periods, d, lookbacks)})
-            tables = report_tables(run.lh, meta, risk, keys)
-        for d in last_dates:
+        windows = {d: report_window_keys(run.periods, d, lookbacks) for d in last_dates}
+        # each period's tables read once (from the run's cache), each report given its window's
+        # periods only: filtering the whole run's tables for every report cost more than rendering
+        by_key = {k: report_tables(run.lh, meta, risk, [k]) for k in sorted({k for ks in windows.values() for k in ks})}
+        for d, keys in windows.items():
+            tables = {t: pl.concat([by_key[k][t] for k in keys], how="vertical_relaxed") for t in REPORT_TABLES}
             reports.append(
                 {
                     "rebalance_date": d,

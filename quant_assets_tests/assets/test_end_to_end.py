@@ -233,6 +233,11 @@ def test_reports_are_written_per_partition_and_any_date_renders(world):
     ):
         assert section in md, section
     assert "| child | factor_rotation | us_stocks |" in md and "| factor_rotation | 1.00 |" in md  # correlations
+    # the step renders each report from its window's periods (one read per period for all the
+    # reports): every stored report equals the one rendered alone from storage
+    for row in rep.itertuples():
+        day = pd.Timestamp(row.rebalance_date).date()
+        assert row.markdown == report_at(world["lh"], row.meta, row.risk, day, Periods(m.calendar), m.lookbacks)
 
 
 def test_rematerialising_a_partition_replaces_never_duplicates(world):

@@ -223,3 +223,22 @@ def test_the_graph_in_workers_writes_exactly_what_the_serial_graph_writes(tmp_pa
                 assert a.equals(b), f"{table}/{folder.name}/{part.name} differs"
                 compared += 1
     assert compared > 100
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, 1), ("2", 2)])
+def test_polars_runs_on_one_thread_unless_the_environment_says_otherwise(preset, expected):
+    """The package sets POLARS_MAX_THREADS=1 before polars is imported (its idle threads spun against
+    the step's workers); a value the user set wins."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+    if preset is not None:
+        env["POLARS_MAX_THREADS"] = preset
+    out = subprocess.run(
+        [sys.executable, "-c", "import quant_assets, polars; print(polars.thread_pool_size())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(out.stdout.strip()) == expected
