@@ -1,5 +1,6 @@
 """Audit ledger: hash chain, tamper detection, concurrent appends, completeness, frame hashing."""
 
+import datetime as dt
 import hashlib
 import json
 import multiprocessing as mp
@@ -259,3 +260,50 @@ def test_a_step_refuses_a_broken_ledger_before_writing_anything(tmp_path):
     assert ledger.path.stat().st_size == size  # nothing appended
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "sleeve_weights").rglob("*.parquet")} == before
     assert lh.partitions("sleeve_weights", "sleeve_weights_factor_rotation_hrp") == ["1992"]
+
+
+def _batch(ledger: AuditLedger, partition: str) -> LedgerBatch:
+    log = OptimisationLog("meta_optimise", "meta_weights_m_hrp", partition, "run1", {})
+    log.add(dt.date(2020, 1, 3), {"meta_returns": "h"}, "success", "w")
+    return LedgerBatch(ledger, [log])
+
+
+def test_a_committed_batch_extends_the_verified_chain_so_the_next_step_reads_only_what_others_wrote(
+    tmp_path, monkeypatch
+):
+    """A step's own batch, re-read byte for byte after its append, is not hashed again by the next
+    step's `check_chain`; records another writer appended are."""
+    from quant_assets.audit import ledger as module
+
+    ledger = AuditLedger(tmp_path / "ledger.jsonl")
+    fill(ledger)
+    ledger.check_chain()
+    check, n = _batch(ledger, "2020").commit()
+    assert check.ok and n == 2
+    starts = []
+    original = AuditLedger._verify_from
+
+    def spy(self, offset, prev, line_no):
+        starts.append((offset, line_no))
+        return original(self, offset, prev, line_no)
+
+    monkeypatch.setattr(AuditLedger, "_verify_from", spy)
+    ledger.check_chain()
+    assert starts == [(ledger.path.stat().st_size, 8)]  # 6 records of `fill` + the batch's 2, all verified
+    fill(ledger, 1)  # another writer (not a verified batch): read and hashed by the next check
+    _batch(AuditLedger(ledger.path), "2021").commit()  # after it: does not extend the verified part
+    ledger.check_chain()
+    assert starts[-1] == (starts[0][0], 8)
+    assert module.AuditLedger(ledger.path).verify().ok
+
+
+def test_a_batch_that_differs_on_disk_from_what_was_appended_names_its_record(tmp_path):
+    ledger = AuditLedger(tmp_path / "ledger.jsonl")
+    fill(ledger, 1)
+    offset, written, data = ledger.append_pairs(_batch(ledger, "2020")._pairs())
+    assert ledger.verify_batch(offset, written, data).ok
+    raw = ledger.path.read_bytes()
+    assert raw[offset:] == data
+    ledger.path.write_bytes(raw[:offset] + raw[offset:].replace(b'"success"', b'"SUCCESS"', 1))  # its outcome
+    check = ledger.verify_batch(offset, written, data)
+    assert not check.ok and check.reason == "batch record 2 differs from what was appended"
