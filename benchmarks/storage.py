@@ -19,8 +19,9 @@ Everything is measured in one run on a temporary directory, so the ratios are co
 4. reads: a trailing window of 52 partitions, and a cross-partition SQL aggregate;
 5. bytes on disk.
 
-The data is the ``prices`` table: a synthetic 20-symbol x (R/20)-day close snapshot built once with
-a fixed numpy seed; only ``rebalance_date`` changes between partitions.
+The data is a ``meta_returns`` table (a daily long table keyed by ``rebalance_date``, the shape the
+old per-date price snapshots had): 20 children x (R/20) days of returns built once with a fixed
+numpy seed; only ``rebalance_date`` changes between partitions.
 
 Run (from the repository root)::
 
@@ -52,12 +53,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from quant_assets.storage.lakehouse import Lakehouse  # noqa: E402
+from quant_assets.storage.lakehouse import _CACHE, Lakehouse  # noqa: E402
 from quant_assets.storage.schemas import TABLES  # noqa: E402
 
-TABLE = "prices"
-ASSET = "bench_prices"
-UNIVERSE = "bench"
+TABLE = "meta_returns"
+ASSET = "bench_meta_returns"
+META, RISK = "bench", "hrp"
 N_SYMBOLS = 20
 SEED = 20240101
 FIRST_REBALANCE = dt.date(2016, 1, 8)  # a Friday; partitions are weekly
@@ -69,30 +70,32 @@ READ_REPEATS = 5
 LOCK_MESSAGE = "Could not set lock"
 
 DUCKDB_DDL = (
-    "CREATE TABLE IF NOT EXISTS prices (rebalance_date DATE, universe VARCHAR, date DATE, symbol VARCHAR, close DOUBLE)"
+    "CREATE TABLE IF NOT EXISTS meta_returns "
+    "(rebalance_date DATE, meta VARCHAR, risk VARCHAR, date DATE, child VARCHAR, ret DOUBLE)"
 )
-AGG_SQL = "SELECT symbol, avg(close) AS avg_close FROM prices GROUP BY symbol"
-WINDOW_SQL = "SELECT * FROM prices WHERE rebalance_date BETWEEN ? AND ?"
+AGG_SQL = "SELECT child, avg(ret) AS avg_ret FROM meta_returns GROUP BY child"
+WINDOW_SQL = "SELECT * FROM meta_returns WHERE rebalance_date BETWEEN ? AND ?"
 
 
 # ---- data ------------------------------------------------------------------------------------
 
 
 def make_base(rows: int) -> pl.DataFrame:
-    """A ``prices`` partition of ``rows`` rows (20 symbols x business days), rebalance_date unset."""
+    """A ``meta_returns`` partition of ``rows`` rows (20 children x business days), rebalance_date unset."""
     n_days = -(-rows // N_SYMBOLS)
     days = np.busday_offset(np.datetime64("2014-01-01"), np.arange(n_days), roll="forward")
     rng = np.random.default_rng(SEED)
     log_ret = rng.normal(0.0003, 0.015, size=(N_SYMBOLS, n_days))
-    close = 100.0 * np.exp(np.cumsum(log_ret, axis=1))
-    symbols = [f"SYM{i:02d}" for i in range(N_SYMBOLS)]
+    ret = np.expm1(log_ret)
+    children = [f"child{i:02d}" for i in range(N_SYMBOLS)]
     frame = pl.DataFrame(
         {
             "rebalance_date": pl.Series([None] * (N_SYMBOLS * n_days), dtype=pl.Date),
-            "universe": [UNIVERSE] * (N_SYMBOLS * n_days),
+            "meta": [META] * (N_SYMBOLS * n_days),
+            "risk": [RISK] * (N_SYMBOLS * n_days),
             "date": np.tile(days, N_SYMBOLS).astype("datetime64[D]"),
-            "symbol": np.repeat(symbols, n_days),
-            "close": close.ravel(),
+            "child": np.repeat(children, n_days),
+            "ret": ret.ravel(),
         }
     ).head(rows)
     return frame.select([pl.col(c).cast(t) for c, t in TABLES[TABLE].schema.items()])
@@ -115,8 +118,8 @@ def duck_write(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
     con.register("df", frame.to_arrow())
     try:
         con.execute("BEGIN TRANSACTION").fetchall()
-        con.execute("DELETE FROM prices WHERE rebalance_date = ?", [date]).fetchall()
-        con.execute("INSERT INTO prices SELECT * FROM df").fetchall()
+        con.execute("DELETE FROM meta_returns WHERE rebalance_date = ?", [date]).fetchall()
+        con.execute("INSERT INTO meta_returns SELECT * FROM df").fetchall()
         con.execute("COMMIT").fetchall()
     except BaseException:
         con.execute("ROLLBACK").fetchall()
@@ -136,13 +139,13 @@ def duck_create(path: Path) -> None:
 def duck_count(path: Path) -> int:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute("SELECT count(*) FROM prices").fetchall()[0][0]
+        return con.execute("SELECT count(*) FROM meta_returns").fetchall()[0][0]
     finally:
         con.close()
 
 
 def lake_count(lh: Lakehouse) -> int:
-    return int(lh.sql("SELECT count(*) AS n FROM prices")["n"][0])
+    return int(lh.sql("SELECT count(*) AS n FROM meta_returns")["n"][0])
 
 
 # ---- concurrency worker (top level: importable by "spawn" children) -------------------------
@@ -384,18 +387,24 @@ def main() -> None:
             finally:
                 con.close()
 
-        r_pq, win_pq = timed_median(lambda: lh.read(TABLE, ASSET, start, end))
+        window_keys = [k for k in lh.partitions(TABLE, ASSET) if start.isoformat() <= k <= end.isoformat()]
+
+        def parquet_window() -> pl.DataFrame:
+            _CACHE.clear()  # decoded from the files, as DuckDB reads its file (not the frames this process wrote)
+            return lh.read(TABLE, ASSET, window_keys)
+
+        r_pq, win_pq = timed_median(parquet_window)
         r_ddb, win_ddb = timed_median(duck_window)
         assert win_pq.height == win_ddb.height == w * base.height, (win_pq.height, win_ddb.height)
         a_pq, agg_pq = timed_median(lambda: lh.sql(AGG_SQL))
         a_ddb, agg_ddb = timed_median(duck_agg)
-        joined = agg_pq.join(agg_ddb, on="symbol", suffix="_ddb")
+        joined = agg_pq.join(agg_ddb, on="child", suffix="_ddb")
         assert joined.height == N_SYMBOLS
-        assert np.allclose(joined["avg_close"].to_numpy(), joined["avg_close_ddb"].to_numpy())
+        assert np.allclose(joined["avg_ret"].to_numpy(), joined["avg_ret_ddb"].to_numpy())
         add(pq, f"read {w}-partition window (ms, median of {READ_REPEATS})", f"{r_pq * 1e3:.1f}")
         add(ddb, f"read {w}-partition window (ms, median of {READ_REPEATS})", f"{r_ddb * 1e3:.1f}")
-        add(pq, f"SQL GROUP BY symbol, all partitions (ms, median of {READ_REPEATS})", f"{a_pq * 1e3:.1f}")
-        add(ddb, f"SQL GROUP BY symbol, all partitions (ms, median of {READ_REPEATS})", f"{a_ddb * 1e3:.1f}")
+        add(pq, f"SQL GROUP BY child, all partitions (ms, median of {READ_REPEATS})", f"{a_pq * 1e3:.1f}")
+        add(ddb, f"SQL GROUP BY child, all partitions (ms, median of {READ_REPEATS})", f"{a_ddb * 1e3:.1f}")
         print(
             f"4. reads: window parquet {r_pq * 1e3:.1f}ms / duckdb {r_ddb * 1e3:.1f}ms; "
             f"agg parquet {a_pq * 1e3:.1f}ms / duckdb {a_ddb * 1e3:.1f}ms",

@@ -128,6 +128,11 @@ class _ReadCache:
         memory instead of decoding the files it wrote)."""
         self._keep(self._key(path, kind, written), value)
 
+    def clear(self) -> None:
+        """Forget every frame (the next read of each file decodes it: a benchmark's cold read)."""
+        self.entries.clear()
+        self.bytes = 0
+
     def _keep(self, key: tuple, value: pl.DataFrame) -> None:
         size = int(value.estimated_size())
         if size > self.max_bytes:
