@@ -46,7 +46,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dagster import DagsterInstance
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
@@ -77,6 +77,8 @@ def _fast_commit(dbapi_connection, _record) -> None:
 
 
 if TYPE_CHECKING:  # the mixin's super() is Dagster's SQL event log
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
+
     _SqlEventLog = SqlEventLogStorage
 else:
     _SqlEventLog = object
@@ -148,7 +150,8 @@ class _FasterEvents(_SqlEventLog):
         inserted with one statement compiled once: Dagster serialises the event again for every
         partition and builds a statement holding the values, compiled anew for each row count (a
         backfill plans its 136 checks over 31 partitions: 4,216 rows)."""
-        planned = event.dagster_event.event_specific_data  # type: ignore[union-attr]  # a planned check event
+        assert event.dagster_event is not None  # Dagster calls this for planned check events only
+        planned = cast("AssetCheckEvaluationPlanned", event.dagster_event.event_specific_data)
         keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
         common = {
             "asset_key": planned.asset_key.to_string(),
