@@ -48,6 +48,12 @@ def _canonical(record: dict) -> str:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _as_read(record: dict) -> dict:
+    """The record as a reader parses it back: hashed in this form, its hash recomputes from the line
+    (keys that are not strings, such as ints, become strings and sort differently once read)."""
+    return json.loads(_canonical(record))
+
+
 def record_hash(record: dict) -> str:
     return hashlib.sha256(_canonical({k: v for k, v in record.items() if k != "hash"}).encode()).hexdigest()
 
@@ -88,6 +94,8 @@ class AuditLedger:
             lines = chunk.rstrip(b"\n").split(b"\n")
             if len(lines) > 1 or size == end:
                 try:
+                    if not chunk.endswith(b"\n"):  # cut before its newline: the next record would join its line
+                        raise json.JSONDecodeError("no newline after the last record", "", 0)
                     return json.loads(lines[-1])["hash"]
                 except (json.JSONDecodeError, KeyError):
                     raise AuditLedgerError(
@@ -102,7 +110,7 @@ class AuditLedger:
         with open(self.path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                full = {**record, "ts": dt.datetime.now(dt.UTC).isoformat(), "prev_hash": self._tail_hash(f)}
+                full = _as_read({**record, "ts": dt.datetime.now(dt.UTC).isoformat(), "prev_hash": self._tail_hash(f)})
                 full["hash"] = record_hash(full)
                 f.seek(0, os.SEEK_END)
                 f.write((_canonical(full) + "\n").encode())
@@ -131,7 +139,7 @@ class AuditLedger:
                 lines: list[str] = []
                 for intent, outcome in pairs:
                     for record in (intent, outcome):
-                        full = {**record, "ts": ts, "prev_hash": prev}
+                        full = _as_read({**record, "ts": ts, "prev_hash": prev})
                         if record is outcome:
                             full["intent_hash"] = written[-1]["hash"]
                         full["hash"] = record_hash(full)
@@ -155,7 +163,7 @@ class AuditLedger:
         with open(self.path, "rb") as f:
             f.seek(offset)
             if f.read(len(data)) == data:
-                self._extend_verified(offset, written, len(data))
+                self._extend_verified(os.fstat(f.fileno()).st_ino, offset, written, len(data))
                 return VerifyResult(True, len(written))
             f.seek(offset)
             lines = [line for line in (f.readline() for _ in written)]
@@ -170,13 +178,14 @@ class AuditLedger:
                 return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} is not linked to the one before")
         return VerifyResult(True, len(written))
 
-    def _extend_verified(self, offset: int, written: list[dict], size: int) -> None:
+    def _extend_verified(self, read_inode: int, offset: int, written: list[dict], size: int) -> None:
+        """`read_inode`: the file the batch was re-read from (not whatever the path names now)."""
         key = str(self.path.resolve())
         entry = _VERIFIED.get(key)
         if entry is None:
             return
         inode, verified_to, prev, line_no = entry
-        if verified_to == offset and prev == written[0]["prev_hash"] and inode == self.path.stat().st_ino:
+        if verified_to == offset and prev == written[0]["prev_hash"] and inode == read_inode:
             _VERIFIED[key] = (inode, offset + size, written[-1]["hash"], line_no + len(written))
 
     def intent(

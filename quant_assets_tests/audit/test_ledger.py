@@ -307,3 +307,28 @@ def test_a_batch_that_differs_on_disk_from_what_was_appended_names_its_record(tm
     ledger.path.write_bytes(raw[:offset] + raw[offset:].replace(b'"success"', b'"SUCCESS"', 1))  # its outcome
     check = ledger.verify_batch(offset, written, data)
     assert not check.ok and check.reason == "batch record 2 differs from what was appended"
+
+
+def test_a_record_with_int_keys_hashes_as_it_is_read_back(tmp_path):
+    """JSON turns int keys into strings, which sort differently (9 < 10, "10" < "9"): hashed as
+    written, the record's hash would not recompute from its line, yet its batch's bytes re-read equal."""
+    ledger = AuditLedger(tmp_path / "ledger.jsonl")
+    log = OptimisationLog("meta_optimise", "meta_weights_m_hrp", "2020", "run1", {9: "a", 10: "b"})
+    log.add(dt.date(2020, 1, 3), {"meta_returns": "h"}, "success", "w")
+    check, n = LedgerBatch(ledger, [log]).commit()
+    assert check.ok and n == 2
+    ledger.append({"type": "note", "by_cluster": {2: 0.5, 11: 0.5}})
+    assert ledger.verify().ok  # a fresh reader recomputes every hash from the lines
+
+
+def test_a_last_record_cut_before_its_newline_blocks_appends(tmp_path):
+    """A writer that died after the JSON but before its newline: the next record would join its line."""
+    from quant_assets.audit.ledger import AuditLedgerError
+
+    ledger = AuditLedger(tmp_path / "ledger.jsonl")
+    fill(ledger, 1)
+    ledger.path.write_bytes(ledger.path.read_bytes().rstrip(b"\n"))
+    size = ledger.path.stat().st_size
+    with pytest.raises(AuditLedgerError, match="the last record is incomplete"):
+        _batch(ledger, "2020").commit()
+    assert ledger.path.stat().st_size == size
