@@ -8,8 +8,8 @@ schema inspections per asset event. A 30-year backfill of the default graph is a
 partitions, and on that path the instance alone took 94-166 s before any of our code ran
 (`benchmarks/dagster_floor.py`).
 
-What changes, and what does not: the rows written are exactly Dagster's (the same insert
-statements, the same asset-index updates through Dagster's own `_store_asset_event`), so the UI,
+What changes, and what does not: the rows written are exactly Dagster's (the same tables,
+columns and values, the same asset-index updates through Dagster's own `_store_asset_event`), so the UI,
 partition status and lineage read them unchanged. Only the transactions differ:
 
 * `store_event_batch` writes a batch (Dagster sends one when `DAGSTER_EVENT_BATCH_SIZE` is set, as
@@ -23,6 +23,9 @@ partition status and lineage read them unchanged. Only the transactions differ:
   as parameters, where Dagster builds a statement holding the row's values and SQLAlchemy
   re-derives its cache key on every execution (about a third of a millisecond per event and shard,
   measured with py-spy on the yearly update);
+* a planned check's rows (one per partition of the run) are one statement compiled once, the event
+  serialised once, where Dagster serialises it again for every partition and compiles a multi-row
+  statement for each row count;
 * the schema facts Dagster re-inspects per event and per asset lookup (does the tags table exist,
   does the asset-key table have a column, has a secondary index been built) are cached once they
   hold: a migration only ever adds them.
