@@ -4,10 +4,10 @@ Runs the whole default graph over a date range as one single-run backfill, in pr
 temporary lakehouse, on an ephemeral Dagster instance (default: `ephemeral_instance()`, Dagster's
 ephemeral instance with our in-memory event log; --stock-ephemeral: `DagsterInstance.ephemeral()`
 as Dagster ships it) or a persistent one configured as `dagster.yaml` configures `make ui`'s
-(--persistent), and reports wall time and milliseconds per
-rebalance date, and the steps' durations by kind; with --profile, the share of time inside our
-asset steps versus Dagster (planning, events, storage), measured with cProfile (ratios within one
-run are what count).
+(--persistent), and reports wall time and milliseconds per rebalance date, the steps' durations
+by kind, and the CPU time of the steps and of their workers (how busy the cores were); with
+--profile, the share of time inside our asset steps versus Dagster (planning, events, storage),
+measured with cProfile (ratios within one run are what count).
 
     .venv/bin/python -m benchmarks.backfill                       # the full history, 1992-2022
     .venv/bin/python -m benchmarks.backfill --stock-ephemeral      # Dagster's own in-memory event log
@@ -22,6 +22,7 @@ import datetime as dt
 import gc
 import os
 import pstats
+import resource
 import shutil
 import tempfile
 import time
@@ -82,6 +83,24 @@ class FullCollections:
         gc.callbacks.remove(self._callback)
 
 
+class CpuUsage:
+    """CPU time of this process (the steps) and of its reaped children (the steps' forked workers)
+    since creation, and this process's involuntary context switches (`resource.getrusage`): how
+    busy the cores were, and how often the steps' threads were preempted."""
+
+    def __init__(self) -> None:
+        self._start = self._now()
+
+    @staticmethod
+    def _now() -> tuple:
+        me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (me.ru_utime, me.ru_stime, children.ru_utime, children.ru_stime, me.ru_nivcsw)
+
+    def since(self) -> tuple:
+        """(user, kernel, workers' user, workers' kernel, involuntary context switches)."""
+        return tuple(b - a for a, b in zip(self._start, self._now()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(1992, 1, 1))
@@ -135,6 +154,7 @@ def main() -> None:
                 f"in {time.perf_counter() - t_warm:.1f} s"
             )
         profile = cProfile.Profile() if args.profile else None
+        usage = CpuUsage()
         t0 = time.perf_counter()
         if profile:
             profile.enable()
@@ -150,6 +170,7 @@ def main() -> None:
         if profile:
             profile.disable()
         wall = time.perf_counter() - t0
+        cpu = usage.since()
         steps = _step_seconds(instance, result.run_id)
     print(f"backfill {args.start} .. {args.end}: {n_dates} rebalance dates, success={result.success}")
     print(
@@ -164,6 +185,13 @@ def main() -> None:
     )
     print("step durations (Dagster's) by kind: " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
     print(f"full garbage collections in the steps' process: {collections.count}, {collections.seconds:.2f} s")
+    total = sum(cpu[:4])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    print(
+        f"CPU: steps' process {cpu[0]:.1f} s user + {cpu[1]:.1f} s kernel, its workers {cpu[2]:.1f} + {cpu[3]:.1f} s: "
+        f"{total:.1f} core-seconds, {total / (wall * cores):.0%} of {cores} cores; involuntary context switches "
+        f"in the steps' process {cpu[4]:,}"
+    )
     if profile:
         bodies = _body_seconds(profile)
         ours = sum(bodies.values())
