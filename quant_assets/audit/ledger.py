@@ -121,14 +121,16 @@ class AuditLedger:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return full
 
-    def append_pairs(self, pairs: list[tuple[dict, dict]]) -> tuple[int, list[dict], bytes]:
+    def append_pairs(self, pairs: list[tuple[dict, dict]]) -> tuple[int, bytes]:
         """Append (intent, outcome) pairs in one locked write, each outcome linked to its intent.
 
-        Returns the byte offset where the batch starts, the records as written and the bytes written
-        (for `verify_batch`).
+        Returns the byte offset where the batch starts and the bytes written (for `verify_batch`;
+        the records themselves are not kept: a backfill's batches hold a record per partition with
+        an entry per date, and holding their parsed copies cost the steps' process extra full
+        garbage collections).
         """
         if not pairs:
-            return -1, [], b""
+            return -1, b""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -137,29 +139,27 @@ class AuditLedger:
                 f.seek(0, os.SEEK_END)
                 offset = f.tell()
                 ts = dt.datetime.now(dt.UTC).isoformat()
-                written: list[dict] = []
                 lines: list[str] = []
                 for intent, outcome in pairs:
                     for record in (intent, outcome):
                         full = _as_read({**record, "ts": ts, "prev_hash": prev})
                         if record is outcome:
-                            full["intent_hash"] = written[-1]["hash"]
-                        full["hash"] = record_hash(full)
-                        prev = full["hash"]
-                        written.append(full)
+                            full["intent_hash"] = prev  # the intent's, just written
+                        prev = full["hash"] = record_hash(full)
                         lines.append(_canonical(full))
                 data = ("\n".join(lines) + "\n").encode()
                 f.write(data)
                 f.flush()
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-        return offset, written, data
+        return offset, data
 
-    def verify_batch(self, offset: int, written: list[dict], data: bytes) -> VerifyResult:
+    def verify_batch(self, offset: int, data: bytes) -> VerifyResult:
         """Re-read a batch from disk: the bytes as written (its records were hashed and linked as they
         were written, so equal bytes are an intact, linked batch); when they differ, the first record
         that differs is named. A batch appended right after the part of the chain `check_chain`
         verified extends that part: the next step's check does not read it again."""
+        written = data.splitlines(keepends=True)
         if not written:
             return VerifyResult(True, 0)
         with open(self.path, "rb") as f:
@@ -169,26 +169,27 @@ class AuditLedger:
                 return VerifyResult(True, len(written))
             f.seek(offset)
             lines = [line for line in (f.readline() for _ in written)]
-        for i, (line, expected) in enumerate(zip(lines, written)):
+        expected = [json.loads(line) for line in written]
+        for i, (line, want) in enumerate(zip(lines, expected)):
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as err:
                 return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} is not JSON: {err}")
-            if rec != expected or record_hash(rec) != rec.get("hash"):  # `expected` is hashed as read back
+            if rec != want or record_hash(rec) != rec.get("hash"):
                 return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} differs from what was appended")
-            if i and rec.get("prev_hash") != written[i - 1]["hash"]:
+            if i and rec.get("prev_hash") != expected[i - 1]["hash"]:
                 return VerifyResult(False, i + 1, i + 1, f"batch record {i + 1} is not linked to the one before")
         return VerifyResult(True, len(written))
 
-    def _extend_verified(self, read_inode: int, offset: int, written: list[dict], size: int) -> None:
+    def _extend_verified(self, read_inode: int, offset: int, lines: list[bytes], size: int) -> None:
         """`read_inode`: the file the batch was re-read from (not whatever the path names now)."""
         key = str(self.path.resolve())
         entry = _VERIFIED.get(key)
         if entry is None:
             return
         inode, verified_to, prev, line_no = entry
-        if verified_to == offset and prev == written[0]["prev_hash"] and inode == read_inode:
-            _VERIFIED[key] = (inode, offset + size, written[-1]["hash"], line_no + len(written))
+        if verified_to == offset and inode == read_inode and json.loads(lines[0])["prev_hash"] == prev:
+            _VERIFIED[key] = (inode, offset + size, json.loads(lines[-1])["hash"], line_no + len(lines))
 
     def intent(
         self, *, step: str, asset: str, partition: str, run_id: str, params: dict, input_hashes: dict[str, str]
@@ -383,5 +384,5 @@ class LedgerBatch:
 
     def commit(self) -> tuple[VerifyResult, int]:
         """Append the batch; the verification of what was written and the number of records."""
-        offset, written, data = self.ledger.append_pairs(self._pairs())
-        return self.ledger.verify_batch(offset, written, data), len(written)
+        offset, data = self.ledger.append_pairs(self._pairs())
+        return self.ledger.verify_batch(offset, data), data.count(b"\n")

@@ -300,12 +300,12 @@ def test_a_committed_batch_extends_the_verified_chain_so_the_next_step_reads_onl
 def test_a_batch_that_differs_on_disk_from_what_was_appended_names_its_record(tmp_path):
     ledger = AuditLedger(tmp_path / "ledger.jsonl")
     fill(ledger, 1)
-    offset, written, data = ledger.append_pairs(_batch(ledger, "2020")._pairs())
-    assert ledger.verify_batch(offset, written, data).ok
+    offset, data = ledger.append_pairs(_batch(ledger, "2020")._pairs())
+    assert ledger.verify_batch(offset, data).ok
     raw = ledger.path.read_bytes()
     assert raw[offset:] == data
     ledger.path.write_bytes(raw[:offset] + raw[offset:].replace(b'"success"', b'"SUCCESS"', 1))  # its outcome
-    check = ledger.verify_batch(offset, written, data)
+    check = ledger.verify_batch(offset, data)
     assert not check.ok and check.reason == "batch record 2 differs from what was appended"
 
 
