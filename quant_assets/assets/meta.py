@@ -469,7 +469,11 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
                 return info, labels, None
             shares = {c: histories[c].share(d - span, d) for c in names}
             vetoed = health_vetoes_array(values, names, shares, cfg.min_child_success_share)
-            inputs = {"meta_returns": matrix_digest(iso_days(days), names, values)}
+            inputs = {
+                "meta_returns": matrix_digest(
+                    aligned.iso(days) if aligned is not None else iso_days(days), names, values
+                )
+            }
             try:
                 alloc: MetaAllocation | Raised = allocate_array(
                     values,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from quant_assets.assets.common import date_runs
+from quant_assets.assets.common import add_partitions_metadata, date_runs
 
 D1, D2, D3 = dt.date(2020, 1, 3), dt.date(2020, 1, 10), dt.date(2020, 1, 17)
 
@@ -188,3 +189,58 @@ def test_only_the_last_partition_of_a_run_whose_checks_passed_records_its_finger
     failed = AssetCheckResult(check_name="weights_within_bounds", passed=False, asset_key="meta_weights_m_r")
     one.publish("meta_weights", "meta_weights_m_r", _meta_weights([A]), identity=identity, checks=[ok, failed])
     assert one.lh.footer("meta_weights", "meta_weights_m_r", "2020").inputs is None  # recomputed next time
+
+
+def _metadata_by_partition(add) -> dict[tuple[str, str], dict]:
+    """Materialise a two-key step over three yearly partitions in one run, each key's per-partition
+    metadata attached by `add(context, key, {partition: metadata})`; the stored events' metadata."""
+    years = dg.TimeWindowPartitionsDefinition(
+        cron_schedule="0 0 1 1 *", start=dt.datetime(2020, 1, 1), end=dt.datetime(2023, 1, 1), fmt="%Y"
+    )
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec("weights_s"), dg.AssetSpec("returns_s")],
+        partitions_def=years,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def step(context):
+        for key in ("weights_s", "returns_s"):
+            add(context, key, {pk: {"rows": int(pk) - 2000, "year": pk} for pk in context.partition_keys})
+            add(context, key, {context.partition_keys[0]: {"first": True}})  # a second call adds, not replaces
+            yield dg.MaterializeResult(asset_key=key, metadata={"step": "common"})
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [step],
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": "2020", "dagster/asset_partition_range_end": "2022"},
+    )
+    assert result.success
+    out = {}
+    for event in result.get_asset_materialization_events():
+        m = event.event_specific_data.materialization
+        out[(m.asset_key.to_user_string(), m.partition)] = {k: v.value for k, v in m.metadata.items()}
+    return out
+
+
+def test_partitions_metadata_in_one_update_is_what_dagsters_per_partition_calls_store():
+    def dagsters(context, key, by_partition):
+        for pk, md in by_partition.items():
+            context.add_asset_metadata(md, asset_key=key, partition_key=pk)
+
+    ours = _metadata_by_partition(
+        lambda context, key, by: add_partitions_metadata(context, key, by, context.partition_keys)
+    )
+    assert ours == _metadata_by_partition(dagsters)
+    assert len(ours) == 6
+    assert ours[("returns_s", "2020")] == {"rows": 20, "year": "2020", "first": True, "step": "common"}
+    assert ours[("weights_s", "2022")] == {"rows": 22, "year": "2022", "step": "common"}
+
+
+def test_partitions_metadata_for_a_partition_outside_the_run_is_refused_naming_it():
+    with pytest.raises(
+        Exception, match=r"weights_s: partition '2019' is not in this run's range \['2020', '2021', '2022'\]"
+    ):
+        _metadata_by_partition(
+            lambda context, key, by: add_partitions_metadata(context, key, {"2019": {}}, context.partition_keys)
+        )

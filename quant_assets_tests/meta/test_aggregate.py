@@ -307,6 +307,7 @@ def base_manifest() -> dict:
 def test_aligned_streams_give_exactly_the_per_date_joins():
     """One day axis per step (AlignedStreams) must reproduce window_matrix / outer_matrix bit for
     bit: children with gaps, a child that starts late, a stored NaN value, windows of every size."""
+    from quant_assets.data.hashing import iso_days
     from quant_assets.meta.aggregate import AlignedStreams, ChildStream, outer_matrix, window_matrix
 
     rng = np.random.default_rng(11)
@@ -337,6 +338,7 @@ def test_aligned_streams_give_exactly_the_per_date_joins():
                 np.testing.assert_array_equal(d_new, d_ref)
                 np.testing.assert_array_equal(m_new, m_ref)  # NaN == NaN positions included
                 assert info_new == info_ref
+                assert aligned.iso(d_new) == iso_days(d_ref)  # the ledger's text of the window's days
         if i:
             d_ref, m_ref = outer_matrix(streams, names, fridays[i - 1], d)
             d_new, m_new = aligned.outer(fridays[i - 1], d)

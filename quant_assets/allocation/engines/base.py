@@ -224,11 +224,11 @@ def hierarchical_equal_weight_array(
     n = len(var)
     if n == 0:
         return np.zeros(0)
-    if labels is None or pd.isna(labels).any():
-        labels = np.arange(n)
+    labels = np.arange(n) if labels is None or pd.isna(labels).any() else np.asarray(labels)
     inv = 1.0 / np.where(np.isfinite(var) & (var > 0), var, np.nan)
     weights = np.zeros(n)
-    uniq = pd.unique(labels)
+    _, first = np.unique(labels, return_index=True)
+    uniq = labels[np.sort(first)]  # in order of first appearance, as pd.unique gives them
     for label in uniq:
         members = labels == label
         w = inv[members]
@@ -301,7 +301,8 @@ def barbell(request: EngineRequest, core: Callable[[EngineRequest], EngineOutput
         raise ValueError("barbell needs antifragility scores (none given)")
     labels = request.labels()
     score = np.where(np.isfinite(request.antifragility), request.antifragility, -np.inf)
-    uniq = pd.unique(labels)
+    _, first = np.unique(labels, return_index=True)
+    uniq = labels[np.sort(first)]  # in order of first appearance, as pd.unique gives them
     k = min(cfg.max_aggressor_clusters, max(1, len(uniq) // 2), len(uniq) - 1)
     if k <= 0:
         raise ValueError(f"barbell needs at least 2 clusters, got {len(uniq)}: no aggressor sleeve possible")
@@ -316,7 +317,9 @@ def barbell(request: EngineRequest, core: Callable[[EngineRequest], EngineOutput
     leaders.sort()
     aggressors = np.array(sorted(lead for _, _, lead in leaders[:k]), dtype=np.intp)
     total = getattr(cfg.aggressor_weights, request.regime)
-    core_idx = np.setdiff1d(np.arange(request.n), aggressors)
+    is_core = np.ones(request.n, dtype=bool)
+    is_core[aggressors] = False
+    core_idx = np.flatnonzero(is_core)
     w = np.zeros(request.n)
     w[aggressors] = total / len(aggressors)
     if len(core_idx) == 1:
