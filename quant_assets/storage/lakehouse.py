@@ -60,10 +60,13 @@ def _remove_orphaned_temp_files(target: Path) -> None:
     """Delete the temp files a killed writer of `target` left (SIGKILL skips its cleanup): those whose
     writer pid (in the name, `.<file>.<pid>.<uuid>.tmp`) is no longer alive. The partition itself was
     never half-written (`os.replace` is atomic); this only clears the debris."""
-    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
-        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+    prefix = f".{target.name}."
+    with os.scandir(target.parent) as entries:  # a plain scan: Path.glob compiles a pattern per call
+        debris = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    for name in debris:
+        pid = name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            (target.parent / name).unlink(missing_ok=True)
 
 
 class LakehouseError(RuntimeError):
