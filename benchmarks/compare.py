@@ -22,15 +22,18 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = re.compile(r"CPU: steps' process ([\d.]+) s user \+ ([\d.]+) s kernel")
 WALL = re.compile(r"^wall ([\d.]+) s", re.M)
 
 
-def _launch(checkout: Path, args: list[str]) -> subprocess.Popen:
-    """`benchmarks.backfill` of this checkout run on `checkout`'s package, in one process."""
+def _launch(checkout: Path, args: list[str], log: IO[str]) -> subprocess.Popen:
+    """`benchmarks.backfill` of this checkout run on `checkout`'s package, in one process, its output
+    to `log` (a file: a pipe left unread while the other run goes on could fill and stall it)."""
     code = (
         f"import runpy, sys; sys.path.insert(0, {str(checkout)!r}); import quant_assets; "
         f"assert quant_assets.__file__.startswith({str(checkout)!r}), quant_assets.__file__; "
@@ -39,9 +42,7 @@ def _launch(checkout: Path, args: list[str]) -> subprocess.Popen:
     )
     env = {**os.environ, "QUANT_ASSETS_WORKERS": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # both processes compile their bytecode once
-    return subprocess.Popen(
-        [sys.executable, "-c", code], cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    return subprocess.Popen([sys.executable, "-c", code], cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _figures(name: str, out: str) -> tuple[float, float]:
@@ -67,8 +68,23 @@ def main() -> None:
     ratios = []
     print(f"this checkout {REPO} against {base}, {opts.start} .. {opts.end}, one process each, run concurrently")
     for i in range(1, opts.pairs + 1):
-        procs = {"this": _launch(REPO, args), "base": _launch(base, args)}
-        outs = {name: p.communicate()[0] for name, p in procs.items()}
+        order = [("this", REPO), ("base", base)] if i % 2 else [("base", base), ("this", REPO)]  # who starts first
+        with tempfile.TemporaryDirectory() as tmp:
+            logs = {name: open(Path(tmp) / f"{name}.log", "w+") for name, _ in order}  # noqa: SIM115 (closed below)
+            procs = {name: _launch(checkout, args, logs[name]) for name, checkout in order}
+            try:
+                for p in procs.values():
+                    p.wait()
+            finally:  # Ctrl-C or a failure leaves no run behind
+                for p in procs.values():
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+            outs = {}
+            for name, log in logs.items():
+                log.seek(0)
+                outs[name] = log.read()
+                log.close()
         (w_this, c_this), (w_base, c_base) = _figures("this", outs["this"]), _figures("base", outs["base"])
         ratios.append(c_this / c_base)
         print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,6 @@ from dagster import (
     TimeWindowPartitionsDefinition,
     multi_asset,
 )
-from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
 from quant_assets.assets import reuse
 from quant_assets.assets.run_guard import refuse_overlapping_runs
@@ -192,10 +192,19 @@ def add_partitions_metadata(
     metadata is merged once, into the same per-(asset, partition) entries Dagster's call fills. Where the
     step context is not the one this was written against (another Dagster version), the public
     call is used, one per partition."""
+    try:
+        private = importlib.import_module("dagster._core.execution.context.metadata_logging")
+    except ImportError:  # pragma: no cover - Dagster moved its private module
+        private = None
     step = getattr(context.op_execution_context, "_step_execution_context", None)
     accumulated = getattr(step, "_metadata_accumulator", None)
     key = AssetKey.from_coercible(asset)
-    if not isinstance(accumulated, OutputMetadataAccumulator) or step is None or key not in step.assets_def.keys:
+    if (
+        private is None
+        or not isinstance(accumulated, private.OutputMetadataAccumulator)
+        or step is None
+        or key not in step.assets_def.keys
+    ):
         for partition, md in by_partition.items():
             context.add_asset_metadata(md, asset_key=asset, partition_key=partition)
         return
@@ -204,9 +213,9 @@ def add_partitions_metadata(
     for partition, md in by_partition.items():
         if partition not in targeted:
             raise ValueError(f"{asset}: partition {partition!r} is not in this run's range {sorted(targeted)}")
-        handle = AssetMetadataHandle(asset_key=key, partition_key=partition)
+        handle = private.AssetMetadataHandle(asset_key=key, partition_key=partition)
         merged[handle] = {**merged.get(handle, {}), **md}
-    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)
+    step._metadata_accumulator = private.OutputMetadataAccumulator(per_output_metadata=merged)
 
 
 @dataclass

@@ -207,6 +207,7 @@ def _metadata_by_partition(add) -> dict[tuple[str, str], dict]:
         for key in ("weights_s", "returns_s"):
             add(context, key, {pk: {"rows": int(pk) - 2000, "year": pk} for pk in context.partition_keys})
             add(context, key, {context.partition_keys[0]: {"first": True}})  # a second call adds, not replaces
+            add(context, key, {context.partition_keys[-1]: {"year": "last"}})  # and the later value of a name wins
             yield dg.MaterializeResult(asset_key=key, metadata={"step": "common"})
 
     instance = dg.DagsterInstance.ephemeral()
@@ -234,7 +235,7 @@ def test_partitions_metadata_in_one_update_is_what_dagsters_per_partition_calls_
     assert ours == _metadata_by_partition(dagsters)
     assert len(ours) == 6
     assert ours[("returns_s", "2020")] == {"rows": 20, "year": "2020", "first": True, "step": "common"}
-    assert ours[("weights_s", "2022")] == {"rows": 22, "year": "2022", "step": "common"}
+    assert ours[("weights_s", "2022")] == {"rows": 22, "year": "last", "step": "common"}
 
 
 def test_partitions_metadata_for_a_partition_outside_the_run_is_refused_naming_it():
