@@ -212,6 +212,13 @@ def equal_weight(n: int) -> np.ndarray:
     return np.full(n, 1.0 / n)
 
 
+def first_appearance(labels: np.ndarray) -> np.ndarray:
+    """The distinct labels in order of first appearance (what `pd.unique` gives, without pandas:
+    called for every lens and rebalance date)."""
+    _, first = np.unique(labels, return_index=True)
+    return labels[np.sort(first)]
+
+
 def hierarchical_equal_weight_array(
     var: np.ndarray, labels: np.ndarray | None, momentum: np.ndarray | None = None, momentum_share: float = 0.0
 ) -> np.ndarray:
@@ -227,8 +234,7 @@ def hierarchical_equal_weight_array(
     labels = np.arange(n) if labels is None or pd.isna(labels).any() else np.asarray(labels)
     inv = 1.0 / np.where(np.isfinite(var) & (var > 0), var, np.nan)
     weights = np.zeros(n)
-    _, first = np.unique(labels, return_index=True)
-    uniq = labels[np.sort(first)]  # in order of first appearance, as pd.unique gives them
+    uniq = first_appearance(labels)
     for label in uniq:
         members = labels == label
         w = inv[members]
@@ -301,8 +307,7 @@ def barbell(request: EngineRequest, core: Callable[[EngineRequest], EngineOutput
         raise ValueError("barbell needs antifragility scores (none given)")
     labels = request.labels()
     score = np.where(np.isfinite(request.antifragility), request.antifragility, -np.inf)
-    _, first = np.unique(labels, return_index=True)
-    uniq = labels[np.sort(first)]  # in order of first appearance, as pd.unique gives them
+    uniq = first_appearance(labels)
     k = min(cfg.max_aggressor_clusters, max(1, len(uniq) // 2), len(uniq) - 1)
     if k <= 0:
         raise ValueError(f"barbell needs at least 2 clusters, got {len(uniq)}: no aggressor sleeve possible")
