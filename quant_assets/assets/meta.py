@@ -12,7 +12,8 @@ mean of its sleeves, so nesting to any depth is the same code path.
 """
 
 import datetime as dt
-from collections.abc import Callable, Generator
+import itertools
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,15 +176,19 @@ def join_metadata(infos: list[dict], calendars: dict[str, list[str]]) -> dict:
     }
 
 
+LensRun = Generator[tuple, Iterator, None]  # a lens's computation: pauses with its request, resumed with decisions
+
+
 @dataclass
 class MetaLens:
     """One risk lens of a meta: its asset specs and checks, and `compute(run)`, which computes the
-    lens's selected keys of a run and describes them on the run. `compute` is a generator that
-    pauses once, when its workers have started on the lens's dates (see `meta_step`)."""
+    lens's selected keys of a run and describes them on the run. `compute` is a generator: when the
+    lens allocates, it pauses once with its request `(decide, dates)`, the pure per-date work, and
+    resumes with `decide`'s results in date order (`Raised` for a date that raised); see `meta_step`."""
 
     specs: list[AssetSpec]
     checks: list[AssetCheckSpec]
-    compute: Callable[[Run], Generator[None, None, None]]
+    compute: Callable[[Run], LensRun]
 
     @property
     def keys(self) -> list[str]:
@@ -202,19 +207,40 @@ def meta_step(ctx: GraphContext, meta: str):
         run = Run.of(context, ctx, lakehouse.get())
         run.ledger.check_chain()  # a broken ledger stops the step before it writes anything
         run.resume()  # the weekly update: only the dates whose inputs changed
-        done: list[str] = []  # the keys of the last lens computed, not yet handed to Dagster
-        for lens in lenses:
-            if not run.selected & set(lens.keys):
-                continue
-            computing = lens.compute(run)
-            try:
-                next(computing, None)  # the lens's workers have started on its dates...
-                yield from run.results(done)  # ...while Dagster stores the previous lens's events
-                for _ in computing:
-                    pass
-            finally:
-                computing.close()  # a failure stops the lens's workers
-            done = lens.keys
+        # Every lens reads its inputs and states its per-date work first; then one worker computes
+        # the dates of all lenses, lens after lens, while the step records each lens in turn,
+        # finishes it (flattening, portfolio returns, reports, writes) and hands its keys to Dagster.
+        # The step's sequential part is the longer one here, so it keeps a core to itself: one
+        # worker working ahead beats two that wait for the step after each lens, forked again for
+        # each lens (see `docs/architecture.md`, Execution).
+        started: list[tuple[MetaLens, LensRun, tuple | None]] = []
+        try:
+            for lens in lenses:
+                if run.selected & set(lens.keys):
+                    lens_run = lens.compute(run)
+                    started.append((lens, lens_run, next(lens_run, None)))
+            work = {i: request[0] for i, (_, _, request) in enumerate(started) if request}
+            items = [(i, d) for i, (_, _, request) in enumerate(started) if request for d in request[1]]
+
+            def decide(item: tuple[int, dt.date]):
+                lens_index, d = item
+                return work[lens_index](d)
+
+            # the step computes half of the first lens's dates itself while the worker starts on the rest
+            head = len(started[0][2][1]) // 2 if started and started[0][2] else 0
+            with in_order(decide, items, preload=[hierarchy.preload], max_workers=1, head=head) as decisions:
+                for lens, lens_run, request in started:
+                    if request is not None:
+                        try:
+                            lens_run.send(itertools.islice(decisions, len(request[1])))
+                        except StopIteration:
+                            pass
+                        else:
+                            raise RuntimeError(f"meta_{meta}: lens {lens.keys[0]} paused twice")
+                    yield from run.results(lens.keys)
+        finally:
+            for _, lens_run, _ in started:
+                lens_run.close()  # a lens that failed or was never resumed
         yield from run.results()
 
     return meta_lenses
@@ -367,7 +393,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
         ),
     ]
 
-    def compute(run: Run) -> Generator[None, None, None]:
+    def compute(run: Run) -> LensRun:
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
         previous_key = run.periods.previous(run.first_key)
@@ -379,7 +405,37 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
                 [run.read(table, name, earlier, required=False), run.read(table, name)], how="vertical_relaxed"
             )
             streams[c.name] = child_stream(frame, col)
-        # meta_returns: the children's streams side by side, once per day
+        aligned = AlignedStreams.of(streams, names)  # one day axis for every window of the step
+        m = ctx.manifest
+        child_calendars = {
+            c.name: sorted(
+                {
+                    m.universes[m.sleeves[s].universe].trading_calendar.name
+                    for s in ([c.name] if c.kind == "sleeve" else m.descendant_sleeves(c.name))
+                }
+            )
+            for c in children
+        }
+        results = None
+        if {meta_weights_key, tree_key, flattened_key, report_key} & run.selected:
+            decide, record_all = _allocations(run, streams, aligned, child_calendars)
+            decisions = yield decide, dates  # the step computes them, in date order
+            _meta_returns(run, streams)
+            results = record_all(decisions)
+        else:
+            _meta_returns(run, streams)
+        if run.is_selected(portfolio_returns_key):
+            _portfolio_returns(run, streams, aligned, previous_key)
+        if {flattened_key, report_key} & run.selected:
+            assert results is not None  # computed above whenever flattened_key or report_key is selected
+            _flatten(run, results)
+        if run.is_selected(report_key):
+            assert results is not None  # computed above whenever report_key is selected
+            _reports(run, results, streams)
+
+    def _meta_returns(run: Run, streams: dict[str, ChildStream]) -> None:
+        """The children's streams side by side, once per day."""
+        dates = run.dates
         if run.is_selected(meta_returns_key):
             rows = Rows()
             for child, st in streams.items():
@@ -397,32 +453,13 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
                 identity={"meta": meta, "risk": risk},
                 per_partition=lambda k, p: {"preview": preview(p)},
             )
-        aligned = AlignedStreams.of(streams, names)  # one day axis for every window of the step
-        m = ctx.manifest
-        child_calendars = {
-            c.name: sorted(
-                {
-                    m.universes[m.sleeves[s].universe].trading_calendar.name
-                    for s in ([c.name] if c.kind == "sleeve" else m.descendant_sleeves(c.name))
-                }
-            )
-            for c in children
-        }
-        results = None
-        if {meta_weights_key, tree_key, flattened_key, report_key} & run.selected:
-            results = yield from _allocations(run, streams, aligned, child_calendars)
-        if run.is_selected(portfolio_returns_key):
-            _portfolio_returns(run, streams, aligned, previous_key)
-        if {flattened_key, report_key} & run.selected:
-            assert results is not None  # computed above whenever flattened_key or report_key is selected
-            _flatten(run, results)
-        if run.is_selected(report_key):
-            assert results is not None  # computed above whenever report_key is selected
-            _reports(run, results, streams)
 
     def _allocations(
         run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None, child_calendars: dict
-    ) -> Generator[None, None, dict[dt.date, Allocation]]:
+    ) -> tuple[Callable[[dt.date], tuple], Callable[[Iterator], dict[dt.date, Allocation]]]:
+        """The lens's allocations as two functions: `decide(d)`, the pure work of a date (for a
+        worker), and `record_all(decisions)`, which records `decide`'s results of every date, in date
+        order, and publishes the weights and the cluster tree; it returns each date's allocation."""
         dates = run.dates
         earlier = run.earlier_keys(dates[0] - span)
         histories = {}
@@ -540,8 +577,7 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
             if problem:
                 failures[d.isoformat()] = problem
 
-        with in_order(decide, dates, preload=[hierarchy.preload]) as decisions:
-            yield  # the workers are on it: the step may hand finished keys to Dagster meanwhile
+        def record_all(decisions: Iterator) -> dict[dt.date, Allocation]:
             for d, decided in zip(track(dates, f"meta_{meta}_{risk}"), decisions):
                 if isinstance(decided, Raised):
                     raise decided.error
@@ -552,57 +588,61 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
                     out[d] = Allocation(stored[d].weights, stored[d].frame, labels)
                     continue
                 record(d, labels, *allocated)
-        if compute_w:
-            ledger_check, n_records = batch.commit()
+            if compute_w:
+                ledger_check, n_records = batch.commit()
 
-            def weights_facts(k: str, p: pl.DataFrame) -> dict:
-                by_date = p.group_by("rebalance_date", maintain_order=True).agg(pl.col("status", "outcome").first())
-                statuses, outcomes = by_date["status"].to_list(), by_date["outcome"].to_list()
-                return {
-                    "preview": preview(p),
-                    "status_last_date": statuses[-1] if statuses else "",
-                    "dates_equal_weight": outcomes.count(AllocationOutcome.EQUAL_WEIGHT.value),
-                    "dates_with_fallback": outcomes.count(AllocationOutcome.FALLBACK.value),
-                    "child_vetoes": int((p["vetoed"] != "").sum()),
-                    **join_metadata([lost[d_] for d_ in run.periods.dates(k) if d_ in lost], child_calendars),
+                def weights_facts(k: str, p: pl.DataFrame) -> dict:
+                    by_date = p.group_by("rebalance_date", maintain_order=True).agg(pl.col("status", "outcome").first())
+                    statuses, outcomes = by_date["status"].to_list(), by_date["outcome"].to_list()
+                    return {
+                        "preview": preview(p),
+                        "status_last_date": statuses[-1] if statuses else "",
+                        "dates_equal_weight": outcomes.count(AllocationOutcome.EQUAL_WEIGHT.value),
+                        "dates_with_fallback": outcomes.count(AllocationOutcome.FALLBACK.value),
+                        "child_vetoes": int((p["vetoed"] != "").sum()),
+                        **join_metadata([lost[d_] for d_ in run.periods.dates(k) if d_ in lost], child_calendars),
+                    }
+
+                run.publish(
+                    "meta_weights",
+                    meta_weights_key,
+                    weight_rows.frame(),
+                    identity={"meta": meta, "risk": risk},
+                    per_partition=weights_facts,
+                    checks=[
+                        check_result(
+                            "weights_within_bounds",
+                            meta_weights_key,
+                            failures,
+                            len(dates),
+                            bounds=f"[{cfg.min_weight}, {cfg.max_weight}]",
+                        ),
+                        audit_complete(meta_weights_key, ledger_check, n_records, len(dates)),
+                    ],
+                    metadata={"allocation": f"{cfg.allocation.engine}/{cfg.allocation.profile}"},
+                )
+            if run.is_selected(tree_key):
+                refs = {
+                    c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
+                    for c in children
                 }
-
-            run.publish(
-                "meta_weights",
-                meta_weights_key,
-                weight_rows.frame(),
-                identity={"meta": meta, "risk": risk},
-                per_partition=weights_facts,
-                checks=[
-                    check_result(
-                        "weights_within_bounds",
-                        meta_weights_key,
-                        failures,
-                        len(dates),
-                        bounds=f"[{cfg.min_weight}, {cfg.max_weight}]",
+                tree = Rows()
+                for d, a in out.items():
+                    assert a.labels is not None  # every Allocation in `out` is built with its cluster labels
+                    node_rows = tree_rows(meta, names, np.asarray(a.weights, dtype=float), a.labels, refs)
+                    tree.add(rebalance_date=[d] * len(node_rows["node"]), **node_rows)
+                run.publish(
+                    "meta_cluster_tree",
+                    tree_key,
+                    tree.frame(),
+                    identity={"meta": meta, "risk": risk},
+                    per_partition=lambda k, p: (
+                        {"tree": MetadataValue.md(render_tree(last_date(p)))} if p.height else {}
                     ),
-                    audit_complete(meta_weights_key, ledger_check, n_records, len(dates)),
-                ],
-                metadata={"allocation": f"{cfg.allocation.engine}/{cfg.allocation.profile}"},
-            )
-        if run.is_selected(tree_key):
-            refs = {
-                c.name: (meta_tree_name(c.name, risk) if c.kind == "meta" else sleeve_weights_name(c.name, risk))
-                for c in children
-            }
-            tree = Rows()
-            for d, a in out.items():
-                assert a.labels is not None  # every Allocation in `out` is built with its cluster labels
-                node_rows = tree_rows(meta, names, np.asarray(a.weights, dtype=float), a.labels, refs)
-                tree.add(rebalance_date=[d] * len(node_rows["node"]), **node_rows)
-            run.publish(
-                "meta_cluster_tree",
-                tree_key,
-                tree.frame(),
-                identity={"meta": meta, "risk": risk},
-                per_partition=lambda k, p: {"tree": MetadataValue.md(render_tree(last_date(p)))} if p.height else {},
-            )
-        return out
+                )
+            return out
+
+        return decide, record_all
 
     def _portfolio_returns(
         run: Run, streams: dict[str, ChildStream], aligned: AlignedStreams | None, previous_key: str | None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import itertools
 import multiprocessing as mp
 import os
 import pickle
@@ -94,6 +95,8 @@ def in_order(
     items: Iterable[Any],
     min_items: int | None = None,
     preload: Sequence[Callable[[], Any]] = (),
+    max_workers: int | None = None,
+    head: int = 0,
 ) -> Iterator[Iterator[Any]]:
     """An iterator of fn(item) for every item, in order: computed in forked workers when there are at
     least `min_items` (default MIN_ITEMS) items and more than one worker, else lazily here. What fn
@@ -102,7 +105,13 @@ def in_order(
 
     `preload`: what fn imports on first use (the code location does not import it, so the UI's code
     server and every CLI command start faster), called here before forking so every worker inherits
-    it; otherwise each pool's workers import it again (scipy's clustering: 0.2-0.6 s per worker)."""
+    it; otherwise each pool's workers import it again (scipy's clustering: 0.2-0.6 s per worker).
+
+    `max_workers`: at most this many workers, for a caller whose own sequential part is as long as
+    the work it maps (a meta step): it keeps a core to itself while one worker works ahead. The
+    items still go to a worker when `max_workers` is 1, unless workers are off. `head`: the first
+    `head` items are computed here, in the caller, while the workers start on the rest (a caller
+    that would otherwise wait for the workers' first results)."""
     global _WORK
     items = list(items)
     n = min(workers(), len(items))
@@ -114,6 +123,7 @@ def in_order(
     ):
         yield (_guarded(fn, item) for item in items)
         return
+    n = min(n, max_workers or n)
     for load in preload:
         load()
     _WORK = fn
@@ -133,8 +143,11 @@ def in_order(
         finally:
             if freeze:
                 gc.unfreeze()
+        rest = items[head:]
         with pool:
-            yield pool.imap(_call, items, chunksize=max(1, len(items) // (n * 16)))
+            # chunks of at most 64 items: the first results come back soon
+            from_workers = pool.imap(_call, rest, chunksize=max(1, min(64, len(rest) // (n * 16))))
+            yield itertools.chain((_guarded(fn, item) for item in items[:head]), from_workers)
     finally:
         _WORK = None
 

@@ -52,6 +52,30 @@ def test_workers_in_forked_processes_equal_the_serial_loop_in_order(forced):
     assert parallel._WORK is None  # nothing left behind for the next map
 
 
+def test_one_worker_works_ahead_while_the_step_computes_the_head(forced):
+    """`max_workers=1`: one worker even with two allowed; `head`: the first items in the step."""
+    with in_order(_work, range(40), max_workers=1, head=10) as results:
+        par = list(results)
+    serial = [parallel._guarded(_work, i) for i in range(40)]
+    done = [r for r in par if not isinstance(r, Raised)]
+    assert [r[0] for r in done] == [i for i in range(40) if i != 7]  # in order, the failure in place
+    assert isinstance(par[7], Raised) and par[7].error.args == ("item 7 is bad",)
+    assert not getattr(par[7].error, "__notes__", None)  # raised here, in the step: no worker's traceback
+    for p, s in zip(par, serial):
+        if not isinstance(p, Raised):
+            np.testing.assert_array_equal(p[1], s[1])
+    assert {r[2] for r in done if r[0] < 10} == {os.getpid()}  # the head, here
+    (worker,) = {r[2] for r in done if r[0] >= 10}  # the rest in one worker
+    assert worker != os.getpid()
+
+
+def test_workers_off_keeps_every_item_here_whatever_max_workers(monkeypatch):
+    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    monkeypatch.setattr(parallel, "MIN_ITEMS", 2)
+    with in_order(_work, range(20), max_workers=1, head=5) as results:
+        assert {r[2] for r in results if not isinstance(r, Raised)} == {os.getpid()}
+
+
 def test_few_items_stay_in_the_steps_process(monkeypatch):
     monkeypatch.setenv(parallel.WORKERS_ENV, "2")
     with in_order(_work, range(3)) as results:
@@ -197,13 +221,18 @@ def test_the_graph_in_workers_writes_exactly_what_the_serial_graph_writes(tmp_pa
     monkeypatch.setattr(parallel, "_guarded", lambda fn, item: here.append(item) or guarded(fn, item))
     serial = _lakehouse(tmp_path / "serial", monkeypatch, "1")
     dates = [x for x in here if isinstance(x, dt.date)]
-    assert len(dates) == 18 * 13  # 4 funnels, 4 sleeves and 10 meta lenses, 13 dates each
+    assert len(dates) == 8 * 13  # 4 funnels and 4 sleeves, 13 dates each
+    lens_dates = [x for x in here if isinstance(x, tuple)]  # a meta step's items: (lens, date)
+    assert sorted(lens_dates) == sorted((lens, d) for lens in range(5) for d in set(dates) for _ in range(2))
     assert sorted(x for x in here if isinstance(x, str)) == sorted(
         4 * ["barbell", "equal_weight", "hrp", "max_sharpe", "min_variance"]
     )  # each sleeve's 5 lens simulations
     here.clear()
     forked = _lakehouse(tmp_path / "forked", monkeypatch, "2")
-    assert here == []  # every date of every step was computed in a worker
+    # every date was computed in a worker, but the first half of a meta's first lens (the meta step
+    # computes it while its worker starts on the rest)
+    first_dates = sorted(set(dates))[: 13 // 2]
+    assert sorted(here) == sorted((0, d) for d in first_dates for _ in range(2))
     compared = 0
     for table in (
         "features",
@@ -213,7 +242,12 @@ def test_the_graph_in_workers_writes_exactly_what_the_serial_graph_writes(tmp_pa
         "selection",
         "sleeve_weights",
         "sleeve_returns",
+        "meta_returns",
         "meta_weights",
+        "meta_cluster_tree",
+        "meta_portfolio_returns",
+        "flattened_weights",
+        "flattened_contributions",
     ):
         for folder in sorted((serial.root / table).iterdir()):
             for part in sorted(folder.glob("*.parquet")):
