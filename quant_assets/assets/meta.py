@@ -420,6 +420,8 @@ def meta_lens(ctx: GraphContext, meta: str, risk: str) -> MetaLens:
         if {meta_weights_key, tree_key, flattened_key, report_key} & run.selected:
             decide, record_all = _allocations(run, streams, aligned, child_calendars)
             decisions = yield decide, dates  # the step computes them, in date order
+            # published after the pause, so the step forks its worker sooner, and before the weights:
+            # Dagster takes a step's keys in topological order, the order they are published in
             _meta_returns(run, streams)
             results = record_all(decisions)
         else:
