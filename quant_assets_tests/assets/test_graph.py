@@ -96,3 +96,18 @@ def test_manifest_changes_change_the_graph():
     names = {k.to_user_string() for k in small.resolve_asset_graph().get_all_asset_keys()}
     assert "meta_weights_us_stocks_hrp" in names and "meta_weights_us_stocks_min_variance" not in names
     assert "sleeve_weights_trend_long_min_variance" in names  # the other sleeves keep their profiles
+
+
+def test_the_backfill_profile_counts_every_step_body():
+    """`benchmarks.backfill --profile` reports the Dagster share as the time outside the step
+    functions it names: a renamed step function would silently count as Dagster's (the metas'
+    did, for a while)."""
+    from benchmarks.backfill import STEP_BODIES
+
+    bodies = {
+        a.op.compute_fn.decorated_fn.__name__
+        for a in defs.resolve_asset_graph().assets_defs
+        if a.is_executable and a.node_def is not None
+    }
+    assert bodies == {"universe_data", "funnel", "sleeve_lenses", "meta_lenses", "orders"}
+    assert bodies <= set(STEP_BODIES)

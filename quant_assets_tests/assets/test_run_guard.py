@@ -35,6 +35,7 @@ class Instance:
         self.records, self.failed = list(records), []
 
     def get_run_record_by_id(self, run_id):
+        self.by_id = getattr(self, "by_id", 0) + 1
         return next(r for r in self.records if r.dagster_run.run_id == run_id)
 
     def get_run_records(self, filters):
@@ -102,3 +103,17 @@ def test_a_run_younger_than_sqlites_busy_timeout_is_checked_at_every_step():
     for _ in range(3):
         refuse_overlapping_runs(instance, "y", ("2008", "2010", "2012"), two_years_back)
     assert instance.queries == 4
+
+
+def test_a_step_costs_one_run_storage_query_when_its_run_is_among_the_active_ones():
+    """The checking run is active itself: its record comes with the active ones, so a step makes one
+    query (the weekly update's 13 steps made two each); a run not among them is looked up by id."""
+    now = dt.datetime.now(dt.UTC)  # young: checked at every step, never cleared
+    instance = Instance(record("a", 1.0, "1995", "1996"), record("y", now, "2010", "2012"))
+    for _ in range(3):
+        refuse_overlapping_runs(instance, "y", ("2008", "2010", "2012"), two_years_back)
+    assert (instance.queries, getattr(instance, "by_id", 0)) == (3, 0)
+    listed = instance.records[:1]  # y not listed as active (a stub: Dagster lists a running run)
+    instance.get_run_records = lambda filters: listed
+    refuse_overlapping_runs(instance, "y", ("2008", "2010", "2012"), two_years_back)
+    assert instance.by_id == 1
