@@ -16,7 +16,9 @@ partition status and lineage read them unchanged. Only the transactions differ:
   `definitions.py` does: the
   planned events of a run, and the per-partition materialisations of a ranged step) in one
   transaction per shard instead of one per event;
-* engines are kept per shard instead of being created and disposed around every statement;
+* a connection is kept per shard instead of an engine being created and disposed around every
+  statement (and the SQLAlchemy connection too, not checked out of a pool and rolled back around
+  every transaction);
 * commits use `PRAGMA synchronous=NORMAL` on top of the WAL journal Dagster already enables: still
   crash-safe for the database file (SQLite's documented WAL guarantee), without an fsync per event;
 * each event's insert is one statement compiled once per shard and executed with the event's row
@@ -25,7 +27,8 @@ partition status and lineage read them unchanged. Only the transactions differ:
   measured with py-spy on the yearly update);
 * a planned check's rows (one per partition of the run) are one statement compiled once, the event
   serialised once, where Dagster serialises it again for every partition and compiles a multi-row
-  statement for each row count;
+  statement for each row count; a check's evaluation updates its row in the same transaction as
+  the event, with a statement compiled once, where Dagster opens a connection and commits again;
 * the schema facts Dagster re-inspects per event and per asset lookup (does the tags table exist,
   does the asset-key table have a column, has a secondary index been built) are cached once they
   hold: a migration only ever adds them.
@@ -52,7 +55,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
 
 from dagster import DagsterInstance
-from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
+from dagster._core.events import (
+    ASSET_CHECK_EVENTS,
+    ASSET_EVENTS,
+    EVENT_TYPE_TO_PIPELINE_RUN_STATUS,
+    DagsterEventType,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.types import InstanceType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -63,15 +71,40 @@ from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import serialize_value
-from sqlalchemy import create_engine, event
+from sqlalchemy import and_, bindparam, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import BindParameter
 
 MAX_OPEN_SHARDS = 8
 # An event's row goes in as parameters of this one statement (the same columns Dagster's
 # `prepare_insert_event` fills), so SQLAlchemy compiles it once per shard.
 INSERT_EVENT = SqlEventLogStorageTable.insert()
 INSERT_CHECK_EXECUTION = AssetCheckExecutionsTable.insert()
+# A check evaluation resolves the row its planned event inserted: Dagster's update, with the values
+# as parameters (compiled once per shard, as the inserts); `partition IS NULL` is its own statement.
+_CHECK_ROW = AssetCheckExecutionsTable.c
+_RESOLVE_CHECK_VALUES: dict[str, BindParameter] = {
+    "execution_status": bindparam("set_status"),
+    "evaluation_event": bindparam("set_event"),
+    "evaluation_event_timestamp": bindparam("set_timestamp"),
+    "evaluation_event_storage_id": bindparam("set_event_id"),
+    "materialization_event_storage_id": bindparam("set_materialization_id"),
+    "partition": bindparam("set_partition"),
+}
+_PLANNED_ROW = and_(
+    _CHECK_ROW.asset_key == bindparam("row_asset_key"),
+    _CHECK_ROW.check_name == bindparam("row_check_name"),
+    _CHECK_ROW.run_id == bindparam("row_run_id"),
+)
+RESOLVE_CHECK = {
+    True: AssetCheckExecutionsTable.update()
+    .where(_PLANNED_ROW, _CHECK_ROW.partition == bindparam("row_partition"))
+    .values(_RESOLVE_CHECK_VALUES),
+    False: AssetCheckExecutionsTable.update()
+    .where(_PLANNED_ROW, _CHECK_ROW.partition.is_(None))
+    .values(_RESOLVE_CHECK_VALUES),
+}
 
 
 def _fast_commit(dbapi_connection, _record) -> None:
@@ -80,7 +113,10 @@ def _fast_commit(dbapi_connection, _record) -> None:
 
 
 if TYPE_CHECKING:  # the mixin's super() is Dagster's SQL event log
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluation,
+        AssetCheckEvaluationPlanned,
+    )
 
     _SqlEventLog = SqlEventLogStorage
 else:
@@ -149,10 +185,17 @@ class _FasterEvents(_SqlEventLog):
         return found
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
-        """Dagster's rows (one per partition the check is planned for), the event serialised once and
-        inserted with one statement compiled once: Dagster serialises the event again for every
-        partition and builds a statement holding the values, compiled anew for each row count (a
-        backfill plans its 136 checks over 31 partitions: 4,216 rows)."""
+        with self.index_connection() as conn:
+            self._insert_planned_check(conn, event, event_id, serialize_value(event))
+
+    def _insert_planned_check(
+        self, conn: Connection, event: EventLogEntry, event_id: int | None, serialised: str
+    ) -> None:
+        """Dagster's rows for a planned check (one per partition the check is planned for), inserted
+        with one statement compiled once, the event serialised once (its event-log row's text):
+        Dagster serialises the event again for every partition and builds a statement holding the
+        values, compiled anew for each row count (a backfill plans its 136 checks over 31
+        partitions: 4,216 rows)."""
         assert event.dagster_event is not None  # Dagster calls this for planned check events only
         planned = cast("AssetCheckEvaluationPlanned", event.dagster_event.event_specific_data)
         keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
@@ -161,12 +204,59 @@ class _FasterEvents(_SqlEventLog):
             "check_name": planned.check_name,
             "run_id": event.run_id,
             "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
-            "evaluation_event": serialize_value(event),
+            "evaluation_event": serialised,
             "evaluation_event_timestamp": self._event_insert_timestamp(event),
             "evaluation_event_storage_id": event_id,
         }
-        with self.index_connection() as conn:
-            conn.execute(INSERT_CHECK_EXECUTION, [{**common, "partition": key} for key in keys])
+        conn.execute(INSERT_CHECK_EXECUTION, [{**common, "partition": key} for key in keys])
+
+    def _resolve_check(self, conn: Connection, event: EventLogEntry, event_id: int, serialised: str) -> None:
+        """Dagster's `_update_asset_check_evaluation` in the batch's transaction: the evaluation
+        updates the row its planned event inserted (asset, check, run and partition), or inserts
+        one if there is none; the event serialised once (its event-log row's text), the update
+        compiled once. Dagster opened a connection and committed for each evaluation, and
+        serialised the event again (the weekly update evaluates 136 checks)."""
+        evaluation = cast("AssetCheckEvaluation", event.get_dagster_event().event_specific_data)
+        target = evaluation.target_materialization_data
+        status = (
+            AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed else AssetCheckExecutionRecordStatus.FAILED
+        )
+        timestamp = self._event_insert_timestamp(event)
+        materialization_id = target.storage_id if target else None
+        row = {
+            "row_asset_key": evaluation.asset_key.to_string(),
+            "row_check_name": evaluation.check_name,
+            "row_run_id": event.run_id,
+        }
+        if evaluation.partition is not None:
+            row["row_partition"] = evaluation.partition
+        updated = conn.execute(
+            RESOLVE_CHECK[evaluation.partition is not None],
+            {
+                **row,
+                "set_status": status.value,
+                "set_event": serialised,
+                "set_timestamp": timestamp,
+                "set_event_id": event_id,
+                "set_materialization_id": materialization_id,
+                "set_partition": evaluation.partition,
+            },
+        ).rowcount
+        if not updated:  # no planned row (Dagster's fallback): the evaluation's own row
+            conn.execute(
+                INSERT_CHECK_EXECUTION,
+                {
+                    "asset_key": row["row_asset_key"],
+                    "check_name": evaluation.check_name,
+                    "run_id": event.run_id,
+                    "execution_status": status.value,
+                    "evaluation_event": serialised,
+                    "evaluation_event_timestamp": timestamp,
+                    "evaluation_event_storage_id": event_id,
+                    "materialization_event_storage_id": materialization_id,
+                    "partition": evaluation.partition,
+                },
+            )
 
     def store_event(self, event: EventLogEntry) -> None:
         """`SqliteEventLogStorage.store_event`, statement for statement, with the compiled insert:
@@ -240,9 +330,18 @@ class _FasterEvents(_SqlEventLog):
                 self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
                 for e, event_id in _latest_per_asset_and_kind(assets):
                     self._store_asset_event(conn, e, event_id)
-        for i in indexed:  # each opens its own index connection (Dagster's code)
-            if events[i].dagster_event_type in ASSET_CHECK_EVENTS:
-                self.store_asset_check_event(events[i], ids[i])
+            runless = []
+            for i in indexed:
+                kind = events[i].dagster_event_type
+                if kind == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
+                    self._insert_planned_check(conn, events[i], ids[i], rows[i]["event"])
+                elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+                    if events[i].run_id:
+                        self._resolve_check(conn, events[i], ids[i], rows[i]["event"])
+                    else:
+                        runless.append(i)
+        for i in runless:  # a check evaluated outside a run: Dagster's code, on its own connection
+            self.store_asset_check_event(events[i], ids[i])
 
     def _after_run_write(self, run_id: str) -> None:
         """Called once a run's events are committed (nothing to do in one database)."""
@@ -253,6 +352,7 @@ class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data=None):
         self._engines: dict[str, Engine] = {}
+        self._connections: dict[str, Connection] = {}
         self._init_caches()
         super().__init__(base_dir, inst_data=inst_data)
 
@@ -282,14 +382,13 @@ class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
             base_dir = os.path.join(home, "storage")
         return cls(base_dir, inst_data=inst_data)
 
-    # ---- connections: one engine per shard, kept -----------------------------------------
+    # ---- connections: one per shard, kept ------------------------------------------------
 
     def _engine(self, shard: str) -> Engine:
         engine = self._engines.get(shard)
         if engine is None:
             if len(self._engines) >= MAX_OPEN_SHARDS:  # a long-lived process reads many run shards
-                oldest = next(iter(self._engines))
-                self._engines.pop(oldest).dispose()
+                self._close(next(iter(self._engines)))
             # One connection per shard, kept open (StaticPool; `_connect` holds `_db_lock`, so
             # it is never shared between threads at once). Closing a WAL database's last
             # connection checkpoints it: Dagster's NullPool paid that on every statement.
@@ -302,16 +401,27 @@ class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
             self._engines[shard] = engine
         return engine
 
+    def _close(self, shard: str) -> None:
+        if (conn := self._connections.pop(shard, None)) is not None:
+            conn.close()
+        self._engines.pop(shard).dispose()
+
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
+        """A transaction on the shard's kept connection, committed on exit. The SQLAlchemy
+        connection is kept too, not only the database connection under it: checking one out of
+        the pool and returning it (a rollback) around every transaction was about a fifth of the
+        weekly update's event storing."""
         with self._db_lock:
-            engine = self._engine(shard)
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with engine.connect() as conn:
-                with conn.begin():
-                    yield conn
+            conn = self._connections.get(shard)
+            if conn is None:
+                engine = self._engine(shard)
+                if shard not in self._initialized_dbs:
+                    self._initdb(engine)
+                    self._initialized_dbs.add(shard)
+                conn = self._connections[shard] = engine.connect()
+            with conn.begin():
+                yield conn
 
     def _after_run_write(self, run_id: str) -> None:
         """Tell whoever watches the run's log (the UI showing a running run) that it grew.
@@ -335,13 +445,12 @@ class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
         or later writes for those runs would go to the deleted files."""
         with self._db_lock:
             for shard in [s for s in self._engines if s != INDEX_SHARD_NAME]:
-                self._engines.pop(shard).dispose()
+                self._close(shard)
         super().wipe()
 
     def dispose(self) -> None:
-        for engine in self._engines.values():
-            engine.dispose()
-        self._engines.clear()
+        for shard in list(self._engines):
+            self._close(shard)
         super().dispose()
 
 

@@ -21,6 +21,7 @@ from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._serdes import deserialize_value
 
 from quant_assets.assets.event_log import BatchingSqliteEventLogStorage, FastInMemoryEventLogStorage, ephemeral_instance
 
@@ -125,6 +126,7 @@ def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
         check_rows = rows(
             checks_table.asset_key, checks_table.check_name, checks_table.partition, checks_table.execution_status
         )
+        check_links = check_row_links(conn)
     # the asset-key table (the UI's asset list, "latest materialization"): each key's last record
     latest = {
         r.asset_entry.asset_key.to_user_string(): (
@@ -140,11 +142,43 @@ def summary(instance: dg.DagsterInstance, run_ids: list[str]) -> dict:
         "index_rows": index_rows,
         "check_rows": Counter(check_rows),
         "check_order": check_rows,
+        "check_links": check_links,
         "events": Counter(events),
         "materialised": materialised,
         "metadata": {k: sorted(v, key=lambda t: (t[0], sorted(t[1].items()))) for k, v in metadata.items()},
         "checks": checks,
     }
+
+
+def check_row_links(conn) -> list[tuple]:
+    """Each check-execution row with what its columns point to, in storage order: its status, the
+    kind of event its `evaluation_event` holds and whether that is, byte for byte, the event-log
+    row its `evaluation_event_storage_id` names, and the kind and asset of the event its
+    `materialization_event_storage_id` names (the UI links a check to both)."""
+    events_table, checks_table = SqlEventLogStorageTable.c, AssetCheckExecutionsTable.c
+    logged = {
+        r.id: (r.event, r.dagster_event_type, r.asset_key)
+        for r in conn.execute(
+            sa.select(events_table.id, events_table.event, events_table.dagster_event_type, events_table.asset_key)
+        )
+    }
+    out = []
+    for r in conn.execute(sa.select(checks_table).order_by(checks_table.id)):
+        evaluated = deserialize_value(r.evaluation_event, EventLogEntry)
+        same_text = logged.get(r.evaluation_event_storage_id, (None,))[0] == r.evaluation_event
+        target = logged.get(r.materialization_event_storage_id)
+        out.append(
+            (
+                r.asset_key,
+                r.check_name,
+                r.partition,
+                r.execution_status,
+                evaluated.dagster_event_type.value,
+                same_text,
+                target[1:] if target else None,
+            )
+        )
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +206,53 @@ def both(tmp_path_factory):
     return out
 
 
+def unpartitioned_check_rows(instance: dg.DagsterInstance) -> list[tuple]:
+    """An unpartitioned asset with a passing and a failing check, materialised twice: each
+    evaluation resolves the row its planned event inserted (the path our partitioned graph never
+    takes: its evaluations are unpartitioned, so they get rows of their own)."""
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("positive", asset="book"), dg.AssetCheckSpec("small", asset="book")])
+    def book():
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(check_name="positive", passed=True)
+        yield dg.AssetCheckResult(check_name="small", passed=False)
+
+    job = dg.Definitions(assets=[book]).resolve_implicit_global_asset_job_def()
+    for _ in range(2):
+        job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    with instance.event_log_storage.index_connection() as conn:
+        return check_row_links(conn)
+
+
+def test_a_check_evaluation_resolves_its_planned_row_as_dagsters_storage_does(tmp_path):
+    found = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "100000")
+        for name, config in (
+            ("dagster", ""),
+            (
+                "batched",
+                "event_log_storage:\n  module: quant_assets.assets.event_log\n  class: BatchingSqliteEventLogStorage\n",
+            ),
+        ):
+            home = tmp_path / name
+            home.mkdir()
+            mp.setenv("DAGSTER_HOME", str(home))
+            (home / "dagster.yaml").write_text(config)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                found[name] = unpartitioned_check_rows(instance)
+        for name, make in (("dagster_memory", dg.DagsterInstance.ephemeral), ("memory", ephemeral_instance)):
+            with make() as instance:
+                found[name] = unpartitioned_check_rows(instance)
+    assert found["batched"] == found["dagster"] and found["memory"] == found["dagster_memory"]
+    book = '["book"]'
+    materialised = ("ASSET_MATERIALIZATION", book)
+    assert found["batched"] == 2 * [
+        (book, "positive", None, "SUCCEEDED", "ASSET_CHECK_EVALUATION", True, materialised),
+        (book, "small", None, "FAILED", "ASSET_CHECK_EVALUATION", True, materialised),
+    ]
+
+
 def test_the_batched_storage_is_the_one_dagster_yaml_selects(both):
     assert both["batched"][0] is BatchingSqliteEventLogStorage
     assert both["dagster"][0] is SqliteEventLogStorage
@@ -187,6 +268,11 @@ def test_same_events_materialisations_metadata_and_checks(both, ours_name, their
     assert ours["latest"] == theirs["latest"]
     assert ours["latest"]["prices_u"][:2] == ("2022", 1)  # the single run's partition, last
     assert ours["check_rows"] == theirs["check_rows"] and ours["check_order"] == theirs["check_order"]
+    assert ours["check_links"] == theirs["check_links"]
+    # every row's event is its event-log row's, and each evaluation names the materialisation it checked
+    assert all(same for *_, same, _ in ours["check_links"])
+    evaluated = [link for link in ours["check_links"] if link[3] == "SUCCEEDED"]
+    assert evaluated and all(link[-1] == ("ASSET_MATERIALIZATION", link[0]) for link in evaluated)
     # per check: a planned row per partition of each run (2020-2022, then 2022) and one evaluation
     # per run (the check has no partitions of its own, so Dagster records it unpartitioned)
     for asset in ('["prices_u"]', '["weights_s"]'):
