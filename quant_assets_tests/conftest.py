@@ -1,8 +1,14 @@
+import os
+import tempfile
 import warnings
 
 import pytest
 
 import quant_assets  # noqa: F401  first: it sets POLARS_MAX_THREADS before any test module imports polars
+
+# The trading calendars' disk cache of this test session (inherited by the processes tests start),
+# not the user's ~/.cache: a test run leaves nothing behind but a temporary folder.
+os.environ.setdefault("QUANT_ASSETS_CACHE", tempfile.mkdtemp(prefix="quant_assets_cache_"))
 
 warnings.filterwarnings("ignore", module="dagster")
 

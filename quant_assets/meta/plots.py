@@ -142,13 +142,29 @@ def timeline_md(labels: pd.Series, title: str = "Regime", colours: dict[str, str
 # ---- per-partition pictures: pixels, not figures -------------------------------------------------
 # A backfill describes every partition of every asset; a matplotlib figure costs ~100 ms to lay out
 # and draw, which over 31 partitions x 6 assets was 20 s of a one-minute backtest. These pictures are
-# arrays of coloured cells encoded by matplotlib's `imsave` (~1 ms), with their axes in the caption.
+# arrays of coloured cells (~1 ms each) with their axes in the caption: matplotlib's colour mapping,
+# Pillow's PNG encoder. Not pyplot, nor `matplotlib.image.imsave`, which imports matplotlib's
+# figure module for the vector formats whatever the format: 0.5 s that a fresh process (a run
+# the UI launches, the command line's weekly update, which draws no figure) would pay.
+
+
+def _matplotlib_colours() -> tuple[ModuleType, ModuleType]:
+    """(matplotlib.colors, matplotlib.colorizer), imported on first use."""
+    import matplotlib.colorizer
+    import matplotlib.colors
+
+    return matplotlib.colors, matplotlib.colorizer
 
 
 def _png_md(pixels: np.ndarray, title: str, caption: str, cmap: str | None = None, vmin=None, vmax=None) -> str:
-    matplotlib, plt = _matplotlib()
+    from PIL import Image
+
+    _, colorizer = _matplotlib_colours()
+    mapping = colorizer.Colorizer(cmap=cmap)  # RGB cells pass through; values go through `cmap`
+    mapping.set_clim(vmin, vmax)
+    rgba = np.require(mapping.to_rgba(np.asanyarray(pixels), bytes=True), requirements="C")
     buf = io.BytesIO()
-    plt.imsave(buf, pixels, format="png", cmap=cmap, vmin=vmin, vmax=vmax)
+    Image.frombuffer("RGBA", (rgba.shape[1], rgba.shape[0]), rgba, "raw", "RGBA", 0, 1).save(buf, format="png")
     b64 = base64.b64encode(buf.getvalue()).decode("ascii")
     alt = title.replace("[", "(").replace("]", ")")
     return f"**{title}**\n\n![{alt}](data:image/png;base64,{b64})\n\n{caption}"
@@ -158,9 +174,9 @@ def regime_strip_md(
     dates: list, labels: list[str], title: str, colours: dict[str, str] | None = None, cell: int = 10, height: int = 24
 ) -> str:
     """One coloured cell per rebalance date (left to right), coloured by its regime label."""
-    matplotlib, plt = _matplotlib()
+    mcolors, _ = _matplotlib_colours()
     colours = {**REGIME_COLOURS, **(colours or {})}
-    rgb = np.array([matplotlib.colors.to_rgb(colours.get(lab, "#999999")) for lab in labels] or [(1, 1, 1)])
+    rgb = np.array([mcolors.to_rgb(colours.get(lab, "#999999")) for lab in labels] or [(1, 1, 1)])
     pixels = np.repeat(np.repeat(rgb[None, :, :], height, axis=0), cell, axis=1)
     counts = pd.Series(labels).value_counts()
     legend = ", ".join(f"{lab} {counts.get(lab, 0)}" for lab in colours if counts.get(lab, 0))
