@@ -2,14 +2,12 @@
 without importing it; a request outside the stored span widens it; a broken file is built again."""
 
 import datetime as dt
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from quant_assets.data import sessions
+from quant_assets_tests.fresh_process import printed_by_fresh_process
 
 PROBE = """
 import datetime as dt, sys
@@ -22,15 +20,7 @@ print(len(days), str(days[0]), str(days[-1]), "exchange_calendars" in sys.module
 def fresh_process(cache, a: str, b: str) -> list[str]:
     """Sessions of XNYS over [a, b] in a new interpreter using `cache`: count, first, last, and
     whether it imported exchange_calendars."""
-    code = PROBE.format(a=a, b=b)
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, sessions.CACHE_ENV_VAR: str(cache)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()
+    return printed_by_fresh_process(PROBE.format(a=a, b=b), **{sessions.CACHE_ENV_VAR: str(cache)})
 
 
 @pytest.fixture

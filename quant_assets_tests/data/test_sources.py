@@ -1,13 +1,11 @@
 """The bundled skfolio data, read without importing skfolio, equals what skfolio's loaders return."""
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 from skfolio.datasets import load_factors_dataset, load_sp500_dataset, load_sp500_index
 
 from quant_assets.data.sources import skfolio_dataset
+from quant_assets_tests.fresh_process import printed_by_fresh_process
 
 
 @pytest.mark.parametrize(
@@ -32,5 +30,4 @@ def test_reading_the_bundled_data_does_not_import_skfolio():
         "assert frame.shape[1] == 20, frame.shape\n"
         "print('skfolio' in sys.modules, 'sklearn' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert printed_by_fresh_process(code) == ["False", "False"]

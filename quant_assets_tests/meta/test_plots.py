@@ -5,13 +5,12 @@ matplotlib's `imsave`, and that drawing them imports neither pyplot nor matplotl
 import base64
 import io
 import re
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
 from quant_assets.meta.plots import heatmap_md, regime_strip_md
+from quant_assets_tests.fresh_process import printed_by_fresh_process
 
 
 def png(markdown: str) -> np.ndarray:
@@ -44,8 +43,7 @@ def test_drawing_the_pictures_imports_no_figure_machinery():
         "regime_strip_md(['d'], ['QUIET'], 't'); heatmap_md(np.eye(2), 't', 'c')\n"
         "print('matplotlib.pyplot' in sys.modules, 'matplotlib.figure' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert printed_by_fresh_process(code) == ["False", "False"]
 
 
 def test_the_pixels_are_matplotlibs_imsave_ones():
