@@ -54,7 +54,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterInvariantViolationError
 from dagster._core.events import (
     ASSET_CHECK_EVENTS,
     ASSET_EVENTS,
@@ -152,8 +152,9 @@ def _latest_per_asset_and_kind(assets: list[tuple[EventLogEntry, int]]) -> list[
 
 class _FasterEvents(_SqlEventLog):
     """What both storages change in Dagster's SQL event log: batches in one transaction, compiled
-    inserts, cached schema facts. The rows are Dagster's own (`_event_to_row`, `_store_asset_event`,
-    `store_asset_check_event`)."""
+    inserts, cached schema facts. The rows are Dagster's own: built by its `_event_to_row`,
+    `_store_asset_event_tags` and `_get_asset_entry_values`, and for checks the columns and values
+    of its `store_asset_check_event` (which still stores a check evaluated outside a run)."""
 
     def _init_caches(self) -> None:
         self._known_tables: set[str] = set()
@@ -242,6 +243,11 @@ class _FasterEvents(_SqlEventLog):
                 "set_partition": evaluation.partition,
             },
         ).rowcount
+        if updated > 1:  # Dagster's invariant: one planned row per check, run and partition
+            raise DagsterInvariantViolationError(
+                f"Updated {updated} rows for asset check evaluation {evaluation.asset_check_key} "
+                "as a result of duplicate AssetCheckPlanned events."
+            )
         if not updated:  # no planned row (Dagster's fallback): the evaluation's own row
             conn.execute(
                 INSERT_CHECK_EXECUTION,
@@ -333,6 +339,10 @@ class _FasterEvents(_SqlEventLog):
             runless = []
             for i in indexed:
                 kind = events[i].dagster_event_type
+                if kind in ASSET_CHECK_EVENTS and not self.supports_asset_checks:  # Dagster's check
+                    raise DagsterInvariantViolationError(
+                        "Asset checks require a database schema migration. Run `dagster instance migrate`."
+                    )
                 if kind == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
                     self._insert_planned_check(conn, events[i], ids[i], rows[i]["event"])
                 elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
@@ -443,15 +453,20 @@ class BatchingSqliteEventLogStorage(_FasterEvents, SqliteEventLogStorage):
     def wipe(self) -> None:
         """Dagster's wipe deletes the run shards' files: close our kept connections to them first,
         or later writes for those runs would go to the deleted files."""
+        self._close_run_shards()
+        super().wipe()
+        self._close_run_shards()  # any a thread opened while Dagster deleted the files
+
+    def _close_run_shards(self) -> None:
         with self._db_lock:
             for shard in [s for s in self._engines if s != INDEX_SHARD_NAME]:
                 self._close(shard)
-        super().wipe()
 
     def dispose(self) -> None:
-        for shard in list(self._engines):
-            self._close(shard)
-        super().dispose()
+        super().dispose()  # first: it stops the watcher thread, which reads through `_connect`
+        with self._db_lock:
+            for shard in list(self._engines):
+                self._close(shard)
 
 
 class FastInMemoryEventLogStorage(_FasterEvents, InMemoryEventLogStorage):

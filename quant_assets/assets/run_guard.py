@@ -78,8 +78,8 @@ def process_gone(run: DagsterRun) -> bool:
 # One exception: a run's creation time is taken before its row is inserted, and an insert may wait
 # for SQLite's lock for up to its busy timeout, so a run created "earlier" can appear that long
 # after. So a run is cleared for good only once it is older than that; from then on its later
-# steps in this process (a long backfill's steps under the in-process executor) skip two
-# run-storage queries each.
+# steps in this process (a long backfill's steps under the in-process executor) skip the
+# run-storage query.
 SETTLED_AFTER = dt.timedelta(seconds=SQLITE_BUSY_TIMEOUT_SECONDS + 5)
 _CLEARED: set[tuple[str, tuple[str, str, str]]] = set()
 

@@ -14,10 +14,11 @@ minus holidays and unscheduled closures (XNYS was shut 2001-09-11 .. 2001-09-14 
 
 Sessions come from `exchange_calendars` (imported on first use: definition loading never pays
 for it), cached per calendar and widened when a request reaches outside what was built. The cache
-is also kept on disk, per version of the library (`QUANT_ASSETS_CACHE`, default
-`~/.cache/quant_assets`): importing the library and building XNYS took 0.9 s in every fresh process
-(each run the UI launches, the command line's weekly update), and reading the file takes a
-millisecond. The files hold exactly what the library built; an unreadable one is built again.
+is also kept on disk, per version of the library and of pandas, whose holiday rules XNYS uses
+(`QUANT_ASSETS_CACHE`, default `~/.cache/quant_assets`): importing the library and building XNYS
+took 0.9 s in every fresh process (each run the UI launches, the command line's weekly update),
+and reading the file takes a millisecond. The files hold exactly what the library built; an
+unreadable one is built again, and a widening build covers the span on disk too.
 """
 
 from __future__ import annotations
@@ -46,17 +47,26 @@ class UnknownCalendar(ValueError):
     """A calendar name that is neither 24/7 nor one of exchange_calendars' exchanges."""
 
 
+# Bumped when what the files hold or how they are laid out changes.
+CACHE_FORMAT = 1
+
+
 @lru_cache(maxsize=1)
 def _cache_dir() -> Path | None:
-    """The disk cache of this version of exchange_calendars, or None when disabled."""
+    """The disk cache of these versions of exchange_calendars and pandas (XNYS takes Good Friday
+    and Labor Day from pandas' holiday rules), or None when disabled."""
     from importlib.metadata import version
 
     root = os.environ.get(CACHE_ENV_VAR)
     if root is None:
-        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "quant_assets")
+        try:
+            root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "quant_assets")
+        except RuntimeError:  # no home directory to put it in
+            return None
     if not root:
         return None
-    return Path(root) / f"exchange_calendars-{version('exchange_calendars')}"
+    versions = f"exchange_calendars-{version('exchange_calendars')}-pandas-{version('pandas')}"
+    return Path(root) / f"sessions-v{CACHE_FORMAT}-{versions}"
 
 
 def _write_cache(name: str, write) -> None:
@@ -78,7 +88,7 @@ def calendar_names() -> list[str]:
     if folder is not None:
         try:
             return json.loads((folder / "names.json").read_text())
-        except (OSError, ValueError):
+        except Exception:  # missing, cut short, not JSON: built again
             pass
     import exchange_calendars
 
@@ -108,37 +118,46 @@ _built: dict[str, tuple[int, int, np.ndarray]] = {}
 AHEAD_YEARS = 10
 
 
-def _stored_sessions(name: str) -> tuple[int, int, np.ndarray] | None:
+Span = tuple[int, int, np.ndarray]  # first year, last year, the sessions of those years
+
+
+def _cache_file(name: str) -> str:
+    return name.replace("/", "_") + ".npz"  # exchange_calendars has names such as "24/5"
+
+
+def _stored_sessions(name: str) -> Span | None:
     folder = _cache_dir()
     if folder is None:
         return None
     try:
-        with np.load(folder / f"{name}.npz") as f:
+        with np.load(folder / _cache_file(name)) as f:
             return int(f["first_year"]), int(f["last_year"]), f["sessions"].astype("datetime64[D]")
-    except (OSError, ValueError, KeyError):
+    except Exception:  # missing, empty, cut short, another layout: built again
         return None
 
 
-def _store_sessions(name: str, built: tuple[int, int, np.ndarray]) -> None:
+def _store_sessions(name: str, built: Span) -> None:
     def write(path: Path) -> None:
         with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path
             np.savez(f, first_year=built[0], last_year=built[1], sessions=built[2])
 
-    _write_cache(f"{name}.npz", write)
+    _write_cache(_cache_file(name), write)
 
 
 def _exchange_sessions(name: str, first_year: int, last_year: int) -> np.ndarray:
-    cached = _built.get(name)
-    if cached is None:
-        cached = _stored_sessions(name)
-        if cached is not None:
-            _built[name] = cached
-    if cached is not None and cached[0] <= first_year and last_year <= cached[1]:
-        return cached[2]
+    spans = [_built.get(name)]
+    if spans[0] is None or not (spans[0][0] <= first_year and last_year <= spans[0][1]):
+        spans.append(_stored_sessions(name))  # another process may have widened the file since
+    for span in spans:
+        if span is not None and span[0] <= first_year and last_year <= span[1]:
+            _built[name] = span
+            return span[2]
+    # A build covers what was asked and every span known here, so the file it writes never holds
+    # less than the one it replaces (two processes widening it at once both write a superset).
+    lo = min([first_year] + [span[0] for span in spans if span is not None])
+    hi = max([last_year] + [span[1] for span in spans if span is not None])
     import exchange_calendars
 
-    lo = min(first_year, cached[0]) if cached else first_year
-    hi = max(last_year, cached[1]) if cached else last_year
     try:
         cal = exchange_calendars.get_calendar(name, start=f"{lo}-01-01", end=f"{hi + AHEAD_YEARS}-12-31")
         hi += AHEAD_YEARS

@@ -157,8 +157,6 @@ def _matplotlib_colours() -> tuple[ModuleType, ModuleType]:
 
 
 def _png_md(pixels: np.ndarray, title: str, caption: str, cmap: str | None = None, vmin=None, vmax=None) -> str:
-    from PIL import Image
-
     _, colorizer = _matplotlib_colours()
     mapping = colorizer.Colorizer(cmap=cmap)  # RGB cells pass through; values go through `cmap`
     mapping.set_clim(vmin, vmax)

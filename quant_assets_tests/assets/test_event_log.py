@@ -330,6 +330,25 @@ def test_a_wipe_closes_the_kept_run_shards_first(tmp_path):
         storage.dispose()
 
 
+def test_a_long_lived_process_keeps_at_most_max_open_shards_connections(tmp_path):
+    """A UI process reads many runs' shards: the oldest kept connection is closed (with its engine)
+    for each new shard past MAX_OPEN_SHARDS, and a closed shard reopens when read again."""
+    from quant_assets.assets.event_log import MAX_OPEN_SHARDS
+
+    storage = BatchingSqliteEventLogStorage(str(tmp_path))
+    runs = [f"run{i}" for i in range(MAX_OPEN_SHARDS + 3)]
+    try:
+        for run in runs:
+            storage.store_event(note(run, f"in {run}"))
+        for run in runs:  # the earliest were closed, and reopen
+            assert [r.event_log_entry.user_message for r in storage.get_records_for_run(run).records] == [f"in {run}"]
+            assert len(storage._engines) <= MAX_OPEN_SHARDS
+            assert set(storage._connections) <= set(storage._engines)
+    finally:
+        storage.dispose()
+    assert not storage._engines and not storage._connections
+
+
 def test_the_in_memory_storage_serves_any_thread():
     """The kept connection is not tied to the thread that opened it (Dagster's opened one per call)."""
     instance = ephemeral_instance()
