@@ -84,14 +84,15 @@ INSERT_CHECK_EXECUTION = AssetCheckExecutionsTable.insert()
 # A check evaluation resolves the row its planned event inserted: Dagster's update, with the values
 # as parameters (compiled once per shard, as the inserts); `partition IS NULL` is its own statement.
 _CHECK_ROW = AssetCheckExecutionsTable.c
-_RESOLVE_CHECK_VALUES: dict[str, BindParameter] = {
-    "execution_status": bindparam("set_status"),
-    "evaluation_event": bindparam("set_event"),
-    "evaluation_event_timestamp": bindparam("set_timestamp"),
-    "evaluation_event_storage_id": bindparam("set_event_id"),
-    "materialization_event_storage_id": bindparam("set_materialization_id"),
-    "partition": bindparam("set_partition"),
-}
+_RESOLVED_COLUMNS = (
+    "execution_status",
+    "evaluation_event",
+    "evaluation_event_timestamp",
+    "evaluation_event_storage_id",
+    "materialization_event_storage_id",
+    "partition",
+)
+_RESOLVE_CHECK_VALUES: dict[str, BindParameter] = {c: bindparam(f"set_{c}") for c in _RESOLVED_COLUMNS}
 _PLANNED_ROW = and_(
     _CHECK_ROW.asset_key == bindparam("row_asset_key"),
     _CHECK_ROW.check_name == bindparam("row_check_name"),
@@ -219,28 +220,28 @@ class _FasterEvents(_SqlEventLog):
         serialised the event again (the weekly update evaluates 136 checks)."""
         evaluation = cast("AssetCheckEvaluation", event.get_dagster_event().event_specific_data)
         target = evaluation.target_materialization_data
-        status = (
+        passed = (
             AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed else AssetCheckExecutionRecordStatus.FAILED
         )
-        timestamp = self._event_insert_timestamp(event)
-        materialization_id = target.storage_id if target else None
-        row = {
-            "row_asset_key": evaluation.asset_key.to_string(),
-            "row_check_name": evaluation.check_name,
-            "row_run_id": event.run_id,
+        resolved = {
+            "execution_status": passed.value,
+            "evaluation_event": serialised,
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event_storage_id": event_id,
+            "materialization_event_storage_id": target.storage_id if target else None,
+            "partition": evaluation.partition,
         }
-        if evaluation.partition is not None:
-            row["row_partition"] = evaluation.partition
+        planned = {
+            "asset_key": evaluation.asset_key.to_string(),
+            "check_name": evaluation.check_name,
+            "run_id": event.run_id,
+        }
         updated = conn.execute(
             RESOLVE_CHECK[evaluation.partition is not None],
             {
-                **row,
-                "set_status": status.value,
-                "set_event": serialised,
-                "set_timestamp": timestamp,
-                "set_event_id": event_id,
-                "set_materialization_id": materialization_id,
-                "set_partition": evaluation.partition,
+                **{f"row_{c}": v for c, v in planned.items()},
+                "row_partition": evaluation.partition,
+                **{f"set_{c}": v for c, v in resolved.items()},
             },
         ).rowcount
         if updated > 1:  # Dagster's invariant: one planned row per check, run and partition
@@ -249,20 +250,7 @@ class _FasterEvents(_SqlEventLog):
                 "as a result of duplicate AssetCheckPlanned events."
             )
         if not updated:  # no planned row (Dagster's fallback): the evaluation's own row
-            conn.execute(
-                INSERT_CHECK_EXECUTION,
-                {
-                    "asset_key": row["row_asset_key"],
-                    "check_name": evaluation.check_name,
-                    "run_id": event.run_id,
-                    "execution_status": status.value,
-                    "evaluation_event": serialised,
-                    "evaluation_event_timestamp": timestamp,
-                    "evaluation_event_storage_id": event_id,
-                    "materialization_event_storage_id": materialization_id,
-                    "partition": evaluation.partition,
-                },
-            )
+            conn.execute(INSERT_CHECK_EXECUTION, {**planned, **resolved})
 
     def store_event(self, event: EventLogEntry) -> None:
         """`SqliteEventLogStorage.store_event`, statement for statement, with the compiled insert:
